@@ -1,0 +1,5 @@
+import sys
+
+from mpigd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""Everything MPI: the only package of mpigd that imports mpi4py.
+
+The rest of mpigd talks to a :class:`Communicator` (rank, size, in-place sums through a named
+allreduce strategy, broadcast, barrier, abort) so that strategies can be swapped by name and the
+trainer can run on one rank with ``COMM_SELF``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mpi4py import MPI
+
+from mpigd.comm.communicator import Communicator
+from mpigd.comm.failure import install_excepthook, run_or_abort
+from mpigd.comm.strategies import REGISTRY, make_strategy, names as strategy_names
+
+__all__ = [
+    "Communicator",
+    "REGISTRY",
+    "allreduce",
+    "install_excepthook",
+    "run_or_abort",
+    "self_comm",
+    "strategy_names",
+    "world",
+]
+
+_world_dup: MPI.Comm | None = None
+
+
+def _world() -> MPI.Comm:
+    """One duplicate of ``COMM_WORLD`` per process, made on first use, so our tags stay ours."""
+    global _world_dup
+    if _world_dup is None:
+        _world_dup = MPI.COMM_WORLD.Dup()
+    return _world_dup
+
+
+def world(strategy: str = "native") -> Communicator:
+    """A :class:`Communicator` over (a duplicate of) every rank of the job. Collective."""
+    return Communicator(_world(), strategy)
+
+
+def self_comm(strategy: str = "native") -> Communicator:
+    """A one-rank :class:`Communicator`, for serial use and tests."""
+    return Communicator(MPI.COMM_SELF, strategy)
+
+
+def allreduce(buffer: np.ndarray, strategy: str = "native", comm: MPI.Comm | None = None) -> None:
+    """Sum a contiguous NumPy ``buffer`` in place across ``comm`` with the named strategy.
+
+    Collective: must be called on every rank of ``comm`` (default: the world communicator) with
+    buffers of the same length and dtype.
+    """
+    if not (isinstance(buffer, np.ndarray) and buffer.flags.c_contiguous):
+        raise TypeError("allreduce needs a C-contiguous numpy array")
+    make_strategy(strategy, comm if comm is not None else _world()).allreduce(buffer)

@@ -1,0 +1,112 @@
+"""The small communicator the rest of mpigd talks to: nothing outside ``mpigd.comm`` sees mpi4py."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from mpigd.comm.strategies import Strategy, make_strategy
+from mpigd import errors
+from mpigd.errors import MpigdError
+
+
+class Communicator:
+    """Rank, size and the collectives mpigd needs, over one ``mpi4py`` communicator.
+
+    Sums go through the named allreduce strategy; the time they take and the bytes they move are
+    counted in :attr:`comm_seconds` and :attr:`bytes_reduced`.
+
+    Parameters
+    ----------
+    mpi_comm
+        The communicator to use. It is used as given: duplicate ``COMM_WORLD`` before passing it
+        (see :func:`mpigd.comm.world`) so that our messages never meet a user's.
+    strategy
+        Name of the allreduce strategy for :meth:`allreduce`.
+    """
+
+    def __init__(self, mpi_comm: MPI.Comm, strategy: str = "native") -> None:
+        self.mpi_comm = mpi_comm
+        self.rank: int = mpi_comm.Get_rank()
+        self.size: int = mpi_comm.Get_size()
+        self.strategy: Strategy = make_strategy(strategy, mpi_comm)
+        self.comm_seconds = 0.0
+        self.bytes_reduced = 0
+        self.allreduce_calls = 0
+
+    # -- sums on the hot path ------------------------------------------------------------------
+    def allreduce(self, buffer: np.ndarray) -> None:
+        """Sum ``buffer`` in place across all ranks with the chosen strategy. Collective."""
+        start = time.perf_counter()
+        self.strategy.allreduce(buffer)
+        self.comm_seconds += time.perf_counter() - start
+        self.bytes_reduced += buffer.nbytes
+        self.allreduce_calls += 1
+
+    def allreduce_max(self, buffer: np.ndarray) -> None:
+        """Element-wise maximum of ``buffer`` in place across all ranks. Collective."""
+        if buffer.size:
+            self.mpi_comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.MAX)
+
+    def allreduce_min(self, buffer: np.ndarray) -> None:
+        """Element-wise minimum of ``buffer`` in place across all ranks. Collective."""
+        if buffer.size:
+            self.mpi_comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.MIN)
+
+    def broadcast(self, buffer: np.ndarray, root: int = 0) -> None:
+        """Copy ``buffer`` from ``root`` to every rank, in place. Collective."""
+        if buffer.size:
+            self.mpi_comm.Bcast(buffer, root=root)
+
+    def barrier(self) -> None:
+        """Wait until every rank arrives. Collective."""
+        self.mpi_comm.Barrier()
+
+    def wtime(self) -> float:
+        """MPI's wall clock, in seconds."""
+        return MPI.Wtime()
+
+    # -- agreeing on failure -------------------------------------------------------------------
+    def agree(self, error: MpigdError | None) -> None:
+        """Raise the same error on every rank if any rank passes one. Collective.
+
+        The error of the lowest failing rank wins; its message travels as bytes (no pickle), and
+        its class is kept when it is one of mpigd's own. Call this after every step whose failure
+        could differ between ranks (reading one's own rows, say) so that all ranks stop together.
+        """
+        first = np.array([self.rank if error is not None else self.size], dtype=np.int64)
+        self.allreduce_min(first)
+        culprit = int(first[0])
+        if culprit == self.size:
+            return
+        kinds = errors.KINDS
+        code = np.array([kinds.index(type(error)) if type(error) in kinds else 0], dtype=np.int64)
+        message = np.frombuffer(str(error).encode(), dtype=np.uint8) if error is not None else None
+        length = np.array([0 if message is None else message.size], dtype=np.int64)
+        self.broadcast(code, root=culprit)
+        self.broadcast(length, root=culprit)
+        text = message.copy() if self.rank == culprit else np.empty(int(length[0]), np.uint8)
+        self.broadcast(text, root=culprit)
+        raise kinds[int(code[0])](text.tobytes().decode())
+
+    def abort(self, code: int = 1) -> None:
+        """End the whole job now, from this rank alone: no other rank is left waiting."""
+        self.mpi_comm.Abort(code)
+
+    def library(self) -> str:
+        """The MPI library's name and version, in one line."""
+        return " ".join(MPI.Get_library_version().strip().splitlines()[0].split())
+
+    def mpi4py_version(self) -> str:
+        import mpi4py
+
+        return mpi4py.__version__
+
+    def sub(self, ranks: int) -> "Communicator | None":
+        """A communicator of the first ``ranks`` ranks (``None`` on the others). Collective."""
+        colour = 0 if self.rank < ranks else MPI.UNDEFINED
+        sub = self.mpi_comm.Split(colour, self.rank)
+        return None if sub == MPI.COMM_NULL else Communicator(sub, self.strategy.name)
+

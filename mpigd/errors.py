@@ -1,0 +1,36 @@
+"""The errors mpigd raises on purpose, and the exit code each one maps to."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # an unexpected exception on some rank: the job is aborted
+EXIT_USAGE = 2  # bad arguments, bad input data: reported once, every rank exits
+EXIT_DIVERGED = 3  # the objective became NaN or Inf
+
+
+class MpigdError(Exception):
+    """Base class of the errors mpigd raises deliberately, each with a message for the user."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(MpigdError):
+    """Bad command-line arguments or configuration values."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputError(MpigdError):
+    """Input data that cannot be used: missing file, wrong shape, NaN, invalid labels."""
+
+    exit_code = EXIT_USAGE
+
+
+class DivergedError(MpigdError):
+    """The objective became NaN or infinite: the learning rate is too large, or the data is bad."""
+
+    exit_code = EXIT_DIVERGED
+
+
+# Every class here, in a fixed order: ranks agree on an error by its index in this tuple.
+KINDS: tuple[type[MpigdError], ...] = (MpigdError, UsageError, InputError, DivergedError)

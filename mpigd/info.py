@@ -1,0 +1,43 @@
+"""``mpigd info``: the software this job runs on, as one would paste it into a bug report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+import numba
+import numpy as np
+
+from mpigd import __version__
+
+
+def _threading_layer() -> str:
+    @numba.njit(parallel=True, cache=False)
+    def probe(n):
+        total = 0
+        for i in numba.prange(n):
+            total += i
+        return total
+
+    try:
+        probe(4)
+        return numba.threading_layer()
+    except Exception as error:  # noqa: BLE001 - report, do not fail, when no layer loads
+        return f"unavailable ({error})"
+
+
+def describe(comm) -> dict[str, str]:
+    """Versions and settings; ``comm`` is an :class:`mpigd.comm.Communicator`."""
+    return {
+        "mpigd": __version__,
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "mpi library": comm.library(),
+        "mpi4py": comm.mpi4py_version(),
+        "ranks": str(comm.size),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "numba threads": str(numba.config.NUMBA_NUM_THREADS),
+        "numba threading layer": _threading_layer(),
+        "numba cache dir": os.environ.get("NUMBA_CACHE_DIR", "(next to the kernels)"),
+    }

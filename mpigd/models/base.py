@@ -1,0 +1,42 @@
+"""What every model offers the trainer: parameter layout, the fused kernels, label checks, metrics."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class Model(Protocol):
+    """A model over ``n_features`` inputs whose parameters live in one contiguous buffer.
+
+    The first :attr:`n_penalized` entries of the buffer are the weights that regularisation
+    applies to; the rest (intercepts, biases) are not penalised.
+    """
+
+    name: str
+    n_features: int
+    n_params: int
+    n_penalized: int
+    n_eval_stats: int
+
+    def init_params(self, dtype: np.dtype) -> np.ndarray:
+        """The starting parameter buffer."""
+
+    def loss_grad(self, X: np.ndarray, y: np.ndarray, params: np.ndarray, grad: np.ndarray,
+                  rows: np.ndarray | None = None) -> float:
+        """Write the loss gradient summed over the rows (all, or those in ``rows``) into ``grad``
+        and return the summed loss."""
+
+    def eval_stats(self, X: np.ndarray, y: np.ndarray, params: np.ndarray, stats: np.ndarray) -> None:
+        """Write the sums the metrics need (:attr:`n_eval_stats` of them) into ``stats``;
+        ``stats[0]`` is always the summed loss."""
+
+    def metrics(self, stats: np.ndarray, n_rows: int) -> dict[str, float]:
+        """Metrics from the sums of :meth:`eval_stats` over ``n_rows`` rows (all ranks' sums)."""
+
+    def check_labels(self, y: np.ndarray) -> str | None:
+        """Why these labels cannot be used with this model, or ``None`` when they can."""
+
+    def arrays(self, params: np.ndarray) -> dict[str, np.ndarray]:
+        """The named arrays saved in ``params.npz``."""

@@ -4,24 +4,17 @@ No MPI, no I/O, no state. Every kernel writes into output arrays the caller prea
 allocates nothing in its loop; each has a NumPy twin in the tests as its oracle.
 """
 
-from mpigd.kernels.glm import (
-    logistic_eval,
-    logistic_loss_grad,
-    logistic_loss_grad_rows,
-    squared_eval,
-    squared_loss_grad,
-    squared_loss_grad_rows,
-)
+from mpigd.kernels.glm import LOGISTIC, SQUARED, glm_loss_grad, glm_loss_grad_rows, logistic_eval, squared_eval
 from mpigd.kernels.jit import kernel
 from mpigd.kernels.stream import stream_sum
 
 __all__ = [
+    "LOGISTIC",
+    "SQUARED",
+    "glm_loss_grad",
+    "glm_loss_grad_rows",
     "kernel",
     "logistic_eval",
-    "logistic_loss_grad",
-    "logistic_loss_grad_rows",
     "squared_eval",
-    "squared_loss_grad",
-    "squared_loss_grad_rows",
     "stream_sum",
 ]

@@ -5,10 +5,9 @@ from mpigd.kernels.jit import kernel
 
 @kernel
 def stream_sum(X):
-    """Sum of every element of a 2-D array, read once in memory order."""
+    """Sum of every element of a C-contiguous array, read once in memory order."""
+    flat = X.reshape(X.size)
     total = 0.0
-    n, d = X.shape
-    for i in range(n):
-        for j in range(d):
-            total += X[i, j]
+    for k in range(flat.shape[0]):
+        total += flat[k]
     return total

@@ -11,7 +11,9 @@ from mpigd.config import Config
 from mpigd.errors import UsageError
 from mpigd.optim import SGD
 
-__all__ = ["GlobalGradient", "GradientDescent", "MiniBatchSGD", "make_algorithm"]
+__all__ = ["GlobalGradient", "GradientDescent", "MiniBatchSGD", "REGISTRY", "make_algorithm"]
+
+REGISTRY = {cls.name: cls for cls in (GradientDescent, MiniBatchSGD)}
 
 
 def make_algorithm(config: Config, model, shard, comm):

@@ -23,8 +23,8 @@ class GeneralizedLinearModel:
 
     def loss_grad(self, X, y, params, grad, rows=None) -> float:
         if rows is None:
-            return self._loss_grad(X, y, params, grad)
-        return self._loss_grad_rows(X, y, rows, params, grad)
+            return kernels.glm_loss_grad(X, y, params, grad, self.loss)
+        return kernels.glm_loss_grad_rows(X, y, rows, params, grad, self.loss)
 
     def arrays(self, params: np.ndarray) -> dict[str, np.ndarray]:
         return {"coef": params[: self.n_features].copy(), "intercept": params[self.n_features :].copy()}
@@ -38,8 +38,7 @@ class LinearRegression(GeneralizedLinearModel):
 
     name = "linear"
     n_eval_stats = 4
-    _loss_grad = staticmethod(kernels.squared_loss_grad)
-    _loss_grad_rows = staticmethod(kernels.squared_loss_grad_rows)
+    loss = kernels.SQUARED
 
     def eval_stats(self, X, y, params, stats) -> None:
         kernels.squared_eval(X, y, params, stats)
@@ -58,8 +57,7 @@ class LogisticRegression(GeneralizedLinearModel):
 
     name = "logistic"
     n_eval_stats = 2
-    _loss_grad = staticmethod(kernels.logistic_loss_grad)
-    _loss_grad_rows = staticmethod(kernels.logistic_loss_grad_rows)
+    loss = kernels.LOGISTIC
 
     def eval_stats(self, X, y, params, stats) -> None:
         kernels.logistic_eval(X, y, params, stats)

@@ -1,0 +1,108 @@
+"""Each kernel against its NumPy twin, in float32 and float64."""
+
+import numpy as np
+import pytest
+
+from mpigd import kernels
+
+TOLERANCE = {np.float64: 1e-10, np.float32: 2e-4}
+
+
+def _problem(dtype, n=503, d=7, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(dtype)
+    y = rng.standard_normal(n).astype(dtype)
+    params = rng.standard_normal(d + 1).astype(dtype)
+    return X, y, params
+
+
+def _numpy_squared(X, y, params):
+    X, y, params = (a.astype(np.float64) for a in (X, y, params))
+    r = X @ params[:-1] + params[-1] - y
+    return 0.5 * r @ r, np.append(X.T @ r, r.sum())
+
+
+def _numpy_logistic(X, y, params):
+    X, y, params = (a.astype(np.float64) for a in (X, y, params))
+    z = X @ params[:-1] + params[-1]
+    p = 1.0 / (1.0 + np.exp(-z))
+    return float(np.sum(np.logaddexp(0.0, z) - y * z)), np.append(X.T @ (p - y), (p - y).sum())
+
+
+def _close(actual, expected, dtype):
+    scale = max(1.0, float(np.max(np.abs(expected))))
+    return np.max(np.abs(np.asarray(actual, dtype=np.float64) - expected)) <= TOLERANCE[dtype] * scale
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_squared_loss_grad_matches_numpy(dtype):
+    X, y, params = _problem(dtype)
+    grad = np.full(params.size, 99, dtype=dtype)  # stale contents must be overwritten
+    loss = kernels.glm_loss_grad(X, y, params, grad, kernels.SQUARED)
+    ref_loss, ref_grad = _numpy_squared(X, y, params)
+    assert _close(grad, ref_grad, dtype)
+    assert abs(loss - ref_loss) <= TOLERANCE[dtype] * ref_loss
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_logistic_loss_grad_matches_numpy(dtype):
+    X, y, params = _problem(dtype)
+    labels = (y > 0).astype(dtype)
+    grad = np.full(params.size, 99, dtype=dtype)
+    loss = kernels.glm_loss_grad(X, labels, params, grad, kernels.LOGISTIC)
+    ref_loss, ref_grad = _numpy_logistic(X, labels, params)
+    assert _close(grad, ref_grad, dtype)
+    assert abs(loss - ref_loss) <= TOLERANCE[dtype] * ref_loss
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_subset_kernels_match_the_same_rows_in_full(dtype):
+    X, y, params = _problem(dtype)
+    labels = (y > 0).astype(dtype)
+    rows = np.array([5, 0, 17, 400, 17, 502, 3], dtype=np.int64)  # repeats, and a tail of 3
+    for loss, target in ((kernels.SQUARED, y), (kernels.LOGISTIC, labels)):
+        grad_subset, grad_full = np.empty_like(params), np.empty_like(params)
+        loss_subset = kernels.glm_loss_grad_rows(X, target, rows, params, grad_subset, loss)
+        loss_full = kernels.glm_loss_grad(np.ascontiguousarray(X[rows]), np.ascontiguousarray(target[rows]),
+                                          params, grad_full, loss)
+        assert _close(grad_subset, grad_full.astype(np.float64), dtype)
+        assert abs(loss_subset - loss_full) <= TOLERANCE[dtype] * max(1.0, loss_full)
+
+
+def test_logistic_loss_is_finite_and_exact_for_huge_margins():
+    X = np.array([[1.0], [1.0]])
+    y = np.array([0.0, 1.0])
+    for margin in (800.0, -800.0):
+        grad = np.empty(2)
+        loss = kernels.glm_loss_grad(X, y, np.array([margin, 0.0]), grad, kernels.LOGISTIC)
+        # One row is right with certainty (loss 0), the other wrong by |margin|.
+        assert loss == pytest.approx(abs(margin), rel=1e-12)
+        assert np.all(np.isfinite(grad))
+
+
+def test_empty_block_gives_zero_loss_and_gradient():
+    X, y, params = np.empty((0, 3)), np.empty(0), np.ones(4)
+    grad = np.full(4, 7.0)
+    assert kernels.glm_loss_grad(X, y, params, grad, kernels.SQUARED) == 0.0
+    assert np.all(grad == 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_eval_kernels_match_numpy(dtype):
+    X, y, params = _problem(dtype)
+    stats = np.empty(4)
+    kernels.squared_eval(X, y, params, stats)
+    r = X.astype(float) @ params[:-1].astype(float) + float(params[-1]) - y.astype(float)
+    expected = [0.5 * r @ r, r @ r, y.astype(float).sum(), (y.astype(float) ** 2).sum()]
+    assert np.allclose(stats, expected, rtol=TOLERANCE[dtype] * 10)
+    labels = (y > 0).astype(dtype)
+    stats = np.empty(2)
+    kernels.logistic_eval(X, labels, params, stats)
+    z = X.astype(float) @ params[:-1].astype(float) + float(params[-1])
+    assert stats[1] == np.sum((z > 0) == (labels > 0.5))
+    assert stats[0] == pytest.approx(_numpy_logistic(X, labels, params)[0], rel=TOLERANCE[dtype] * 10)
+
+
+def test_stream_sum_reads_every_element():
+    X = np.arange(12.0).reshape(3, 4)
+    assert kernels.stream_sum(X) == 66.0

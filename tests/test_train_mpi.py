@@ -1,0 +1,81 @@
+"""Whole jobs under mpiexec: the same answer on any rank count, errors reported once, no hangs."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from mpirun import mpigd, run_mpi
+
+
+def _params(directory):
+    with np.load(directory / "params.npz", allow_pickle=False) as saved:
+        return np.append(saved["coef"], saved["intercept"])
+
+
+@pytest.mark.parametrize("model", ["linear", "logistic"])
+def test_gd_gives_the_same_parameters_on_1_2_3_and_4_ranks(tmp_path, model):
+    results = {}
+    for ranks in (1, 2, 3, 4):
+        out = tmp_path / f"p{ranks}"
+        # 1001 rows: blocks of unequal size on 2, 3 and 4 ranks.
+        job = mpigd(ranks, "train", "--model", model, "--rows", "1001", "--features", "6", "--epochs", "150",
+                    "--lr", "0.5", "--l2", "0.01", "--quiet", "--out", str(out))
+        assert job.returncode == 0, job.stderr
+        assert job.stdout == "" and job.stderr == ""  # --quiet
+        results[ranks] = _params(out)
+        assert json.loads((out / "summary.json").read_text())["ranks"] == ranks
+    for ranks in (2, 3, 4):
+        assert np.max(np.abs(results[ranks] - results[1])) <= 1e-10 * np.max(np.abs(results[1]))
+
+
+def test_sgd_on_two_ranks_trains_and_reports(tmp_path):
+    job = mpigd(2, "train", "--algo", "sgd", "--rows", "4000", "--features", "8", "--epochs", "2",
+                "--batch-size", "100", "--lr", "0.3", "--out", str(tmp_path))
+    assert job.returncode == 0, job.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 2 * 40 and summary["metrics"]["accuracy"] > 0.75
+    assert summary["allreduce_calls"] >= summary["steps"]
+    assert job.stdout.count("final loss") == 1  # rank 0 alone prints
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--model", "svm"], "invalid choice: 'svm'"),
+    (["train", "--epochs", "0"], "epochs must be an integer >= 1"),
+    (["train", "--data", "/nonexistent/data.npz"], "/nonexistent/data.npz: no such data file"),
+    (["train", "--algo", "sgd", "--batch-size", "2"], "batch_size (2) must be at least the rank count (3)"),
+])
+def test_bad_arguments_give_one_message_and_exit_code_2(tmp_path, args, message):
+    out = tmp_path / "out"
+    job = mpigd(3, *args, "--out", str(out), timeout=60)
+    assert job.returncode == 2, job.stderr
+    assert job.stderr.count("mpigd: error:") == 1 and message in job.stderr
+    assert not out.exists()
+
+
+def test_an_exception_on_one_rank_ends_the_whole_job_quickly(tmp_path):
+    script = tmp_path / "fail.py"
+    script.write_text(
+        "from mpigd.comm import run_or_abort, world\n"
+        "import numpy as np, sys\n"
+        "comm = world()\n"
+        "def job():\n"
+        "    if comm.rank == 1:\n"
+        "        raise RuntimeError('injected failure')\n"
+        "    comm.allreduce(np.ones(4))  # the others wait here for rank 1\n"
+        "    return 0\n"
+        "sys.exit(run_or_abort(job, comm.rank))\n"
+    )
+    start = time.monotonic()
+    job = run_mpi(3, [str(script)], timeout=60)
+    assert time.monotonic() - start < 30
+    assert job.returncode != 0
+    assert job.stderr.count("RuntimeError: injected failure") == 1 and "rank 1 failed" in job.stderr
+
+
+def test_info_names_the_mpi_library_and_rank_count():
+    job = mpigd(2, "info", timeout=60)
+    assert job.returncode == 0, job.stderr
+    assert "mpi library" in job.stdout and "\nranks " in job.stdout and " 2\n" in job.stdout
+    assert job.stdout.count("numba threading layer") == 1

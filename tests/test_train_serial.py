@@ -1,0 +1,131 @@
+"""Training in one process (COMM_SELF): the optimum it reaches, and what it writes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mpigd import Config, DivergedError, InputError, UsageError, train
+from mpigd.comm import self_comm
+from mpigd.data import synthetic
+
+ROWS, FEATURES = 2000, 5
+
+
+def _data(task, rows=ROWS, seed=3):
+    return synthetic.generate(task, FEATURES, seed, 0, rows, "float64")
+
+
+def _ridge_closed_form(X, y, l2):
+    """Minimiser of mean(½(Xw + b − y)²) + l2/2‖w‖², intercept not penalised."""
+    n = X.shape[0]
+    A = np.hstack([X, np.ones((n, 1))])
+    penalty = np.diag([l2] * X.shape[1] + [0.0])
+    return np.linalg.solve(A.T @ A / n + penalty, A.T @ y / n)
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.1])
+def test_gd_linear_reaches_the_closed_form_ridge_solution(l2):
+    X, y = _data("regression")
+    result = train(Config(model="linear", rows=ROWS, features=FEATURES, seed=3, epochs=300, lr=0.5, l2=l2,
+                          quiet=True), self_comm())
+    expected = _ridge_closed_form(X, y, l2)
+    got = np.append(result.coef, result.intercept)
+    assert np.linalg.norm(got - expected) <= 1e-6 * np.linalg.norm(expected)
+
+
+def test_gd_linear_agrees_with_scikit_learn_ridge():
+    from sklearn.linear_model import Ridge
+
+    X, y = _data("regression")
+    l2 = 0.05
+    ridge = Ridge(alpha=ROWS * l2, tol=1e-12, solver="cholesky").fit(X, y)
+    result = train(Config(model="linear", rows=ROWS, features=FEATURES, seed=3, epochs=300, lr=0.5, l2=l2,
+                          quiet=True), self_comm())
+    assert np.allclose(result.coef, ridge.coef_, rtol=1e-6, atol=1e-9)
+    assert result.intercept[0] == pytest.approx(ridge.intercept_, rel=1e-6)
+
+
+def test_gd_logistic_reaches_scikit_learn_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _data("classification")
+    l2 = 0.01
+    reference = LogisticRegression(C=1.0 / (ROWS * l2), tol=1e-12, max_iter=10_000).fit(X, y)
+    result = train(Config(model="logistic", rows=ROWS, features=FEATURES, seed=3, epochs=1500, lr=2.0, l2=l2,
+                          quiet=True), self_comm())
+    expected = np.append(reference.coef_[0], reference.intercept_)
+    got = np.append(result.coef, result.intercept)
+    assert np.linalg.norm(got - expected) <= 1e-4 * np.linalg.norm(expected)
+    assert result.summary["metrics"]["accuracy"] == pytest.approx(reference.score(X, y), abs=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sgd_lowers_the_objective_and_is_reproducible(dtype):
+    config = Config(model="logistic", algo="sgd", rows=5000, features=8, epochs=3, lr=0.2, batch_size=64,
+                    dtype=dtype, quiet=True)
+    first, second = train(config, self_comm()), train(config, self_comm())
+    assert np.array_equal(first.params, second.params)
+    assert first.params.dtype == np.dtype(dtype)
+    start = train(config.replace(epochs=1, lr=1e-12), self_comm()).summary["final_loss"]
+    assert first.summary["final_loss"] < 0.8 * start
+    assert first.summary["steps"] == 3 * -(-5000 // 64)
+
+
+def test_outputs_are_complete_and_load_without_pickle(tmp_path):
+    out = tmp_path / "run"
+    result = train(Config(model="linear", rows=1000, features=4, epochs=20, eval_every=5, out=str(out),
+                          quiet=True), self_comm())
+    with np.load(out / "params.npz", allow_pickle=False) as saved:
+        assert np.array_equal(saved["coef"], result.coef)
+        assert np.array_equal(saved["intercept"], result.intercept)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ranks"] == 1 and summary["strategy"] == "native"
+    assert summary["config"]["epochs"] == 20 and summary["steps"] == 20
+    assert set(summary["metrics"]) == {"r2", "rmse"} and summary["metrics"]["r2"] > 0.99
+    assert summary["bytes_allreduced_per_step"] == (4 + 2) * 8
+    times = summary["time"]
+    assert times["wall_seconds"] >= times["compute_seconds"] > 0
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [5, 10, 15, 20]
+    assert lines[-1]["loss"] == pytest.approx(summary["final_loss"])
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_npz_input_trains_like_the_same_data_in_memory(tmp_path):
+    X, y = _data("regression", rows=700)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    from_file = train(Config(model="linear", data=str(tmp_path / "d.npz"), epochs=50, quiet=True), self_comm())
+    synthetic_run = train(Config(model="linear", rows=700, features=FEATURES, seed=3, epochs=50, quiet=True),
+                          self_comm())
+    assert np.array_equal(from_file.params, synthetic_run.params)
+
+
+def test_divergence_is_reported_and_writes_no_parameters(tmp_path):
+    with pytest.raises(DivergedError, match="smaller learning rate"):
+        train(Config(model="linear", rows=500, features=4, epochs=200, lr=50.0, out=str(tmp_path / "o"),
+                     quiet=True), self_comm())
+    assert not (tmp_path / "o" / "params.npz").exists()
+
+
+def test_bad_input_is_refused_before_any_output(tmp_path):
+    bad_labels = tmp_path / "labels.npz"
+    np.savez(bad_labels, X=np.ones((4, 2)), y=np.array([0.0, 1.0, 2.0, 1.0]))
+    with pytest.raises(InputError, match="labels 0 and 1"):
+        train(Config(model="logistic", data=str(bad_labels), out=str(tmp_path / "o1")), self_comm())
+    nan = tmp_path / "nan.npz"
+    X = np.ones((4, 2))
+    X[2, 1] = np.nan
+    np.savez(nan, X=X, y=np.ones(4))
+    with pytest.raises(InputError, match="NaN or Inf in the features .first at row 2"):
+        train(Config(model="linear", data=str(nan), out=str(tmp_path / "o2")), self_comm())
+    with pytest.raises(InputError, match="no such data file"):
+        train(Config(data=str(tmp_path / "missing.npz"), out=str(tmp_path / "o3")), self_comm())
+    assert not any((tmp_path / name).exists() for name in ("o1", "o2", "o3"))
+
+
+@pytest.mark.parametrize("change", [dict(model="svm"), dict(epochs=0), dict(lr=-1.0), dict(l2=float("nan")),
+                                    dict(dtype="float16"), dict(rows=True), dict(strategy="bogus")])
+def test_invalid_configuration_is_refused(change):
+    with pytest.raises(UsageError):
+        Config(**change)

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from mpigd import __version__
 from mpigd.config import ALGORITHMS, DTYPES, MODELS, STRATEGIES, Config
-from mpigd.environment import launch_rank
+from mpigd.environment import expected_ranks, launch_rank
 from mpigd.errors import EXIT_OK, EXIT_USAGE, MpigdError, UsageError
 
 
@@ -76,6 +76,7 @@ def _train(args: argparse.Namespace) -> int:
 
     config = _config_from(args)
     comm = world(config.strategy)
+    _check_rank_count(comm.size)
 
     def job() -> int:
         result = train(config, comm)
@@ -90,6 +91,15 @@ def _train(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return run_or_abort(job, comm.rank)
+
+
+def _check_rank_count(size: int) -> None:
+    expected = expected_ranks()
+    if expected is not None and expected != size:
+        raise UsageError(
+            f"this job should have {expected} ranks but MPI sees {size}: the launcher started independent "
+            "processes (with srun, pass the --mpi plugin your MPI needs, e.g. --mpi=pmi2 or --mpi=pmix)"
+        )
 
 
 def _info(args: argparse.Namespace) -> int:

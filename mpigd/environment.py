@@ -8,6 +8,17 @@ import os
 RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MPI_LOCALRANKID", "SLURM_PROCID")
 
 
+# Set by slurm/*.sbatch to the task count, so that a launch which starts independent one-rank
+# worlds (srun with the wrong --mpi plugin) is caught instead of training N copies.
+EXPECT_RANKS = "MPIGD_EXPECT_RANKS"
+
+
+def expected_ranks() -> int | None:
+    """The rank count the launch script asked for, if it said."""
+    value = os.environ.get(EXPECT_RANKS, "")
+    return int(value) if value.isdigit() else None
+
+
 def launch_rank() -> int:
     """This process's rank as the launcher announced it, without initialising MPI (0 if none)."""
     for name in RANK_VARIABLES:

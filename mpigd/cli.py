@@ -62,6 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
     kernel.add_argument("--repeats", type=int, default=7)
     kernel.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     kernel.set_defaults(run=_bench_kernel)
+
+    scaling = benches.add_parser("scaling", help="time per training step at this rank count (one launch per count)")
+    scaling.add_argument("--mode", choices=("strong", "weak"), default="strong")
+    scaling.add_argument("--rows", type=int, default=1_000_000, help="global rows (strong) or rows per rank (weak)")
+    scaling.add_argument("--features", type=int, default=32)
+    scaling.add_argument("--model", choices=MODELS, default="logistic")
+    scaling.add_argument("--dtype", choices=DTYPES, default="float64")
+    scaling.add_argument("--steps", type=int, default=20)
+    scaling.add_argument("--strategy", choices=STRATEGIES, default="native")
+    scaling.add_argument("--output", metavar="FILE", help="append the record to this JSON-lines file")
+    scaling.set_defaults(run=_bench_scaling)
+
+    scaling_report = benches.add_parser("scaling-report", help="speedup and efficiency from scaling records")
+    scaling_report.add_argument("records", help="JSON-lines file written by 'mpigd bench scaling --output'")
+    scaling_report.add_argument("--csv", metavar="FILE")
+    scaling_report.add_argument("--json", metavar="FILE")
+    scaling_report.add_argument("--plot", metavar="PREFIX", help="write PREFIX-strong.png / PREFIX-weak.png")
+    scaling_report.set_defaults(run=_bench_scaling_report)
     return parser
 
 
@@ -71,12 +89,11 @@ def _config_from(args: argparse.Namespace) -> Config:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mpigd.comm import run_or_abort, world
+    from mpigd.comm import run_or_abort
     from mpigd.trainer import train
 
     config = _config_from(args)
-    comm = world(config.strategy)
-    _check_rank_count(comm.size)
+    comm = _world(config.strategy)
 
     def job() -> int:
         result = train(config, comm)
@@ -93,13 +110,18 @@ def _train(args: argparse.Namespace) -> int:
     return run_or_abort(job, comm.rank)
 
 
-def _check_rank_count(size: int) -> None:
+def _world(strategy: str):
+    """The job's communicator, refusing a launch that started independent one-rank worlds."""
+    from mpigd.comm import world
+
+    comm = world(strategy)
     expected = expected_ranks()
-    if expected is not None and expected != size:
+    if expected is not None and expected != comm.size:
         raise UsageError(
-            f"this job should have {expected} ranks but MPI sees {size}: the launcher started independent "
+            f"this job should have {expected} ranks but MPI sees {comm.size}: the launcher started independent "
             "processes (with srun, pass the --mpi plugin your MPI needs, e.g. --mpi=pmi2 or --mpi=pmix)"
         )
+    return comm
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -127,6 +149,48 @@ def _bench_kernel(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
+    return EXIT_OK
+
+
+def _bench_scaling(args: argparse.Namespace) -> int:
+    from mpigd.bench import scaling
+    from mpigd.comm import run_or_abort
+
+    comm = _world(args.strategy)
+
+    def job() -> int:
+        record = scaling.measure(comm, args.mode, args.rows, args.features, args.model, args.dtype, args.steps)
+        if comm.rank == 0:
+            print(json.dumps(record))
+            if args.output:
+                scaling.append_record(args.output, record)
+        return EXIT_OK
+
+    return run_or_abort(job, comm.rank)
+
+
+def _bench_scaling_report(args: argparse.Namespace) -> int:
+    import csv
+
+    from mpigd.bench import scaling
+
+    try:
+        with open(args.records, encoding="utf-8") as handle:
+            rows = scaling.report([json.loads(line) for line in handle if line.strip()])
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{args.records}: {error}") from None
+    print(scaling.table(rows))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(rows, handle, indent=2)
+    if args.csv:
+        with open(args.csv, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    if args.plot:
+        for path in scaling.plot(rows, args.plot):
+            print(f"wrote {path}")
     return EXIT_OK
 
 

@@ -21,13 +21,18 @@ mpigd_setup() {
   "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
     || { echo "mpigd needs Python >= 3.10 (set MPIGD_PYTHON)" >&2; exit 1; }
   [ -x "$MPIGD_VENV/bin/python" ] || "$python" -m venv "$MPIGD_VENV"
-  "$MPIGD_VENV/bin/python" -m pip install -q --upgrade pip >&2
+  local log="$MPIGD_VENV/install.log" pip=("$MPIGD_VENV/bin/python" -m pip install --upgrade)
   if mpigd_system_mpi; then
-    echo "mpigd: building mpi4py against the system MPI ($(command -v mpicc))" >&2
-    "$MPIGD_VENV/bin/python" -m pip install -q --no-binary mpi4py -e "$MPIGD_ROOT[test]" >&2
+    echo "mpigd: installing into $MPIGD_VENV, mpi4py built against the system MPI ($(command -v mpicc))" >&2
+    pip+=(--no-binary mpi4py -e "$MPIGD_ROOT[test]")
   else
-    echo "mpigd: no system MPI found; installing the MPICH wheel" >&2
-    "$MPIGD_VENV/bin/python" -m pip install -q -e "$MPIGD_ROOT[test,mpich]" >&2
+    echo "mpigd: installing into $MPIGD_VENV with the MPICH wheel (no system MPI found)" >&2
+    pip+=(-e "$MPIGD_ROOT[test,mpich]")
+  fi
+  if ! "${pip[@]}" > "$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "mpigd: installation failed; the whole log is $log" >&2
+    exit 1
   fi
   printf '%s\n' "$want" > "$stamp"
 }

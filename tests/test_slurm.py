@@ -50,3 +50,19 @@ def test_a_launch_of_independent_one_rank_worlds_is_refused(slurm, tmp_path):
     assert done.returncode != 0
     assert "should have 2 ranks but MPI sees 1" in log
     assert not out.exists()
+
+
+def test_scaling_sbatch_sweeps_one_and_two_ranks(slurm, tmp_path):
+    results = tmp_path / "results"
+    slurm.env.update({"MPIGD_VENV": sys.prefix, "MPIGD_RESULTS": str(results)})
+    try:
+        _, done = slurm.sbatch(f"--output={tmp_path / 'job.log'}", f"--chdir={ROOT}",
+                               str(ROOT / "slurm" / "scaling.sbatch"), "--rows", "20000", "--features", "8",
+                               "--steps", "3", cwd=tmp_path)
+    finally:
+        for name in ("MPIGD_VENV", "MPIGD_RESULTS"):
+            slurm.env.pop(name)
+    assert done.returncode == 0, (tmp_path / "job.log").read_text()
+    records = [json.loads(line) for line in (results / "records.jsonl").read_text().splitlines()]
+    assert [r["ranks"] for r in records] == [1, 2]
+    assert (results / "report.csv").exists() and (results / "scaling-strong.png").exists()

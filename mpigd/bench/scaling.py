@@ -1,0 +1,135 @@
+"""``mpigd bench scaling``: time per training step at the current rank count, and the report that
+turns several such runs (1, 2, 4... ranks) into speedup and efficiency.
+
+One launch per rank count (``run/scaling`` locally, ``slurm/scaling.sbatch`` on a cluster): ranks
+left idle in a sub-communicator would spin in MPI and steal the cores being measured.
+
+``strong`` keeps the global row count fixed; ``weak`` keeps the rows per rank fixed. A step is one
+full-batch gradient step (kernel, allreduce, update); its time is the slowest rank's, and the
+figure is the median over the timed steps after warm-up steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+from mpigd.algorithms import make_algorithm
+from mpigd.config import Config
+from mpigd.data import load_shard
+from mpigd.models import make_model
+
+
+def measure(comm, mode: str, rows: int, features: int, model: str, dtype: str, steps: int,
+            warmup: int = 3) -> dict[str, Any]:
+    """Time ``steps`` gradient steps on ``comm``. Collective; the record is the same on every rank.
+
+    ``rows`` is the global row count (strong) or the rows per rank (weak).
+    """
+    global_rows = rows if mode == "strong" else rows * comm.size
+    config = Config(model=model, rows=global_rows, features=features, dtype=dtype, epochs=1, quiet=True)
+    shard = load_shard(config, comm)
+    algorithm = make_algorithm(config, make_model(model, features), shard, comm)
+    params = algorithm.gradient.model.init_params(np.dtype(dtype))
+    gradient = algorithm.gradient
+    for _ in range(warmup):
+        algorithm.run_epoch(params, 0)
+    samples = np.zeros((steps, 3))  # total, compute, communication seconds of each step
+    for step in range(steps):
+        comm.barrier()
+        compute, communication = gradient.compute_seconds, comm.comm_seconds
+        start = time.perf_counter()
+        algorithm.run_epoch(params, 0)
+        samples[step] = (time.perf_counter() - start, gradient.compute_seconds - compute,
+                         comm.comm_seconds - communication)
+    comm.allreduce_max(samples)  # each step takes as long as its slowest rank
+    total, compute, communication = (statistics.median(samples[:, k]) for k in range(3))
+    return {
+        "mode": mode, "ranks": comm.size, "rows": global_rows, "rows_per_rank": global_rows / comm.size,
+        "features": features, "model": model, "dtype": dtype, "steps": steps,
+        "step_seconds": total, "compute_seconds": compute, "communication_seconds": communication,
+        "other_seconds": max(0.0, total - compute - communication),
+        "step_seconds_min": float(samples[:, 0].min()), "step_seconds_max": float(samples[:, 0].max()),
+        "bytes_per_allreduce": gradient.buffer.nbytes, "mpi_library": comm.library(),
+        "oversubscribed": comm.size > (os.cpu_count() or 1),
+    }
+
+
+def append_record(path: str, record: dict[str, Any]) -> None:
+    """Add one run's record to a JSON-lines file (rank 0 calls this)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def report(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Speedup and efficiency of each record against the one-rank record of the same mode.
+
+    Strong scaling: speedup = T(1) / T(p), efficiency = speedup / p. Weak scaling: the work per
+    rank is constant, so efficiency = T(1) / T(p) and speedup = p · efficiency.
+    """
+    rows = []
+    for mode in sorted({r["mode"] for r in records}):
+        runs = sorted((r for r in records if r["mode"] == mode), key=lambda r: r["ranks"])
+        base = next((r for r in runs if r["ranks"] == 1), None)
+        if base is None:
+            raise ValueError(f"no one-rank run for {mode} scaling: it is the baseline")
+        for run in runs:
+            ratio = base["step_seconds"] / run["step_seconds"]
+            speedup = ratio if mode == "strong" else ratio * run["ranks"]
+            rows.append({**run, "speedup": speedup, "efficiency": speedup / run["ranks"]})
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'mode':<6} {'ranks':>5} {'rows':>10} {'step ms':>9} {'compute':>8} {'allreduce':>9} "
+             f"{'other':>7} {'speedup':>8} {'effic.':>7}"]
+    for r in rows:
+        note = "  (oversubscribed)" if r.get("oversubscribed") else ""
+        lines.append(f"{r['mode']:<6} {r['ranks']:>5} {r['rows']:>10} {r['step_seconds'] * 1e3:>9.2f} "
+                     f"{r['compute_seconds'] * 1e3:>8.2f} {r['communication_seconds'] * 1e3:>9.3f} "
+                     f"{r['other_seconds'] * 1e3:>7.2f} {r['speedup']:>8.2f} {r['efficiency']:>7.2f}{note}")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], prefix: str) -> list[str]:
+    """Speedup (with the ideal line), efficiency, and stacked time per step; returns the PNG paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for mode in sorted({r["mode"] for r in rows}):
+        runs = [r for r in rows if r["mode"] == mode]
+        ranks = [r["ranks"] for r in runs]
+        figure, (ax_speed, ax_eff, ax_time) = plt.subplots(1, 3, figsize=(14, 4))
+        ax_speed.plot(ranks, [r["speedup"] for r in runs], "o-", label="measured")
+        ax_speed.plot(ranks, ranks, "k--", label="ideal")
+        ax_speed.set(xlabel="ranks", ylabel="speedup", title=f"{mode} scaling: speedup", xticks=ranks)
+        ax_speed.legend()
+        ax_eff.plot(ranks, [r["efficiency"] for r in runs], "o-")
+        ax_eff.axhline(1.0, color="k", linestyle="--")
+        ax_eff.set(xlabel="ranks", ylabel="efficiency", ylim=(0, 1.2), title=f"{mode} scaling: efficiency",
+                   xticks=ranks)
+        bottom = np.zeros(len(runs))
+        labels = [str(r) + ("*" if run.get("oversubscribed") else "") for r, run in zip(ranks, runs)]
+        for key, label in (("compute_seconds", "compute"), ("communication_seconds", "allreduce"),
+                           ("other_seconds", "other")):
+            values = np.array([r[key] * 1e3 for r in runs])
+            ax_time.bar(labels, values, bottom=bottom, label=label)
+            bottom += values
+        ax_time.set(xlabel="ranks (* oversubscribed)", ylabel="ms per step", title="time per step")
+        ax_time.legend()
+        figure.suptitle(f"{runs[0]['model']}, {runs[0]['features']} features, {runs[0]['dtype']}, "
+                        f"{runs[0]['mpi_library']}")
+        figure.tight_layout()
+        path = f"{prefix}-{mode}.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written

@@ -1,0 +1,48 @@
+"""Scaling benchmark: the records of real one- and two-rank runs, and the report built from them."""
+
+import csv
+import json
+
+import pytest
+
+from mpigd.bench.scaling import report
+from mpirun import mpigd
+
+
+def _record(mode, ranks, seconds):
+    return {"mode": mode, "ranks": ranks, "step_seconds": seconds}
+
+
+def test_speedup_and_efficiency_follow_their_definitions():
+    rows = report([_record("strong", 2, 0.6), _record("strong", 1, 1.0), _record("weak", 1, 1.0),
+                   _record("weak", 4, 1.25)])
+    strong = {r["ranks"]: r for r in rows if r["mode"] == "strong"}
+    weak = {r["ranks"]: r for r in rows if r["mode"] == "weak"}
+    assert strong[2]["speedup"] == pytest.approx(1 / 0.6) and strong[2]["efficiency"] == pytest.approx(1 / 1.2)
+    assert weak[4]["efficiency"] == pytest.approx(0.8) and weak[4]["speedup"] == pytest.approx(3.2)
+    with pytest.raises(ValueError, match="one-rank run"):
+        report([_record("strong", 2, 0.5)])
+
+
+@pytest.mark.parametrize("mode", ["strong", "weak"])
+def test_sweep_at_one_and_two_ranks_writes_records_tables_and_plots(tmp_path, mode):
+    records = tmp_path / "records.jsonl"
+    for ranks in (1, 2):
+        job = mpigd(ranks, "bench", "scaling", "--mode", mode, "--rows", "20000", "--features", "8",
+                    "--steps", "3", "--output", str(records))
+        assert job.returncode == 0, job.stderr
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    assert [r["ranks"] for r in lines] == [1, 2]
+    assert [r["rows"] for r in lines] == ([20000, 20000] if mode == "strong" else [20000, 40000])
+    for r in lines:
+        assert r["step_seconds"] >= r["compute_seconds"] > 0 and r["bytes_per_allreduce"] == (8 + 2) * 8
+    job = mpigd(1, "bench", "scaling-report", str(records), "--csv", str(tmp_path / "r.csv"),
+                "--plot", str(tmp_path / "plot"))
+    assert job.returncode == 0, job.stderr
+    with open(tmp_path / "r.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    ratio = lines[0]["step_seconds"] / lines[1]["step_seconds"]
+    expected = ratio / 2 if mode == "strong" else ratio
+    assert float(table[1]["efficiency"]) == pytest.approx(expected)
+    png = (tmp_path / f"plot-{mode}.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000

@@ -14,9 +14,14 @@ from mpigd.kernels.glm import (
 )
 from mpigd.kernels.jit import kernel
 from mpigd.kernels.stream import stream_sum
+from mpigd.kernels.text import CSV_PROBLEMS, LIBSVM_PROBLEMS, csv_scan, libsvm_scan
 
 __all__ = [
+    "CSV_PROBLEMS",
+    "LIBSVM_PROBLEMS",
+    "csv_scan",
     "kernel",
+    "libsvm_scan",
     "logistic_eval",
     "logistic_loss_grad",
     "logistic_loss_grad_rows",

@@ -50,9 +50,10 @@ def slice_shard(source: str, X_all, y_all, size: int, rank: int, dtype: str, fmt
     """This rank's block of rows of two row-indexable arrays (memory maps, HDF5 datasets)."""
     n = X_all.shape[0]
     start, stop = block_range(n, size, rank)
-    # Slicing reads only this rank's rows; the copy converts to the run's dtype.
-    X = np.ascontiguousarray(X_all[start:stop], dtype=dtype)
-    y = np.ascontiguousarray(y_all[start:stop], dtype=dtype)
+    # Slicing reads only this rank's rows. Always copy: a view of a read-only memory map would
+    # keep the file open and could not be standardized in place.
+    X = np.array(X_all[start:stop], dtype=dtype, order="C", copy=True)
+    y = np.array(y_all[start:stop], dtype=dtype, order="C", copy=True)
     return Shard(X, y, n, start, source, block_counts(n, size), None, {"format": fmt})
 
 

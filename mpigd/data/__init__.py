@@ -35,6 +35,8 @@ def task_of(model: str) -> str:
 def infer_format(path: str, given: str = "auto") -> str:
     """The format of ``path``: ``given`` unless it is ``"auto"``, else from the file name (a
     directory is read as a ``.npy`` pair ``X.npy``, ``y.npy``)."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such data file")
     if given != "auto":
         return given
     if os.path.isdir(path):

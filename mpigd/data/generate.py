@@ -119,6 +119,7 @@ def _write_text(spec: Spec, comm) -> int:
             offset += int(lengths.sum())
     finally:
         os.close(descriptor)
+    comm.barrier()  # the file is whole before gen returns on any rank
     return offset
 
 

@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -78,7 +77,7 @@ def main() -> None:
 
     from mpigd.comm import self_comm
     from mpigd.data import generate
-    from mpirun import mpiexec, run_mpi
+    from mpirun import run_mpi
 
     directory = args.dir or tempfile.mkdtemp(prefix="mpigd-read-")
     files = {"csv": os.path.join(directory, "bench.csv"), "libsvm": os.path.join(directory, "bench.libsvm")}
@@ -89,7 +88,7 @@ def main() -> None:
         "csv": ("numpy.loadtxt", lambda: np.loadtxt(files["csv"], delimiter=",", skiprows=1)),
         "libsvm": ("sklearn load_svmlight_file", lambda: load_svmlight_file(files["libsvm"])),
     }
-    version = subprocess.run([mpiexec(), "--version"], capture_output=True, text=True).stdout.splitlines()
+    version = [self_comm().library()]
     results = []
     for fmt, path in files.items():
         megabytes = os.path.getsize(path) / 1e6

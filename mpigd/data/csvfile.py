@@ -31,7 +31,8 @@ def _layout(path: str, block: bytes, header: str, label_column: str | int | None
     """Rank 0: ``[n_fields, label index, has header]`` from the file's first line."""
     if not block:
         raise InputError(f"{path}: the file is empty")
-    first = block.split(b"\n", 1)[0].rstrip(b"\r")
+    cut = block.find(b"\n")
+    first = (block if cut < 0 else block[:cut]).rstrip(b"\r")  # not split(): that copies the block
     if not first.strip():
         raise InputError(f"{path}:1: the first line is empty (expected a header or a row of numbers)")
     fields = [field.strip() for field in first.split(b",")]

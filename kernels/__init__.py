@@ -7,13 +7,18 @@ allocates nothing in its loop; each has a NumPy twin in the tests as its oracle.
 from mpigd.kernels.glm import LOGISTIC, SQUARED, glm_loss_grad, glm_loss_grad_rows, logistic_eval, squared_eval
 from mpigd.kernels.jit import kernel
 from mpigd.kernels.stream import stream_sum
+from mpigd.kernels.text import CSV_PROBLEMS, LIBSVM_PROBLEMS, csv_scan, libsvm_scan
 
 __all__ = [
+    "CSV_PROBLEMS",
+    "LIBSVM_PROBLEMS",
     "LOGISTIC",
     "SQUARED",
+    "csv_scan",
     "glm_loss_grad",
     "glm_loss_grad_rows",
     "kernel",
+    "libsvm_scan",
     "logistic_eval",
     "squared_eval",
     "stream_sum",

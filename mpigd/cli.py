@@ -9,7 +9,7 @@ import sys
 from typing import Sequence
 
 from mpigd import __version__
-from mpigd.config import ALGORITHMS, DTYPES, MODELS, STRATEGIES, Config
+from mpigd.config import ALGORITHMS, DATA_FORMATS, DTYPES, HEADER_CHOICES, MODELS, STRATEGIES, Config
 from mpigd.environment import expected_ranks, launch_rank
 from mpigd.errors import EXIT_OK, EXIT_USAGE, MpigdError, UsageError
 
@@ -34,7 +34,25 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = Config()
     add = train.add_argument
     add("--model", choices=MODELS, default=defaults.model)
-    add("--data", default=defaults.data, help="'synthetic' or a .npz file with arrays X and y")
+    add("--data", default=defaults.data,
+        help="'synthetic', or a data file: .npz, .npy (with --labels), a directory of X.npy and y.npy, "
+             ".csv, .libsvm/.svm/.svmlight, .h5/.hdf5")
+    add("--labels", default=None, help="the labels .npy file when --data is a features .npy file")
+    add("--format", choices=("auto",) + DATA_FORMATS, default=defaults.format,
+        help="data format (default: from the file name)")
+    add("--label-column", default=None, help="CSV: label column index (negative from the end) or header name; "
+                                             "default: the last column")
+    add("--header", choices=HEADER_CHOICES, default=defaults.header,
+        help="CSV: whether the first line names the columns (auto: when it is not all numbers)")
+    base = train.add_mutually_exclusive_group()
+    base.add_argument("--zero-based", dest="zero_based", action="store_true", default=None,
+                      help="LIBSVM: indices count from 0 (default: detected; 0-based when some index is 0)")
+    base.add_argument("--one-based", dest="zero_based", action="store_false", help="LIBSVM: indices count from 1")
+    add("--x-key", default=defaults.x_key, help="HDF5: dataset of the features")
+    add("--y-key", default=defaults.y_key, help="HDF5: dataset of the labels")
+    add("--standardize", action="store_true", help="scale features to global mean 0, variance 1 (saved in params.npz)")
+    add("--test-data", default=None, help="held-out data, same format rules; test metrics go to summary.json")
+    add("--test-labels", default=None, help="the labels .npy file of --test-data")
     add("--rows", type=int, default=defaults.rows, help="rows of synthetic data (global)")
     add("--features", type=int, default=defaults.features, help="features of synthetic data")
     add("--algo", choices=ALGORITHMS, default=defaults.algo)
@@ -49,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", default=None, help="directory for summary.json, metrics.jsonl, params.npz")
     add("--quiet", action="store_true", help="print nothing but errors")
     train.set_defaults(run=_train)
+
+    gen = commands.add_parser("gen", help="write a synthetic data set to a file (in parallel under mpiexec)")
+    gen.add_argument("--rows", type=int, required=True)
+    gen.add_argument("--features", type=int, required=True)
+    gen.add_argument("--task", choices=("regression", "classification"), default="classification")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--format", choices=("npy", "hdf5", "libsvm", "csv"), required=True)
+    gen.add_argument("--density", type=float, default=1.0, help="fraction of non-zero features (libsvm)")
+    gen.add_argument("--output", required=True, help="file to write (npy: a directory for X.npy and y.npy)")
+    gen.add_argument("--quiet", action="store_true")
+    gen.set_defaults(run=_gen)
 
     info = commands.add_parser("info", help="MPI library, rank count, Numba and threading set-up")
     info.set_defaults(run=_info)
@@ -122,6 +151,23 @@ def _world(strategy: str):
             "processes (with srun, pass the --mpi plugin your MPI needs, e.g. --mpi=pmi2 or --mpi=pmix)"
         )
     return comm
+
+
+def _gen(args: argparse.Namespace) -> int:
+    from mpigd.comm import run_or_abort
+    from mpigd.data import generate
+
+    spec = generate.Spec(args.rows, args.features, args.task, args.seed, args.format, args.output, args.density)
+    comm = _world("native")
+
+    def job() -> int:
+        written = generate.write(spec, comm)
+        if comm.rank == 0 and not args.quiet:
+            print(f"wrote {spec.output}: {spec.rows} rows x {spec.features} features, {spec.format}, "
+                  f"{written / 1e6:.2f} MB, {comm.size} ranks")
+        return EXIT_OK
+
+    return run_or_abort(job, comm.rank)
 
 
 def _info(args: argparse.Namespace) -> int:

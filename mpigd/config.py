@@ -12,6 +12,8 @@ MODELS = ("linear", "logistic")
 ALGORITHMS = ("gd", "sgd")
 STRATEGIES = ("native",)
 DTYPES = ("float32", "float64")
+DATA_FORMATS = ("npz", "npy", "csv", "libsvm", "hdf5")
+HEADER_CHOICES = ("auto", "yes", "no")
 
 
 @dataclass(frozen=True)
@@ -19,7 +21,14 @@ class Config:
     """Everything a training run depends on. Invalid values raise :class:`~mpigd.errors.UsageError`.
 
     ``data`` is ``"synthetic"`` (generated from ``seed``, ``rows`` and ``features``, the same data
-    whatever the rank count) or the path of an ``.npz`` file holding arrays ``X`` and ``y``.
+    whatever the rank count) or the path of a data file: ``.npz`` (arrays ``X`` and ``y``),
+    ``.npy`` (features; ``labels`` names the labels file) or a directory holding ``X.npy`` and
+    ``y.npy``, CSV, LIBSVM or HDF5. ``format`` overrides the format inferred from the name.
+    CSV: ``header`` is auto/yes/no, ``label_column`` an index or header name (default: last).
+    LIBSVM: ``zero_based`` is ``None`` to detect the index base. HDF5: ``x_key``, ``y_key``.
+    ``standardize`` scales every feature to global mean 0 and variance 1 (the scaler is saved in
+    ``params.npz``). ``test_data`` (and ``test_labels`` for ``.npy``) is read with the same
+    reader and the final model is evaluated on it.
     ``batch_size`` is the *global* mini-batch size of SGD, shared out among the ranks.
     ``eval_every`` is in epochs; 0 picks about 20 evaluations per run.
     """
@@ -39,6 +48,16 @@ class Config:
     out: str | None = None
     quiet: bool = False
     eval_every: int = 0
+    format: str = "auto"
+    labels: str | None = None
+    label_column: str | int | None = None
+    header: str = "auto"
+    zero_based: bool | None = None
+    x_key: str = "X"
+    y_key: str = "y"
+    standardize: bool = False
+    test_data: str | None = None
+    test_labels: str | None = None
 
     def __post_init__(self) -> None:
         _choice("model", self.model, MODELS)
@@ -57,6 +76,16 @@ class Config:
             raise UsageError(f"l2 must be a non-negative finite number, got {self.l2}")
         if not self.data:
             raise UsageError("data must be 'synthetic' or the path of a data file")
+        _choice("format", self.format, ("auto",) + DATA_FORMATS)
+        _choice("header", self.header, HEADER_CHOICES)
+        if self.test_data is not None and self.test_data in ("", "synthetic"):
+            raise UsageError("test_data must be the path of a data file")
+        if self.labels is not None and self.synthetic:
+            raise UsageError("labels names the labels file of .npy data, not of synthetic data")
+        if self.label_column is not None and not isinstance(self.label_column, (str, int)):
+            raise UsageError(f"label_column must be a column index or name, got {self.label_column!r}")
+        if not (self.x_key and self.y_key):
+            raise UsageError("x_key and y_key must name HDF5 datasets")
 
     @property
     def synthetic(self) -> bool:

@@ -3,6 +3,7 @@ communicator and never imports mpi4py itself."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 import time
@@ -14,7 +15,7 @@ import numpy as np
 from mpigd import __version__
 from mpigd.algorithms import make_algorithm
 from mpigd.config import Config
-from mpigd.data import Shard, load_shard
+from mpigd.data import Shard, load_shard, standardize
 from mpigd.errors import DivergedError, InputError
 from mpigd.models import Model, make_model
 from mpigd.optim import l2_penalty
@@ -56,8 +57,21 @@ def train(config: Config, comm=None) -> TrainResult:
         comm = world(config.strategy)
     wall_start = time.perf_counter()
     shard = load_shard(config, comm)
+    test = None
+    if config.test_data is not None:
+        test = load_shard(config, comm, test=True, n_features=shard.n_features,
+                          zero_based=shard.meta.get("zero_based"))
     model = make_model(config.model, shard.n_features)
     comm.agree(_label_error(model, shard))
+    if test is not None:
+        comm.agree(_label_error(model, test))
+    scaler = None
+    if config.standardize:
+        scaler = standardize.fit(shard, comm)
+        # Centring makes sparse rows dense: the CSR form no longer describes X.
+        shard = dataclasses.replace(shard, csr=None)
+        for part in (shard, test) if test is not None else (shard,):
+            scaler.apply(part.X)
     params = model.init_params(np.dtype(config.dtype))
     algorithm = make_algorithm(config, model, shard, comm)
 
@@ -90,6 +104,8 @@ def train(config: Config, comm=None) -> TrainResult:
     wall = time.perf_counter() - wall_start
     compute = algorithm.gradient.compute_seconds - compute_before + eval_seconds
     arrays = model.arrays(params)
+    if scaler is not None:
+        arrays.update(scaler.arrays())
     summary = {
         "mpigd_version": __version__,
         "config": config.to_dict(),
@@ -97,7 +113,8 @@ def train(config: Config, comm=None) -> TrainResult:
         "mpi_library": comm.library(),
         "strategy": comm.strategy.name,
         "python": platform.python_version(),
-        "data": {"source": shard.source, "rows": shard.n_global, "features": shard.n_features},
+        "data": {"source": shard.source, "format": shard.meta.get("format"), "rows": shard.n_global,
+                 "features": shard.n_features, "standardized": scaler is not None},
         "epochs": config.epochs,
         "steps": algorithm.steps,
         "final_loss": final["loss"],
@@ -112,6 +129,10 @@ def train(config: Config, comm=None) -> TrainResult:
         "bytes_allreduced_per_step": algorithm.gradient.buffer.nbytes,
         "allreduce_calls": comm.allreduce_calls,
     }
+    if test is not None:
+        # The plain mean loss on unseen rows: the L2 penalty is part of the training objective only.
+        summary["test"] = {**evaluate(model, test, params, comm, 0.0), "rows": test.n_global,
+                           "source": test.source}
     outputs.finish(summary, arrays)
     return TrainResult(arrays["coef"], arrays["intercept"], summary, params, arrays)
 

@@ -24,7 +24,9 @@ class MiniBatchSGD:
         self.gradient, self.optimizer, self.lr, self.rng = gradient, optimizer, lr, rng
         n_global = gradient.shard.n_global
         self.steps_per_epoch = -(-n_global // batch_size)
-        local_counts = block_counts(n_global, size)
+        # Text readers split files by bytes, so the ranks' row counts come from the shard.
+        counts = gradient.shard.counts
+        local_counts = counts if counts is not None else block_counts(n_global, size)
         # batch_rows[s]: rows in the global batch of step s, summed over every rank's slice.
         self.batch_rows = np.zeros(self.steps_per_epoch, dtype=np.int64)
         for count in local_counts:

@@ -1,4 +1,8 @@
-"""Data readers: each rank gets only its own rows (a :class:`Shard`), validated on every rank."""
+"""Data readers: each rank gets only its own rows (a :class:`Shard`), validated on every rank.
+
+Formats (see README "Data formats"): synthetic, ``.npz``, ``.npy`` pairs, CSV, LIBSVM and HDF5.
+The format is inferred from the file name unless ``Config.format`` names it.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,21 @@ import os
 
 import numpy as np
 
-from mpigd.config import Config
-from mpigd.data import npz, synthetic
-from mpigd.data.shard import Shard
-from mpigd.errors import InputError, MpigdError
-from mpigd.partition import block_range
+from mpigd.config import DATA_FORMATS, Config
+from mpigd.data import csvfile, hdf5, libsvm, npy, npz, synthetic
+from mpigd.data.shard import CSR, Shard
+from mpigd.data.textio import together
+from mpigd.errors import InputError
+from mpigd.partition import block_counts, block_range
 
-__all__ = ["Shard", "load_shard", "task_of"]
+__all__ = ["CSR", "FORMATS", "Shard", "infer_format", "load_shard", "task_of"]
+
+FORMATS = DATA_FORMATS
+SUFFIXES = {
+    ".npz": "npz", ".npy": "npy", ".csv": "csv",
+    ".libsvm": "libsvm", ".svm": "libsvm", ".svmlight": "libsvm",
+    ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5",
+}
 
 
 def task_of(model: str) -> str:
@@ -20,48 +32,70 @@ def task_of(model: str) -> str:
     return "regression" if model == "linear" else "classification"
 
 
-def load_shard(config: Config, comm) -> Shard:
-    """Read this rank's rows of ``config.data``. Collective: every rank raises if any rank fails.
+def infer_format(path: str, given: str = "auto") -> str:
+    """The format of ``path``: ``given`` unless it is ``"auto"``, else from the file name (a
+    directory is read as a ``.npy`` pair ``X.npy``, ``y.npy``)."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such data file")
+    if given != "auto":
+        return given
+    if os.path.isdir(path):
+        return "npy"
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in SUFFIXES:
+        return SUFFIXES[suffix]
+    known = ", ".join(sorted(SUFFIXES))
+    raise InputError(f"{path}: cannot tell the format from the name (known: {known}); pass --format")
 
-    ``comm`` is an :class:`mpigd.comm.Communicator` (only its ``rank``, ``size`` and ``agree``
-    are used). Errors in the data come back as one :class:`~mpigd.errors.InputError`.
+
+def load_shard(config: Config, comm, test: bool = False, n_features: int | None = None,
+               zero_based: bool | None = None) -> Shard:
+    """Read this rank's rows of ``config.data`` (or of ``config.test_data`` when ``test``).
+    Collective: every rank raises the same :class:`~mpigd.errors.InputError` if any rank fails.
+
+    ``comm`` is an :class:`mpigd.comm.Communicator`. ``n_features`` and ``zero_based``, given
+    when reading a test set, are the training set's: a different feature count is an error,
+    and a LIBSVM test file is read with the training file's index base.
     """
-    shard, error = None, None
-    try:
-        shard = _read(config, comm.size, comm.rank)
-        _check_finite(shard)
-    except MpigdError as caught:
-        error = caught
-    comm.agree(error)
+    path = config.test_data if test else config.data
+    labels = config.test_labels if test else config.labels
+    if path == "synthetic":
+        shard = _synthetic(config, comm.size, comm.rank)
+    else:
+        fmt = together(comm, infer_format, path, config.format)
+        if fmt == "csv":
+            shard = csvfile.read(path, comm, config.dtype, config.header, config.label_column)
+        elif fmt == "libsvm":
+            shard = libsvm.read(path, comm, config.dtype, zero_based if test else config.zero_based, n_features)
+        else:
+            shard = together(comm, _read_array, fmt, path, labels, config, comm.size, comm.rank)
+    together(comm, _check_finite, shard)
+    if n_features is not None and shard.n_features != n_features:
+        raise InputError(f"{path}: has {shard.n_features} features, but the training data has {n_features}")
     return shard
 
 
-def _read(config: Config, size: int, rank: int) -> Shard:
-    if config.synthetic:
-        start, stop = block_range(config.rows, size, rank)
-        X, y = synthetic.generate(task_of(config.model), config.features, config.seed, start, stop, config.dtype)
-        return Shard(X, y, config.rows, start, f"synthetic({config.rows}x{config.features}, seed={config.seed})")
-    path = config.data
+def _synthetic(config: Config, size: int, rank: int) -> Shard:
+    start, stop = block_range(config.rows, size, rank)
+    X, y = synthetic.generate(task_of(config.model), config.features, config.seed, start, stop, config.dtype)
+    source = f"synthetic({config.rows}x{config.features}, seed={config.seed})"
+    return Shard(X, y, config.rows, start, source, block_counts(config.rows, size), None, {"format": "synthetic"})
+
+
+def _read_array(fmt: str, path: str, labels: str | None, config: Config, size: int, rank: int) -> Shard:
+    if fmt == "npy":
+        return npy.read(path, labels, size, rank, config.dtype)
+    if fmt == "hdf5":
+        return hdf5.read(path, config.x_key, config.y_key, size, rank, config.dtype)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such data file")
-    if not path.endswith(".npz"):
-        raise InputError(f"{path}: unknown data format (mpigd reads .npz files holding arrays X and y)")
     X_all, y_all = npz.open_member(path, "X"), npz.open_member(path, "y")
-    if X_all.ndim != 2 or y_all.ndim != 1 or X_all.shape[0] != y_all.shape[0]:
-        raise InputError(f"{path}: X must be 2-D and y 1-D with one label per row; got {X_all.shape} and {y_all.shape}")
-    n = X_all.shape[0]
-    if n == 0 or X_all.shape[1] == 0:
-        raise InputError(f"{path}: the data set is empty ({X_all.shape})")
-    if not (np.issubdtype(X_all.dtype, np.number) and np.issubdtype(y_all.dtype, np.number)):
-        raise InputError(f"{path}: X and y must be numeric; got {X_all.dtype} and {y_all.dtype}")
-    start, stop = block_range(n, size, rank)
-    # Slicing the memory map reads only this rank's rows; the copy converts to the run's dtype.
-    X = np.ascontiguousarray(X_all[start:stop], dtype=config.dtype)
-    y = np.ascontiguousarray(y_all[start:stop], dtype=config.dtype)
-    return Shard(X, y, n, start, path)
+    npy.check_arrays(path, X_all, y_all)
+    return npy.slice_shard(path, X_all, y_all, size, rank, config.dtype, "npz")
 
 
 def _check_finite(shard: Shard) -> None:
+    # Text readers report NaN with its line number while parsing; this catches the array formats.
     for name, values in (("features", shard.X), ("labels", shard.y)):
         bad = ~np.isfinite(values)
         if bad.any():

@@ -27,11 +27,14 @@ def true_params(task: str, n_features: int, seed: int) -> tuple[np.ndarray, floa
     return coef, 0.5
 
 
-def generate(task: str, n_features: int, seed: int, start: int, stop: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+def generate(task: str, n_features: int, seed: int, start: int, stop: int, dtype: str,
+             density: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``[start, stop)`` of the data set: ``X`` standard normal, ``y`` from the true model.
 
     ``task`` is ``"regression"`` (y = x·w + b + noise) or ``"classification"`` (y is 1 with
-    probability sigmoid(x·w + b), else 0).
+    probability sigmoid(x·w + b), else 0). With ``density`` below 1 each entry of ``X`` is kept
+    with that probability and set to 0 otherwise (the mask has its own random stream, so dense
+    data is unchanged), and the labels come from the sparse ``X``.
     """
     coef, intercept = true_params(task, n_features, seed)
     X = np.empty((stop - start, n_features), dtype=dtype)
@@ -41,6 +44,8 @@ def generate(task: str, n_features: int, seed: int, start: int, stop: int, dtype
         rng = _rng(seed, 1, block)
         block_X = rng.standard_normal((BLOCK_ROWS, n_features))
         draw = rng.random(BLOCK_ROWS) if task == "classification" else rng.standard_normal(BLOCK_ROWS)
+        if density < 1.0:
+            block_X[_rng(seed, 3, block).random(block_X.shape) >= density] = 0.0
         margin = block_X @ coef + intercept
         if task == "classification":
             block_y = (draw < 1.0 / (1.0 + np.exp(-margin))).astype(np.float64)

@@ -1,0 +1,116 @@
+"""CSV: numeric comma-separated columns, an optional header line, one column of labels.
+
+Each rank reads only its own lines (see :mod:`mpigd.data.textio`). Rank 0 owns the first line,
+so it alone decides whether that line is a header and which column holds the labels, and
+broadcasts the decision. Blank lines are skipped; quoted fields are not supported (the data must
+be numeric), except in the header, where names may be quoted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpigd import kernels
+from mpigd.data.shard import Shard
+from mpigd.data.textio import (exclusive_prefix, first_unparsable, line_error, parse_floats,
+                               rank_values, read_own_lines, together)
+from mpigd.errors import InputError
+
+DELIMITER = ord(",")
+
+
+def _is_number(text: bytes) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _layout(path: str, block: bytes, header: str, label_column: str | int | None) -> np.ndarray:
+    """Rank 0: ``[n_fields, label index, has header]`` from the file's first line."""
+    if not block:
+        raise InputError(f"{path}: the file is empty")
+    cut = block.find(b"\n")
+    first = (block if cut < 0 else block[:cut]).rstrip(b"\r")  # not split(): that copies the block
+    if not first.strip():
+        raise InputError(f"{path}:1: the first line is empty (expected a header or a row of numbers)")
+    fields = [field.strip() for field in first.split(b",")]
+    has_header = header == "yes" or (header == "auto" and not all(map(_is_number, fields)))
+    if len(fields) < 2:
+        raise InputError(f"{path}:1: found {len(fields)} column; CSV data needs feature columns and a label column")
+    if label_column is None:
+        index = len(fields) - 1
+    elif isinstance(label_column, int) or label_column.lstrip("-").isdigit():
+        index = int(label_column)
+        if not -len(fields) <= index < len(fields):
+            raise InputError(f"{path}: label column {index} is out of range (the file has {len(fields)} columns)")
+        index %= len(fields)
+    else:
+        if not has_header:
+            raise InputError(f"{path}: label column {label_column!r} is a name, but the file has no header line")
+        names = [field.strip(b"\"'").decode(errors="replace") for field in fields]
+        if label_column not in names:
+            raise InputError(f"{path}: no column named {label_column!r} in the header ({', '.join(names)})")
+        index = names.index(label_column)
+    return np.array([len(fields), index, int(has_header)], dtype=np.int64)
+
+
+def _parse(path: str, block: bytes, first_line: int, skip_header: bool, n_fields: int, label: int,
+           dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """This rank's rows: parse ``block`` (whose first line is global line ``first_line``)."""
+    if skip_header:
+        cut = block.find(b"\n")
+        block = block[cut + 1:] if cut >= 0 else b""
+        first_line += 1
+    raw = np.frombuffer(block, dtype=np.uint8)
+    clean = np.empty_like(raw)
+    line_of_record = np.empty(block.count(b"\n") + 1, dtype=np.int64)
+    records, bad_line, code = kernels.csv_scan(raw, DELIMITER, n_fields, clean, line_of_record)
+    if bad_line >= 0:
+        problem = kernels.CSV_PROBLEMS[code]
+        if code == 1:
+            found = block.split(b"\n")[bad_line].count(b",") + 1
+            problem += f": expected {n_fields}, found {found}"
+        raise line_error(path, first_line + bad_line, problem)
+    line_of_record = line_of_record[:records]
+    values = parse_floats(clean, records * n_fields)
+    if values is None:
+        bad = first_unparsable(block, line_of_record, lambda text: text.split(b","))
+        raise line_error(path, first_line + max(bad, 0), "a field is not a number")
+    values = values.reshape(records, n_fields)
+    finite = np.isfinite(values)
+    if not finite.all():
+        row, column = np.argwhere(~finite)[0]
+        kind = "label" if column == label else "features"
+        raise InputError(f"{path}:{first_line + line_of_record[row] + 1}: NaN or Inf in the {kind}")
+    y = np.ascontiguousarray(values[:, label], dtype=dtype)
+    X = np.ascontiguousarray(np.delete(values, label, axis=1), dtype=dtype)
+    return X, y
+
+
+def read(path: str, comm, dtype: str, header: str = "auto", label_column: str | int | None = None) -> Shard:
+    """This rank's rows of the CSV file ``path``. Collective.
+
+    ``header`` is ``"auto"`` (the first line is a header when one of its fields is not a
+    number), ``"yes"`` or ``"no"``; ``label_column`` is a column index (negative counts from
+    the end), a header name, or ``None`` for the last column.
+    """
+    block, offset, stats = together(comm, read_own_lines, path, comm.size, comm.rank)
+    first_line = exclusive_prefix(rank_values(comm, block.count(b"\n")), comm.rank)
+    layout = np.zeros(3, dtype=np.int64)
+    if comm.rank == 0:
+        layout = together(comm, _layout, path, block, header, label_column)
+    else:
+        together(comm, lambda: None)
+    comm.broadcast(layout)
+    n_fields, label, has_header = (int(v) for v in layout)
+    X, y = together(comm, _parse, path, block, first_line, comm.rank == 0 and bool(has_header),
+                    n_fields, label, dtype)
+    counts = rank_values(comm, X.shape[0])
+    if counts.sum() == 0:
+        raise InputError(f"{path}: no data rows")
+    meta = {"format": "csv", "header": bool(has_header), "label_column": label,
+            "first_line": first_line + 1 + int(comm.rank == 0 and bool(has_header)),
+            "read_span": stats, "byte_offset": offset}
+    return Shard(X, y, int(counts.sum()), exclusive_prefix(counts, comm.rank), path, counts, None, meta)

@@ -1,0 +1,65 @@
+"""NumPy ``.npy`` files, memory-mapped: features and labels in two files, each rank slices its rows.
+
+The convention: ``--data X.npy --labels y.npy``, or ``--data DIR`` for a directory holding
+``X.npy`` and ``y.npy`` (what ``mpigd gen --format npy`` writes). Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from mpigd.data.shard import Shard
+from mpigd.errors import InputError
+from mpigd.partition import block_counts, block_range
+
+
+def paths(data: str, labels: str | None) -> tuple[str, str]:
+    """The feature and label files meant by ``--data`` and ``--labels``."""
+    if os.path.isdir(data):
+        if labels is not None:
+            raise InputError(f"{data}: a directory holds its own y.npy; do not pass labels as well")
+        return os.path.join(data, "X.npy"), os.path.join(data, "y.npy")
+    if labels is None:
+        raise InputError(f"{data}: a .npy file holds the features only; pass the labels file too (--labels y.npy)")
+    return data, labels
+
+
+def open_array(path: str) -> np.ndarray:
+    """A read-only memory map of the ``.npy`` file ``path``; a one-line error if it is no such file."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such data file")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: cannot read as .npy ({error})") from None
+
+
+def check_arrays(source: str, X: np.ndarray, y: np.ndarray) -> None:
+    """The shape and dtype rules every array format shares."""
+    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
+        raise InputError(f"{source}: X must be 2-D and y 1-D with one label per row; got {X.shape} and {y.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise InputError(f"{source}: the data set is empty ({X.shape})")
+    if not (np.issubdtype(X.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
+        raise InputError(f"{source}: X and y must be numeric; got {X.dtype} and {y.dtype}")
+
+
+def slice_shard(source: str, X_all, y_all, size: int, rank: int, dtype: str, fmt: str) -> Shard:
+    """This rank's block of rows of two row-indexable arrays (memory maps, HDF5 datasets)."""
+    n = X_all.shape[0]
+    start, stop = block_range(n, size, rank)
+    # Slicing reads only this rank's rows. Always copy: a view of a read-only memory map would
+    # keep the file open and could not be standardized in place.
+    X = np.array(X_all[start:stop], dtype=dtype, order="C", copy=True)
+    y = np.array(y_all[start:stop], dtype=dtype, order="C", copy=True)
+    return Shard(X, y, n, start, source, block_counts(n, size), None, {"format": fmt})
+
+
+def read(data: str, labels: str | None, size: int, rank: int, dtype: str) -> Shard:
+    """This rank's rows of a ``.npy`` pair (see the module docstring). Local: no communication."""
+    x_path, y_path = paths(data, labels)
+    X_all, y_all = open_array(x_path), open_array(y_path)
+    check_arrays(f"{x_path}, {y_path}", X_all, y_all)
+    return slice_shard(x_path, X_all, y_all, size, rank, dtype, "npy")

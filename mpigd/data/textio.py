@@ -1,0 +1,158 @@
+"""Reading one rank's lines of a text file, and the small collectives every reader shares.
+
+A file of ``B`` bytes is split into ``p`` byte ranges ``block_range(B, p, r)``. A line belongs
+to the rank whose range holds its first byte (the rule of Hadoop's and Spark's text inputs), so
+rank ``r`` reads the byte before its range (to learn whether a line starts exactly at its first
+byte), its range, and the rest of the one line that runs past its end. No rank reads the file
+from the start, and the ranks' blocks of whole lines tile the file in rank order.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, TypeVar
+
+import numpy as np
+
+from mpigd.errors import InputError, MpigdError
+from mpigd.partition import block_range
+
+TAIL_CHUNK = 1024  # read granularity past the range's end, looking for the end of the last line
+T = TypeVar("T")
+
+
+class CountingFile:
+    """A raw binary file that records the lowest and highest byte offsets it was asked to read."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        self.low: int | None = None
+        self.high: int | None = None
+        self.bytes_read = 0
+
+    def pread(self, offset: int, length: int) -> bytes:
+        data = os.pread(self._fd, length, offset)
+        if data:
+            self.low = offset if self.low is None else min(self.low, offset)
+            self.high = max(self.high or 0, offset + len(data))
+            self.bytes_read += len(data)
+        return data
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> "CountingFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def file_size(path: str) -> int:
+    """The size of ``path`` in bytes; a one-line :class:`InputError` if it is not a readable file."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such data file")
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied")
+    return os.path.getsize(path)
+
+
+def read_own_lines(path: str, size: int, rank: int) -> tuple[bytes, int, dict[str, int]]:
+    """This rank's whole lines of ``path``: ``(block, offset of block, stats)``.
+
+    ``block`` holds every line whose first byte lies in this rank's byte range (possibly none),
+    each with its newline (the file's last line may lack one). ``stats`` records the range
+    (``range_start``, ``range_stop``) and the span actually read (``read_start``,
+    ``read_stop``, ``bytes_read``) so that tests can check no rank read beyond its share.
+    """
+    total = file_size(path)
+    lo, hi = block_range(total, size, rank)
+    with CountingFile(path) as handle:
+        first = max(lo - 1, 0)
+        data = handle.pread(first, hi - first) if hi > first else b""
+        if lo == 0:
+            start = 0
+        else:
+            # A line starts at lo exactly when byte lo-1 ends the previous one.
+            newline = data.find(b"\n")
+            start = len(data) if newline < 0 else newline + 1
+        block = data[start:]
+        if block and hi < total and not block.endswith(b"\n"):
+            tail = []
+            position = hi
+            while position < total:
+                chunk = handle.pread(position, TAIL_CHUNK)
+                if not chunk:
+                    break
+                cut = chunk.find(b"\n")
+                if cut >= 0:
+                    tail.append(chunk[: cut + 1])
+                    break
+                tail.append(chunk)
+                position += len(chunk)
+            block += b"".join(tail)
+        stats = {"range_start": lo, "range_stop": hi, "read_start": handle.low if handle.low is not None else lo,
+                 "read_stop": handle.high if handle.high is not None else lo, "bytes_read": handle.bytes_read}
+    return block, first + start, stats
+
+
+def line_error(path: str, line: int, problem: str) -> InputError:
+    """The one-line error for a bad line; ``line`` is the 0-based global line index."""
+    return InputError(f"{path}:{line + 1}: malformed line: {problem}")
+
+
+def parse_floats(clean: np.ndarray, expected: int) -> np.ndarray | None:
+    """The ``expected`` numbers of a cleaned, space-separated block, or ``None`` when some token is
+    not a number or the count is off (then the caller looks for the culprit line slowly)."""
+    if expected == 0:
+        # numpy.fromstring returns [-1.] for an all-blank string: never ask it about one.
+        return np.empty(0)
+    try:
+        values = np.fromstring(clean, dtype=np.float64, sep=" ")
+    except ValueError:
+        return None
+    return values if values.size == expected else None
+
+
+def first_unparsable(block: bytes, line_of_record: np.ndarray, tokens: Callable[[bytes], list[bytes]]) -> int:
+    """The block-local index of the first record line holding a token that ``float`` rejects
+    (``tokens`` splits a line into its number tokens); -1 if none does. The slow path, taken
+    only once the fast parse has failed."""
+    lines = block.split(b"\n")
+    for line in line_of_record:
+        for token in tokens(lines[line]):
+            try:
+                float(token)
+            except ValueError:
+                return int(line)
+    return -1
+
+
+def together(comm, step: Callable[..., T], *args: object) -> T:
+    """Run ``step(*args)`` on every rank; if it raises an :class:`MpigdError` on any rank, raise
+    that error (the lowest failing rank's) on every rank. Collective."""
+    result, error = None, None
+    try:
+        result = step(*args)
+    except MpigdError as caught:
+        error = caught
+    comm.agree(error)
+    return result  # type: ignore[return-value]
+
+
+def rank_values(comm, value: int) -> np.ndarray:
+    """Every rank's ``value``, in rank order, from one allreduce in which each rank fills only its
+    own slot (no allgather needed). Collective."""
+    values = np.zeros(comm.size, dtype=np.int64)
+    values[comm.rank] = value
+    # Counts are never negative, so a maximum gives the same as a sum; it also keeps these
+    # start-up reductions out of the training run's allreduce statistics.
+    comm.allreduce_max(values)
+    return values
+
+
+def exclusive_prefix(values: np.ndarray, rank: int) -> int:
+    """The sum of the entries of ``values`` before ``rank``."""
+    return int(values[:rank].sum())

@@ -1,0 +1,85 @@
+"""Every format, read on 1 to 4 ranks, trains the same model as the same data held in memory."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import mpigd
+from data_helpers import TIMEOUT, in_memory, load_params, write_all
+from mpigd.comm import self_comm
+from mpirun import run_mpi
+
+TRAIN = ["-m", "mpigd", "train", "--model", "logistic", "--algo", "gd", "--epochs", "15", "--lr", "0.5",
+         "--quiet", "--dtype", "float64"]
+FORMATS = ["npz", "npy", "npy-pair", "csv", "libsvm", "hdf5"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[str, dict[str, list[str]]]:
+    directory = str(tmp_path_factory.mktemp("formats"))
+    return directory, write_all(directory)
+
+
+@pytest.fixture(scope="module")
+def reference(data) -> dict[str, np.ndarray]:
+    directory, args = data
+    config = mpigd.Config(model="logistic", data=args["npz"][1], epochs=15, lr=0.5, quiet=True)
+    return mpigd.train(config, self_comm()).arrays
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3, 4])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_same_model_whatever_the_format_and_rank_count(data, reference, fmt, ranks):
+    directory, args = data
+    out = os.path.join(directory, f"out-{fmt}-{ranks}")
+    done = run_mpi(ranks, TRAIN + args[fmt] + ["--out", out], timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    params = load_params(out)
+    np.testing.assert_allclose(params["coef"], reference["coef"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(params["intercept"], reference["intercept"], rtol=0, atol=1e-10)
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert summary["data"]["rows"] == in_memory()[0].shape[0]
+    assert summary["data"]["format"] == fmt.split("-")[0]
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_standardized_text_matches_standardized_memory(data, ranks):
+    directory, args = data
+    X, y = in_memory()
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    expected = mpigd.train(mpigd.Config(model="logistic", data=args["npz"][1], epochs=15, lr=0.5, quiet=True,
+                                        standardize=True), self_comm()).arrays
+    out = os.path.join(directory, f"out-std-{ranks}")
+    done = run_mpi(ranks, TRAIN + args["libsvm"] + ["--standardize", "--out", out], timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    params = load_params(out)
+    np.testing.assert_allclose(params["scaler_mean"], mean, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(params["scaler_scale"], scale, rtol=1e-12)
+    np.testing.assert_allclose(params["coef"], expected["coef"], rtol=0, atol=1e-10)
+
+
+def test_more_ranks_than_rows_leaves_empty_partitions_and_still_trains(tmp_path):
+    args = write_all(str(tmp_path), rows=3)
+    expected = mpigd.train(mpigd.Config(model="logistic", data=args["npz"][1], epochs=5, lr=0.5, quiet=True),
+                           self_comm()).arrays
+    for fmt in ("csv", "npz"):
+        out = str(tmp_path / f"out-{fmt}")
+        done = run_mpi(4, TRAIN + ["--epochs", "5"] + args[fmt] + ["--out", out], timeout=TIMEOUT)
+        assert done.returncode == 0, done.stderr
+        np.testing.assert_allclose(load_params(out)["coef"], expected["coef"], rtol=0, atol=1e-10)
+
+
+def test_test_data_is_evaluated_and_reported(data, tmp_path):
+    directory, args = data
+    out = str(tmp_path / "out")
+    done = run_mpi(2, TRAIN + args["csv"] + ["--test-data", args["libsvm"][1], "--out", out], timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    # The test set is the training set in another format: the same loss and accuracy.
+    assert summary["test"]["rows"] == summary["data"]["rows"]
+    assert summary["test"]["accuracy"] == pytest.approx(summary["metrics"]["accuracy"], abs=1e-12)
+    assert summary["test"]["loss"] == pytest.approx(summary["final_loss"], abs=1e-12)

@@ -1,0 +1,47 @@
+"""In-process MPI tests of the readers (run by run/test under mpiexec -n 2 and -n 4).
+
+Each test works at any rank count, and every assertion is agreed across ranks first, so that a
+failure on one rank fails the test everywhere instead of leaving the others in a collective.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from mpigd import Config
+from mpigd.data import generate, load_shard, synthetic
+from mpigd.data.textio import TAIL_CHUNK
+
+ROWS, FEATURES, SEED = 55_000, 10, 5
+
+
+def _all(comm, ok: bool) -> bool:
+    flag = np.array([1 if ok else 0], dtype=np.int64)
+    comm.allreduce_min(flag)
+    return bool(flag[0])
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("fmt", ["csv", "libsvm"])
+def test_parallel_gen_then_read_own_byte_range(mpi_tmp_path, fmt):
+    from mpigd.comm import world
+
+    comm = world()
+    path = os.path.join(str(mpi_tmp_path), f"big.{fmt}")
+    written = generate.write(generate.Spec(ROWS, FEATURES, "regression", SEED, fmt, path, 0.9), comm)
+    assert _all(comm, written == os.path.getsize(path) and written >= 10_000_000)
+    shard = load_shard(Config(data=path, model="linear"), comm)
+    X, y = synthetic.generate("regression", FEATURES, SEED, shard.row_start, shard.row_start + shard.n_local,
+                              "float64", 0.9)
+    span = shard.meta["read_span"]
+    size = span["range_stop"] - span["range_start"]
+    assert _all(comm, shard.n_global == ROWS and int(shard.counts.sum()) == ROWS)
+    assert _all(comm, shard.counts[comm.rank] == shard.n_local)
+    assert _all(comm, np.array_equal(shard.X, X) and np.array_equal(shard.y, y))
+    # The range, one byte before it and the one line that runs past it (read in TAIL_CHUNK pieces);
+    # a line here is well under TAIL_CHUNK bytes, so that bounds it.
+    assert _all(comm, span["read_start"] >= span["range_start"] - 1)
+    assert _all(comm, span["bytes_read"] <= size + 1 + 2 * TAIL_CHUNK)

@@ -1,0 +1,150 @@
+"""The readers on one rank, and the byte-range rule checked rank by rank without MPI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mpigd import Config, kernels
+from mpigd.comm import self_comm
+from mpigd.data import csvfile, generate, libsvm, load_shard, standardize, synthetic
+from mpigd.data.shard import CSR, Shard
+from mpigd.data.textio import TAIL_CHUNK, read_own_lines
+from mpigd.errors import UsageError
+
+SVM_TEXT = b"""# a comment line
+1 qid:3 0:1.5 4:-2 # trailing comment
+0 qid:3 2:0.25
+
+-1 1:1e-3 3:7
+"""
+
+
+def _bytes(text: bytes) -> np.ndarray:
+    return np.frombuffer(text, dtype=np.uint8)
+
+
+def test_csv_scan_reports_the_first_bad_line():
+    text = b"1,2,3\n\n4,5,6\r\n7,8\n"
+    clean = np.empty(len(text), np.uint8)
+    lines = np.empty(5, np.int64)
+    records, bad, code = kernels.csv_scan(_bytes(text), ord(","), 3, clean, lines)
+    assert (records, bad, code) == (2, 3, 1)
+    assert list(lines[:2]) == [0, 2]
+    assert clean[:6].tobytes() == b"1 2 3 "
+    assert kernels.csv_scan(_bytes(b"1, 2 3,4\n"), ord(","), 3, clean, lines)[1:] == (0, 3)
+
+
+def test_libsvm_scan_skips_comments_and_qid():
+    clean = np.empty(len(SVM_TEXT), np.uint8)
+    nnz, lines = np.empty(6, np.int64), np.empty(6, np.int64)
+    records, bad, code = kernels.libsvm_scan(_bytes(SVM_TEXT), clean, nnz, lines)
+    assert (records, bad) == (3, -1)
+    assert list(nnz[:3]) == [2, 1, 2] and list(lines[:3]) == [1, 2, 4]
+    assert np.fromstring(clean, sep=" ").tolist() == [1, 0, 1.5, 4, -2, 0, 2, 0.25, -1, 1, 1e-3, 3, 7]
+
+
+def test_libsvm_reader_matches_scikit_learn(tmp_path):
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    path = tmp_path / "data.svm"
+    path.write_bytes(SVM_TEXT)
+    X_ref, y_ref = sklearn_datasets.load_svmlight_file(str(path), zero_based="auto")
+    shard = libsvm.read(str(path), self_comm(), "float64")
+    assert shard.meta["zero_based"] is True
+    np.testing.assert_array_equal(shard.X, X_ref.toarray())
+    np.testing.assert_array_equal(shard.y, y_ref)
+    np.testing.assert_array_equal(shard.csr.to_dense(), shard.X)
+    one_based = libsvm.read(str(tmp_path / "data.svm"), self_comm(), "float64", zero_based=None)
+    assert one_based.n_features == 5
+
+
+def test_libsvm_one_based_is_detected(tmp_path):
+    path = tmp_path / "data.svm"
+    path.write_text("1 1:2 3:4\n0 2:1\n")
+    shard = libsvm.read(str(path), self_comm(), "float64")
+    assert shard.meta["zero_based"] is False
+    np.testing.assert_array_equal(shard.X, [[2, 0, 4], [0, 1, 0]])
+    assert isinstance(shard.csr, CSR) and shard.csr.indices.tolist() == [0, 2, 1]
+    wide = libsvm.read(str(path), self_comm(), "float64", n_features=5)
+    assert wide.X.shape == (2, 5)
+
+
+@pytest.mark.parametrize("column, header, expected_label", [
+    (None, "auto", 3), ("0", "auto", 0), ("-2", "auto", 2), ("b", "auto", 1), (None, "yes", 3)])
+def test_csv_label_column_and_header(tmp_path, column, header, expected_label):
+    table = np.arange(12, dtype=float).reshape(3, 4)
+    path = tmp_path / "data.csv"
+    path.write_text("a,b,c,d\n" + "".join(",".join(map(str, row)) + "\n" for row in table))
+    shard = csvfile.read(str(path), self_comm(), "float64", header, column)
+    np.testing.assert_array_equal(shard.y, table[:, expected_label])
+    np.testing.assert_array_equal(shard.X, np.delete(table, expected_label, axis=1))
+
+
+def test_csv_without_header_keeps_the_first_row(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("1,2,0\n3,4,1")  # no newline at the end of the file
+    shard = csvfile.read(str(path), self_comm(), "float32", "auto", None)
+    assert shard.X.dtype == np.float32 and shard.y.tolist() == [0, 1] and shard.n_global == 2
+
+
+@pytest.fixture(scope="module")
+def big_csv(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("big") / "big.csv")
+    generate.write(generate.Spec(60_000, 9, "regression", 1, "csv", path), self_comm())
+    return path
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 7])
+def test_each_rank_reads_its_range_plus_one_line(big_csv, size):
+    content = open(big_csv, "rb").read()
+    assert len(content) >= 10_000_000
+    blocks = []
+    for rank in range(size):
+        block, offset, stats = read_own_lines(big_csv, size, rank)
+        lo, hi = stats["range_start"], stats["range_stop"]
+        # Every line of the block starts inside this rank's range ...
+        assert lo <= offset <= hi and content[offset:offset + len(block)] == block
+        assert offset == 0 or content[offset - 1:offset] == b"\n"
+        # ... and the reads touched the byte before the range, the range, and the line that
+        # runs past its end (read in chunks of TAIL_CHUNK bytes), nothing more.
+        line_end = content.find(b"\n", hi - 1) + 1 if hi < len(content) else hi
+        assert stats["read_start"] >= max(lo - 1, 0)
+        assert stats["read_stop"] <= max(hi, line_end) + TAIL_CHUNK
+        assert stats["bytes_read"] <= (hi - lo) + 1 + (line_end - hi) + TAIL_CHUNK
+        blocks.append(block)
+    assert b"".join(blocks) == content  # the blocks tile the file in rank order
+
+
+def test_standardize_is_exact_for_a_large_mean():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((1000, 3)) + np.array([1e9, 0.0, 5.0])
+    X[:, 2] = 5.0  # constant feature: centred, not scaled
+    shard = Shard(X.copy(), np.zeros(1000), 1000, 0, "memory")
+    scaler = standardize.fit(shard, self_comm())
+    np.testing.assert_allclose(scaler.mean, X.mean(axis=0), rtol=1e-15)
+    np.testing.assert_allclose(scaler.scale[:2], X[:, :2].std(axis=0), rtol=1e-9)
+    assert scaler.scale[2] == 1.0
+    scaler.apply(shard.X)
+    np.testing.assert_allclose(shard.X.std(axis=0)[:2], 1.0, rtol=1e-9)
+
+
+def test_generated_sparse_rows_are_the_synthetic_rows(tmp_path):
+    path = str(tmp_path / "s.libsvm")
+    generate.write(generate.Spec(300, 6, "regression", 4, "libsvm", path, 0.3), self_comm())
+    X, y = synthetic.generate("regression", 6, 4, 0, 300, "float64", 0.3)
+    shard = load_shard(Config(data=path, model="linear"), self_comm())
+    np.testing.assert_array_equal(shard.X, X)
+    np.testing.assert_array_equal(shard.y, y)
+    assert 0.2 < np.count_nonzero(X) / X.size < 0.4
+
+
+@pytest.mark.parametrize("changes", [{"format": "parquet"}, {"header": "maybe"}, {"test_data": "synthetic"},
+                                     {"labels": "y.npy"}, {"label_column": 1.5}])
+def test_config_rejects_bad_data_options(changes):
+    with pytest.raises(UsageError):
+        Config(**changes)
+
+
+def test_gen_spec_is_validated():
+    with pytest.raises(UsageError):
+        generate.Spec(10, 2, "classification", 0, "csv", "x.csv", density=0.0)

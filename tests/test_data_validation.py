@@ -1,0 +1,93 @@
+"""Bad input: one clear line from rank 0, exit code 2, no hang, and no output directory."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from data_helpers import TIMEOUT
+from mpirun import run_mpi
+
+ROWS, BAD = 40, 35  # the bad line is near the end, in the last rank's byte range
+
+
+def _csv(lines: dict[int, str] | None = None, labels=(0, 1)) -> str:
+    """A CSV file with a header; ``lines`` replaces file lines (1-based, counting the header)."""
+    rng = np.random.default_rng(0)
+    rows = ["a,b,c,label"] + [
+        f"{rng.standard_normal():.6f},{rng.standard_normal():.6f},{rng.standard_normal():.6f},{labels[i % len(labels)]}"
+        for i in range(ROWS)]
+    for number, text in (lines or {}).items():
+        rows[number - 1] = text
+    return "\n".join(rows) + "\n"
+
+
+def _libsvm(lines: dict[int, str] | None = None) -> str:
+    rows = [f"{i % 2} 1:{i * 0.1:.2f} 3:{1 - i * 0.01:.2f}  # row {i}" for i in range(ROWS)]
+    for number, text in (lines or {}).items():
+        rows[number - 1] = text
+    return "\n".join(rows) + "\n"
+
+
+CASES = {
+    "missing file": ({}, ["--data", "{dir}/absent.csv"], "absent.csv: no such data file"),
+    "missing npy pair": ({"npy/.keep": ""}, ["--data", "{dir}/npy"], "npy/X.npy: no such data file"),
+    "unknown format": ({"data.parquet": "x"}, ["--data", "{dir}/data.parquet"], "cannot tell the format"),
+    "empty csv": ({"data.csv": ""}, ["--data", "{dir}/data.csv"], "data.csv: the file is empty"),
+    "csv field count": ({"data.csv": _csv({BAD: "1.0,2.0,1"})}, ["--data", "{dir}/data.csv"],
+                        f"data.csv:{BAD}: malformed line: wrong number of fields: expected 4, found 3"),
+    "csv not a number": ({"data.csv": _csv({BAD: "1.0,2.0x,3.0,1"})}, ["--data", "{dir}/data.csv"],
+                         f"data.csv:{BAD}: malformed line: a field is not a number"),
+    "csv empty field": ({"data.csv": _csv({BAD: "1.0,,3.0,1"})}, ["--data", "{dir}/data.csv"],
+                        f"data.csv:{BAD}: malformed line: empty field"),
+    "csv NaN feature": ({"data.csv": _csv({BAD: "1.0,nan,3.0,1"})}, ["--data", "{dir}/data.csv"],
+                        f"data.csv:{BAD}: NaN or Inf in the features"),
+    "csv Inf label": ({"data.csv": _csv({BAD: "1.0,2.0,3.0,inf"})}, ["--data", "{dir}/data.csv"],
+                      f"data.csv:{BAD}: NaN or Inf in the label"),
+    "csv label name": ({"data.csv": _csv()}, ["--data", "{dir}/data.csv", "--label-column", "target"],
+                       "no column named 'target' in the header (a, b, c, label)"),
+    "libsvm token": ({"data.svm": _libsvm({BAD: "1 2 3:4"})}, ["--data", "{dir}/data.svm"],
+                     f"data.svm:{BAD}: malformed line: a feature must be written index:value"),
+    "libsvm value": ({"data.svm": _libsvm({BAD: "1 2:x"})}, ["--data", "{dir}/data.svm"],
+                     f"data.svm:{BAD}: malformed line: a label, index or value is not a number"),
+    "libsvm order": ({"data.svm": _libsvm({BAD: "1 3:1 2:1"})}, ["--data", "{dir}/data.svm"],
+                     f"data.svm:{BAD}: malformed line: feature indices must be strictly increasing"),
+    "libsvm index": ({"data.svm": _libsvm({BAD: "1 1.5:1"})}, ["--data", "{dir}/data.svm"],
+                     f"data.svm:{BAD}: malformed line: a feature index is not a non-negative integer"),
+    "libsvm NaN": ({"data.svm": _libsvm({BAD: "1 2:nan"})}, ["--data", "{dir}/data.svm"],
+                   f"data.svm:{BAD}: NaN or Inf in the features"),
+    "npz NaN": ({"data.npz": "nan-npz"}, ["--data", "{dir}/data.npz"], "NaN or Inf in the features (first at row 7)"),
+    "three classes": ({"data.csv": _csv(labels=(0, 1, 2))}, ["--data", "{dir}/data.csv"],
+                      "logistic regression needs labels 0 and 1; found 2"),
+    "test feature count": ({"data.csv": _csv(), "test.csv": "1,2,3,4,1\n5,6,7,8,0\n"},
+                           ["--data", "{dir}/data.csv", "--test-data", "{dir}/test.csv"],
+                           "test.csv: has 4 features, but the training data has 3"),
+    "test libsvm wider": ({"data.svm": _libsvm(), "test.svm": "1 7:1\n"},
+                          ["--data", "{dir}/data.svm", "--test-data", "{dir}/test.svm"],
+                          "test.svm: has 7 features, but the training data has 3"),
+}
+
+
+@pytest.mark.parametrize("ranks", [3])
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_fails_cleanly(tmp_path, case, ranks):
+    files, args, message = CASES[case]
+    for name, text in files.items():
+        if text == "nan-npz":
+            X = np.ones((20, 3))
+            X[7, 1] = np.nan
+            np.savez(tmp_path / name, X=X, y=np.zeros(20))
+        else:
+            (tmp_path / name).parent.mkdir(exist_ok=True)
+            (tmp_path / name).write_text(text)
+    out = tmp_path / "out"
+    argv = ["-m", "mpigd", "train", "--epochs", "2", "--out", str(out)] + [a.format(dir=tmp_path) for a in args]
+    done = run_mpi(ranks, argv, timeout=TIMEOUT)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr  # printed once, by rank 0
+    assert lines[0].startswith("mpigd: error: ")
+    assert message in lines[0]
+    assert not os.path.exists(out)

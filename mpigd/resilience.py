@@ -70,6 +70,9 @@ class RunControl:
         if self.store is not None and comm.rank == 0:
             try:
                 self.store.check()
+                if not config.resume and self.store.steps():  # a later --resume would mix two runs
+                    raise CheckpointError(f"{self.store.directory} holds checkpoints of an earlier run: "
+                                          "add --resume to continue it, or move them away to start over")
             except CheckpointError as caught:
                 error = caught
         comm.agree(error)

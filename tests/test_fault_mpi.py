@@ -152,3 +152,34 @@ def test_a_preempted_job_resumes_to_bitwise_the_uninterrupted_result(tmp_path, t
     resumed = mpigd(2, *LONG[algo], "--out", str(out), "--resume", timeout=180)
     assert resumed.returncode == 0, resumed.stderr
     assert np.array_equal(_params(out), _reference(algo, tmp_path_factory))
+
+
+def test_the_slurm_script_forwards_usr1_requeues_and_resumes(tmp_path, tmp_path_factory):
+    """slurm/train.sbatch with stubbed ``srun`` (mpiexec on 2 ranks) and ``scontrol`` (records its
+    arguments), as Lightning and submitit test requeueing without a cluster."""
+    import subprocess
+    import sys
+
+    from mpirun import ROOT, mpiexec
+
+    stubs, out = tmp_path / "bin", tmp_path / "out"
+    stubs.mkdir()
+    (stubs / "srun").write_text(f'#!/bin/sh\nshift\nexec {" ".join(mpiexec())} -n 2 "$@"\n')
+    (stubs / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/scontrol.log\n')
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    env = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}", SLURM_JOB_ID="4242", MPIGD_PYTHON=sys.executable,
+               SLURM_SUBMIT_DIR=str(ROOT), NUMBA_NUM_THREADS="1")
+    command = ["bash", str(ROOT / "slurm" / "train.sbatch"), *LONG["gd"][1:], "--out", str(out)]
+    job = subprocess.Popen(command, env=dict(env, SLURM_RESTART_COUNT="0"), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for_progress(out / "metrics.jsonl", job)
+    os.kill(job.pid, signal.SIGUSR1)  # what `--signal=B:USR1@120` does
+    code, _, stderr = _finish(job, 120)
+    assert code == 75 and "preempted (SIGUSR1)" in stderr, stderr
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+    again = subprocess.run(command, env=dict(env, SLURM_RESTART_COUNT="1"), capture_output=True, text=True,
+                           timeout=180)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+    assert np.array_equal(_params(out), _reference("gd", tmp_path_factory))

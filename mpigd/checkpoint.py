@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mpigd.errors import CheckpointError
-from mpigd.outputs import atomic_write, npz_bytes
+from mpigd.outputs import atomic_write, npz_bytes, unlink_if_present
 
 FORMAT = "mpigd-checkpoint-1"
 # Metadata that must be equal for a resume to continue the same run exactly.
@@ -122,10 +122,10 @@ class CheckpointStore:
         steps = self.steps()
         keep = {f"ckpt-{s:010d}.npz" for s in steps[: self.keep]}
         for step in steps[self.keep :]:
-            _unlink(self._path(f"ckpt-{step:010d}.json"))  # the manifest first: then it is gone whole
+            unlink_if_present(self._path(f"ckpt-{step:010d}.json"))  # the manifest first: then it is gone whole
         for name in os.listdir(self.directory):
             if _LEFTOVER.fullmatch(name) and name not in keep:
-                _unlink(self._path(name))
+                unlink_if_present(self._path(name))
 
     def load(self, step: int) -> Checkpoint:
         """Read and verify the checkpoint of ``step``; :class:`CheckpointError` says what is wrong."""
@@ -177,10 +177,3 @@ def _read_regular(path: str) -> bytes:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise CheckpointError(f"{os.path.basename(path)}: not a regular file")
         return handle.read()
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -15,7 +15,7 @@ def atomic_write(path: str, data: bytes) -> None:
     part: a temporary file in the same directory, fsync, rename, fsync of the directory."""
     directory = os.path.dirname(os.path.abspath(path))
     temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    _unlink(temporary)  # left by a crashed process of the same pid; O_EXCL below then never follows a link
+    unlink_if_present(temporary)  # left by a crashed process; then O_EXCL never follows a planted link
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
         with os.fdopen(os.open(temporary, flags, 0o644), "wb") as handle:
@@ -24,7 +24,7 @@ def atomic_write(path: str, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(temporary, path)  # replaces a link at ``path`` itself, never its target
     except BaseException:
-        _unlink(temporary)
+        unlink_if_present(temporary)
         raise
     descriptor = os.open(directory, os.O_RDONLY)
     try:
@@ -33,7 +33,8 @@ def atomic_write(path: str, data: bytes) -> None:
         os.close(descriptor)
 
 
-def _unlink(path: str) -> None:
+def unlink_if_present(path: str) -> None:
+    """Remove ``path`` (a link itself, not its target) if it exists."""
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -68,7 +69,7 @@ class RunOutputs:
             return
         os.makedirs(self.directory, exist_ok=True)
         for name in ("params.npz", "summary.json"):
-            _unlink(os.path.join(self.directory, name))
+            unlink_if_present(os.path.join(self.directory, name))
         path = os.path.join(self.directory, "metrics.jsonl")
         if resume_step is not None and os.path.isfile(path):
             with open(path, encoding="utf-8") as handle:

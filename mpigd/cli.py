@@ -66,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--eval-every", type=int, default=defaults.eval_every, help="epochs between evaluations (0: auto)")
     add("--out", default=None, help="directory for summary.json, metrics.jsonl, params.npz")
     add("--quiet", action="store_true", help="print nothing but errors")
+    ft = train.add_argument_group("fault tolerance (see README: Fault tolerance and checkpoints)").add_argument
+    ft("--checkpoint-every", type=int, default=defaults.checkpoint_every, metavar="N", help="steps between checkpoints")
+    ft("--checkpoint-seconds", type=float, default=defaults.checkpoint_seconds, metavar="S",
+       help="seconds between checkpoints (rank 0's clock, agreed by all ranks)")
+    ft("--checkpoint-dir", default=None, metavar="DIR", help="where checkpoints go (default OUT/checkpoints)")
+    ft("--keep", type=int, default=defaults.keep, metavar="K", help="keep the newest K checkpoints")
+    ft("--resume", action="store_true", help="continue from the newest valid checkpoint, if any")
+    ft("--step-timeout", type=float, default=defaults.step_timeout, metavar="T",
+       help="end the job, with every stack printed, if no step finishes for T seconds (0: off)")
+    ft("--clip-grad-norm", type=float, default=defaults.clip_grad_norm, metavar="C",
+       help="scale the global gradient to norm at most C (0: off)")
     train.set_defaults(run=_train)
 
     gen = commands.add_parser("gen", help="write a synthetic data set to a file (in parallel under mpiexec)")

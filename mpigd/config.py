@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +60,14 @@ class Config:
     standardize: bool = False
     test_data: str | None = None
     test_labels: str | None = None
+    # Fault tolerance (mpigd/resilience.py): checkpoints, resume, watchdog, gradient clipping.
+    checkpoint_every: int = 0
+    checkpoint_seconds: float = 0.0
+    checkpoint_dir: str | None = None
+    keep: int = 3
+    resume: bool = False
+    step_timeout: float = 0.0
+    clip_grad_norm: float = 0.0
 
     def __post_init__(self) -> None:
         _choice("model", self.model, MODELS)
@@ -86,10 +96,18 @@ class Config:
             raise UsageError(f"label_column must be a column index or name, got {self.label_column!r}")
         if not (self.x_key and self.y_key):
             raise UsageError("x_key and y_key must name HDF5 datasets")
+        _check_fault_tolerance(self)
 
     @property
     def synthetic(self) -> bool:
         return self.data == "synthetic"
+
+    @property
+    def checkpoint_directory(self) -> str | None:
+        """Where checkpoints go: ``checkpoint_dir``, else ``OUT/checkpoints``, else nowhere."""
+        if self.checkpoint_dir:
+            return self.checkpoint_dir
+        return os.path.join(self.out, "checkpoints") if self.out else None
 
     def evaluation_interval(self) -> int:
         """Epochs between evaluations: ``eval_every``, or about 20 evaluations per run."""
@@ -111,3 +129,15 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 def _at_least(name: str, value: int, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_fault_tolerance(config: Config) -> None:
+    _at_least("checkpoint_every", config.checkpoint_every, 0)
+    _at_least("keep", config.keep, 1)
+    for name in ("checkpoint_seconds", "step_timeout", "clip_grad_norm"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < math.inf):
+            raise UsageError(f"{name} must be a non-negative finite number (0: off), got {value!r}")
+    wanted = config.checkpoint_every or config.checkpoint_seconds or config.resume
+    if wanted and config.checkpoint_directory is None:
+        raise UsageError("checkpoints need a directory: give --out or --checkpoint-dir")

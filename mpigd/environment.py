@@ -26,3 +26,11 @@ def launch_rank() -> int:
         if value.isdigit():
             return int(value)
     return 0
+
+# Test-only fault injection (see mpigd/faults.py), e.g. "raise@rank=2,step=5". Never set it in production.
+FAULT_VARIABLE = "MPIGD_FAULT"
+
+
+def fault_spec() -> str | None:
+    """The fault-injection request in ``MPIGD_FAULT``, or ``None`` when unset or empty."""
+    return os.environ.get(FAULT_VARIABLE) or None

@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1  # an unexpected exception on some rank: the job is aborted
 EXIT_USAGE = 2  # bad arguments, bad input data: reported once, every rank exits
 EXIT_DIVERGED = 3  # the objective became NaN or Inf
+EXIT_PREEMPTED = 75  # stopped on SIGTERM/SIGUSR1 after writing a checkpoint: rerun with --resume (EX_TEMPFAIL)
 
 
 class MpigdError(Exception):
@@ -32,5 +33,20 @@ class DivergedError(MpigdError):
     exit_code = EXIT_DIVERGED
 
 
+class CheckpointError(UsageError):
+    """A checkpoint that cannot be used: none valid to resume from, or one made by a different run."""
+
+
+class Preempted(MpigdError):
+    """The run was asked to stop (SIGTERM or SIGUSR1) and stopped, on every rank at the same step.
+
+    Not a failure: the state was saved (when a checkpoint directory is known) and ``--resume``
+    continues the run exactly.
+    """
+
+    exit_code = EXIT_PREEMPTED
+
+
 # Every class here, in a fixed order: ranks agree on an error by its index in this tuple.
-KINDS: tuple[type[MpigdError], ...] = (MpigdError, UsageError, InputError, DivergedError)
+KINDS: tuple[type[MpigdError], ...] = (MpigdError, UsageError, InputError, DivergedError, CheckpointError,
+                                      Preempted)

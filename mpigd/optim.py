@@ -33,3 +33,10 @@ class SGD:
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
         np.multiply(grad, lr, out=self._step)
         params -= self._step
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The arrays an exact resume needs (momentum, moments...); plain SGD keeps none."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`state_dict` returned (copied into this optimizer's own arrays)."""

@@ -15,16 +15,30 @@ def atomic_write(path: str, data: bytes) -> None:
     part: a temporary file in the same directory, fsync, rename, fsync of the directory."""
     directory = os.path.dirname(os.path.abspath(path))
     temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    unlink_if_present(temporary)  # left by a crashed process; then O_EXCL never follows a planted link
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        with os.fdopen(os.open(temporary, flags, 0o644), "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)  # replaces a link at ``path`` itself, never its target
+    except BaseException:
+        unlink_if_present(temporary)
+        raise
     descriptor = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def unlink_if_present(path: str) -> None:
+    """Remove ``path`` (a link itself, not its target) if it exists."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -42,12 +56,26 @@ class RunOutputs:
         self.active = active and directory is not None
         self._metrics = None
 
-    def open(self) -> None:
-        """Create the directory and start ``metrics.jsonl``; call once the input is known good."""
+    def open(self, resume_step: int | None = None) -> None:
+        """Create the directory and start ``metrics.jsonl``; call once the input is known good.
+
+        ``params.npz`` and ``summary.json`` of an earlier run are removed: they are written again
+        when this run completes, so a run that fails or diverges leaves none that looks valid.
+        Resuming from the checkpoint of step ``resume_step`` keeps the earlier records up to that
+        step and appends; records of later steps (from a run that crashed after the checkpoint)
+        are dropped, since the resumed run writes them again.
+        """
         if not self.active:
             return
         os.makedirs(self.directory, exist_ok=True)
-        self._metrics = open(os.path.join(self.directory, "metrics.jsonl"), "w", encoding="utf-8")
+        for name in ("params.npz", "summary.json"):
+            unlink_if_present(os.path.join(self.directory, name))
+        path = os.path.join(self.directory, "metrics.jsonl")
+        if resume_step is not None and os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                kept = [line for line in handle if _step_of(line) < resume_step]
+            atomic_write(path, "".join(kept).encode())
+        self._metrics = open(path, "a" if resume_step is not None else "w", encoding="utf-8")
 
     def metric(self, record: dict[str, Any]) -> None:
         if self._metrics is not None:
@@ -67,3 +95,11 @@ class RunOutputs:
         if self._metrics is not None:
             self._metrics.close()
             self._metrics = None
+
+
+def _step_of(line: str) -> float:
+    """The step of a ``metrics.jsonl`` record; a torn last line counts as after every step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")

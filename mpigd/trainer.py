@@ -21,6 +21,8 @@ from mpigd.models import Model, make_model
 from mpigd.optim import l2_penalty
 from mpigd.outputs import RunOutputs
 from mpigd.progress import Progress
+from mpigd.resilience import RunControl
+from mpigd.signals import PreemptionFlag
 
 
 @dataclass
@@ -50,7 +52,19 @@ def train(config: Config, comm=None) -> TrainResult:
     Collective: call it on every rank of ``comm`` (an :class:`mpigd.comm.Communicator`; by
     default one over every rank of the job, with ``config.strategy``). Bad input raises one
     :class:`~mpigd.errors.InputError` on every rank; rank 0 alone writes ``config.out``.
+    SIGTERM or SIGUSR1 during the run (main thread only) stops every rank after the same step
+    with a checkpoint and :class:`~mpigd.errors.Preempted`; see :mod:`mpigd.resilience`.
     """
+    # Installed first, so that a signal during start-up is not lost: it stops the first step.
+    preemption = PreemptionFlag()
+    preemption.install()
+    try:
+        return _train(config, comm, preemption)
+    finally:
+        preemption.restore()
+
+
+def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
     if comm is None:
         from mpigd.comm import world
 
@@ -74,17 +88,19 @@ def train(config: Config, comm=None) -> TrainResult:
             scaler.apply(part.X)
     params = model.init_params(np.dtype(config.dtype))
     algorithm = make_algorithm(config, model, shard, comm)
+    control = RunControl(config, comm, shard, algorithm, params, preemption)
+    resumed = control.restore() if config.resume else None
 
     is_root = comm.rank == 0
     outputs = RunOutputs(config.out, is_root)
-    outputs.open()
+    outputs.open(resumed)
     progress = Progress(config.epochs, shard.n_global, is_root and not config.quiet)
     interval = config.evaluation_interval()
     compute_before = algorithm.gradient.compute_seconds
     eval_seconds = 0.0
     try:
-        for epoch in range(1, config.epochs + 1):
-            loss = algorithm.run_epoch(params, epoch)
+        for epoch in range(control.first_epoch, config.epochs + 1):
+            loss = control.run_epoch(epoch)
             if not math.isfinite(loss):
                 raise DivergedError(
                     f"the objective became {loss} at epoch {epoch} (step {algorithm.steps}); "
@@ -97,7 +113,9 @@ def train(config: Config, comm=None) -> TrainResult:
                 outputs.metric({"epoch": epoch, "step": algorithm.steps, "train_loss": loss, **metrics,
                                 "elapsed": time.perf_counter() - wall_start})
             progress.update(epoch, loss, force=epoch == config.epochs)
+        control.finish(config.epochs + 1)
     finally:
+        control.stop()
         outputs.close()
 
     final = evaluate(model, shard, params, comm, config.l2)
@@ -117,6 +135,7 @@ def train(config: Config, comm=None) -> TrainResult:
                  "features": shard.n_features, "standardized": scaler is not None},
         "epochs": config.epochs,
         "steps": algorithm.steps,
+        "resumed_from_step": resumed,
         "final_loss": final["loss"],
         "metrics": {k: v for k, v in final.items() if k != "loss"},
         "time": {

@@ -21,21 +21,33 @@ def mpiexec() -> list[str]:
     return [exe, "--oversubscribe"] if "Open MPI" in version else [exe]
 
 
-def run_mpi(n: int, args: list[str], timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    """Run ``args`` (a command after ``python``) on ``n`` ranks and return the finished process.
-
-    The job is killed after ``timeout`` seconds (``subprocess.TimeoutExpired`` is raised), so a
-    hang fails the test instead of stalling the suite.
-    """
+def _launch(n: int, args: list[str], kwargs: dict) -> tuple[list[str], dict]:
+    """The mpiexec command line for ``args`` on ``n`` ranks, and the keyword arguments for subprocess."""
     env = dict(os.environ, **kwargs.pop("env", {}))
     env.setdefault("NUMBA_NUM_THREADS", "1")
     env.setdefault("OMP_NUM_THREADS", "1")
     if os.geteuid() == 0:
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    command = [*mpiexec(), "-n", str(n), sys.executable, *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=kwargs.pop("cwd", ROOT), **kwargs)
+    return [*mpiexec(), "-n", str(n), sys.executable, *args], dict(kwargs, env=env, cwd=kwargs.get("cwd", ROOT))
+
+
+def run_mpi(n: int, args: list[str], timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``args`` (a command after ``python``) on ``n`` ranks and return the finished process.
+
+    The job is killed after ``timeout`` seconds (``subprocess.TimeoutExpired`` is raised), so a
+    hang fails the test instead of stalling the suite.
+    """
+    command, options = _launch(n, args, kwargs)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **options)
+
+
+def start_mpi(n: int, args: list[str], **kwargs) -> subprocess.Popen:
+    """Start ``args`` on ``n`` ranks without waiting (its own session, output piped); the caller
+    must end it with ``communicate(timeout=...)`` and kill it on timeout."""
+    command, options = _launch(n, args, kwargs)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **options)
 
 
 def mpigd(n: int, *args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:

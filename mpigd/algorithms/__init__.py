@@ -18,7 +18,7 @@ REGISTRY = {cls.name: cls for cls in (GradientDescent, MiniBatchSGD)}
 
 def make_algorithm(config: Config, model, shard, comm):
     """The algorithm ``config.algo`` over ``shard``, with plain SGD updates."""
-    gradient = GlobalGradient(model, shard, comm, config.l2)
+    gradient = GlobalGradient(model, shard, comm, config.l2, config.clip_grad_norm)
     optimizer = SGD(model.n_params, shard.X.dtype)
     if config.algo == "gd":
         return GradientDescent(gradient, optimizer, config.lr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 
 from mpigd.algorithms.objective import GlobalGradient
@@ -16,10 +18,27 @@ class GradientDescent:
     def __init__(self, gradient: GlobalGradient, optimizer, lr: float) -> None:
         self.gradient, self.optimizer, self.lr = gradient, optimizer, lr
         self.steps = 0
+        # Where a checkpoint taken between the step and the end of the epoch left off.
+        self._done, self._loss = 0, 0.0
 
-    def run_epoch(self, params: np.ndarray, epoch: int) -> float:
-        """Take one step; return the objective at the parameters the step started from."""
-        loss = self.gradient(params, self.gradient.shard.n_global)
-        self.optimizer.step(params, self.gradient.grad, self.lr)
-        self.steps += 1
-        return loss
+    def run_epoch(self, params: np.ndarray, epoch: int, after_step: Callable[[], None] | None = None) -> float:
+        """Take one step; return the objective at the parameters the step started from.
+
+        ``after_step`` is called once the step is applied (checkpoints, preemption). Collective.
+        """
+        if not self._done:
+            self._loss = self.gradient(params, self.gradient.shard.n_global)
+            self.optimizer.step(params, self.gradient.grad, self.lr)
+            self.steps += 1
+            self._done = 1
+            if after_step is not None:
+                after_step()
+        self._done = 0
+        return self._loss
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state for an exact resume (see :mod:`mpigd.checkpoint`)."""
+        return {"steps": self.steps, "cursor": self._done, "total": self._loss}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps, self._done, self._loss = int(state["steps"]), int(state["cursor"]), float(state["total"])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 
 from mpigd.data import Shard
+from mpigd.guards import clip_norm, finite, nonfinite_error
 from mpigd.models import Model
 from mpigd.optim import add_l2
 
@@ -16,13 +18,20 @@ class GlobalGradient:
 
     Each call runs the model's fused kernel on this rank's rows, then sums gradient and loss
     across ranks in one buffer (``[gradient..., loss]``) with a single allreduce. Collective.
+
+    Each rank tests its local buffer for NaN/Inf before the allreduce (afterwards every rank
+    holds the NaN and the culprit is lost); if the reduced buffer is not finite, the ranks agree
+    on a :class:`~mpigd.errors.DivergedError` naming the first culprit. With ``clip > 0`` the
+    reduced gradient is scaled to a Euclidean norm of at most ``clip``, identically everywhere.
+    ``before_reduce`` (test-only fault injection, :mod:`mpigd.faults`) sees the local buffer.
     """
 
-    def __init__(self, model: Model, shard: Shard, comm, l2: float) -> None:
-        self.model, self.shard, self.comm, self.l2 = model, shard, comm, l2
+    def __init__(self, model: Model, shard: Shard, comm, l2: float, clip: float = 0.0) -> None:
+        self.model, self.shard, self.comm, self.l2, self.clip = model, shard, comm, l2, clip
         self.buffer = np.zeros(model.n_params + 1, dtype=shard.X.dtype)
         self.grad = self.buffer[:-1]
         self.compute_seconds = 0.0
+        self.before_reduce = None
 
     def __call__(self, params: np.ndarray, n_rows: int, rows: np.ndarray | None = None) -> float:
         """The objective at ``params`` over ``n_rows`` rows in all (this rank's: all of its rows,
@@ -30,6 +39,16 @@ class GlobalGradient:
         start = time.perf_counter()
         self.buffer[-1] = self.model.loss_grad(self.shard.X, self.shard.y, params, self.grad, rows)
         self.compute_seconds += time.perf_counter() - start
+        if self.before_reduce is not None:
+            self.before_reduce(self.buffer)
+        local_finite = finite(self.buffer)
         self.comm.allreduce(self.buffer)
         self.buffer /= n_rows
-        return float(self.buffer[-1]) + add_l2(params, self.grad, self.model.n_penalized, self.l2)
+        loss = float(self.buffer[-1]) + add_l2(params, self.grad, self.model.n_penalized, self.l2)
+        # The reduced buffer is the same on every rank, so every rank takes this branch or none.
+        if not (math.isfinite(loss) and finite(self.grad)):
+            self.comm.agree(None if local_finite else nonfinite_error(self.comm.rank, local=True))
+            raise nonfinite_error(self.comm.rank, local=False)
+        if self.clip > 0:
+            clip_norm(self.grad, self.clip)
+        return loss

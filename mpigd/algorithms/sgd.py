@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 
 from mpigd.algorithms.objective import GlobalGradient
@@ -15,6 +17,9 @@ class MiniBatchSGD:
     seed and the rank), and at step ``s`` takes the ``s``-th of ``steps`` near-equal slices of
     that order. Every rank knows every rank's block size (the partition is arithmetic), so the
     global batch size of each step is known everywhere without communication.
+
+    For an exact resume the state holds the generator's state at the start of the current epoch
+    and the steps done in it: the epoch's order is drawn again from that state, not stored.
     """
 
     name = "sgd"
@@ -32,14 +37,34 @@ class MiniBatchSGD:
         for count in local_counts:
             self.batch_rows += block_counts(int(count), self.steps_per_epoch)
         self.steps = 0
+        self._cursor, self._total, self._epoch_rng = 0, 0.0, rng.bit_generator.state
 
-    def run_epoch(self, params: np.ndarray, epoch: int) -> float:
-        """One pass over the data; return the mean of the steps' mini-batch objectives."""
+    def run_epoch(self, params: np.ndarray, epoch: int, after_step: Callable[[], None] | None = None) -> float:
+        """One pass over the data (the rest of it, after a resume mid-epoch); return the mean of
+        the steps' mini-batch objectives. ``after_step`` is called after each step. Collective."""
+        if self._cursor == 0:
+            self._epoch_rng, self._total = self.rng.bit_generator.state, 0.0
         order = self.rng.permutation(self.gradient.shard.n_local)
-        total = 0.0
-        for step in range(self.steps_per_epoch):
+        while self._cursor < self.steps_per_epoch:
+            step = self._cursor
             lo, hi = block_range(order.size, self.steps_per_epoch, step)
-            total += self.gradient(params, int(self.batch_rows[step]), order[lo:hi])
+            self._total += self.gradient(params, int(self.batch_rows[step]), order[lo:hi])
             self.optimizer.step(params, self.gradient.grad, self.lr)
             self.steps += 1
-        return total / self.steps_per_epoch
+            self._cursor += 1
+            if after_step is not None:
+                after_step()
+        self._cursor = 0
+        return self._total / self.steps_per_epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state of this rank for an exact resume (see :mod:`mpigd.checkpoint`)."""
+        # Between epochs (cursor 0) the next epoch starts from the generator as it is now.
+        rng = self._epoch_rng if self._cursor else self.rng.bit_generator.state
+        return {"steps": self.steps, "cursor": self._cursor, "total": self._total, "rng": rng}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps, self._cursor, self._total = int(state["steps"]), int(state["cursor"]), float(state["total"])
+        self._epoch_rng = state["rng"]
+        # Back to the start of the epoch: run_epoch draws the same order again and skips the done steps.
+        self.rng.bit_generator.state = state["rng"]

@@ -1,0 +1,179 @@
+"""Checkpoints: what an exact resume needs, written atomically by rank 0, verified when read.
+
+A checkpoint of step ``S`` is two files in the checkpoint directory:
+
+- ``ckpt-SSSSSSSSSS.npz``: the parameters (``params``) and the optimizer's arrays
+  (``optimizer.NAME``), an uncompressed ``.npz`` read back with ``allow_pickle=False``;
+- ``ckpt-SSSSSSSSSS.json``: the manifest, written last: format, step, epoch, the SHA-256 and size
+  of the ``.npz``, the run's metadata (rank count, model, algorithm, dtype, strategy, batch size,
+  data fingerprint), the hyperparameters, and every rank's algorithm state (step cursor, the
+  RNG state at the start of the epoch: NumPy's PCG64 state round-trips exactly through JSON).
+
+A checkpoint exists once its manifest does. Both files go through a temporary file, fsync,
+rename and fsync of the directory, so a crash leaves the previous checkpoint whole; older ones
+are removed only after the new one is committed. On resume a manifest that does not parse, a
+``.npz`` whose checksum differs, or a symbolic link is skipped with a warning, falling back to
+the previous checkpoint. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import stat
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from mpigd.errors import CheckpointError
+from mpigd.outputs import atomic_write, npz_bytes, unlink_if_present
+
+FORMAT = "mpigd-checkpoint-1"
+# Metadata that must be equal for a resume to continue the same run exactly.
+MUST_MATCH = ("ranks", "model", "algo", "dtype", "strategy", "batch_size", "rows", "features", "data_sha256")
+_MANIFEST = re.compile(r"ckpt-([0-9]{10})\.json")
+_LEFTOVER = re.compile(r"(\.ckpt-[0-9]{10}\.(json|npz)\.tmp[0-9]+|ckpt-[0-9]{10}\.npz)")
+
+Warn = Callable[[str], None]
+
+
+@dataclass
+class Checkpoint:
+    """One checkpoint as read back: the state after global step :attr:`step`."""
+
+    step: int
+    epoch: int
+    params: np.ndarray
+    optimizer: dict[str, np.ndarray]
+    ranks: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    hyper: dict[str, Any]
+    name: str
+
+
+def data_fingerprint(X: np.ndarray, y: np.ndarray, comm) -> str:
+    """SHA-256 over every rank's SHA-256 of its rows, in rank order (hex). Collective.
+
+    The whole data set is hashed (each rank its own block), so a changed value, row order,
+    dtype or partition is caught; the result is known on rank 0 (empty string elsewhere).
+    """
+    from mpigd.comm.gather import gather_bytes
+
+    digest = hashlib.sha256()
+    for array in (X, y):
+        digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    digests = gather_bytes(comm, digest.digest())
+    return hashlib.sha256(b"".join(digests)).hexdigest() if digests is not None else ""
+
+
+def mismatches(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The :data:`MUST_MATCH` entries in which a checkpoint's metadata differ from this run's."""
+    return [f"{key} {saved.get(key)!r} in the checkpoint, {current.get(key)!r} now"
+            for key in MUST_MATCH if saved.get(key) != current.get(key)]
+
+
+class CheckpointStore:
+    """The checkpoint directory, seen from one process (rank 0). Keeps the newest ``keep``."""
+
+    def __init__(self, directory: str, keep: int) -> None:
+        self.directory, self.keep = directory, keep
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def check(self) -> None:
+        """Refuse a directory that is a symbolic link (planted, it could point anywhere)."""
+        if os.path.islink(self.directory):
+            raise CheckpointError(f"{self.directory}: the checkpoint directory is a symbolic link; "
+                                  "give its real path with --checkpoint-dir")
+
+    def steps(self) -> list[int]:
+        """Steps of the manifests present, newest first."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        return sorted((int(m[1]) for m in map(_MANIFEST.fullmatch, names) if m), reverse=True)
+
+    def save(self, step: int, epoch: int, params: np.ndarray, optimizer: dict[str, np.ndarray],
+             ranks: list[dict[str, Any]], metadata: dict[str, Any], hyper: dict[str, Any]) -> str:
+        """Write the checkpoint of ``step`` (``.npz`` first, manifest last), then prune; its name."""
+        stem = f"ckpt-{step:010d}"
+        self.check()
+        os.makedirs(self.directory, exist_ok=True)
+        if step not in self.steps():  # the state after a given step is always the same: keep the old
+            image = npz_bytes({"params": params, **{f"optimizer.{k}": v for k, v in optimizer.items()}})
+            manifest = {
+                "format": FORMAT, "step": step, "epoch": epoch, "npz": stem + ".npz",
+                "npz_sha256": hashlib.sha256(image).hexdigest(), "npz_bytes": len(image),
+                "metadata": metadata, "hyper": hyper, "ranks": ranks,
+            }
+            atomic_write(self._path(stem + ".npz"), image)
+            atomic_write(self._path(stem + ".json"), (json.dumps(manifest, indent=1) + "\n").encode())
+        self.prune()
+        return stem
+
+    def prune(self) -> None:
+        """Remove all but the newest ``keep`` checkpoints, and what crashed writers left behind."""
+        steps = self.steps()
+        keep = {f"ckpt-{s:010d}.npz" for s in steps[: self.keep]}
+        for step in steps[self.keep :]:
+            unlink_if_present(self._path(f"ckpt-{step:010d}.json"))  # the manifest first: then it is gone whole
+        for name in os.listdir(self.directory):
+            if _LEFTOVER.fullmatch(name) and name not in keep:
+                unlink_if_present(self._path(name))
+
+    def load(self, step: int) -> Checkpoint:
+        """Read and verify the checkpoint of ``step``; :class:`CheckpointError` says what is wrong."""
+        stem = f"ckpt-{step:010d}"
+        try:
+            manifest = json.loads(_read_regular(self._path(stem + ".json")))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"{stem}.json: not a valid manifest ({error})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("step") != step:
+            raise CheckpointError(f"{stem}.json: not an {FORMAT} manifest of step {step}")
+        image = _read_regular(self._path(stem + ".npz"))  # our own name: never a path from the file
+        if hashlib.sha256(image).hexdigest() != manifest.get("npz_sha256"):
+            raise CheckpointError(f"{stem}.npz: checksum mismatch (torn or corrupted file)")
+        try:
+            with np.load(io.BytesIO(image), allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+            return Checkpoint(step, int(manifest["epoch"]), arrays.pop("params"),
+                              {k.removeprefix("optimizer."): v for k, v in arrays.items()},
+                              list(manifest["ranks"]), dict(manifest["metadata"]), dict(manifest["hyper"]), stem)
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{stem}: incomplete checkpoint ({error})") from None
+
+    def newest_valid(self, warn: Warn) -> Checkpoint | None:
+        """The newest checkpoint that verifies, warning about each newer one that does not.
+
+        ``None`` when there is none at all; :class:`CheckpointError` when there are some but
+        none verifies (starting over silently would throw work away).
+        """
+        steps = self.steps()
+        for step in steps:
+            try:
+                return self.load(step)
+            except CheckpointError as error:
+                warn(f"skipping checkpoint {error}")
+        if steps:
+            raise CheckpointError(f"{self.directory}: no valid checkpoint among {len(steps)}; "
+                                  "move the directory away to start over")
+        return None
+
+
+def _read_regular(path: str) -> bytes:
+    """The bytes of ``path``, refusing symbolic links and anything but a regular file."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as error:
+        reason = "a symbolic link" if os.path.islink(path) else error.strerror
+        raise CheckpointError(f"{os.path.basename(path)}: cannot be read ({reason})") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise CheckpointError(f"{os.path.basename(path)}: not a regular file")
+        return handle.read()

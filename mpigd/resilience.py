@@ -1,0 +1,197 @@
+"""What happens between two training steps to keep a run safe: the watchdog, the agreed decision
+to checkpoint or to stop on a preemption signal, the checkpoint itself, and resuming from one.
+
+The trainer owns the loop; it hands each epoch to :meth:`RunControl.run_epoch`, which passes
+:meth:`RunControl.after_step` to the algorithm. Every decision that changes which collectives run
+is agreed: the preemption flag (each rank's own) and the time-based checkpoint decision (rank 0's
+clock) travel in one tiny ``MAX`` allreduce per step. They are not folded into the gradient
+buffer: that buffer belongs to the allreduce strategies, which may compress or reorder it, and a
+longer message could switch the MPI library to another algorithm and change the sums' bits.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import sys
+import time
+
+import numpy as np
+
+from mpigd import checkpoint, faults
+from mpigd.checkpoint import CheckpointStore
+from mpigd.comm.gather import broadcast_bytes, gather_bytes
+from mpigd.config import Config
+from mpigd.errors import CheckpointError, DivergedError, Preempted
+from mpigd.outputs import npz_bytes
+from mpigd.signals import PreemptionFlag, Watchdog
+
+
+def warn(message: str) -> None:
+    """A warning on stderr (callers print on rank 0 only)."""
+    print(f"mpigd: warning: {message}", file=sys.stderr, flush=True)
+
+
+class RunControl:
+    """Checkpoints, resume, preemption and the watchdog of one training run. Collective methods
+    must be called on every rank at the same point of the run.
+
+    Parameters
+    ----------
+    config, comm, shard
+        The run's configuration, communicator and this rank's data.
+    algorithm
+        An algorithm with ``run_epoch(params, epoch, after_step)``, ``steps``, ``optimizer`` and
+        ``state_dict()``/``load_state_dict()`` (JSON-able, may differ between ranks).
+    params
+        The parameter buffer the algorithm updates in place (the same on every rank).
+    preemption
+        The installed :class:`~mpigd.signals.PreemptionFlag`.
+    """
+
+    def __init__(self, config: Config, comm, shard, algorithm, params: np.ndarray,
+                 preemption: PreemptionFlag) -> None:
+        self.config, self.comm, self.shard, self.algorithm, self.params = config, comm, shard, algorithm, params
+        self.preemption = preemption
+        self.first_epoch, self.epoch = 1, 1
+        directory = config.checkpoint_directory
+        self.store = CheckpointStore(directory, config.keep) if directory else None
+        self.watchdog = Watchdog(config.step_timeout) if config.step_timeout > 0 else None
+        self._flags = np.zeros(2, dtype=np.int64)  # [preemption signal number, checkpoint now]
+        self._last_save_time = time.monotonic()
+        self._saved_step, self._saved_name = -1, ""
+        self._metadata: dict | None = None
+        gradient = getattr(algorithm, "gradient", None)
+        hook = faults.hook(faults.from_environment(), comm.rank, lambda: algorithm.steps + 1)
+        if gradient is not None and hook is not None:
+            gradient.before_reduce = hook
+        error = None
+        if self.store is not None and comm.rank == 0:
+            try:
+                self.store.check()
+                if not config.resume and self.store.steps():  # a later --resume would mix two runs
+                    raise CheckpointError(f"{self.store.directory} holds checkpoints of an earlier run: "
+                                          "add --resume to continue it, or move them away to start over")
+            except CheckpointError as caught:
+                error = caught
+        comm.agree(error)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run_epoch(self, epoch: int) -> float:
+        """Run one epoch of the algorithm with the checks between steps. Collective."""
+        self.epoch = epoch
+        try:
+            return self.algorithm.run_epoch(self.params, epoch, self.after_step)
+        except DivergedError as error:
+            raise DivergedError(f"training diverged at step {self.algorithm.steps + 1} (epoch {epoch}): {error}; "
+                                f"try a smaller learning rate than {self.config.lr:g} "
+                                "or --clip-grad-norm") from None
+
+    def after_step(self) -> None:
+        """Between steps: pet the watchdog, agree on preemption and checkpoints, act. Collective."""
+        if self.watchdog is not None:
+            self.watchdog.pet()
+        config, flags = self.config, self._flags
+        flags[0] = self.preemption.signum or 0
+        flags[1] = int(self.comm.rank == 0 and config.checkpoint_seconds > 0
+                       and time.monotonic() - self._last_save_time >= config.checkpoint_seconds)
+        self.comm.allreduce_max(flags)
+        step = self.algorithm.steps
+        if flags[0] or flags[1] or (config.checkpoint_every and step % config.checkpoint_every == 0):
+            self.save(self.epoch)
+        if flags[0]:
+            self._stop(int(flags[0]), step)
+
+    def finish(self, next_epoch: int) -> None:
+        """After the last epoch: a final checkpoint when checkpoints were asked for, so that the
+        run can be extended later with ``--resume --epochs M``. Collective."""
+        if self.config.checkpoint_every or self.config.checkpoint_seconds:
+            self.save(next_epoch)
+
+    def stop(self) -> None:
+        """Disarm the watchdog (also on the way out of a failure)."""
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+
+    def _stop(self, signum: int, step: int) -> None:
+        where = (f"wrote checkpoint {self._saved_name} in {self.store.directory}; run again with --resume"
+                 if self.store is not None else "no checkpoint written (no --out or --checkpoint-dir)")
+        raise Preempted(f"preempted ({signal.Signals(signum).name}): every rank stopped after step {step} "
+                        f"(epoch {self.epoch}); {where}")
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def metadata(self) -> dict:
+        """What a resume must match (rank 0's copy is the real one). Collective on first call."""
+        if self._metadata is None:
+            config, shard = self.config, self.shard
+            self._metadata = {
+                "ranks": self.comm.size, "model": config.model, "algo": config.algo, "dtype": config.dtype,
+                "strategy": config.strategy, "batch_size": config.batch_size if config.algo == "sgd" else None,
+                "rows": shard.n_global, "features": shard.n_features,
+                "data_sha256": checkpoint.data_fingerprint(shard.X, shard.y, self.comm),
+            }
+        return self._metadata
+
+    def _hyper(self) -> dict:
+        return {"lr": self.config.lr, "l2": self.config.l2, "clip_grad_norm": self.config.clip_grad_norm}
+
+    def save(self, epoch: int) -> None:
+        """Write a checkpoint of the state after the current step; rank 0 writes. Collective."""
+        if self.store is None or self._saved_step == self.algorithm.steps:
+            return
+        metadata = self.metadata()
+        states = gather_bytes(self.comm, json.dumps(self.algorithm.state_dict()).encode())
+        error = None
+        if self.comm.rank == 0:
+            try:
+                self._saved_name = self.store.save(
+                    self.algorithm.steps, epoch, self.params, self.algorithm.optimizer.state_dict(),
+                    [json.loads(state) for state in states], metadata, self._hyper())
+            except (OSError, CheckpointError) as caught:
+                error = CheckpointError(f"writing a checkpoint in {self.store.directory} failed: {caught}")
+        self.comm.agree(error)
+        self._saved_step, self._saved_name = self.algorithm.steps, f"ckpt-{self.algorithm.steps:010d}"
+        self._last_save_time = time.monotonic()
+
+    def restore(self) -> int | None:
+        """Load the newest valid checkpoint on every rank; its step, or ``None`` if there is none.
+
+        Rank 0 reads and verifies it, refuses one made by a different run (a
+        :class:`~mpigd.errors.CheckpointError` on every rank, exit code 2), and broadcasts it.
+        Collective.
+        """
+        metadata = self.metadata()
+        arrays, header, error = b"", b"", None
+        if self.comm.rank == 0:
+            try:
+                found = self.store.newest_valid(warn)
+                if found is not None:
+                    problems = checkpoint.mismatches(found.metadata, metadata)
+                    if found.params.shape != self.params.shape or found.params.dtype != self.params.dtype:
+                        problems.append(f"parameters {found.params.dtype}{found.params.shape} in the checkpoint")
+                    if problems:
+                        raise CheckpointError(f"{self.store.directory}/{found.name} is from a different run: "
+                                              + "; ".join(problems))
+                    for key, value in found.hyper.items():
+                        if self._hyper().get(key) != value:
+                            warn(f"{key} was {value} before the resume and is {self._hyper()[key]} now")
+                    arrays = npz_bytes({"params": found.params, **found.optimizer})
+                    header = json.dumps({"step": found.step, "epoch": found.epoch, "ranks": found.ranks}).encode()
+            except CheckpointError as caught:
+                error = caught
+        self.comm.agree(error)
+        header = broadcast_bytes(self.comm, header)
+        if not header:
+            if self.comm.rank == 0:
+                warn(f"--resume: no checkpoint in {self.store.directory}; starting from the beginning")
+            return None
+        arrays = broadcast_bytes(self.comm, arrays)
+        state = json.loads(header)
+        with np.load(io.BytesIO(arrays), allow_pickle=False) as archive:
+            self.params[:] = archive["params"]
+            self.algorithm.optimizer.load_state_dict({k: archive[k] for k in archive.files if k != "params"})
+        self.algorithm.load_state_dict(state["ranks"][self.comm.rank])
+        self.first_epoch = self.epoch = int(state["epoch"])
+        self._saved_step, self._saved_name = int(state["step"]), f"ckpt-{int(state['step']):010d}"
+        return int(state["step"])

@@ -1,0 +1,86 @@
+"""Process-local signal handling and the stuck-step watchdog. No MPI here: agreeing across ranks on
+what a signal means is the trainer's job (see :mod:`mpigd.resilience`)."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+# What Slurm sends: SIGUSR1 with ``--signal=B:USR1@T`` (forwarded by the batch script), SIGTERM at
+# the time limit or on ``scancel``. MPICH's mpiexec forwards both to every rank.
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class PreemptionFlag:
+    """Remembers that SIGTERM or SIGUSR1 arrived, and nothing more.
+
+    The handler only sets a flag (the one thing that is safe to do in a signal handler while
+    the main thread may be inside MPI); the training loop reads it between steps. A second
+    signal of the same kind gets the default action, so an impatient operator can still stop
+    the process at once. Handlers are installed on :meth:`install` (main thread only) and the
+    previous ones put back on :meth:`restore`.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    @property
+    def raised(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum == signum:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signum = signum
+
+    def install(self) -> bool:
+        """Catch the preemption signals; ``False`` (and nothing changed) off the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        for signum in PREEMPTION_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return True
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before :meth:`install`."""
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+
+class Watchdog:
+    """Ends this process, with every thread's stack on stderr, when no step finishes for ``timeout`` s.
+
+    Built on ``faulthandler.dump_traceback_later(exit=True)``, which runs in a C thread that
+    needs no GIL, so it fires even when the main thread is blocked inside MPI or a kernel. Under
+    mpiexec one rank's exit ends the job. Re-arming restarts that thread, so :meth:`pet` re-arms
+    only when a tenth of the timeout has passed: the deadline is then between 0.9 and 1 times
+    ``timeout`` after the last finished step, at a cost of one clock read per step.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._armed_at = -float("inf")
+
+    def pet(self) -> None:
+        """A step finished: push the deadline back (cheaply)."""
+        now = time.monotonic()
+        if now - self._armed_at >= 0.1 * self.timeout:
+            faulthandler.dump_traceback_later(self.timeout, exit=True, file=sys.stderr)
+            self._armed_at = now
+
+    def cancel(self) -> None:
+        faulthandler.cancel_dump_traceback_later()
+        self._armed_at = -float("inf")

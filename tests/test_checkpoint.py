@@ -1,0 +1,161 @@
+"""Checkpoints and resume in one process: exact resume, corruption, atomicity, symlinks, metadata."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mpigd import Config, train
+from mpigd.checkpoint import CheckpointStore
+from mpigd.comm import self_comm
+from mpigd.errors import CheckpointError, DivergedError, InputError, Preempted
+
+BASE = dict(model="linear", rows=1500, features=4, epochs=4, lr=0.3, quiet=True)
+RUNS = {"gd": dict(algo="gd", epochs=30), "sgd": dict(algo="sgd", batch_size=64)}
+
+
+def _config(tmp_path, name, **changes):
+    return Config(**{**BASE, "out": str(tmp_path / name), **changes})
+
+
+def _preempt_then_resume(config, monkeypatch, step):
+    monkeypatch.setenv("MPIGD_FAULT", f"term@rank=0,step={step}")
+    with pytest.raises(Preempted, match=f"after step {step}"):
+        train(config, self_comm())
+    monkeypatch.delenv("MPIGD_FAULT")
+    return train(config.replace(resume=True), self_comm())
+
+
+@pytest.mark.parametrize("algo", ["gd", "sgd"])
+def test_preempted_and_resumed_run_is_bitwise_the_uninterrupted_one(tmp_path, monkeypatch, algo):
+    whole = train(_config(tmp_path, "whole", **RUNS[algo]), self_comm())
+    # Step 37 is mid-epoch for SGD (24 steps an epoch); step 24 is an epoch's last step.
+    for step in (37, 24) if algo == "sgd" else (17,):
+        config = _config(tmp_path, f"cut{step}", **RUNS[algo])
+        resumed = _preempt_then_resume(config, monkeypatch, step)
+        assert np.array_equal(resumed.params, whole.params)
+        assert resumed.summary["resumed_from_step"] == step and resumed.summary["steps"] == whole.summary["steps"]
+    # metrics.jsonl is appended: the same records as the uninterrupted run's, apart from the clock.
+    records = [{k: v for k, v in json.loads(line).items() if k != "elapsed"}
+               for path in (config.out, tmp_path / "whole") for line in open(os.path.join(path, "metrics.jsonl"))]
+    assert records[: len(records) // 2] == records[len(records) // 2 :]
+
+
+def test_resume_after_a_finished_run_extends_it_exactly(tmp_path):
+    whole = train(_config(tmp_path, "whole", algo="sgd", batch_size=64, epochs=4), self_comm())
+    short = _config(tmp_path, "short", algo="sgd", batch_size=64, epochs=2, checkpoint_every=1000)
+    train(short, self_comm())  # the final checkpoint goes between epochs 2 and 3
+    resumed = train(short.replace(epochs=4, resume=True), self_comm())
+    assert np.array_equal(resumed.params, whole.params)
+
+
+def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(tmp_path, capsys):
+    config = _config(tmp_path, "run", algo="sgd", batch_size=64, epochs=2, checkpoint_every=10, keep=2)
+    whole = train(config, self_comm())
+    directory = tmp_path / "run" / "checkpoints"
+    assert sorted(os.listdir(directory)) == [f"ckpt-00000000{s}.{e}" for s in (40, 48) for e in ("json", "npz")]
+    with open(directory / "ckpt-0000000048.npz", "r+b") as handle:  # flip a byte in the newest
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 1]))
+    resumed = train(config.replace(resume=True), self_comm())
+    assert "warning: skipping checkpoint ckpt-0000000048.npz: checksum mismatch" in capsys.readouterr().err
+    assert resumed.summary["resumed_from_step"] == 40 and np.array_equal(resumed.params, whole.params)
+
+
+def test_a_fresh_run_refuses_a_directory_holding_checkpoints(tmp_path):
+    config = _config(tmp_path, "run", epochs=1, checkpoint_every=1)
+    train(config, self_comm())
+    with pytest.raises(CheckpointError, match="holds checkpoints of an earlier run: add --resume"):
+        train(config, self_comm())
+
+
+def test_no_valid_checkpoint_at_all_is_an_error_and_none_is_a_fresh_start(tmp_path, capsys):
+    config = _config(tmp_path, "run", resume=True)
+    assert train(config, self_comm()).summary["resumed_from_step"] is None
+    assert "no checkpoint" in capsys.readouterr().err
+    directory = tmp_path / "run" / "checkpoints"
+    directory.mkdir()
+    (directory / "ckpt-0000000005.json").write_text("{torn")
+    with pytest.raises(CheckpointError, match="no valid checkpoint among 1"):
+        train(config, self_comm())
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(algo="sgd", batch_size=32), "batch_size 64 in the checkpoint, 32 now"),
+    (dict(algo="gd"), "algo 'sgd' in the checkpoint, 'gd' now"),
+    (dict(algo="sgd", batch_size=64, seed=1), "data_sha256"),
+    (dict(algo="sgd", batch_size=64, dtype="float32"), "dtype 'float64' in the checkpoint, 'float32' now"),
+])
+def test_a_resume_that_does_not_match_the_checkpoint_is_refused(tmp_path, change, message):
+    config = _config(tmp_path, "run", algo="sgd", batch_size=64, epochs=1, checkpoint_every=5)
+    train(config, self_comm())
+    with pytest.raises(CheckpointError, match="from a different run") as caught:
+        train(config.replace(resume=True, **change), self_comm())
+    assert message in str(caught.value) and caught.value.exit_code == 2
+
+
+def _store_with_one(tmp_path):
+    store = CheckpointStore(str(tmp_path / "ck"), keep=2)
+    store.save(10, 1, np.arange(3.0), {}, [{"steps": 10}], {"ranks": 1}, {})
+    return store
+
+
+@pytest.mark.parametrize("failing_call", [1, 2])  # the .npz's rename, the manifest's rename
+def test_a_crash_while_writing_leaves_the_previous_checkpoint_and_no_temporary_file(tmp_path, monkeypatch, failing_call):
+    store = _store_with_one(tmp_path)
+    calls, real = [], os.replace
+
+    def crash(source, target):
+        calls.append(target)
+        if len(calls) == failing_call:
+            raise OSError("disk gone")
+        real(source, target)
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk gone"):
+        store.save(20, 2, np.ones(3), {}, [{"steps": 20}], {"ranks": 1}, {})
+    monkeypatch.setattr(os, "replace", real)
+    assert not [name for name in os.listdir(store.directory) if ".tmp" in name]
+    assert store.newest_valid(pytest.fail).step == 10  # no warning: the half-written one has no manifest
+    store.save(30, 3, np.ones(3), {}, [{"steps": 30}], {"ranks": 1}, {})
+    assert sorted(os.listdir(store.directory)) == [f"ckpt-00000000{s}.{e}" for s in (10, 30) for e in ("json", "npz")]
+
+
+def test_planted_symbolic_links_are_not_followed(tmp_path):
+    store = _store_with_one(tmp_path)
+    secret = tmp_path / "secret.json"
+    secret.write_text("{}")
+    os.symlink(secret, os.path.join(store.directory, "ckpt-0000000099.json"))
+    warnings = []
+    assert store.newest_valid(warnings.append).step == 10
+    assert "symbolic link" in warnings[0]
+    os.symlink(store.directory, tmp_path / "linked")
+    with pytest.raises(CheckpointError, match="is a symbolic link"):
+        train(Config(**{**BASE, "checkpoint_dir": str(tmp_path / "linked"), "checkpoint_every": 5}), self_comm())
+
+
+def test_divergence_names_the_step_and_leaves_no_valid_looking_output(tmp_path):
+    out = tmp_path / "run"
+    train(_config(tmp_path, "run"), self_comm())
+    with pytest.raises(DivergedError, match=r"diverged at step \d+ \(epoch \d+\).*smaller learning rate than 50"):
+        train(_config(tmp_path, "run", lr=50.0, epochs=200), self_comm())
+    assert sorted(os.listdir(out)) == ["metrics.jsonl"]  # the earlier run's params/summary are gone too
+
+
+def test_nan_in_the_data_is_refused_before_training(tmp_path):
+    X = np.ones((50, 3))
+    X[7, 1] = np.nan
+    np.savez(tmp_path / "bad.npz", X=X, y=np.zeros(50))
+    with pytest.raises(InputError, match="NaN or Inf in the features"):
+        train(Config(data=str(tmp_path / "bad.npz"), out=str(tmp_path / "out"), quiet=True), self_comm())
+    assert not (tmp_path / "out").exists()
+
+
+def test_gradient_clipping_bounds_the_step(tmp_path):
+    config = Config(**{**BASE, "epochs": 1, "lr": 1.0})
+    free = train(config, self_comm()).params
+    clipped = train(config.replace(clip_grad_norm=1e-3), self_comm()).params
+    assert np.linalg.norm(free) > 1e-3 and np.linalg.norm(clipped) == pytest.approx(1e-3)

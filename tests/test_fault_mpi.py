@@ -1,0 +1,186 @@
+"""Whole jobs that fail, hang, diverge or are preempted under mpiexec: they end quickly, say why
+once, and a preempted run resumes to bitwise the parameters of an uninterrupted one."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from mpirun import mpigd, start_mpi
+
+SMALL = ["train", "--model", "logistic", "--rows", "4000", "--features", "5", "--epochs", "300", "--quiet"]
+# Long enough (about 20000 steps) that a signal sent after the first metrics line lands mid-run.
+LONG = {
+    "gd": ["train", "--model", "linear", "--rows", "2000", "--features", "5", "--epochs", "20000", "--lr", "0.1",
+           "--eval-every", "200", "--quiet"],
+    "sgd": ["train", "--model", "linear", "--rows", "4000", "--features", "5", "--algo", "sgd", "--batch-size", "8",
+            "--epochs", "40", "--lr", "0.01", "--eval-every", "1", "--quiet"],
+}
+
+
+def _params(directory):
+    with np.load(os.path.join(directory, "params.npz"), allow_pickle=False) as saved:
+        return np.append(saved["coef"], saved["intercept"])
+
+
+def _finish(job, timeout):
+    """Wait for a started job; kill its whole process group if it outlives ``timeout``."""
+    try:
+        out, err = job.communicate(timeout=timeout)
+    except BaseException:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.communicate()
+        raise
+    return job.returncode, out, err
+
+
+def _rank_pid(launcher, rank, timeout=30.0):
+    """The pid of rank ``rank`` among the descendants of the launcher (from /proc: PMI_RANK)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        parents = {}
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parents[int(entry)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (ValueError, OSError, IndexError):
+                continue
+        family, grew = {launcher}, True
+        while grew:
+            grown = family | {pid for pid, parent in parents.items() if parent in family}
+            grew, family = grown != family, grown
+        for pid in family - {launcher}:
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as handle:
+                    if f"PMI_RANK={rank}".encode() in handle.read().split(b"\0"):
+                        return pid
+            except OSError:
+                continue
+        time.sleep(0.1)
+    raise AssertionError(f"rank {rank} of job {launcher} not found")
+
+
+def _wait_for_progress(path, job, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not (os.path.exists(path) and os.path.getsize(path) > 0):
+        assert job.poll() is None and time.monotonic() < deadline, "the job ended or stalled before any progress"
+        time.sleep(0.05)
+
+
+def test_a_rank_killed_with_sigkill_ends_the_job_within_30_seconds(tmp_path):
+    start = time.monotonic()
+    job = mpigd(4, *SMALL, env={"MPIGD_FAULT": "kill@rank=1,step=5"}, timeout=60)
+    assert job.returncode != 0 and time.monotonic() - start < 30
+
+
+def test_an_exception_on_rank_2_is_reported_once_and_aborts_the_job_within_10_seconds(tmp_path):
+    job = start_mpi(4, ["-m", "mpigd", *SMALL], env={"MPIGD_FAULT": "raise@rank=2,step=5"})
+    guard = threading.Timer(90, os.killpg, (job.pid, signal.SIGKILL))
+    guard.daemon = True
+    guard.start()
+    failed_at, lines = None, []
+    for line in job.stderr:  # timed from the failing rank's message to the end of the whole job
+        lines.append(line)
+        if failed_at is None and "mpigd: rank 2 failed, aborting the job" in line:
+            failed_at = time.monotonic()
+    job.wait()
+    guard.cancel()
+    stderr = "".join(lines)
+    assert failed_at is not None and time.monotonic() - failed_at < 10, stderr
+    assert job.returncode != 0
+    assert stderr.count("RuntimeError: injected failure (MPIGD_FAULT) at step 5") == 1
+
+
+def test_a_stuck_rank_is_caught_by_the_step_watchdog(tmp_path):
+    start = time.monotonic()
+    job = mpigd(2, *SMALL, "--step-timeout", "2", env={"MPIGD_FAULT": "hang@rank=1,step=5"}, timeout=60)
+    assert job.returncode != 0 and time.monotonic() - start < 30
+    assert "Timeout (0:00:02)!" in job.stderr and "in fire" in job.stderr  # the stuck rank's stack
+
+
+@pytest.mark.parametrize("args, fault, message", [
+    (["--model", "linear", "--lr", "50"], None, "training diverged at step"),
+    ([], "nan@rank=1,step=3", "at step 3 (epoch 3): the local gradient of rank 1 is NaN or Inf"),
+], ids=["learning-rate-too-large", "nan-on-rank-1"])
+def test_divergence_is_one_clear_message_and_no_output_that_looks_valid(tmp_path, args, fault, message):
+    out = tmp_path / "out"
+    job = mpigd(2, *SMALL, *args, "--out", str(out), env={"MPIGD_FAULT": fault} if fault else {}, timeout=60)
+    assert job.returncode == 3, job.stderr
+    assert job.stderr.count("mpigd: error:") == 1 and message in job.stderr and "smaller learning rate" in job.stderr
+    assert not (out / "params.npz").exists() and not (out / "summary.json").exists()
+
+
+def test_nan_in_one_ranks_rows_is_refused_once_with_exit_code_2(tmp_path):
+    X = np.random.default_rng(0).standard_normal((100, 3))
+    X[80, 2] = np.nan  # in rank 1's block
+    np.savez(tmp_path / "bad.npz", X=X, y=(X[:, 0] > 0).astype(float))
+    job = mpigd(2, "train", "--data", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "out"), timeout=60)
+    assert job.returncode == 2 and job.stderr.count("NaN or Inf in the features (first at row 80)") == 1
+    assert not (tmp_path / "out").exists()
+
+
+_REFERENCE = {}
+
+
+def _reference(algo, tmp_path_factory):
+    if algo not in _REFERENCE:
+        out = tmp_path_factory.mktemp(f"whole-{algo}")
+        job = mpigd(2, *LONG[algo], "--out", str(out), timeout=180)
+        assert job.returncode == 0, job.stderr
+        _REFERENCE[algo] = _params(out)
+    return _REFERENCE[algo]
+
+
+@pytest.mark.parametrize("algo, target, signum", [
+    ("gd", "rank", signal.SIGTERM),
+    ("sgd", "rank", signal.SIGTERM),
+    ("gd", "mpiexec", signal.SIGTERM),
+    ("sgd", "mpiexec", signal.SIGUSR1),
+])
+def test_a_preempted_job_resumes_to_bitwise_the_uninterrupted_result(tmp_path, tmp_path_factory, algo, target, signum):
+    out = tmp_path / "out"
+    job = start_mpi(2, ["-m", "mpigd", *LONG[algo], "--out", str(out)])
+    _wait_for_progress(out / "metrics.jsonl", job)
+    # One rank alone gets the signal, or mpiexec, which (MPICH's hydra) forwards it to every rank.
+    os.kill(_rank_pid(job.pid, 1) if target == "rank" else job.pid, signum)
+    code, _, stderr = _finish(job, 120)
+    assert code == 75, stderr
+    assert stderr.count("mpigd: error: preempted") == 1 and signal.Signals(signum).name in stderr
+    resumed = mpigd(2, *LONG[algo], "--out", str(out), "--resume", timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert np.array_equal(_params(out), _reference(algo, tmp_path_factory))
+
+
+def test_the_slurm_script_forwards_usr1_requeues_and_resumes(tmp_path, tmp_path_factory):
+    """slurm/train.sbatch with stubbed ``srun`` (mpiexec on 2 ranks) and ``scontrol`` (records its
+    arguments), as Lightning and submitit test requeueing without a cluster."""
+    import subprocess
+    import sys
+
+    from mpirun import ROOT, mpiexec
+
+    stubs, out = tmp_path / "bin", tmp_path / "out"
+    stubs.mkdir()
+    (stubs / "srun").write_text('#!/bin/sh\nwhile [ "${1#--}" != "$1" ]; do shift; done\n'  # drop srun's options
+                                f'exec {" ".join(mpiexec())} -n 2 "$@"\n')
+    (stubs / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/scontrol.log\n')
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    env = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}", SLURM_JOB_ID="4242", MPIGD_PYTHON=sys.executable,
+               SLURM_SUBMIT_DIR=str(ROOT), NUMBA_NUM_THREADS="1")
+    command = ["bash", str(ROOT / "slurm" / "train.sbatch"), *LONG["gd"][1:], "--out", str(out)]
+    job = subprocess.Popen(command, env=dict(env, SLURM_RESTART_COUNT="0"), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for_progress(out / "metrics.jsonl", job)
+    os.kill(job.pid, signal.SIGUSR1)  # what `--signal=B:USR1@120` does
+    code, _, stderr = _finish(job, 120)
+    assert code == 75 and "preempted (SIGUSR1)" in stderr, stderr
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+    again = subprocess.run(command, env=dict(env, SLURM_RESTART_COUNT="1"), capture_output=True, text=True,
+                           timeout=180)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+    assert np.array_equal(_params(out), _reference("gd", tmp_path_factory))

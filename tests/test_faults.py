@@ -1,0 +1,67 @@
+"""The fault-injection request, the guards and the fault-tolerance settings, without MPI jobs."""
+
+import numpy as np
+import pytest
+
+from mpigd import Config, UsageError
+from mpigd.faults import Fault, hook, parse
+from mpigd.guards import clip_norm, finite
+
+
+@pytest.mark.parametrize("text, fault", [
+    ("raise@rank=2,step=5", Fault("raise", 2, 5)),
+    ("kill@rank=0,step=1", Fault("kill", 0, 1)),
+    ("nan@rank=10,step=300", Fault("nan", 10, 300)),
+    ("hang@rank=1,step=5", Fault("hang", 1, 5)),
+    ("term@rank=1,step=5", Fault("term", 1, 5)),
+])
+def test_fault_requests_parse(text, fault):
+    assert parse(text) == fault
+
+
+@pytest.mark.parametrize("text", [
+    "", "raise", "explode@rank=1,step=5", "raise@rank=1", "raise@step=5,rank=1", "raise@rank=-1,step=5",
+    "raise@rank=1,step=0", "raise@rank=01,step=5", " raise@rank=1,step=5", "raise@rank=1,step=5;rm -rf",
+])
+def test_anything_else_is_refused(text):
+    with pytest.raises(UsageError, match="MPIGD_FAULT"):
+        parse(text)
+
+
+def test_a_fault_fires_only_on_its_rank_and_step():
+    assert hook(None, 0, lambda: 1) is None
+    assert hook(Fault("nan", 1, 3), 0, lambda: 3) is None
+    step = [2]
+    fire = hook(Fault("nan", 1, 3), 1, lambda: step[0])
+    local = np.zeros(4)
+    fire(local)
+    assert finite(local)
+    step[0] = 3
+    fire(local)
+    assert not finite(local)
+
+
+def test_finite_and_clip_norm():
+    assert finite(np.ones(5)) and not finite(np.array([1.0, np.inf])) and not finite(np.array([np.nan]))
+    grad = np.array([3.0, 4.0])
+    assert clip_norm(grad, 10.0) == 5.0 and np.array_equal(grad, [3.0, 4.0])
+    assert clip_norm(grad, 1.0) == 5.0 and np.allclose(grad, [0.6, 0.8])
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(checkpoint_every=5), "checkpoints need a directory"),
+    (dict(resume=True), "checkpoints need a directory"),
+    (dict(keep=0, out="o"), "keep must be an integer >= 1"),
+    (dict(step_timeout=-1.0), "step_timeout must be a non-negative finite number"),
+    (dict(clip_grad_norm=float("nan")), "clip_grad_norm must be"),
+    (dict(checkpoint_seconds=float("inf"), out="o"), "checkpoint_seconds must be"),
+])
+def test_bad_fault_tolerance_settings_are_refused(changes, message):
+    with pytest.raises(UsageError, match=message):
+        Config(**changes)
+
+
+def test_the_checkpoint_directory_defaults_to_out_checkpoints():
+    assert Config(out="run").checkpoint_directory == "run/checkpoints"
+    assert Config(out="run", checkpoint_dir="/scratch/ck").checkpoint_directory == "/scratch/ck"
+    assert Config().checkpoint_directory is None

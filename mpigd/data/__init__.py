@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from mpigd.config import Config
-from mpigd.data import npz, synthetic
+from mpigd.data import csr, npz, synthetic, synthetic_models
 from mpigd.data.shard import Shard
 from mpigd.errors import InputError, MpigdError
 from mpigd.partition import block_range
@@ -16,11 +16,11 @@ __all__ = ["Shard", "load_shard", "task_of"]
 
 
 def task_of(model: str) -> str:
-    """Whether a model is fitted to real-valued targets or to class labels."""
+    """Whether a model is fitted to real-valued targets or to class labels (the mlp: see Config.task)."""
     return "regression" if model == "linear" else "classification"
 
 
-def load_shard(config: Config, comm) -> Shard:
+def load_shard(config: Config, comm, path: str | None = None) -> Shard:
     """Read this rank's rows of ``config.data``. Collective: every rank raises if any rank fails.
 
     ``comm`` is an :class:`mpigd.comm.Communicator` (only its ``rank``, ``size`` and ``agree``
@@ -28,7 +28,7 @@ def load_shard(config: Config, comm) -> Shard:
     """
     shard, error = None, None
     try:
-        shard = _read(config, comm.size, comm.rank)
+        shard = _read(config if path is None else config.replace(data=path), comm.size, comm.rank)
         _check_finite(shard)
     except MpigdError as caught:
         error = caught
@@ -39,13 +39,18 @@ def load_shard(config: Config, comm) -> Shard:
 def _read(config: Config, size: int, rank: int) -> Shard:
     if config.synthetic:
         start, stop = block_range(config.rows, size, rank)
-        X, y = synthetic.generate(task_of(config.model), config.features, config.seed, start, stop, config.dtype)
-        return Shard(X, y, config.rows, start, f"synthetic({config.rows}x{config.features}, seed={config.seed})")
+        return Shard(*_synthetic(config, start, stop), config.rows, start,
+                     f"synthetic({config.rows}x{config.features}, seed={config.seed})")
     path = config.data
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such data file")
     if not path.endswith(".npz"):
         raise InputError(f"{path}: unknown data format (mpigd reads .npz files holding arrays X and y)")
+    if csr.is_csr_npz(path):
+        rows = npz.open_member(path, "indptr").shape[0] - 1
+        start, stop = block_range(max(rows, 0), size, rank)
+        X, y, n = csr.read_npz_rows(path, start, stop, config.dtype)
+        return Shard(X, y, n, start, path)
     X_all, y_all = npz.open_member(path, "X"), npz.open_member(path, "y")
     if X_all.ndim != 2 or y_all.ndim != 1 or X_all.shape[0] != y_all.shape[0]:
         raise InputError(f"{path}: X must be 2-D and y 1-D with one label per row; got {X_all.shape} and {y_all.shape}")
@@ -61,9 +66,25 @@ def _read(config: Config, size: int, rank: int) -> Shard:
     return Shard(X, y, n, start, path)
 
 
+def _synthetic(config: Config, start: int, stop: int):
+    """Rows ``[start, stop)`` of the synthetic data set the model calls for (dense or sparse)."""
+    task, d = config.task_of_model, config.features
+    classes = 2 if config.model == "logistic" or task == "regression" else (config.classes or 3)
+    if config.density:
+        return synthetic_models.generate_sparse(task, d, classes, config.density, config.seed, start, stop,
+                                                config.dtype)
+    if classes > 2:
+        return synthetic_models.generate_dense(task, d, classes, config.seed, start, stop, config.dtype)
+    return synthetic.generate(task, d, config.seed, start, stop, config.dtype)
+
+
 def _check_finite(shard: Shard) -> None:
-    for name, values in (("features", shard.X), ("labels", shard.y)):
+    features = shard.X.data if shard.sparse else shard.X
+    for name, values in (("features", features), ("labels", shard.y)):
         bad = ~np.isfinite(values)
         if bad.any():
-            row = int(np.argwhere(bad)[0][0]) + shard.row_start
+            index = int(np.argwhere(bad)[0][0])
+            if shard.sparse and name == "features":  # a position in data: find its row
+                index = int(np.searchsorted(shard.X.indptr, index, side="right")) - 1
+            row = index + shard.row_start
             raise InputError(f"{shard.source}: NaN or Inf in the {name} (first at row {row})")

@@ -6,17 +6,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mpigd.data.csr import CSRMatrix
+
 
 @dataclass(frozen=True)
 class Shard:
     """This rank's block of a data set that is partitioned by rows.
 
-    ``X`` is a C-contiguous ``(n_local, n_features)`` array, ``y`` its labels (same dtype);
+    ``X`` is a C-contiguous ``(n_local, n_features)`` array or a :class:`CSRMatrix` block of the
+    same shape, ``y`` its labels (same dtype);
     ``row_start`` is the global index of the first local row and ``n_global`` the row count of
     the whole data set, so that sums over ranks can be turned into means.
     """
 
-    X: np.ndarray
+    X: np.ndarray | CSRMatrix
     y: np.ndarray
     n_global: int
     row_start: int
@@ -29,6 +32,10 @@ class Shard:
     @property
     def n_features(self) -> int:
         return self.X.shape[1]
+
+    @property
+    def sparse(self) -> bool:
+        return isinstance(self.X, CSRMatrix)
 
     @property
     def nbytes(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpigd.algorithms.objective import GlobalGradient
+from mpigd.algorithms.update import Update
 from mpigd.partition import block_counts, block_range
 
 
@@ -19,9 +20,9 @@ class MiniBatchSGD:
 
     name = "sgd"
 
-    def __init__(self, gradient: GlobalGradient, optimizer, lr: float, batch_size: int,
-                 rng: np.random.Generator, size: int) -> None:
-        self.gradient, self.optimizer, self.lr, self.rng = gradient, optimizer, lr, rng
+    def __init__(self, gradient: GlobalGradient, update: Update, batch_size: int, rng: np.random.Generator,
+                 size: int) -> None:
+        self.gradient, self.update, self.rng = gradient, update, rng
         n_global = gradient.shard.n_global
         self.steps_per_epoch = -(-n_global // batch_size)
         local_counts = block_counts(n_global, size)
@@ -29,15 +30,21 @@ class MiniBatchSGD:
         self.batch_rows = np.zeros(self.steps_per_epoch, dtype=np.int64)
         for count in local_counts:
             self.batch_rows += block_counts(int(count), self.steps_per_epoch)
-        self.steps = 0
+
+    @property
+    def steps(self) -> int:
+        return self.update.steps
+
+    def batch(self, order: np.ndarray, step: int) -> np.ndarray:
+        """This rank's rows (local indices) in the global batch of ``step``."""
+        lo, hi = block_range(order.size, self.steps_per_epoch, step)
+        return order[lo:hi]
 
     def run_epoch(self, params: np.ndarray, epoch: int) -> float:
         """One pass over the data; return the mean of the steps' mini-batch objectives."""
         order = self.rng.permutation(self.gradient.shard.n_local)
         total = 0.0
         for step in range(self.steps_per_epoch):
-            lo, hi = block_range(order.size, self.steps_per_epoch, step)
-            total += self.gradient(params, int(self.batch_rows[step]), order[lo:hi])
-            self.optimizer.step(params, self.gradient.grad, self.lr)
-            self.steps += 1
+            total += self.gradient(params, int(self.batch_rows[step]), self.batch(order, step))
+            self.update(params, self.gradient.grad, self.update.rate())
         return total / self.steps_per_epoch

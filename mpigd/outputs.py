@@ -54,11 +54,16 @@ class RunOutputs:
             self._metrics.write(json.dumps(record) + "\n")
             self._metrics.flush()
 
-    def finish(self, summary: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        """Write the parameters and the summary, each atomically, and close ``metrics.jsonl``."""
+    def finish(self, summary: dict[str, Any], arrays: dict[str, np.ndarray],
+               model: dict[str, Any] | None = None) -> None:
+        """Write the model's description (``model.json``, what ``mpigd predict`` rebuilds the model
+        from), the parameters and the summary, each atomically, and close ``metrics.jsonl``."""
         if not self.active:
             return
         self.close()
+        if model is not None:
+            text = json.dumps(model, indent=2, sort_keys=True) + "\n"
+            atomic_write(os.path.join(self.directory, "model.json"), text.encode())
         atomic_write(os.path.join(self.directory, "params.npz"), npz_bytes(arrays))
         text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
         atomic_write(os.path.join(self.directory, "summary.json"), text.encode())

@@ -118,6 +118,8 @@ def train(config: Config, comm=None) -> TrainResult:
         },
         "bytes_allreduced": comm.bytes_reduced,
         "bytes_allreduced_per_step": algorithm.gradient.buffer.nbytes,
+        # The training reductions alone (gradients, or parameters in local SGD), without evaluations.
+        "bytes_allreduced_training": algorithm.gradient.reductions * algorithm.gradient.buffer.nbytes,
         "allreduce_calls": comm.allreduce_calls,
     }
     if test_metrics is not None:

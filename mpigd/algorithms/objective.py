@@ -24,6 +24,7 @@ class GlobalGradient:
         self.buffer = np.zeros(model.n_params + 1, dtype=shard.X.dtype)
         self.grad = self.buffer[:-1]
         self.compute_seconds = 0.0
+        self.reductions = 0  # allreduces of the training buffer (evaluations not counted)
 
     def local(self, params: np.ndarray, rows: np.ndarray | None, grad: np.ndarray) -> float:
         """This rank's summed loss over its rows (all, or the local indices ``rows``); the summed gradient
@@ -40,6 +41,7 @@ class GlobalGradient:
         ``scale`` is 1 except in local SGD, where one reduction stands for several steps.
         """
         self.comm.allreduce(self.buffer)
+        self.reductions += 1
         self.buffer /= n_rows
         value = float(self.buffer[-1]) + add_l2(params, self.grad, self.model.n_penalized, self.l2 * scale)
         if self.l1:

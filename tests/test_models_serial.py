@@ -148,3 +148,16 @@ def test_softmax_labels_are_checked_and_classes_inferred(tmp_path):
     result = train(Config(model="softmax", data=_save_dense(tmp_path / "b.npz", X, np.array([0, 4, 2, 1, 0, 2.0])),
                           epochs=1, quiet=True), self_comm())
     assert result.summary["model"]["classes"] == 5
+
+
+def test_patience_counts_evaluations_without_improvement_and_restores_the_best():
+    from mpigd.stopping import Stopping
+
+    stopping, params = Stopping(tol=0.0, patience=2), np.zeros(2)
+    decisions = []
+    for epoch, loss in enumerate([1.0, 0.5, 0.6, 0.4, 0.45, 0.41], start=1):
+        params[:] = epoch
+        decisions.append(stopping.after_evaluation(loss, params, epoch))
+    assert decisions == [False, False, False, False, False, True]
+    assert stopping.restore_best(params) and np.all(params == 4) and stopping.best_epoch == 4
+    assert not Stopping(0.0, 0).after_evaluation(1.0, params, 1)

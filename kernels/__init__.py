@@ -6,6 +6,10 @@ allocates nothing in its loop; each has a NumPy twin in the tests as its oracle.
 
 from mpigd.kernels.glm import LOGISTIC, SQUARED, glm_loss_grad, glm_loss_grad_rows, logistic_eval, squared_eval
 from mpigd.kernels.jit import kernel
+from mpigd.kernels.mlp import RELU, SOFTMAX_HEAD, SQUARED_HEAD, TANH, mlp_loss_grad, mlp_outputs
+from mpigd.kernels.prox import soft_threshold
+from mpigd.kernels.softmax import softmax_logits, softmax_loss_grad
+from mpigd.kernels.sparse import csr_glm_loss_grad, csr_glm_margins, csr_softmax_logits, csr_softmax_loss_grad
 from mpigd.kernels.stream import stream_sum
 from mpigd.kernels.text import CSV_PROBLEMS, LIBSVM_PROBLEMS, csv_scan, libsvm_scan
 
@@ -13,13 +17,26 @@ __all__ = [
     "CSV_PROBLEMS",
     "LIBSVM_PROBLEMS",
     "LOGISTIC",
+    "RELU",
+    "SOFTMAX_HEAD",
     "SQUARED",
+    "SQUARED_HEAD",
+    "TANH",
+    "csr_glm_loss_grad",
+    "csr_glm_margins",
+    "csr_softmax_logits",
+    "csr_softmax_loss_grad",
     "csv_scan",
     "glm_loss_grad",
     "glm_loss_grad_rows",
     "kernel",
     "libsvm_scan",
     "logistic_eval",
+    "mlp_loss_grad",
+    "mlp_outputs",
+    "soft_threshold",
+    "softmax_logits",
+    "softmax_loss_grad",
     "squared_eval",
     "stream_sum",
 ]

@@ -55,7 +55,7 @@ class Checkpoint:
     name: str
 
 
-def data_fingerprint(X: np.ndarray, y: np.ndarray, comm) -> str:
+def data_fingerprint(X, y: np.ndarray, comm) -> str:
     """SHA-256 over every rank's SHA-256 of its rows, in rank order (hex). Collective.
 
     The whole data set is hashed (each rank its own block), so a changed value, row order,
@@ -64,7 +64,8 @@ def data_fingerprint(X: np.ndarray, y: np.ndarray, comm) -> str:
     from mpigd.comm.gather import gather_bytes
 
     digest = hashlib.sha256()
-    for array in (X, y):
+    arrays = (X.indptr, X.indices, X.data, y) if hasattr(X, "indptr") else (X, y)  # CSR or dense
+    for array in arrays:
         digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
     digests = gather_bytes(comm, digest.digest())
     return hashlib.sha256(b"".join(digests)).hexdigest() if digests is not None else ""

@@ -9,7 +9,8 @@ import sys
 from typing import Sequence
 
 from mpigd import __version__
-from mpigd.config import ALGORITHMS, DATA_FORMATS, DTYPES, HEADER_CHOICES, MODELS, STRATEGIES, Config
+from mpigd.config import (ACTIVATIONS, ALGORITHMS, DATA_FORMATS, DTYPES, HEADER_CHOICES, MODELS, OPTIMIZERS,
+                          SCHEDULES, STRATEGIES, TASKS, Config)
 from mpigd.environment import expected_ranks, launch_rank
 from mpigd.errors import EXIT_OK, EXIT_USAGE, MpigdError, UsageError
 
@@ -34,34 +35,32 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = Config()
     add = train.add_argument
     add("--model", choices=MODELS, default=defaults.model)
-    add("--data", default=defaults.data,
-        help="'synthetic', or a data file: .npz, .npy (with --labels), a directory of X.npy and y.npy, "
-             ".csv, .libsvm/.svm/.svmlight, .h5/.hdf5")
-    add("--labels", default=None, help="the labels .npy file when --data is a features .npy file")
-    add("--format", choices=("auto",) + DATA_FORMATS, default=defaults.format,
-        help="data format (default: from the file name)")
-    add("--label-column", default=None, help="CSV: label column index (negative from the end) or header name; "
-                                             "default: the last column")
-    add("--header", choices=HEADER_CHOICES, default=defaults.header,
-        help="CSV: whether the first line names the columns (auto: when it is not all numbers)")
-    base = train.add_mutually_exclusive_group()
-    base.add_argument("--zero-based", dest="zero_based", action="store_true", default=None,
-                      help="LIBSVM: indices count from 0 (default: detected; 0-based when some index is 0)")
-    base.add_argument("--one-based", dest="zero_based", action="store_false", help="LIBSVM: indices count from 1")
-    add("--x-key", default=defaults.x_key, help="HDF5: dataset of the features")
-    add("--y-key", default=defaults.y_key, help="HDF5: dataset of the labels")
+    _add_data_arguments(train, defaults)
     add("--standardize", action="store_true", help="scale features to global mean 0, variance 1 (saved in params.npz)")
     add("--test-data", default=None, help="held-out data, same format rules; test metrics go to summary.json")
     add("--test-labels", default=None, help="the labels .npy file of --test-data")
-    add("--rows", type=int, default=defaults.rows, help="rows of synthetic data (global)")
-    add("--features", type=int, default=defaults.features, help="features of synthetic data")
+    add("--classes", type=int, default=defaults.classes, help="classes of softmax/mlp (0: max label + 1)")
+    add("--hidden", type=_widths, default=defaults.hidden, help="mlp hidden widths, e.g. 64,32")
+    add("--activation", choices=ACTIVATIONS, default=defaults.activation, help="mlp hidden activation")
+    add("--task", choices=TASKS, default=defaults.task or None, help="mlp head (default classification)")
     add("--algo", choices=ALGORITHMS, default=defaults.algo)
-    add("--epochs", type=int, default=defaults.epochs)
+    add("--epochs", "--max-epochs", dest="epochs", type=int, default=defaults.epochs, help="most epochs to run")
     add("--lr", type=float, default=defaults.lr, help="learning rate")
-    add("--batch-size", type=int, default=defaults.batch_size, help="global mini-batch size (sgd)")
+    add("--batch-size", type=int, default=defaults.batch_size, help="global mini-batch size (sgd, local-sgd)")
+    add("--local-steps", type=int, default=defaults.local_steps, help="local-sgd: steps between averages")
+    add("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    add("--momentum", type=float, default=defaults.momentum, help="momentum coefficient (momentum, nesterov)")
+    add("--schedule", choices=SCHEDULES, default=defaults.schedule, help="learning-rate schedule")
+    add("--warmup", type=int, default=defaults.warmup, help="steps of linear learning-rate warm-up")
+    add("--step-size", type=int, default=defaults.step_size, help="step schedule: steps between decays")
+    add("--gamma", type=float, default=defaults.gamma, help="step schedule: decay factor")
+    add("--power", type=float, default=defaults.power, help="invscaling schedule: lr / (1 + t)^power")
+    add("--l1", type=float, default=defaults.l1, help="L1 penalty: objective += l1 * |w|_1 (proximal step)")
     add("--l2", type=float, default=defaults.l2, help="L2 penalty: objective += l2/2 * |w|^2")
-    add("--dtype", choices=DTYPES, default=defaults.dtype)
-    add("--seed", type=int, default=defaults.seed)
+    add("--tol", type=float, default=defaults.tol, help="stop when the objective changes by <= tol (relative)")
+    add("--patience", type=int, default=defaults.patience,
+        help="stop after this many evaluations without a better held-out loss (0: off)")
+    add("--holdout", type=float, default=defaults.holdout, help="fraction of rows held out for evaluation")
     add("--strategy", choices=STRATEGIES, default=defaults.strategy, help="allreduce strategy")
     add("--eval-every", type=int, default=defaults.eval_every, help="epochs between evaluations (0: auto)")
     add("--out", default=None, help="directory for summary.json, metrics.jsonl, params.npz")
@@ -89,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--output", required=True, help="file to write (npy: a directory for X.npy and y.npy)")
     gen.add_argument("--quiet", action="store_true")
     gen.set_defaults(run=_gen)
+
+    for name, helptext, run in (("predict", "write the predictions of a trained model to a .npy file", _predict),
+                                ("evaluate", "the loss and metrics of a trained model on a data set", _evaluate)):
+        command = commands.add_parser(name, help=helptext)
+        command.add_argument("--params", required=True, help="params.npz of a run (model.json beside it)")
+        _add_data_arguments(command, defaults)
+        command.add_argument("--output", required=name == "predict",
+                             help="predictions (.npy)" if name == "predict" else "also write the metrics (JSON)")
+        command.add_argument("--quiet", action="store_true")
+        command.set_defaults(run=run)
 
     info = commands.add_parser("info", help="MPI library, rank count, Numba and threading set-up")
     info.set_defaults(run=_info)
@@ -120,12 +129,58 @@ def build_parser() -> argparse.ArgumentParser:
     scaling_report.add_argument("--json", metavar="FILE")
     scaling_report.add_argument("--plot", metavar="PREFIX", help="write PREFIX-strong.png / PREFIX-weak.png")
     scaling_report.set_defaults(run=_bench_scaling_report)
+
+    sparse = benches.add_parser("sparse", help="CSR kernels: time against non-zeros, vs the dense kernel")
+    sparse.add_argument("--rows", type=int, default=100_000)
+    sparse.add_argument("--features", type=int, default=1000)
+    sparse.add_argument("--densities", default="0.001,0.003,0.01,0.03,0.1")
+    sparse.add_argument("--classes", type=int, default=1, help="1: logistic kernel; k > 1: softmax kernel")
+    sparse.add_argument("--repeats", type=int, default=5)
+    sparse.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    sparse.set_defaults(run=_bench_sparse)
     return parser
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths such as 64,32; got {text!r}") from None
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser, defaults: Config) -> None:
+    add = parser.add_argument
+    add("--data", default=defaults.data,
+        help="'synthetic', or a data file: .npz (X and y, or a CSR: indptr, indices, data, shape, y), "
+             ".npy (with --labels), a directory of X.npy and y.npy, .csv, .libsvm/.svm/.svmlight, .h5/.hdf5")
+    add("--labels", default=None, help="the labels .npy file when --data is a features .npy file")
+    add("--format", choices=("auto",) + DATA_FORMATS, default=defaults.format,
+        help="data format (default: from the file name)")
+    add("--label-column", default=None, help="CSV: label column index (negative from the end) or header name; "
+                                             "default: the last column")
+    add("--header", choices=HEADER_CHOICES, default=defaults.header,
+        help="CSV: whether the first line names the columns (auto: when it is not all numbers)")
+    base = parser.add_mutually_exclusive_group()
+    base.add_argument("--zero-based", dest="zero_based", action="store_true", default=None,
+                      help="LIBSVM: indices count from 0 (default: detected; 0-based when some index is 0)")
+    base.add_argument("--one-based", dest="zero_based", action="store_false", help="LIBSVM: indices count from 1")
+    add("--x-key", default=defaults.x_key, help="HDF5: dataset of the features")
+    add("--y-key", default=defaults.y_key, help="HDF5: dataset of the labels")
+    add("--rows", type=int, default=defaults.rows, help="rows of synthetic data (global)")
+    add("--features", type=int, default=defaults.features, help="features of synthetic data")
+    add("--density", type=float, default=defaults.density, help="synthetic data: fraction of non-zeros (CSR)")
+    add("--dtype", choices=DTYPES, default=defaults.dtype)
+    add("--seed", type=int, default=defaults.seed)
 
 
 def _config_from(args: argparse.Namespace) -> Config:
     fields = Config.__dataclass_fields__
-    return Config(**{name: value for name, value in vars(args).items() if name in fields})
+    return Config(**{name: value for name, value in vars(args).items() if name in fields and value is not None})
+
+
+def _numbers(metrics: dict) -> str:
+    """The scalar metrics on one line (per-class lists stay in summary.json)."""
+    return "  ".join(f"{k} {v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float)))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -139,10 +194,13 @@ def _train(args: argparse.Namespace) -> int:
         result = train(config, comm)
         if comm.rank == 0 and not config.quiet:
             summary = result.summary
-            metrics = "  ".join(f"{k} {v:.6g}" for k, v in summary["metrics"].items())
+            metrics = _numbers(summary["metrics"])
             times = summary["time"]
             print(f"final loss {summary['final_loss']:.8g}  {metrics}  ({summary['ranks']} ranks, "
                   f"{times['wall_seconds']:.2f}s wall, {times['communication_seconds']:.3f}s allreduce)")
+            if "test" in summary:
+                print(f"held-out ({summary['test']['rows']} rows): loss {summary['test']['loss']:.8g}  "
+                      f"{_numbers({k: v for k, v in summary['test'].items() if k not in ('loss', 'rows')})}")
             if config.out:
                 print(f"wrote {config.out}/summary.json, metrics.jsonl, params.npz")
         return EXIT_OK
@@ -176,6 +234,38 @@ def _gen(args: argparse.Namespace) -> int:
         if comm.rank == 0 and not args.quiet:
             print(f"wrote {spec.output}: {spec.rows} rows x {spec.features} features, {spec.format}, "
                   f"{written / 1e6:.2f} MB, {comm.size} ranks")
+        return EXIT_OK
+
+    return run_or_abort(job, comm.rank)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    return _apply(args, "predict")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    return _apply(args, "evaluate")
+
+
+def _apply(args: argparse.Namespace, what: str) -> int:
+    from mpigd.comm import run_or_abort
+    from mpigd.predict import evaluate_file, predict
+
+    config = _config_from(args)
+    comm = _world(config.strategy)
+
+    def job() -> int:
+        if what == "predict":
+            result = predict(config, args.params, args.output, comm)
+        else:
+            result = evaluate_file(config, args.params, comm)
+        if comm.rank == 0:
+            text = json.dumps(result, indent=2, sort_keys=True)
+            if what == "evaluate" and args.output:
+                with open(args.output, "w", encoding="utf-8") as handle:
+                    handle.write(text + "\n")
+            if not args.quiet:
+                print(text if what == "evaluate" else f"wrote {result['rows']} predictions to {args.output}")
         return EXIT_OK
 
     return run_or_abort(job, comm.rank)
@@ -248,6 +338,18 @@ def _bench_scaling_report(args: argparse.Namespace) -> int:
     if args.plot:
         for path in scaling.plot(rows, args.plot):
             print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _bench_sparse(args: argparse.Namespace) -> int:
+    from mpigd.bench import sparse
+
+    densities = [float(d) for d in args.densities.split(",")]
+    results = sparse.run(args.rows, args.features, densities, args.classes, args.repeats)
+    print(sparse.table(results), flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2)
     return EXIT_OK
 
 

@@ -10,8 +10,12 @@ from typing import Any
 
 from mpigd.errors import UsageError
 
-MODELS = ("linear", "logistic")
-ALGORITHMS = ("gd", "sgd")
+MODELS = ("linear", "logistic", "softmax", "mlp")
+ALGORITHMS = ("gd", "sgd", "local-sgd")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+SCHEDULES = ("constant", "step", "cosine", "invscaling")
+ACTIVATIONS = ("relu", "tanh")
+TASKS = ("classification", "regression")
 STRATEGIES = ("native",)
 DTYPES = ("float32", "float64")
 DATA_FORMATS = ("npz", "npy", "csv", "libsvm", "hdf5")
@@ -33,6 +37,15 @@ class Config:
     reader and the final model is evaluated on it.
     ``batch_size`` is the *global* mini-batch size of SGD, shared out among the ranks.
     ``eval_every`` is in epochs; 0 picks about 20 evaluations per run.
+
+    Models: ``classes`` (softmax, mlp; 0 infers max label + 1), ``hidden``, ``activation`` and ``task``
+    (mlp; the other models imply their task). Objective: mean loss + ``l1``·‖w‖₁ + (``l2``/2)·‖w‖².
+    Steps: ``optimizer`` (``momentum`` is its coefficient), ``schedule`` with ``warmup``, ``step_size``,
+    ``gamma``, ``power``; ``local_steps`` for local-sgd. Stopping: ``epochs`` is the maximum, ``tol``
+    the relative change of the objective between epochs below which training stops, ``patience``
+    the evaluations without a better held-out loss after which it stops. Held-out rows: a fraction
+    ``holdout`` of the rows (chosen by a hash of seed and row index), or the file ``test_data``.
+    ``density`` > 0 makes the synthetic data sparse (CSR) with that fraction of non-zeros.
     """
 
     model: str = "logistic"
@@ -68,10 +81,56 @@ class Config:
     resume: bool = False
     step_timeout: float = 0.0
     clip_grad_norm: float = 0.0
+    classes: int = 0
+    hidden: tuple[int, ...] = (64,)
+    activation: str = "relu"
+    task: str = ""
+    l1: float = 0.0
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    schedule: str = "constant"
+    warmup: int = 0
+    step_size: int = 100
+    gamma: float = 0.1
+    power: float = 0.25
+    local_steps: int = 8
+    tol: float = 0.0
+    patience: int = 0
+    holdout: float = 0.0
+    density: float = 0.0
 
     def __post_init__(self) -> None:
         _choice("model", self.model, MODELS)
         _choice("algo", self.algo, ALGORITHMS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("activation", self.activation, ACTIVATIONS)
+        if self.task:
+            _choice("task", self.task, TASKS)
+            implied = {"linear": "regression", "logistic": "classification", "softmax": "classification"}
+            if implied.get(self.model, self.task) != self.task:
+                raise UsageError(f"task {self.task!r} does not fit model {self.model!r}")
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise UsageError(f"hidden must list one or more layer widths >= 1, got {self.hidden!r}")
+        for name in ("classes", "warmup", "patience"):
+            _at_least(name, getattr(self, name), 0)
+        _at_least("step_size", self.step_size, 1)
+        _at_least("local_steps", self.local_steps, 1)
+        if self.classes == 1:
+            raise UsageError("classes must be 0 (infer) or at least 2")
+        for name in ("l1", "tol", "power"):
+            _non_negative(name, getattr(self, name))
+        for name, value in (("momentum", self.momentum), ("gamma", self.gamma)):
+            if not 0.0 <= value <= 1.0:
+                raise UsageError(f"{name} must lie in [0, 1], got {value}")
+        for name, value in (("holdout", self.holdout), ("density", self.density)):
+            if not 0.0 <= value < 1.0:
+                raise UsageError(f"{name} must lie in [0, 1), got {value}")
+        if self.holdout and self.test_data:
+            raise UsageError("give either holdout or test_data, not both")
+        if self.density and self.model == "mlp":
+            raise UsageError("the mlp model reads dense input only (density must be 0)")
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("dtype", self.dtype, DTYPES)
         _at_least("rows", self.rows, 1)
@@ -109,6 +168,13 @@ class Config:
             return self.checkpoint_dir
         return os.path.join(self.out, "checkpoints") if self.out else None
 
+    @property
+    def task_of_model(self) -> str:
+        """``regression`` or ``classification``: the task this model is fitted to."""
+        if self.model == "mlp":
+            return self.task or "classification"
+        return "regression" if self.model == "linear" else "classification"
+
     def evaluation_interval(self) -> int:
         """Epochs between evaluations: ``eval_every``, or about 20 evaluations per run."""
         return self.eval_every or max(1, self.epochs // 20)
@@ -124,6 +190,11 @@ class Config:
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise UsageError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if not (value >= 0 and value < float("inf")):
+        raise UsageError(f"{name} must be a non-negative finite number, got {value}")
 
 
 def _at_least(name: str, value: int, low: int) -> None:

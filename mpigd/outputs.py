@@ -59,7 +59,7 @@ class RunOutputs:
     def open(self, resume_step: int | None = None) -> None:
         """Create the directory and start ``metrics.jsonl``; call once the input is known good.
 
-        ``params.npz`` and ``summary.json`` of an earlier run are removed: they are written again
+        ``params.npz``, ``model.json`` and ``summary.json`` of an earlier run are removed: they are written again
         when this run completes, so a run that fails or diverges leaves none that looks valid.
         Resuming from the checkpoint of step ``resume_step`` keeps the earlier records up to that
         step and appends; records of later steps (from a run that crashed after the checkpoint)
@@ -68,7 +68,7 @@ class RunOutputs:
         if not self.active:
             return
         os.makedirs(self.directory, exist_ok=True)
-        for name in ("params.npz", "summary.json"):
+        for name in ("params.npz", "summary.json", "model.json"):
             unlink_if_present(os.path.join(self.directory, name))
         path = os.path.join(self.directory, "metrics.jsonl")
         if resume_step is not None and os.path.isfile(path):
@@ -82,11 +82,16 @@ class RunOutputs:
             self._metrics.write(json.dumps(record) + "\n")
             self._metrics.flush()
 
-    def finish(self, summary: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        """Write the parameters and the summary, each atomically, and close ``metrics.jsonl``."""
+    def finish(self, summary: dict[str, Any], arrays: dict[str, np.ndarray],
+               model: dict[str, Any] | None = None) -> None:
+        """Write the model's description (``model.json``, what ``mpigd predict`` rebuilds the model
+        from), the parameters and the summary, each atomically, and close ``metrics.jsonl``."""
         if not self.active:
             return
         self.close()
+        if model is not None:
+            text = json.dumps(model, indent=2, sort_keys=True) + "\n"
+            atomic_write(os.path.join(self.directory, "model.json"), text.encode())
         atomic_write(os.path.join(self.directory, "params.npz"), npz_bytes(arrays))
         text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
         atomic_write(os.path.join(self.directory, "summary.json"), text.encode())

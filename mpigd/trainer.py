@@ -3,7 +3,6 @@ communicator and never imports mpi4py itself."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import platform
 import time
@@ -15,14 +14,16 @@ import numpy as np
 from mpigd import __version__
 from mpigd.algorithms import make_algorithm
 from mpigd.config import Config
-from mpigd.data import Shard, load_shard, standardize
-from mpigd.errors import DivergedError, InputError
-from mpigd.models import Model, make_model
-from mpigd.optim import l2_penalty
+from mpigd.errors import DivergedError
+from mpigd.evaluation import evaluate, flat
 from mpigd.outputs import RunOutputs
+from mpigd.prepare import prepare
 from mpigd.progress import Progress
 from mpigd.resilience import RunControl
 from mpigd.signals import PreemptionFlag
+from mpigd.stopping import Stopping
+
+__all__ = ["TrainResult", "evaluate", "train"]
 
 
 @dataclass
@@ -30,20 +31,11 @@ class TrainResult:
     """What :func:`train` returns on every rank: the parameters (identical on all ranks) and the
     summary that rank 0 writes to ``summary.json``."""
 
-    coef: np.ndarray
-    intercept: np.ndarray
+    coef: np.ndarray | None  # linear models only (None for the mlp: see ``arrays``)
+    intercept: np.ndarray | None
     summary: dict[str, Any]
     params: np.ndarray = field(repr=False)
     arrays: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
-
-
-def evaluate(model: Model, shard: Shard, params: np.ndarray, comm, l2: float) -> dict[str, float]:
-    """The objective and the model's metrics over every row of every rank. Collective."""
-    stats = np.zeros(model.n_eval_stats)
-    model.eval_stats(shard.X, shard.y, params, stats)
-    comm.allreduce(stats)
-    penalty = l2_penalty(params, model.n_penalized, l2)
-    return {"loss": float(stats[0]) / shard.n_global + penalty, **model.metrics(stats, shard.n_global)}
 
 
 def train(config: Config, comm=None) -> TrainResult:
@@ -70,23 +62,9 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
 
         comm = world(config.strategy)
     wall_start = time.perf_counter()
-    shard = load_shard(config, comm)
-    test = None
-    if config.test_data is not None:
-        test = load_shard(config, comm, test=True, n_features=shard.n_features,
-                          zero_based=shard.meta.get("zero_based"))
-    model = make_model(config.model, shard.n_features)
-    comm.agree(_label_error(model, shard))
-    if test is not None:
-        comm.agree(_label_error(model, test))
-    scaler = None
-    if config.standardize:
-        scaler = standardize.fit(shard, comm)
-        # Centring makes sparse rows dense: the CSR form no longer describes X.
-        shard = dataclasses.replace(shard, csr=None)
-        for part in (shard, test) if test is not None else (shard,):
-            scaler.apply(part.X)
-    params = model.init_params(np.dtype(config.dtype))
+    prepared = prepare(config, comm)
+    shard, test, model = prepared.shard, prepared.test, prepared.model
+    params = model.init_params(np.dtype(config.dtype), config.seed)
     algorithm = make_algorithm(config, model, shard, comm)
     control = RunControl(config, comm, shard, algorithm, params, preemption)
     resumed = control.restore() if config.resume else None
@@ -98,6 +76,8 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
     interval = config.evaluation_interval()
     compute_before = algorithm.gradient.compute_seconds
     eval_seconds = 0.0
+    stopping = Stopping(config.tol, config.patience)
+    epoch = 0
     try:
         for epoch in range(control.first_epoch, config.epochs + 1):
             loss = control.run_epoch(epoch)
@@ -106,24 +86,34 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
                     f"the objective became {loss} at epoch {epoch} (step {algorithm.steps}); "
                     f"try a smaller learning rate than {config.lr:g}"
                 )
-            if epoch % interval == 0 or epoch == config.epochs:
+            # Every value a decision reads below was allreduced: all ranks stop at the same epoch.
+            stop = stopping.after_epoch(loss)
+            if stop or epoch % interval == 0 or epoch == config.epochs:
                 start = time.perf_counter()
-                metrics = evaluate(model, shard, params, comm, config.l2)
+                metrics = evaluate(model, shard, params, comm, config.l2, config.l1)
+                record = {"epoch": epoch, "step": algorithm.steps, "train_loss": loss, **metrics}
+                if test is not None:
+                    held_out = evaluate(model, test, params, comm, penalized=False)
+                    record.update(flat("test_", held_out))
+                    stop = stopping.after_evaluation(held_out["loss"], params, epoch) or stop
                 eval_seconds += time.perf_counter() - start
-                outputs.metric({"epoch": epoch, "step": algorithm.steps, "train_loss": loss, **metrics,
-                                "elapsed": time.perf_counter() - wall_start})
-            progress.update(epoch, loss, force=epoch == config.epochs)
-        control.finish(config.epochs + 1)
+                outputs.metric({**record, "elapsed": time.perf_counter() - wall_start})
+            progress.update(epoch, loss, force=stop or epoch == config.epochs)
+            if stop:
+                break
+        control.finish(epoch + 1)
     finally:
         control.stop()
         outputs.close()
 
-    final = evaluate(model, shard, params, comm, config.l2)
+    restored = stopping.restore_best(params)
+    final = evaluate(model, shard, params, comm, config.l2, config.l1)
+    test_metrics = evaluate(model, test, params, comm, penalized=False) if test is not None else None
     wall = time.perf_counter() - wall_start
     compute = algorithm.gradient.compute_seconds - compute_before + eval_seconds
     arrays = model.arrays(params)
-    if scaler is not None:
-        arrays.update(scaler.arrays())
+    if prepared.scaler is not None:
+        arrays.update(prepared.scaler.arrays())
     summary = {
         "mpigd_version": __version__,
         "config": config.to_dict(),
@@ -132,10 +122,13 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
         "strategy": comm.strategy.name,
         "python": platform.python_version(),
         "data": {"source": shard.source, "format": shard.meta.get("format"), "rows": shard.n_global,
-                 "features": shard.n_features, "standardized": scaler is not None},
-        "epochs": config.epochs,
+                 "features": shard.n_features, "sparse": shard.sparse, "standardized": prepared.scaler is not None},
+        "model": model.describe(),
+        "epochs": epoch,
         "steps": algorithm.steps,
         "resumed_from_step": resumed,
+        "stopped": {"reason": stopping.reason, "epoch": epoch,
+                    "restored_best_epoch": stopping.best_epoch if restored else None},
         "final_loss": final["loss"],
         "metrics": {k: v for k, v in final.items() if k != "loss"},
         "time": {
@@ -146,17 +139,12 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
         },
         "bytes_allreduced": comm.bytes_reduced,
         "bytes_allreduced_per_step": algorithm.gradient.buffer.nbytes,
+        # The training reductions alone (gradients, or parameters in local SGD), without evaluations.
+        "bytes_allreduced_training": algorithm.gradient.reductions * algorithm.gradient.buffer.nbytes,
         "allreduce_calls": comm.allreduce_calls,
     }
-    if test is not None:
-        # The plain mean loss on unseen rows: the L2 penalty is part of the training objective only.
-        summary["test"] = {**evaluate(model, test, params, comm, 0.0), "rows": test.n_global,
-                           "source": test.source}
-    outputs.finish(summary, arrays)
-    return TrainResult(arrays["coef"], arrays["intercept"], summary, params, arrays)
-
-
-def _label_error(model: Model, shard: Shard) -> InputError | None:
-    problem = model.check_labels(shard.y)
-    return InputError(f"{shard.source}: {problem}") if problem else None
+    if test_metrics is not None:
+        summary["test"] = {"rows": test.n_global, "source": test.source, **test_metrics}
+    outputs.finish(summary, arrays, model.describe())
+    return TrainResult(arrays.get("coef"), arrays.get("intercept"), summary, params, arrays)
 

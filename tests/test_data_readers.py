@@ -8,7 +8,8 @@ import pytest
 from mpigd import Config, kernels
 from mpigd.comm import self_comm
 from mpigd.data import csvfile, generate, libsvm, load_shard, standardize, synthetic
-from mpigd.data.shard import CSR, Shard
+from mpigd.data.csr import CSRMatrix
+from mpigd.data.shard import Shard
 from mpigd.data.textio import TAIL_CHUNK, read_own_lines
 from mpigd.errors import UsageError
 
@@ -51,9 +52,8 @@ def test_libsvm_reader_matches_scikit_learn(tmp_path):
     X_ref, y_ref = sklearn_datasets.load_svmlight_file(str(path), zero_based="auto")
     shard = libsvm.read(str(path), self_comm(), "float64")
     assert shard.meta["zero_based"] is True
-    np.testing.assert_array_equal(shard.X, X_ref.toarray())
+    np.testing.assert_array_equal(shard.X.toarray(), X_ref.toarray())
     np.testing.assert_array_equal(shard.y, y_ref)
-    np.testing.assert_array_equal(shard.csr.to_dense(), shard.X)
     one_based = libsvm.read(str(tmp_path / "data.svm"), self_comm(), "float64", zero_based=None)
     assert one_based.n_features == 5
 
@@ -63,8 +63,8 @@ def test_libsvm_one_based_is_detected(tmp_path):
     path.write_text("1 1:2 3:4\n0 2:1\n")
     shard = libsvm.read(str(path), self_comm(), "float64")
     assert shard.meta["zero_based"] is False
-    np.testing.assert_array_equal(shard.X, [[2, 0, 4], [0, 1, 0]])
-    assert isinstance(shard.csr, CSR) and shard.csr.indices.tolist() == [0, 2, 1]
+    np.testing.assert_array_equal(shard.X.toarray(), [[2, 0, 4], [0, 1, 0]])
+    assert isinstance(shard.X, CSRMatrix) and shard.X.indices.tolist() == [0, 2, 1]
     wide = libsvm.read(str(path), self_comm(), "float64", n_features=5)
     assert wide.X.shape == (2, 5)
 
@@ -133,7 +133,7 @@ def test_generated_sparse_rows_are_the_synthetic_rows(tmp_path):
     generate.write(generate.Spec(300, 6, "regression", 4, "libsvm", path, 0.3), self_comm())
     X, y = synthetic.generate("regression", 6, 4, 0, 300, "float64", 0.3)
     shard = load_shard(Config(data=path, model="linear"), self_comm())
-    np.testing.assert_array_equal(shard.X, X)
+    np.testing.assert_array_equal(shard.X.toarray(), X)
     np.testing.assert_array_equal(shard.y, y)
     assert 0.2 < np.count_nonzero(X) / X.size < 0.4
 

@@ -5,24 +5,34 @@ from __future__ import annotations
 import numpy as np
 
 from mpigd.algorithms.gd import GradientDescent
+from mpigd.algorithms.local_sgd import LocalSGD
 from mpigd.algorithms.objective import GlobalGradient
 from mpigd.algorithms.sgd import MiniBatchSGD
+from mpigd.algorithms.update import Update
 from mpigd.config import Config
 from mpigd.errors import UsageError
-from mpigd.optim import SGD
+from mpigd.optim import make_optimizer, make_schedule
 
-__all__ = ["GlobalGradient", "GradientDescent", "MiniBatchSGD", "REGISTRY", "make_algorithm"]
+__all__ = ["GlobalGradient", "GradientDescent", "LocalSGD", "MiniBatchSGD", "REGISTRY", "Update", "make_algorithm"]
 
-REGISTRY = {cls.name: cls for cls in (GradientDescent, MiniBatchSGD)}
+REGISTRY = {cls.name: cls for cls in (GradientDescent, MiniBatchSGD, LocalSGD)}
 
 
 def make_algorithm(config: Config, model, shard, comm):
-    """The algorithm ``config.algo`` over ``shard``, with plain SGD updates."""
-    gradient = GlobalGradient(model, shard, comm, config.l2, config.clip_grad_norm)
-    optimizer = SGD(model.n_params, shard.X.dtype)
+    """The algorithm ``config.algo`` over ``shard``, with ``config.optimizer`` and its schedule."""
+    gradient = GlobalGradient(model, shard, comm, config.l2, config.l1, config.clip_grad_norm)
+    optimizer = make_optimizer(config.optimizer, model.n_params, shard.dtype, config.momentum)
     if config.algo == "gd":
-        return GradientDescent(gradient, optimizer, config.lr)
-    if config.batch_size < comm.size:
-        raise UsageError(f"batch_size ({config.batch_size}) must be at least the rank count ({comm.size})")
+        steps_per_epoch = 1
+    else:
+        if config.batch_size < comm.size:
+            raise UsageError(f"batch_size ({config.batch_size}) must be at least the rank count ({comm.size})")
+        steps_per_epoch = -(-shard.n_global // config.batch_size)
+    update = Update(optimizer, make_schedule(config, config.epochs * steps_per_epoch), config.l1, model.n_penalized)
+    if config.algo == "gd":
+        return GradientDescent(gradient, update)
+    # The same generator for sgd and local-sgd: the same shuffles, so H = 1 reproduces sgd exactly.
     rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(2, comm.rank)))
-    return MiniBatchSGD(gradient, optimizer, config.lr, config.batch_size, rng, comm.size)
+    if config.algo == "local-sgd":
+        return LocalSGD(gradient, update, config.batch_size, rng, comm.size, config.local_steps)
+    return MiniBatchSGD(gradient, update, config.batch_size, rng, comm.size)

@@ -7,19 +7,29 @@ from typing import Any, Callable
 import numpy as np
 
 from mpigd.algorithms.objective import GlobalGradient
+from mpigd.algorithms.update import Update
 
 
 class GradientDescent:
     """One step per epoch, on the exact global gradient: the allreduced sum of the ranks' local
-    sums divided by the global row count (not a mean of local means, wrong for unequal blocks)."""
+    sums divided by the global row count (not a mean of local means, wrong for unequal blocks).
+    With ``l1 > 0`` the step is a proximal gradient step (ISTA)."""
 
     name = "gd"
+    steps_per_epoch = 1
 
-    def __init__(self, gradient: GlobalGradient, optimizer, lr: float) -> None:
-        self.gradient, self.optimizer, self.lr = gradient, optimizer, lr
-        self.steps = 0
+    def __init__(self, gradient: GlobalGradient, update: Update) -> None:
+        self.gradient, self.update = gradient, update
         # Where a checkpoint taken between the step and the end of the epoch left off.
         self._done, self._loss = 0, 0.0
+
+    @property
+    def steps(self) -> int:
+        return self.update.steps
+
+    @property
+    def optimizer(self):
+        return self.update.optimizer
 
     def run_epoch(self, params: np.ndarray, epoch: int, after_step: Callable[[], None] | None = None) -> float:
         """Take one step; return the objective at the parameters the step started from.
@@ -28,8 +38,7 @@ class GradientDescent:
         """
         if not self._done:
             self._loss = self.gradient(params, self.gradient.shard.n_global)
-            self.optimizer.step(params, self.gradient.grad, self.lr)
-            self.steps += 1
+            self.update(params, self.gradient.grad, self.update.rate())
             self._done = 1
             if after_step is not None:
                 after_step()
@@ -41,4 +50,4 @@ class GradientDescent:
         return {"steps": self.steps, "cursor": self._done, "total": self._loss}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.steps, self._done, self._loss = int(state["steps"]), int(state["cursor"]), float(state["total"])
+        self.update.steps, self._done, self._loss = int(state["steps"]), int(state["cursor"]), float(state["total"])

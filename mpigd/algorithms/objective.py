@@ -14,10 +14,11 @@ from mpigd.optim import add_l2
 
 
 class GlobalGradient:
-    """Mean loss over a set of rows of all ranks, plus (l2/2)·‖w‖², and its gradient.
+    """Mean loss over a set of rows of all ranks, plus l1·‖w‖₁ + (l2/2)·‖w‖², and the smooth part's gradient.
 
     Each call runs the model's fused kernel on this rank's rows, then sums gradient and loss
     across ranks in one buffer (``[gradient..., loss]``) with a single allreduce. Collective.
+    The L1 term is in the objective's value only: it enters the parameters as a proximal step.
 
     Each rank tests its local buffer for NaN/Inf before the allreduce (afterwards every rank
     holds the NaN and the culprit is lost); if the reduced buffer is not finite, the ranks agree
@@ -26,29 +27,48 @@ class GlobalGradient:
     ``before_reduce`` (test-only fault injection, :mod:`mpigd.faults`) sees the local buffer.
     """
 
-    def __init__(self, model: Model, shard: Shard, comm, l2: float, clip: float = 0.0) -> None:
-        self.model, self.shard, self.comm, self.l2, self.clip = model, shard, comm, l2, clip
-        self.buffer = np.zeros(model.n_params + 1, dtype=shard.X.dtype)
+    def __init__(self, model: Model, shard: Shard, comm, l2: float, l1: float = 0.0, clip: float = 0.0) -> None:
+        self.model, self.shard, self.comm, self.l2, self.l1, self.clip = model, shard, comm, l2, l1, clip
+        self.buffer = np.zeros(model.n_params + 1, dtype=shard.dtype)
         self.grad = self.buffer[:-1]
         self.compute_seconds = 0.0
+        self.reductions = 0  # allreduces of the training buffer (evaluations not counted)
         self.before_reduce = None
 
-    def __call__(self, params: np.ndarray, n_rows: int, rows: np.ndarray | None = None) -> float:
-        """The objective at ``params`` over ``n_rows`` rows in all (this rank's: all of its rows,
-        or the local indices ``rows``); its gradient is left in :attr:`grad`."""
+    def local(self, params: np.ndarray, rows: np.ndarray | None, grad: np.ndarray) -> float:
+        """This rank's summed loss over its rows (all, or the local indices ``rows``); the summed gradient
+        goes to ``grad``. No communication."""
         start = time.perf_counter()
-        self.buffer[-1] = self.model.loss_grad(self.shard.X, self.shard.y, params, self.grad, rows)
+        loss = self.model.loss_grad(self.shard.X, self.shard.y, params, grad, rows)
         self.compute_seconds += time.perf_counter() - start
+        return loss
+
+    def reduce(self, params: np.ndarray, n_rows: int, scale: float = 1.0) -> float:
+        """Sum :attr:`buffer` across ranks, divide by ``n_rows`` and add ``scale`` times the penalty's
+        gradient; return the objective. Collective.
+
+        ``scale`` is 1 except in local SGD, where one reduction stands for several steps.
+        """
         if self.before_reduce is not None:
             self.before_reduce(self.buffer)
         local_finite = finite(self.buffer)
         self.comm.allreduce(self.buffer)
+        self.reductions += 1
         self.buffer /= n_rows
-        loss = float(self.buffer[-1]) + add_l2(params, self.grad, self.model.n_penalized, self.l2)
+        value = float(self.buffer[-1]) + add_l2(params, self.grad, self.model.n_penalized, self.l2 * scale)
+        if self.l1:
+            weights = params[: self.model.n_penalized].astype(np.float64, copy=False)
+            value += self.l1 * scale * float(np.abs(weights).sum())
         # The reduced buffer is the same on every rank, so every rank takes this branch or none.
-        if not (math.isfinite(loss) and finite(self.grad)):
+        if not (math.isfinite(value) and finite(self.grad)):
             self.comm.agree(None if local_finite else nonfinite_error(self.comm.rank, local=True))
             raise nonfinite_error(self.comm.rank, local=False)
         if self.clip > 0:
             clip_norm(self.grad, self.clip)
-        return loss
+        return value
+
+    def __call__(self, params: np.ndarray, n_rows: int, rows: np.ndarray | None = None) -> float:
+        """The objective at ``params`` over ``n_rows`` rows in all (this rank's: all of its rows,
+        or the local indices ``rows``); its gradient is left in :attr:`grad`. Collective."""
+        self.buffer[-1] = self.local(params, rows, self.grad)
+        return self.reduce(params, n_rows)

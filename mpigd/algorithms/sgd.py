@@ -7,6 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mpigd.algorithms.objective import GlobalGradient
+from mpigd.algorithms.update import Update
 from mpigd.partition import block_counts, block_range
 
 
@@ -15,18 +16,19 @@ class MiniBatchSGD:
 
     Each epoch every rank shuffles its own rows with its own generator (seeded from the run's
     seed and the rank), and at step ``s`` takes the ``s``-th of ``steps`` near-equal slices of
-    that order. Every rank knows every rank's block size (the partition is arithmetic), so the
-    global batch size of each step is known everywhere without communication.
+    that order. Every rank knows every rank's row count (from the shard), so the global batch
+    size of each step is known everywhere without communication.
 
     For an exact resume the state holds the generator's state at the start of the current epoch
     and the steps done in it: the epoch's order is drawn again from that state, not stored.
+    Subclasses (local SGD) group steps into rounds by overriding :meth:`_advance`.
     """
 
     name = "sgd"
 
-    def __init__(self, gradient: GlobalGradient, optimizer, lr: float, batch_size: int,
-                 rng: np.random.Generator, size: int) -> None:
-        self.gradient, self.optimizer, self.lr, self.rng = gradient, optimizer, lr, rng
+    def __init__(self, gradient: GlobalGradient, update: Update, batch_size: int, rng: np.random.Generator,
+                 size: int) -> None:
+        self.gradient, self.update, self.rng = gradient, update, rng
         n_global = gradient.shard.n_global
         self.steps_per_epoch = -(-n_global // batch_size)
         # Text readers split files by bytes, so the ranks' row counts come from the shard.
@@ -36,26 +38,41 @@ class MiniBatchSGD:
         self.batch_rows = np.zeros(self.steps_per_epoch, dtype=np.int64)
         for count in local_counts:
             self.batch_rows += block_counts(int(count), self.steps_per_epoch)
-        self.steps = 0
         self._cursor, self._total, self._epoch_rng = 0, 0.0, rng.bit_generator.state
+
+    @property
+    def steps(self) -> int:
+        return self.update.steps
+
+    @property
+    def optimizer(self):
+        return self.update.optimizer
+
+    def batch(self, order: np.ndarray, step: int) -> np.ndarray:
+        """This rank's rows (local indices) in the global batch of ``step``."""
+        lo, hi = block_range(order.size, self.steps_per_epoch, step)
+        return order[lo:hi]
 
     def run_epoch(self, params: np.ndarray, epoch: int, after_step: Callable[[], None] | None = None) -> float:
         """One pass over the data (the rest of it, after a resume mid-epoch); return the mean of
-        the steps' mini-batch objectives. ``after_step`` is called after each step. Collective."""
+        the steps' mini-batch objectives. ``after_step`` is called after each update. Collective."""
         if self._cursor == 0:
             self._epoch_rng, self._total = self.rng.bit_generator.state, 0.0
         order = self.rng.permutation(self.gradient.shard.n_local)
         while self._cursor < self.steps_per_epoch:
-            step = self._cursor
-            lo, hi = block_range(order.size, self.steps_per_epoch, step)
-            self._total += self.gradient(params, int(self.batch_rows[step]), order[lo:hi])
-            self.optimizer.step(params, self.gradient.grad, self.lr)
-            self.steps += 1
-            self._cursor += 1
+            done, value = self._advance(params, order, self._cursor)
+            self._total += value
+            self._cursor += done
             if after_step is not None:
                 after_step()
         self._cursor = 0
         return self._total / self.steps_per_epoch
+
+    def _advance(self, params: np.ndarray, order: np.ndarray, step: int) -> tuple[int, float]:
+        """Take step ``step`` of the epoch; return the steps taken and their summed objectives."""
+        loss = self.gradient(params, int(self.batch_rows[step]), self.batch(order, step))
+        self.update(params, self.gradient.grad, self.update.rate())
+        return 1, loss
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state of this rank for an exact resume (see :mod:`mpigd.checkpoint`)."""
@@ -64,7 +81,7 @@ class MiniBatchSGD:
         return {"steps": self.steps, "cursor": self._cursor, "total": self._total, "rng": rng}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.steps, self._cursor, self._total = int(state["steps"]), int(state["cursor"]), float(state["total"])
-        self._epoch_rng = state["rng"]
+        self.update.steps, self._cursor = int(state["steps"]), int(state["cursor"])
+        self._total, self._epoch_rng = float(state["total"]), state["rng"]
         # Back to the start of the epoch: run_epoch draws the same order again and skips the done steps.
         self.rng.bit_generator.state = state["rng"]

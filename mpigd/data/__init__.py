@@ -11,13 +11,13 @@ import os
 import numpy as np
 
 from mpigd.config import DATA_FORMATS, Config
-from mpigd.data import csvfile, hdf5, libsvm, npy, npz, synthetic
-from mpigd.data.shard import CSR, Shard
+from mpigd.data import csr, csvfile, hdf5, libsvm, npy, npz, synthetic, synthetic_models
+from mpigd.data.shard import Shard
 from mpigd.data.textio import together
 from mpigd.errors import InputError
 from mpigd.partition import block_counts, block_range
 
-__all__ = ["CSR", "FORMATS", "Shard", "infer_format", "load_shard", "task_of"]
+__all__ = ["FORMATS", "Shard", "infer_format", "load_shard", "task_of"]
 
 FORMATS = DATA_FORMATS
 SUFFIXES = {
@@ -28,7 +28,7 @@ SUFFIXES = {
 
 
 def task_of(model: str) -> str:
-    """Whether a model is fitted to real-valued targets or to class labels."""
+    """Whether a model is fitted to real-valued targets or to class labels (the mlp: see Config.task)."""
     return "regression" if model == "linear" else "classification"
 
 
@@ -60,7 +60,7 @@ def load_shard(config: Config, comm, test: bool = False, n_features: int | None 
     path = config.test_data if test else config.data
     labels = config.test_labels if test else config.labels
     if path == "synthetic":
-        shard = _synthetic(config, comm.size, comm.rank)
+        shard = _synthetic_shard(config, comm.size, comm.rank)
     else:
         fmt = together(comm, infer_format, path, config.format)
         if fmt == "csv":
@@ -75,11 +75,11 @@ def load_shard(config: Config, comm, test: bool = False, n_features: int | None 
     return shard
 
 
-def _synthetic(config: Config, size: int, rank: int) -> Shard:
+def _synthetic_shard(config: Config, size: int, rank: int) -> Shard:
     start, stop = block_range(config.rows, size, rank)
-    X, y = synthetic.generate(task_of(config.model), config.features, config.seed, start, stop, config.dtype)
+    X, y = _synthetic(config, start, stop)
     source = f"synthetic({config.rows}x{config.features}, seed={config.seed})"
-    return Shard(X, y, config.rows, start, source, block_counts(config.rows, size), None, {"format": "synthetic"})
+    return Shard(X, y, config.rows, start, source, block_counts(config.rows, size), {"format": "synthetic"})
 
 
 def _read_array(fmt: str, path: str, labels: str | None, config: Config, size: int, rank: int) -> Shard:
@@ -89,15 +89,36 @@ def _read_array(fmt: str, path: str, labels: str | None, config: Config, size: i
         return hdf5.read(path, config.x_key, config.y_key, size, rank, config.dtype)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such data file")
+    if csr.is_csr_npz(path):
+        rows = npz.open_member(path, "indptr").shape[0] - 1
+        start, stop = block_range(max(rows, 0), size, rank)
+        X, y, n = csr.read_npz_rows(path, start, stop, config.dtype)
+        return Shard(X, y, n, start, path, block_counts(n, size), {"format": "npz-csr"})
     X_all, y_all = npz.open_member(path, "X"), npz.open_member(path, "y")
     npy.check_arrays(path, X_all, y_all)
     return npy.slice_shard(path, X_all, y_all, size, rank, config.dtype, "npz")
 
 
+def _synthetic(config: Config, start: int, stop: int):
+    """Rows ``[start, stop)`` of the synthetic data set the model calls for (dense or sparse)."""
+    task, d = config.task_of_model, config.features
+    classes = 2 if config.model == "logistic" or task == "regression" else (config.classes or 3)
+    if config.density:
+        return synthetic_models.generate_sparse(task, d, classes, config.density, config.seed, start, stop,
+                                                config.dtype)
+    if classes > 2:
+        return synthetic_models.generate_dense(task, d, classes, config.seed, start, stop, config.dtype)
+    return synthetic.generate(task, d, config.seed, start, stop, config.dtype)
+
+
 def _check_finite(shard: Shard) -> None:
     # Text readers report NaN with its line number while parsing; this catches the array formats.
-    for name, values in (("features", shard.X), ("labels", shard.y)):
+    features = shard.X.data if shard.sparse else shard.X
+    for name, values in (("features", features), ("labels", shard.y)):
         bad = ~np.isfinite(values)
         if bad.any():
-            row = int(np.argwhere(bad)[0][0]) + shard.row_start
+            index = int(np.argwhere(bad)[0][0])
+            if shard.sparse and name == "features":  # a position in data: find its row
+                index = int(np.searchsorted(shard.X.indptr, index, side="right")) - 1
+            row = index + shard.row_start
             raise InputError(f"{shard.source}: NaN or Inf in the {name} (first at row {row})")

@@ -113,4 +113,4 @@ def read(path: str, comm, dtype: str, header: str = "auto", label_column: str | 
     meta = {"format": "csv", "header": bool(has_header), "label_column": label,
             "first_line": first_line + 1 + int(comm.rank == 0 and bool(has_header)),
             "read_span": stats, "byte_offset": offset}
-    return Shard(X, y, int(counts.sum()), exclusive_prefix(counts, comm.rank), path, counts, None, meta)
+    return Shard(X, y, int(counts.sum()), exclusive_prefix(counts, comm.rank), path, counts, meta)

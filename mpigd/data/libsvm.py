@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from mpigd import kernels
-from mpigd.data.shard import CSR, Shard
+from mpigd.data.csr import CSRMatrix
+from mpigd.data.shard import Shard
 from mpigd.data.textio import (exclusive_prefix, first_unparsable, line_error, parse_floats,
                                rank_values, read_own_lines, together)
 from mpigd.errors import InputError
@@ -108,9 +109,8 @@ def read(path: str, comm, dtype: str, zero_based: bool | None = None, n_features
     width = n_features if n_features is not None else found
     if width == 0:
         raise InputError(f"{path}: no features (every line holds a label only)")
-    csr = CSR(indptr, indices - base, values.astype(dtype), width)
+    X = CSRMatrix(indptr, indices - base, values.astype(dtype), (int(indptr.size - 1), width))
     meta = {"format": "libsvm", "zero_based": bool(zero_based), "first_line": first_line + 1,
             "read_span": stats, "byte_offset": offset}
     y = np.ascontiguousarray(labels, dtype=dtype)
-    return Shard(csr.to_dense(dtype), y, int(counts.sum()), exclusive_prefix(counts, comm.rank), path,
-                 counts, csr, meta)
+    return Shard(X, y, int(counts.sum()), exclusive_prefix(counts, comm.rank), path, counts, meta)

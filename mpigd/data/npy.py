@@ -54,7 +54,7 @@ def slice_shard(source: str, X_all, y_all, size: int, rank: int, dtype: str, fmt
     # keep the file open and could not be standardized in place.
     X = np.array(X_all[start:stop], dtype=dtype, order="C", copy=True)
     y = np.array(y_all[start:stop], dtype=dtype, order="C", copy=True)
-    return Shard(X, y, n, start, source, block_counts(n, size), None, {"format": fmt})
+    return Shard(X, y, n, start, source, block_counts(n, size), {"format": fmt})
 
 
 def read(data: str, labels: str | None, size: int, rank: int, dtype: str) -> Shard:

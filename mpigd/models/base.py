@@ -15,18 +15,25 @@ class Model(Protocol):
     """
 
     name: str
+    task: str  # "regression" or "classification"
     n_features: int
     n_params: int
     n_penalized: int
     n_eval_stats: int
 
-    def init_params(self, dtype: np.dtype) -> np.ndarray:
-        """The starting parameter buffer."""
+    def init_params(self, dtype: np.dtype, seed: int = 0) -> np.ndarray:
+        """The starting parameter buffer, a function of ``seed`` alone (the same on every rank)."""
 
-    def loss_grad(self, X: np.ndarray, y: np.ndarray, params: np.ndarray, grad: np.ndarray,
+    def loss_grad(self, X, y: np.ndarray, params: np.ndarray, grad: np.ndarray,
                   rows: np.ndarray | None = None) -> float:
         """Write the loss gradient summed over the rows (all, or those in ``rows``) into ``grad``
-        and return the summed loss."""
+        and return the summed loss. ``X`` is a dense array or (linear models) a ``CSRMatrix``."""
+
+    def outputs(self, X, params: np.ndarray) -> np.ndarray:
+        """Margins, logits or predicted values of every row, ``(n, outputs)``."""
+
+    def predict(self, X, params: np.ndarray) -> np.ndarray:
+        """The predicted class (int64) or value (float) of every row."""
 
     def eval_stats(self, X: np.ndarray, y: np.ndarray, params: np.ndarray, stats: np.ndarray) -> None:
         """Write the sums the metrics need (:attr:`n_eval_stats` of them) into ``stats``;
@@ -39,4 +46,7 @@ class Model(Protocol):
         """Why these labels cannot be used with this model, or ``None`` when they can."""
 
     def arrays(self, params: np.ndarray) -> dict[str, np.ndarray]:
-        """The named arrays saved in ``params.npz``."""
+        """The named arrays saved in ``params.npz``, in buffer order (concatenated they are ``params``)."""
+
+    def describe(self) -> dict[str, object]:
+        """What ``model.json`` records so that the model can be rebuilt (``models.from_description``)."""

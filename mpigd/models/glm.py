@@ -1,33 +1,72 @@
-"""Linear and logistic regression: weights and an intercept, ``params = [w_1 .. w_d, b]``."""
+"""Linear and logistic regression: weights and an intercept, ``params = [w_1 .. w_d, b]``; dense or CSR rows."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from mpigd import kernels
+from mpigd.data.csr import CSRMatrix
+from mpigd.models import metrics
+
+
+def block_rows(X, start: int, stop: int):
+    """Rows ``[start, stop)`` of a dense array or a CSR block."""
+    return X.rows(start, stop) if isinstance(X, CSRMatrix) else X[start:stop]
+
+
+def integer_labels(y: np.ndarray, k: int) -> str | None:
+    """Why ``y`` are not class numbers ``0 .. k-1``, or ``None`` when they are."""
+    bad = (y != np.round(y)) | (y < 0) | (y >= k)
+    if bad.any():
+        return f"labels must be the class numbers 0 to {k - 1}; found {y[bad][0]:g}"
+    return None
 
 
 class GeneralizedLinearModel:
     """Shared layout and plumbing; subclasses name their kernels and metrics."""
 
     name = ""
+    task = ""
     n_eval_stats = 0
+    n_outputs = 1
 
     def __init__(self, n_features: int) -> None:
         self.n_features = n_features
         self.n_params = n_features + 1
         self.n_penalized = n_features
 
-    def init_params(self, dtype: np.dtype) -> np.ndarray:
+    def init_params(self, dtype: np.dtype, seed: int = 0) -> np.ndarray:
+        """Zeros: the objective is convex, so any start leads to the same optimum."""
         return np.zeros(self.n_params, dtype=dtype)
 
     def loss_grad(self, X, y, params, grad, rows=None) -> float:
+        if isinstance(X, CSRMatrix):
+            return kernels.csr_glm_loss_grad(X.indptr, X.indices, X.data, y, rows, params, grad, self.loss)
         if rows is None:
             return kernels.glm_loss_grad(X, y, params, grad, self.loss)
         return kernels.glm_loss_grad_rows(X, y, rows, params, grad, self.loss)
 
+    def outputs(self, X, params: np.ndarray) -> np.ndarray:
+        """The margin ``x . w + b`` of every row, as an ``(n, 1)`` array."""
+        out = np.empty((X.shape[0], 1), dtype=params.dtype)
+        if isinstance(X, CSRMatrix):
+            kernels.csr_glm_margins(X.indptr, X.indices, X.data, params, out[:, 0])
+        else:
+            np.matmul(X, params[:-1], out=out[:, 0])
+            out += params[-1]
+        return out
+
+    def eval_stats(self, X, y, params, stats) -> None:
+        stats[:] = 0
+        metrics.for_chunks(X.shape[0], lambda lo, hi: self._add_stats(
+            self.outputs(block_rows(X, lo, hi), params)[:, 0], y[lo:hi], stats))
+
     def arrays(self, params: np.ndarray) -> dict[str, np.ndarray]:
         return {"coef": params[: self.n_features].copy(), "intercept": params[self.n_features :].copy()}
+
+    def describe(self) -> dict[str, object]:
+        """What ``model.json`` records so that ``predict`` can rebuild this model."""
+        return {"model": self.name, "task": self.task, "n_features": self.n_features}
 
     def check_labels(self, y: np.ndarray) -> str | None:
         return None
@@ -37,33 +76,44 @@ class LinearRegression(GeneralizedLinearModel):
     """Squared loss ½(x·w + b − y)²; metrics r2 and RMSE."""
 
     name = "linear"
+    task = "regression"
     n_eval_stats = 4
     loss = kernels.SQUARED
 
-    def eval_stats(self, X, y, params, stats) -> None:
-        kernels.squared_eval(X, y, params, stats)
+    def _add_stats(self, margin, y, stats) -> None:
+        metrics.regression_stats(margin, y, stats)
 
     def metrics(self, stats: np.ndarray, n_rows: int) -> dict[str, float]:
-        _, squared_error, total, total_squares = (float(s) for s in stats)
-        spread = total_squares - total * total / n_rows
-        return {
-            "r2": 1.0 - squared_error / spread if spread > 0 else float("nan"),
-            "rmse": float(np.sqrt(squared_error / n_rows)),
-        }
+        return metrics.regression_metrics(stats, n_rows)
+
+    def predict(self, X, params: np.ndarray) -> np.ndarray:
+        """The predicted target of every row."""
+        return self.outputs(X, params)[:, 0]
 
 
 class LogisticRegression(GeneralizedLinearModel):
-    """Log-loss with labels 0 and 1; metric accuracy."""
+    """Log-loss with labels 0 and 1; accuracy, log-loss, precision and recall of both classes."""
 
     name = "logistic"
-    n_eval_stats = 2
+    task = "classification"
+    n_classes = 2
+    n_eval_stats = 1 + 4
     loss = kernels.LOGISTIC
 
-    def eval_stats(self, X, y, params, stats) -> None:
-        kernels.logistic_eval(X, y, params, stats)
+    def _add_stats(self, margin, y, stats) -> None:
+        z = margin.astype(np.float64)
+        stats[0] += float(np.sum(np.logaddexp(0.0, z) - y * z))
+        metrics.confusion_add((z > 0).astype(np.int64), y.astype(np.int64), 2, stats[1:])
 
-    def metrics(self, stats: np.ndarray, n_rows: int) -> dict[str, float]:
-        return {"accuracy": float(stats[1]) / n_rows}
+    def metrics(self, stats: np.ndarray, n_rows: int) -> dict[str, object]:
+        return metrics.classification_metrics(stats, n_rows, 2)
+
+    def predict(self, X, params: np.ndarray) -> np.ndarray:
+        """The predicted class (0 or 1) of every row."""
+        return (self.outputs(X, params)[:, 0] > 0).astype(np.int64)
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "classes": 2}
 
     def check_labels(self, y: np.ndarray) -> str | None:
         bad = (y != 0) & (y != 1)

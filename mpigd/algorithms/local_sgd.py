@@ -1,0 +1,93 @@
+"""Local SGD (model averaging): ``H`` SGD steps on each rank's own rows, then one average of the parameters.
+
+The batches are those of :class:`~mpigd.algorithms.sgd.MiniBatchSGD` (same shuffles, same slices),
+grouped into rounds of ``H = local_steps`` consecutive steps (the last round of an epoch may be
+shorter). Within a round rank ``r`` moves its own copy ``u_r`` of the parameters, starting from
+the shared ``w``, with plain SGD steps at the round's learning rate ``lr``::
+
+    u_r ← u_r − lr · (P · g_r / B_h + l2 · u_r)
+
+where ``g_r`` is the summed gradient of its slice of step ``h``'s global batch of ``B_h`` rows
+and ``P`` the rank count (``P · g_r / B_h`` is the local mean gradient when slices are equal).
+The round ends with the average of the ranks' parameters, ``w ← (1/P) Σ_r u_r``.
+
+That average is computed in *displacement form*: ``w`` is the same on every rank, so
+``(1/P) Σ_r u_r = w − lr · (Σ_r A_r / B_0 + H · l2 · w)``, where each rank's ``A_r`` sums its
+gradients (``g_r`` of step ``h`` scaled by ``B_0 / B_h``) and an L2 correction for the moved
+copies. One allreduce of ``[A_r..., loss]`` (sum, then divide by ``B_0``) does it, and the
+update is then the synchronous one. With ``H = 1`` nothing moves before the reduction, the
+scale factors are exactly 1 and the correction is absent, so a round executes operation for
+operation what one step of synchronous SGD executes: the results are bitwise identical.
+
+With an optimizer other than plain SGD the averaged displacement is handed to it as a
+gradient (an outer optimizer, as in FedOpt/SlowMo); with L1, the proximal step of the whole
+round (threshold ``H · lr · l1``) follows the average. Each round moves one buffer of
+``n_params + 1`` numbers: ``H`` times fewer bytes than synchronous SGD.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpigd.algorithms.objective import GlobalGradient
+from mpigd.algorithms.sgd import MiniBatchSGD
+from mpigd.algorithms.update import Update
+
+
+class LocalSGD(MiniBatchSGD):
+    """Model averaging every ``local_steps`` steps; see the module's documentation. Collective."""
+
+    name = "local-sgd"
+
+    def __init__(self, gradient: GlobalGradient, update: Update, batch_size: int, rng: np.random.Generator,
+                 size: int, local_steps: int) -> None:
+        super().__init__(gradient, update, batch_size, rng, size)
+        self.local_steps, self.size = local_steps, size
+        n, dtype = gradient.model.n_params, gradient.buffer.dtype
+        self.copy = np.empty(n, dtype=dtype)  # u_r, this rank's moving copy of the parameters
+        self.step_grad = np.empty(n, dtype=dtype)
+        self.scratch = np.empty(n, dtype=dtype)
+        self.drift = np.zeros(n, dtype=dtype)  # Σ_h (w − u_r^h): what the L2 correction needs
+
+    def _advance(self, params: np.ndarray, order: np.ndarray, step: int) -> tuple[int, float]:
+        """One round from step ``step``: up to ``local_steps`` steps, ending at the epoch's end."""
+        length = min(self.local_steps, self.steps_per_epoch - step)
+        return length, self._round(params, order, step, length)
+
+    def _round(self, params: np.ndarray, order: np.ndarray, first: int, length: int) -> float:
+        """The round's steps; returns the sum of their mini-batch objectives (one reduction)."""
+        gradient, model = self.gradient, self.gradient.model
+        accumulated, l2, n_penalized = gradient.grad, gradient.l2, model.n_penalized
+        lr = self.update.rate()
+        first_rows = int(self.batch_rows[first])
+        # Step 0 is evaluated at the shared parameters, exactly as synchronous SGD does.
+        gradient.buffer[-1] = gradient.local(params, self.batch(order, first), accumulated)
+        if length > 1:
+            self.copy[:] = params
+            self.drift[:] = 0
+            self._local_step(accumulated, int(self.batch_rows[first]), lr)
+            for h in range(1, length):
+                rows = int(self.batch_rows[first + h])
+                loss = gradient.local(self.copy, self.batch(order, first + h), self.step_grad)
+                factor = first_rows / rows
+                np.multiply(self.step_grad, factor, out=self.scratch)
+                accumulated += self.scratch
+                gradient.buffer[-1] += factor * loss
+                self.drift += params
+                self.drift -= self.copy
+                if h < length - 1:
+                    self._local_step(self.step_grad, rows, lr)
+            if l2:
+                accumulated[:n_penalized] -= (first_rows * l2 / self.size) * self.drift[:n_penalized]
+        value = gradient.reduce(params, first_rows, float(length))
+        self.update(params, gradient.grad, lr, length)
+        return value
+
+    def _local_step(self, grad: np.ndarray, rows: int, lr: float) -> None:
+        """``u ← u − lr · (P · grad / rows + l2 · u)`` on this rank's copy; no communication."""
+        np.multiply(grad, self.size / rows, out=self.scratch)
+        l2, n_penalized = self.gradient.l2, self.gradient.model.n_penalized
+        if l2:
+            self.scratch[:n_penalized] += l2 * self.copy[:n_penalized]
+        self.scratch *= lr
+        self.copy -= self.scratch

@@ -1,0 +1,26 @@
+"""Objective and metrics over every row of every rank, from allreduced sums."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpigd.data import Shard
+from mpigd.models import Model
+from mpigd.optim import penalty
+
+
+def evaluate(model: Model, shard: Shard, params: np.ndarray, comm, l2: float = 0.0, l1: float = 0.0,
+             penalized: bool = True) -> dict[str, object]:
+    """``loss`` (the objective, or with ``penalized=False`` the mean loss alone) and the model's
+    metrics over every row of ``shard`` on every rank. Collective."""
+    stats = np.zeros(model.n_eval_stats)
+    model.eval_stats(shard.X, shard.y, params, stats)
+    comm.allreduce(stats)
+    n = max(shard.n_global, 1)
+    extra = penalty(params, model.n_penalized, l1, l2) if penalized else 0.0
+    return {"loss": float(stats[0]) / n + extra, **model.metrics(stats, shard.n_global)}
+
+
+def flat(prefix: str, metrics: dict[str, object]) -> dict[str, object]:
+    """``metrics`` with each key prefixed (``test_accuracy``), for one line of ``metrics.jsonl``."""
+    return {f"{prefix}{key}": value for key, value in metrics.items()}

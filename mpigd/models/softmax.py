@@ -1,0 +1,73 @@
+"""Softmax (multinomial logistic) regression over ``k`` classes: ``params = [W (d x k, row-major), b (k)]``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpigd import kernels
+from mpigd.data.csr import CSRMatrix
+from mpigd.models import metrics
+from mpigd.models.glm import block_rows, integer_labels
+
+
+class SoftmaxRegression:
+    """Mean log-loss of ``softmax(x W + b)`` against labels ``0 .. k-1``; the weights ``W`` are penalised,
+    the intercepts ``b`` are not. ``params.npz`` holds ``coef`` (features x classes) and ``intercept``."""
+
+    name = "softmax"
+    task = "classification"
+
+    def __init__(self, n_features: int, n_classes: int) -> None:
+        if n_classes < 2:
+            raise ValueError(f"softmax regression needs at least 2 classes, got {n_classes}")
+        self.n_features, self.n_classes = n_features, n_classes
+        self.n_penalized = n_features * n_classes
+        self.n_params = self.n_penalized + n_classes
+        self.n_outputs = n_classes
+        self.n_eval_stats = 1 + n_classes * n_classes
+
+    def init_params(self, dtype: np.dtype, seed: int = 0) -> np.ndarray:
+        """Zeros: the objective is convex (strictly so with l2 > 0)."""
+        return np.zeros(self.n_params, dtype=dtype)
+
+    def loss_grad(self, X, y, params, grad, rows=None) -> float:
+        if isinstance(X, CSRMatrix):
+            return kernels.csr_softmax_loss_grad(X.indptr, X.indices, X.data, y, rows, params, grad,
+                                                 self.n_classes)
+        return kernels.softmax_loss_grad(X, y, rows, params, grad, self.n_classes)
+
+    def outputs(self, X, params: np.ndarray) -> np.ndarray:
+        """The logits of every row, ``(n, k)``."""
+        out = np.empty((X.shape[0], self.n_classes), dtype=params.dtype)
+        if isinstance(X, CSRMatrix):
+            kernels.csr_softmax_logits(X.indptr, X.indices, X.data, params, out)
+        else:
+            kernels.softmax_logits(X, params, out)
+        return out
+
+    def eval_stats(self, X, y, params, stats) -> None:
+        stats[:] = 0
+
+        def add(lo: int, hi: int) -> None:
+            logits, labels = self.outputs(block_rows(X, lo, hi), params), y[lo:hi].astype(np.int64)
+            stats[0] += metrics.softmax_log_loss(logits, labels)
+            metrics.confusion_add(np.argmax(logits, axis=1), labels, self.n_classes, stats[1:])
+
+        metrics.for_chunks(X.shape[0], add)
+
+    def metrics(self, stats: np.ndarray, n_rows: int) -> dict[str, object]:
+        return metrics.classification_metrics(stats, n_rows, self.n_classes)
+
+    def predict(self, X, params: np.ndarray) -> np.ndarray:
+        """The most probable class of every row."""
+        return np.argmax(self.outputs(X, params), axis=1).astype(np.int64)
+
+    def check_labels(self, y: np.ndarray) -> str | None:
+        return integer_labels(y, self.n_classes)
+
+    def arrays(self, params: np.ndarray) -> dict[str, np.ndarray]:
+        d, k = self.n_features, self.n_classes
+        return {"coef": params[: d * k].reshape(d, k).copy(), "intercept": params[d * k :].copy()}
+
+    def describe(self) -> dict[str, object]:
+        return {"model": self.name, "task": self.task, "n_features": self.n_features, "classes": self.n_classes}

@@ -1,0 +1,93 @@
+"""``mpigd predict`` and ``mpigd evaluate``: a trained model applied to a data set, distributed like training.
+
+The model is rebuilt from ``model.json`` (written beside ``params.npz`` by ``mpigd train``) and
+its parameters from ``params.npz``, read with ``allow_pickle=False``. Each rank reads its own
+rows. Predictions go to one ``.npy`` file: rank 0 writes the header and sizes the file, then
+every rank writes its rows at their offset through a memory map; nothing is gathered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from mpigd.config import Config
+from mpigd.data import Shard, load_shard
+from mpigd.data.standardize import Scaler
+from mpigd.errors import InputError, MpigdError
+from mpigd.evaluation import evaluate
+from mpigd.models import Model, from_description
+from mpigd.prepare import check
+
+
+def load_model(params_path: str) -> tuple[Model, np.ndarray, Scaler | None]:
+    """The model described by ``model.json`` beside ``params_path``, its parameter buffer, and the
+    scaler a ``--standardize`` run saved with it (or ``None``)."""
+    description_path = os.path.join(os.path.dirname(os.path.abspath(params_path)), "model.json")
+    try:
+        with open(description_path, encoding="utf-8") as handle:
+            description = json.load(handle)
+        model = from_description(description)
+        with np.load(params_path, allow_pickle=False) as saved:
+            # arrays() lists the named arrays in buffer order: concatenating them rebuilds the buffer.
+            names = list(model.arrays(np.zeros(model.n_params)).keys())
+            params = np.concatenate([np.asarray(saved[name], dtype=np.float64).ravel() for name in names])
+            scaler = Scaler(saved["scaler_mean"], saved["scaler_scale"]) if "scaler_mean" in saved else None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{params_path}: cannot load the model ({error})") from None
+    if params.size != model.n_params:
+        raise InputError(f"{params_path}: {params.size} parameters, but {description} needs {model.n_params}")
+    return model, params, scaler
+
+
+def _load(config: Config, params_path: str, comm) -> tuple[Model, np.ndarray, Shard]:
+    model, params, scaler, error = None, None, None, None
+    try:
+        model, params, scaler = load_model(params_path)
+    except MpigdError as caught:
+        error = caught
+    comm.agree(error)
+    # Synthetic data is generated for the model's task and classes, as it was for training.
+    classes = int(model.describe().get("classes") or 0)
+    config = config.replace(model=model.name, task=model.task if model.name == "mlp" else "",
+                            classes=classes if classes > 2 else 0)
+    shard = load_shard(config, comm)
+    if shard.n_features != model.n_features:
+        comm.agree(InputError(f"{shard.source}: {shard.n_features} features, but the model expects "
+                              f"{model.n_features}"))
+    if scaler is not None:  # the model was fitted to standardized features: scale these the same way
+        if shard.sparse:
+            shard = dataclasses.replace(shard, X=shard.X.toarray())
+        scaler.apply(shard.X)
+    return model, params.astype(shard.y.dtype), shard
+
+
+def predict(config: Config, params_path: str, output: str, comm) -> dict[str, object]:
+    """Write the prediction of every row of ``config.data`` to the ``.npy`` file ``output`` (classes as
+    int64, regression values as float64). Collective."""
+    model, params, shard = _load(config, params_path, comm)
+    local = model.predict(shard.X, params)
+    dtype = np.int64 if model.task == "classification" else np.float64
+    if comm.rank == 0:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        created = np.lib.format.open_memmap(output, mode="w+", dtype=dtype, shape=(shard.n_global,))
+        created.flush()
+        del created
+    comm.barrier()  # the file exists, at full size, before any rank maps it
+    if shard.n_local:
+        mapped = np.lib.format.open_memmap(output, mode="r+")
+        mapped[shard.row_start : shard.row_start + shard.n_local] = local
+        mapped.flush()
+        del mapped
+    comm.barrier()
+    return {"rows": shard.n_global, "output": output, "model": model.describe()}
+
+
+def evaluate_file(config: Config, params_path: str, comm) -> dict[str, object]:
+    """The model's loss (unpenalised) and metrics over every row of ``config.data``. Collective."""
+    model, params, shard = _load(config, params_path, comm)
+    check(model, [shard], comm)
+    return {"rows": shard.n_global, "source": shard.source, **evaluate(model, shard, params, comm, penalized=False)}

@@ -1,0 +1,84 @@
+"""Before the first step: read the data, split off held-out rows, agree on the classes, build the model.
+
+Shared by training and by ``mpigd predict`` / ``mpigd evaluate``. Every decision that could
+differ between ranks (the number of classes, whether the labels fit) is taken from reduced
+values or agreed with :meth:`~mpigd.comm.Communicator.agree`, so all ranks go on or stop together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpigd.config import Config
+from mpigd.data import Shard, load_shard, standardize
+from mpigd.data.holdout import split
+from mpigd.errors import InputError
+from mpigd.models import Model, make_model
+
+
+@dataclass
+class Prepared:
+    """The training rows, the held-out rows (or ``None``), the model, and the scaler that
+    ``--standardize`` fitted (or ``None``), on this rank."""
+
+    shard: Shard
+    test: Shard | None
+    model: Model
+    scaler: standardize.Scaler | None = None
+
+
+def infer_classes(shards: list[Shard], comm) -> int:
+    """The largest label over every rank's rows, plus one. Collective."""
+    top = np.array([max((float(s.y.max()) for s in shards if s.n_local), default=0.0)])
+    comm.allreduce_max(top)
+    return int(top[0]) + 1
+
+
+def check(model: Model, shards: list[Shard], comm) -> None:
+    """Raise one :class:`InputError` on every rank if any rank's rows do not fit ``model``. Collective."""
+    problem = None
+    for shard in shards:
+        input_check = getattr(model, "check_input", None)
+        reason = (input_check(shard.X) if input_check else None) or model.check_labels(shard.y)
+        if reason:
+            problem = InputError(f"{shard.source}: {reason}")
+            break
+    comm.agree(problem)
+
+
+def prepare(config: Config, comm) -> Prepared:
+    """Read, split and check the data of ``config`` and build its model. Collective."""
+    shard = load_shard(config, comm)
+    test = None
+    if config.test_data:
+        test = load_shard(config, comm, test=True, n_features=shard.n_features,
+                          zero_based=shard.meta.get("zero_based"))
+    if config.holdout:
+        shard, test = split(shard, config.holdout, config.seed, comm)
+        if min(shard.n_global, test.n_global) == 0:
+            comm.agree(InputError(f"holdout {config.holdout:g} leaves no rows on one side of the split"))
+    shards = [shard] + ([test] if test is not None else [])
+    classes = 2
+    if config.model == "softmax" or (config.model == "mlp" and config.task_of_model == "classification"):
+        classes = config.classes or max(2, infer_classes(shards, comm))
+    model = make_model(config.model, shard.n_features, classes, config.hidden, config.activation,
+                       config.task_of_model)
+    check(model, shards, comm)
+    scaler = None
+    if config.standardize:
+        # Centring makes sparse rows dense, so standardized data is held dense.
+        shard, test = (_dense(part) for part in (shard, test))
+        scaler = standardize.fit(shard, comm)
+        for part in (shard, test):
+            if part is not None:
+                scaler.apply(part.X)
+    return Prepared(shard, test, model, scaler)
+
+
+def _dense(shard: Shard | None) -> Shard | None:
+    if shard is None or not shard.sparse:
+        return shard
+    return dataclasses.replace(shard, X=shard.X.toarray())

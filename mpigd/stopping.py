@@ -1,0 +1,56 @@
+"""When to stop: the objective has stopped changing (``tol``), or the held-out loss has stopped
+improving (``patience``). Fed only allreduced values, so every rank decides the same."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Stopping:
+    """Tracks the objective per epoch and the held-out loss per evaluation; keeps the best parameters.
+
+    ``tol``: stop when ``|f_prev − f| <= tol · max(|f_prev|, |f|, tiny)`` between two epochs.
+    ``patience``: stop after that many evaluations in a row without a lower held-out loss; the
+    parameters of the best evaluation are then restored (as scikit-learn's early stopping does).
+    """
+
+    def __init__(self, tol: float, patience: int) -> None:
+        self.tol, self.patience = tol, patience
+        self.previous = math.inf
+        self.best = math.inf
+        self.best_params: np.ndarray | None = None
+        self.best_epoch = 0
+        self.bad_evaluations = 0
+        self.reason = "max_epochs"
+
+    def after_epoch(self, objective: float) -> bool:
+        """Whether the relative change of the objective fell to ``tol`` or below."""
+        previous, self.previous = self.previous, objective
+        if self.tol and math.isfinite(previous):
+            if abs(previous - objective) <= self.tol * max(abs(previous), abs(objective), 1e-300):
+                self.reason = "tol"
+                return True
+        return False
+
+    def after_evaluation(self, held_out_loss: float, params: np.ndarray, epoch: int) -> bool:
+        """Whether ``patience`` evaluations have passed without a better held-out loss."""
+        if not self.patience:
+            return False
+        if held_out_loss < self.best:
+            self.best, self.best_epoch, self.bad_evaluations = held_out_loss, epoch, 0
+            self.best_params = params.copy()
+            return False
+        self.bad_evaluations += 1
+        if self.bad_evaluations >= self.patience:
+            self.reason = "patience"
+            return True
+        return False
+
+    def restore_best(self, params: np.ndarray) -> bool:
+        """Put the best held-out parameters back into ``params`` when patience stopped the run."""
+        if self.reason == "patience" and self.best_params is not None:
+            params[:] = self.best_params
+            return True
+        return False

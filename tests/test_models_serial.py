@@ -1,0 +1,163 @@
+"""Softmax, L1/elastic net, sparse input and stopping, trained in one process against scikit-learn and NumPy."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mpigd import Config, InputError, train
+from mpigd.comm import self_comm
+from mpigd.data.csr import CSRMatrix
+from mpigd.data.holdout import held_out
+from mpigd.data.synthetic_models import generate_dense, generate_sparse
+from mpigd.models.metrics import classification_metrics, confusion_add
+
+
+def _save_dense(path, X, y):
+    np.savez(path, X=X, y=y)
+    return str(path)
+
+
+def _save_csr(path, X: CSRMatrix, y):
+    np.savez(path, indptr=X.indptr, indices=X.indices, data=X.data, shape=np.array(X.shape), y=y)
+    return str(path)
+
+
+def test_softmax_gd_reaches_scikit_learn_multinomial_logistic_regression(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    n, d, k, l2 = 2000, 6, 10, 0.01
+    X, y = generate_dense("classification", d, k, 11, 0, n, "float64")
+    assert set(np.unique(y)) == set(range(k))
+    reference = LogisticRegression(C=1.0 / (n * l2), tol=1e-12, max_iter=10_000).fit(X, y)
+    result = train(Config(model="softmax", data=_save_dense(tmp_path / "d.npz", X, y), epochs=600, lr=2.0,
+                          optimizer="nesterov", momentum=0.9, l2=l2, quiet=True), self_comm())
+    expected = np.concatenate([reference.coef_.T.ravel(), reference.intercept_])
+    assert result.coef.shape == (d, k) and result.intercept.shape == (k,)
+    # scikit-learn's softmax is over-parametrised as ours is; with l2 > 0 the optimum is unique.
+    assert np.linalg.norm(result.params - expected) <= 1e-4 * np.linalg.norm(expected)
+    assert result.summary["metrics"]["accuracy"] == pytest.approx(reference.score(X, y), abs=1e-12)
+    assert len(result.summary["metrics"]["precision"]) == k
+
+
+def _sparse_regression(n=1000, d=12, seed=4):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    coef = np.array([2.0, -1.5, 0.0, 0.0, 1.0, 0.0, 0.3, 0.0, 0.0, -0.05, 0.0, 0.02])
+    return X, X @ coef + 0.7 + 0.5 * rng.standard_normal(n)
+
+
+def _objective(X, y, coef, intercept, l1, l2):
+    r = X @ coef + intercept - y
+    return 0.5 * np.mean(r * r) + l1 * np.abs(coef).sum() + 0.5 * l2 * coef @ coef
+
+
+@pytest.mark.parametrize("alpha, l1_ratio", [(0.08, 1.0), (0.1, 0.6)])
+def test_l1_and_elastic_net_match_scikit_learn_zeros_and_objective(tmp_path, alpha, l1_ratio):
+    from sklearn.linear_model import ElasticNet, Lasso
+
+    X, y = _sparse_regression()
+    # scikit-learn: 1/(2n)|y - Xw - b|^2 + alpha*rho*|w|_1 + alpha*(1-rho)/2*|w|^2: ours with
+    # l1 = alpha*rho and l2 = alpha*(1-rho).
+    l1, l2 = alpha * l1_ratio, alpha * (1 - l1_ratio)
+    if l1_ratio == 1.0:
+        reference = Lasso(alpha=alpha, tol=1e-14, max_iter=100_000).fit(X, y)
+    else:
+        reference = ElasticNet(alpha=alpha, l1_ratio=l1_ratio, tol=1e-14, max_iter=100_000).fit(X, y)
+    result = train(Config(model="linear", data=_save_dense(tmp_path / "d.npz", X, y), epochs=400, lr=0.5,
+                          l1=l1, l2=l2, quiet=True), self_comm())
+    assert 0 < np.sum(reference.coef_ == 0) < X.shape[1]
+    assert np.array_equal(np.flatnonzero(result.coef == 0), np.flatnonzero(reference.coef_ == 0))
+    ours = _objective(X, y, result.coef, result.intercept[0], l1, l2)
+    theirs = _objective(X, y, reference.coef_, reference.intercept_, l1, l2)
+    assert abs(ours - theirs) <= 1e-5 * theirs and ours == pytest.approx(result.summary["final_loss"], rel=1e-12)
+
+
+@pytest.mark.parametrize("model, task, classes", [("linear", "regression", 2), ("logistic", "classification", 2),
+                                                  ("softmax", "classification", 4)])
+def test_sparse_and_dense_input_give_the_same_model(tmp_path, model, task, classes):
+    X, y = generate_sparse(task, 40, classes, 0.1, 5, 0, 900, "float64")
+    dense = _save_dense(tmp_path / "dense.npz", X.toarray(), y)
+    sparse = _save_csr(tmp_path / "csr.npz", X, y)
+    for algo in ("gd", "sgd"):
+        common = dict(model=model, epochs=30 if algo == "gd" else 3, lr=0.5, l2=0.01, l1=0.001, algo=algo,
+                      batch_size=64, quiet=True)
+        a = train(Config(data=dense, **common), self_comm())
+        b = train(Config(data=sparse, **common), self_comm())
+        assert b.summary["data"]["sparse"] and not a.summary["data"]["sparse"]
+        assert np.max(np.abs(a.params - b.params)) <= 1e-10 * max(1.0, np.max(np.abs(a.params)))
+
+
+def test_sparse_synthetic_rows_do_not_depend_on_the_split():
+    whole, y = generate_sparse("classification", 300, 3, 0.02, 9, 0, 9000, "float64")
+    assert 0.015 < whole.nnz / (9000 * 300) < 0.025
+    for cut in (1, 4096, 5000):
+        a, ya = generate_sparse("classification", 300, 3, 0.02, 9, 0, cut, "float64")
+        b, yb = generate_sparse("classification", 300, 3, 0.02, 9, cut, 9000, "float64")
+        stacked = np.vstack([a.toarray(), b.toarray()])
+        assert np.array_equal(stacked, whole.toarray()) and np.array_equal(np.concatenate([ya, yb]), y)
+
+
+def test_csr_take_and_rows_select_the_right_rows():
+    rng = np.random.default_rng(0)
+    dense = rng.standard_normal((30, 7)) * (rng.random((30, 7)) < 0.3)
+    X = CSRMatrix.from_dense(dense)
+    rows = np.array([29, 0, 3, 3, 17])
+    assert np.array_equal(X.take(rows).toarray(), dense[rows])
+    assert np.array_equal(X.rows(5, 12).toarray(), dense[5:12])
+
+
+def test_holdout_rows_depend_only_on_seed_and_row_index():
+    whole = held_out(3, 0, 10_000, 0.2)
+    assert abs(whole.mean() - 0.2) < 0.02
+    assert np.array_equal(np.concatenate([held_out(3, 0, 4321, 0.2), held_out(3, 4321, 10_000, 0.2)]), whole)
+    assert not np.array_equal(held_out(4, 0, 10_000, 0.2), whole)
+
+
+def test_classification_metrics_match_scikit_learn():
+    from sklearn.metrics import precision_score, recall_score
+
+    rng = np.random.default_rng(1)
+    labels, predicted = rng.integers(0, 4, 500), rng.integers(0, 4, 500)
+    predicted[predicted == 3] = 2  # class 3 never predicted: precision 0
+    stats = np.zeros(1 + 16)
+    confusion_add(predicted[:200], labels[:200], 4, stats[1:])  # sums over two "ranks"
+    confusion_add(predicted[200:], labels[200:], 4, stats[1:])
+    metrics = classification_metrics(stats, 500, 4)
+    assert metrics["accuracy"] == np.mean(labels == predicted)
+    assert np.allclose(metrics["precision"], precision_score(labels, predicted, average=None, zero_division=0))
+    assert np.allclose(metrics["recall"], recall_score(labels, predicted, average=None, zero_division=0))
+
+
+def test_tol_stops_early_and_holdout_reports_a_test_section(tmp_path):
+    result = train(Config(model="linear", rows=2000, features=5, epochs=500, lr=0.5, tol=1e-9, holdout=0.25,
+                          out=str(tmp_path), quiet=True), self_comm())
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["stopped"]["reason"] == "tol" and summary["epochs"] < 500
+    assert summary["data"]["rows"] + summary["test"]["rows"] == 2000
+    assert {"loss", "r2", "rmse"} <= set(summary["test"]) and summary["test"]["r2"] > 0.99
+    assert json.loads((tmp_path / "model.json").read_text())["model"] == "linear"
+    assert result.summary["test"] == summary["test"]
+
+
+def test_softmax_labels_are_checked_and_classes_inferred(tmp_path):
+    X = np.ones((6, 2))
+    with pytest.raises(InputError, match="class numbers 0 to 2"):
+        train(Config(model="softmax", data=_save_dense(tmp_path / "a.npz", X, np.array([0, 1, 2, 1, 0.5, 2])),
+                     epochs=1, quiet=True), self_comm())
+    result = train(Config(model="softmax", data=_save_dense(tmp_path / "b.npz", X, np.array([0, 4, 2, 1, 0, 2.0])),
+                          epochs=1, quiet=True), self_comm())
+    assert result.summary["model"]["classes"] == 5
+
+
+def test_patience_counts_evaluations_without_improvement_and_restores_the_best():
+    from mpigd.stopping import Stopping
+
+    stopping, params = Stopping(tol=0.0, patience=2), np.zeros(2)
+    decisions = []
+    for epoch, loss in enumerate([1.0, 0.5, 0.6, 0.4, 0.45, 0.41], start=1):
+        params[:] = epoch
+        decisions.append(stopping.after_evaluation(loss, params, epoch))
+    assert decisions == [False, False, False, False, False, True]
+    assert stopping.restore_best(params) and np.all(params == 4) and stopping.best_epoch == 4
+    assert not Stopping(0.0, 0).after_evaluation(1.0, params, 1)

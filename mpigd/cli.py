@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lr", type=float, default=defaults.lr, help="learning rate")
     add("--batch-size", type=int, default=defaults.batch_size, help="global mini-batch size (sgd)")
     add("--l2", type=float, default=defaults.l2, help="L2 penalty: objective += l2/2 * |w|^2")
+    add("--l1", type=float, default=defaults.l1, help="L1 penalty: objective += l1 * |w|_1 (algo owlqn)")
+    add("--tol", type=float, default=defaults.tol,
+        help="stop lbfgs/owlqn at this relative gradient norm or objective change (0: 1e-10 for them)")
+    add("--memory", type=int, default=defaults.memory, help="L-BFGS/OWL-QN history length")
     add("--dtype", choices=DTYPES, default=defaults.dtype)
     add("--seed", type=int, default=defaults.seed)
     add("--strategy", choices=STRATEGIES, default=defaults.strategy, help="allreduce strategy")

@@ -20,6 +20,7 @@ from mpigd.models import Model, make_model
 from mpigd.optim import l2_penalty
 from mpigd.outputs import RunOutputs
 from mpigd.progress import Progress
+from mpigd.startup import jit_cache_stats, process_start_time
 
 
 @dataclass
@@ -34,12 +35,14 @@ class TrainResult:
     arrays: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
 
-def evaluate(model: Model, shard: Shard, params: np.ndarray, comm, l2: float) -> dict[str, float]:
+def evaluate(model: Model, shard: Shard, params: np.ndarray, comm, l2: float, l1: float = 0.0) -> dict[str, float]:
     """The objective and the model's metrics over every row of every rank. Collective."""
+    from mpigd.algorithms.owlqn import l1_penalty
+
     stats = np.zeros(model.n_eval_stats)
     model.eval_stats(shard.X, shard.y, params, stats)
     comm.allreduce(stats)
-    penalty = l2_penalty(params, model.n_penalized, l2)
+    penalty = l2_penalty(params, model.n_penalized, l2) + l1_penalty(params, model.n_penalized, l1)
     return {"loss": float(stats[0]) / shard.n_global + penalty, **model.metrics(stats, shard.n_global)}
 
 
@@ -68,25 +71,35 @@ def train(config: Config, comm=None) -> TrainResult:
     interval = config.evaluation_interval()
     compute_before = algorithm.gradient.compute_seconds
     eval_seconds = 0.0
+    first_step_at = None
+    epoch = 0
     try:
         for epoch in range(1, config.epochs + 1):
+            if first_step_at is None:
+                first_step_at = time.time()
             loss = algorithm.run_epoch(params, epoch)
+            if epoch == 1:
+                first_step_done = time.time()
+            # lbfgs, owlqn and normal decide from allreduced values alone: every rank stops together.
+            last = epoch == config.epochs or getattr(algorithm, "converged", False)
             if not math.isfinite(loss):
                 raise DivergedError(
                     f"the objective became {loss} at epoch {epoch} (step {algorithm.steps}); "
                     f"try a smaller learning rate than {config.lr:g}"
                 )
-            if epoch % interval == 0 or epoch == config.epochs:
+            if epoch % interval == 0 or last:
                 start = time.perf_counter()
-                metrics = evaluate(model, shard, params, comm, config.l2)
+                metrics = evaluate(model, shard, params, comm, config.l2, config.l1)
                 eval_seconds += time.perf_counter() - start
                 outputs.metric({"epoch": epoch, "step": algorithm.steps, "train_loss": loss, **metrics,
                                 "elapsed": time.perf_counter() - wall_start})
-            progress.update(epoch, loss, force=epoch == config.epochs)
+            progress.update(epoch, loss, force=last)
+            if last:
+                break
     finally:
         outputs.close()
 
-    final = evaluate(model, shard, params, comm, config.l2)
+    final = evaluate(model, shard, params, comm, config.l2, config.l1)
     wall = time.perf_counter() - wall_start
     compute = algorithm.gradient.compute_seconds - compute_before + eval_seconds
     arrays = model.arrays(params)
@@ -98,8 +111,11 @@ def train(config: Config, comm=None) -> TrainResult:
         "strategy": comm.strategy.name,
         "python": platform.python_version(),
         "data": {"source": shard.source, "rows": shard.n_global, "features": shard.n_features},
-        "epochs": config.epochs,
+        "epochs": epoch,
         "steps": algorithm.steps,
+        # Full passes over the data by the optimiser (lbfgs/owlqn: one per function evaluation).
+        "evaluations": getattr(algorithm, "evaluations", algorithm.steps),
+        "stop_reason": getattr(algorithm, "stop_reason", "") or "epochs done",
         "final_loss": final["loss"],
         "metrics": {k: v for k, v in final.items() if k != "loss"},
         "time": {
@@ -107,7 +123,12 @@ def train(config: Config, comm=None) -> TrainResult:
             "compute_seconds": compute,
             "communication_seconds": comm.comm_seconds,
             "other_seconds": max(0.0, wall - compute - comm.comm_seconds),
+            # From process start (interpreter, imports, MPI, data) to the first step, and the
+            # first step itself (where a JIT compilation or a load from the cache happens).
+            "startup_seconds": first_step_at - process_start_time(),
+            "first_step_seconds": first_step_done - first_step_at,
         },
+        "jit": jit_cache_stats(),
         "bytes_allreduced": comm.bytes_reduced,
         "bytes_allreduced_per_step": algorithm.gradient.buffer.nbytes,
         "allreduce_calls": comm.allreduce_calls,

@@ -1,7 +1,7 @@
 """How long a run takes to get going: process start time, and whether the JIT cache served the kernels.
 
 The start of the process is read from ``/proc/self/stat`` (its start time in clock ticks after
-boot) and ``/proc/stat`` (the boot time), so interpreter start-up and imports are counted too.
+boot, compared with the boot clock), so interpreter start-up and imports are counted too.
 Where ``/proc`` is missing, the time this module was first imported stands in (imports of the
 interpreter itself are then not counted).
 """
@@ -21,13 +21,12 @@ def process_start_time() -> float:
         with open("/proc/self/stat", encoding="ascii") as handle:
             # The command name (field 2) may hold spaces; the fields after it are fixed.
             fields = handle.read().rsplit(")", 1)[1].split()
-        ticks = int(fields[19])  # field 22, starttime, counted from field 3
-        with open("/proc/stat", encoding="ascii") as handle:
-            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
-        started = boot + ticks / os.sysconf("SC_CLK_TCK")
-        # btime is whole seconds: never report a start later than our own import.
-        return min(started, _IMPORTED_AT)
-    except (OSError, ValueError, IndexError, StopIteration):
+        started_after_boot = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+        # The process's age from the boot clock (same origin as starttime, to a clock tick): the
+        # boot time in /proc/stat is whole seconds and would add up to a second of error.
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - started_after_boot
+        return min(time.time() - age, _IMPORTED_AT)
+    except (OSError, ValueError, IndexError, AttributeError):
         return _IMPORTED_AT
 
 

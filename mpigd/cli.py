@@ -57,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--power", type=float, default=defaults.power, help="invscaling schedule: lr / (1 + t)^power")
     add("--l1", type=float, default=defaults.l1, help="L1 penalty: objective += l1 * |w|_1 (proximal step)")
     add("--l2", type=float, default=defaults.l2, help="L2 penalty: objective += l2/2 * |w|^2")
-    add("--tol", type=float, default=defaults.tol, help="stop when the objective changes by <= tol (relative)")
+    add("--tol", type=float, default=defaults.tol,
+        help="stop when the objective changes by <= tol (relative); lbfgs/owlqn: also the relative gradient "
+             "norm (0: 1e-10 for them)")
+    add("--memory", type=int, default=defaults.memory, help="L-BFGS/OWL-QN history length")
     add("--patience", type=int, default=defaults.patience,
         help="stop after this many evaluations without a better held-out loss (0: off)")
     add("--holdout", type=float, default=defaults.holdout, help="fraction of rows held out for evaluation")
@@ -122,6 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--strategy", choices=STRATEGIES, default="native")
     scaling.add_argument("--output", metavar="FILE", help="append the record to this JSON-lines file")
     scaling.set_defaults(run=_bench_scaling)
+
+    solvers = benches.add_parser("solvers", help="time to accuracy of lbfgs/normal/gd on 1..P ranks vs scikit-learn")
+    solvers.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    solvers.add_argument("--rows", type=int, default=1_000_000)
+    solvers.add_argument("--features", type=int, default=32)
+    solvers.add_argument("--l2", type=float, default=1e-4, help="L2 penalty of the logistic problem")
+    solvers.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    solvers.add_argument("--repeats", type=int, default=5)
+    solvers.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    solvers.set_defaults(run=_bench_solvers)
+    worker = benches.add_parser("solvers-worker", help="(launched by 'bench solvers' under mpiexec)")
+    for name, kind in (("--model", str), ("--rows", int), ("--features", int), ("--l2", float),
+                       ("--target", float), ("--repeats", int), ("--output", str)):
+        worker.add_argument(name, type=kind, required=True)
+    worker.set_defaults(run=_bench_solvers_worker)
 
     scaling_report = benches.add_parser("scaling-report", help="speedup and efficiency from scaling records")
     scaling_report.add_argument("records", help="JSON-lines file written by 'mpigd bench scaling --output'")
@@ -311,6 +329,33 @@ def _bench_scaling(args: argparse.Namespace) -> int:
             print(json.dumps(record))
             if args.output:
                 scaling.append_record(args.output, record)
+        return EXIT_OK
+
+    return run_or_abort(job, comm.rank)
+
+
+def _bench_solvers(args: argparse.Namespace) -> int:
+    from mpigd.bench import solvers
+
+    results = solvers.run(args.models, args.rows, args.features, args.l2, args.ranks, args.repeats)
+    print(solvers.table(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2)
+    return EXIT_OK
+
+
+def _bench_solvers_worker(args: argparse.Namespace) -> int:
+    from mpigd.bench import solvers
+    from mpigd.comm import run_or_abort
+
+    comm = _world("native")
+
+    def job() -> int:
+        records = solvers.worker(comm, args.model, args.rows, args.features, args.l2, args.target, args.repeats)
+        if comm.rank == 0:
+            with open(args.output, "w", encoding="utf-8") as handle:
+                json.dump(records, handle)
         return EXIT_OK
 
     return run_or_abort(job, comm.rank)

@@ -11,11 +11,14 @@ from typing import Any
 from mpigd.errors import UsageError
 
 MODELS = ("linear", "logistic", "softmax", "mlp")
-ALGORITHMS = ("gd", "sgd", "local-sgd")
+ALGORITHMS = ("gd", "sgd", "local-sgd", "lbfgs", "owlqn", "normal")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 SCHEDULES = ("constant", "step", "cosine", "invscaling")
 ACTIVATIONS = ("relu", "tanh")
 TASKS = ("classification", "regression")
+QUASI_NEWTON = ("lbfgs", "owlqn")
+SOLVERS = QUASI_NEWTON + ("normal",)  # full-batch solvers with their own steps and stopping rules
+DEFAULT_QN_TOL = 1e-10  # what tol=0 means for lbfgs and owlqn
 STRATEGIES = ("native",)
 DTYPES = ("float32", "float64")
 DATA_FORMATS = ("npz", "npy", "csv", "libsvm", "hdf5")
@@ -42,7 +45,9 @@ class Config:
     (mlp; the other models imply their task). Objective: mean loss + ``l1``·‖w‖₁ + (``l2``/2)·‖w‖².
     Steps: ``optimizer`` (``momentum`` is its coefficient), ``schedule`` with ``warmup``, ``step_size``,
     ``gamma``, ``power``; ``local_steps`` for local-sgd. Stopping: ``epochs`` is the maximum, ``tol``
-    the relative change of the objective between epochs below which training stops, ``patience``
+    the relative change of the objective between epochs below which training stops (lbfgs and owlqn:
+    the relative gradient norm or objective change, 0 meaning :data:`DEFAULT_QN_TOL`; ``memory`` is
+    their history length; one epoch is one of their iterations), ``patience``
     the evaluations without a better held-out loss after which it stops. Held-out rows: a fraction
     ``holdout`` of the rows (chosen by a hash of seed and row index), or the file ``test_data``.
     ``density`` > 0 makes the synthetic data sparse (CSR) with that fraction of non-zeros.
@@ -57,6 +62,7 @@ class Config:
     lr: float = 0.5
     batch_size: int = 256
     l2: float = 0.0
+    l1: float = 0.0
     dtype: str = "float64"
     seed: int = 0
     strategy: str = "native"
@@ -98,6 +104,7 @@ class Config:
     patience: int = 0
     holdout: float = 0.0
     density: float = 0.0
+    memory: int = 10
 
     def __post_init__(self) -> None:
         _choice("model", self.model, MODELS)
@@ -143,6 +150,18 @@ class Config:
             raise UsageError(f"lr must be a positive finite number, got {self.lr}")
         if not (self.l2 >= 0 and self.l2 < float("inf")):
             raise UsageError(f"l2 must be a non-negative finite number, got {self.l2}")
+        if not (self.l1 >= 0 and self.l1 < float("inf")):
+            raise UsageError(f"l1 must be a non-negative finite number, got {self.l1}")
+        if not (self.tol >= 0 and self.tol < 1):
+            raise UsageError(f"tol must be a number in [0, 1), got {self.tol}")
+        _at_least("memory", self.memory, 1)
+        if self.l1 > 0 and self.algo in ("lbfgs", "normal"):
+            raise UsageError(f"l1 > 0 needs a proximal algorithm (gd, sgd, local-sgd) or owlqn; got {self.algo}")
+        if self.algo in SOLVERS and (self.checkpoint_every or self.checkpoint_seconds or self.resume):
+            raise UsageError(f"checkpoints and --resume are for gd, sgd and local-sgd; {self.algo} runs are "
+                             "short full-batch solves: run them again")
+        if self.algo == "normal" and self.model != "linear":
+            raise UsageError(f"algo normal solves linear regression only; got model {self.model}")
         if not self.data:
             raise UsageError("data must be 'synthetic' or the path of a data file")
         _choice("format", self.format, ("auto",) + DATA_FORMATS)
@@ -178,6 +197,12 @@ class Config:
     def evaluation_interval(self) -> int:
         """Epochs between evaluations: ``eval_every``, or about 20 evaluations per run."""
         return self.eval_every or max(1, self.epochs // 20)
+
+    def stopping_tol(self) -> float:
+        """The tolerance in force: ``tol``, or :data:`DEFAULT_QN_TOL` for lbfgs/owlqn when 0."""
+        if self.tol == 0.0 and self.algo in QUASI_NEWTON:
+            return DEFAULT_QN_TOL
+        return self.tol
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

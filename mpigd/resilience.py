@@ -55,7 +55,9 @@ class RunControl:
         self.config, self.comm, self.shard, self.algorithm, self.params = config, comm, shard, algorithm, params
         self.preemption = preemption
         self.first_epoch, self.epoch = 1, 1
-        directory = config.checkpoint_directory
+        # The solvers (lbfgs, owlqn, normal) keep no resumable state: preemption stops them, unsaved.
+        self.resumable = hasattr(algorithm, "state_dict")
+        directory = config.checkpoint_directory if self.resumable else None
         self.store = CheckpointStore(directory, config.keep) if directory else None
         self.watchdog = Watchdog(config.step_timeout) if config.step_timeout > 0 else None
         self._flags = np.zeros(2, dtype=np.int64)  # [preemption signal number, checkpoint now]
@@ -82,6 +84,10 @@ class RunControl:
         """Run one epoch of the algorithm with the checks between steps. Collective."""
         self.epoch = epoch
         try:
+            if not self.resumable:
+                loss = self.algorithm.run_epoch(self.params, epoch)
+                self.after_step()
+                return loss
             return self.algorithm.run_epoch(self.params, epoch, self.after_step)
         except DivergedError as error:
             raise DivergedError(f"training diverged at step {self.algorithm.steps + 1} (epoch {epoch}): {error}; "

@@ -13,7 +13,7 @@ import numpy as np
 
 from mpigd import __version__
 from mpigd.algorithms import make_algorithm
-from mpigd.config import Config
+from mpigd.config import SOLVERS, Config
 from mpigd.errors import DivergedError
 from mpigd.evaluation import evaluate, flat
 from mpigd.outputs import RunOutputs
@@ -21,6 +21,7 @@ from mpigd.prepare import prepare
 from mpigd.progress import Progress
 from mpigd.resilience import RunControl
 from mpigd.signals import PreemptionFlag
+from mpigd.startup import jit_cache_stats, process_start_time
 from mpigd.stopping import Stopping
 
 __all__ = ["TrainResult", "evaluate", "train"]
@@ -76,18 +77,24 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
     interval = config.evaluation_interval()
     compute_before = algorithm.gradient.compute_seconds
     eval_seconds = 0.0
-    stopping = Stopping(config.tol, config.patience)
+    # The solvers (lbfgs, owlqn, normal) apply their own tolerance, from allreduced values alone.
+    stopping = Stopping(0.0 if config.algo in SOLVERS else config.tol, config.patience)
+    first_step_at = first_step_done = None
     epoch = 0
     try:
         for epoch in range(control.first_epoch, config.epochs + 1):
+            if first_step_at is None:
+                first_step_at = time.time()
             loss = control.run_epoch(epoch)
+            if first_step_done is None:
+                first_step_done = time.time()
             if not math.isfinite(loss):
                 raise DivergedError(
                     f"the objective became {loss} at epoch {epoch} (step {algorithm.steps}); "
                     f"try a smaller learning rate than {config.lr:g}"
                 )
             # Every value a decision reads below was allreduced: all ranks stop at the same epoch.
-            stop = stopping.after_epoch(loss)
+            stop = stopping.after_epoch(loss) or getattr(algorithm, "converged", False)
             if stop or epoch % interval == 0 or epoch == config.epochs:
                 start = time.perf_counter()
                 metrics = evaluate(model, shard, params, comm, config.l2, config.l1)
@@ -127,7 +134,9 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
         "epochs": epoch,
         "steps": algorithm.steps,
         "resumed_from_step": resumed,
-        "stopped": {"reason": stopping.reason, "epoch": epoch,
+        # Full passes over the data by the optimiser (lbfgs/owlqn: one per function evaluation).
+        "evaluations": getattr(algorithm, "evaluations", algorithm.steps),
+        "stopped": {"reason": getattr(algorithm, "stop_reason", "") or stopping.reason, "epoch": epoch,
                     "restored_best_epoch": stopping.best_epoch if restored else None},
         "final_loss": final["loss"],
         "metrics": {k: v for k, v in final.items() if k != "loss"},
@@ -136,7 +145,12 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
             "compute_seconds": compute,
             "communication_seconds": comm.comm_seconds,
             "other_seconds": max(0.0, wall - compute - comm.comm_seconds),
+            # From process start (interpreter, imports, MPI, data) to the first step, and the
+            # first step itself (where a JIT compilation or a load from the cache happens).
+            "startup_seconds": first_step_at - process_start_time() if first_step_at else None,
+            "first_step_seconds": first_step_done - first_step_at if first_step_done else None,
         },
+        "jit": jit_cache_stats(),
         "bytes_allreduced": comm.bytes_reduced,
         "bytes_allreduced_per_step": algorithm.gradient.buffer.nbytes,
         # The training reductions alone (gradients, or parameters in local SGD), without evaluations.

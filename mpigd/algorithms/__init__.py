@@ -5,22 +5,40 @@ from __future__ import annotations
 import numpy as np
 
 from mpigd.algorithms.gd import GradientDescent
+from mpigd.algorithms.lbfgs import LBFGS
 from mpigd.algorithms.local_sgd import LocalSGD
+from mpigd.algorithms.normal import NormalEquations, memory_problem
 from mpigd.algorithms.objective import GlobalGradient
+from mpigd.algorithms.owlqn import OWLQN
 from mpigd.algorithms.sgd import MiniBatchSGD
 from mpigd.algorithms.update import Update
 from mpigd.config import Config
 from mpigd.errors import UsageError
 from mpigd.optim import make_optimizer, make_schedule
 
-__all__ = ["GlobalGradient", "GradientDescent", "LocalSGD", "MiniBatchSGD", "REGISTRY", "Update", "make_algorithm"]
+__all__ = ["GlobalGradient", "GradientDescent", "LBFGS", "LocalSGD", "MiniBatchSGD", "NormalEquations", "OWLQN",
+           "REGISTRY", "Update", "make_algorithm"]
 
-REGISTRY = {cls.name: cls for cls in (GradientDescent, MiniBatchSGD, LocalSGD)}
+REGISTRY = {cls.name: cls for cls in (GradientDescent, MiniBatchSGD, LocalSGD, LBFGS, OWLQN, NormalEquations)}
 
 
 def make_algorithm(config: Config, model, shard, comm):
-    """The algorithm ``config.algo`` over ``shard``, with ``config.optimizer`` and its schedule."""
+    """The algorithm ``config.algo`` over ``shard``: the first-order ones with ``config.optimizer``
+    and its schedule, the solvers (lbfgs, owlqn, normal) with their own steps.
+
+    Collective: a problem found on any rank (the normal equations too large for one rank's
+    memory) is raised on every rank.
+    """
     gradient = GlobalGradient(model, shard, comm, config.l2, config.l1, config.clip_grad_norm)
+    if config.algo == "lbfgs":
+        return LBFGS(gradient, config.memory, config.stopping_tol())
+    if config.algo == "owlqn":
+        # OWL-QN handles the L1 term itself: the gradient it evaluates is the smooth part's.
+        gradient.l1 = 0.0
+        return OWLQN(gradient, config.memory, config.stopping_tol(), config.l1)
+    if config.algo == "normal":
+        comm.agree(memory_problem(model.n_features))
+        return NormalEquations(gradient, config.l2)
     optimizer = make_optimizer(config.optimizer, model.n_params, shard.dtype, config.momentum)
     if config.algo == "gd":
         steps_per_epoch = 1

@@ -1,0 +1,128 @@
+"""L-BFGS, OWL-QN and the normal equations in one process: the exact optimum, and clear refusals."""
+
+import numpy as np
+import pytest
+
+from mpigd import Config, UsageError, train
+from mpigd.algorithms.normal import memory_problem
+from mpigd.algorithms.owlqn import pseudo_gradient
+from mpigd.comm import self_comm
+from mpigd.data import synthetic
+
+ROWS, FEATURES, SEED = 2000, 5, 3
+
+
+def _data(task):
+    return synthetic.generate(task, FEATURES, SEED, 0, ROWS, "float64")
+
+
+def _ridge(X, y, l2):
+    A = np.hstack([X, np.ones((X.shape[0], 1))])
+    return np.linalg.solve(A.T @ A / X.shape[0] + np.diag([l2] * X.shape[1] + [0.0]), A.T @ y / X.shape[0])
+
+
+def _fit(**changes):
+    config = Config(rows=ROWS, features=FEATURES, seed=SEED, quiet=True).replace(**changes)
+    return train(config, self_comm())
+
+
+def _relative(got, expected):
+    return np.linalg.norm(got - expected) / np.linalg.norm(expected)
+
+
+@pytest.mark.parametrize("algo", ["lbfgs", "normal"])
+@pytest.mark.parametrize("l2", [0.0, 0.1])
+def test_linear_solvers_reach_the_closed_form(algo, l2):
+    X, y = _data("regression")
+    result = _fit(model="linear", algo=algo, l2=l2, tol=1e-12)
+    assert _relative(result.params, _ridge(X, y, l2)) <= 1e-6
+    assert result.summary["stopped"]["reason"] != "max_epochs"
+    assert result.summary["steps"] < 100 and result.summary["evaluations"] >= result.summary["steps"]
+
+
+def test_normal_equations_match_scikit_learn_linear_regression():
+    from sklearn.linear_model import LinearRegression
+
+    X, y = _data("regression")
+    reference = LinearRegression().fit(X, y)
+    result = _fit(model="linear", algo="normal")
+    assert np.allclose(result.coef, reference.coef_, rtol=1e-10, atol=1e-12)
+    assert result.intercept[0] == pytest.approx(reference.intercept_, rel=1e-10)
+    assert result.summary["steps"] == 1 and result.summary["epochs"] == 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lbfgs_logistic_reaches_scikit_learn(dtype):
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _data("classification")
+    l2 = 0.01
+    reference = LogisticRegression(C=1.0 / (ROWS * l2), tol=1e-12, max_iter=10_000).fit(X, y)
+    expected = np.append(reference.coef_[0], reference.intercept_)
+    result = _fit(model="logistic", algo="lbfgs", l2=l2, tol=1e-12, dtype=dtype)
+    assert _relative(result.params.astype(np.float64), expected) <= (1e-5 if dtype == "float64" else 1e-3)
+    assert result.params.dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("l1, l2", [(0.3, 0.0), (0.2, 0.1), (0.05, 0.0)])
+def test_owlqn_matches_scikit_learn_lasso_and_elastic_net(l1, l2):
+    from sklearn.linear_model import ElasticNet, Lasso
+
+    X, y = _data("regression")
+    if l2 == 0:
+        reference = Lasso(alpha=l1, tol=1e-14, max_iter=100_000).fit(X, y)
+    else:
+        reference = ElasticNet(alpha=l1 + l2, l1_ratio=l1 / (l1 + l2), tol=1e-14, max_iter=100_000).fit(X, y)
+
+    def objective(w, b):
+        return 0.5 * np.mean((X @ w + b - y) ** 2) + l1 * np.abs(w).sum() + 0.5 * l2 * w @ w
+
+    result = _fit(model="linear", algo="owlqn", l1=l1, l2=l2, tol=1e-12)
+    assert np.array_equal(result.coef == 0.0, reference.coef_ == 0.0)
+    assert np.allclose(result.coef, reference.coef_, rtol=1e-5, atol=1e-5)
+    best = objective(reference.coef_, reference.intercept_)
+    assert abs(objective(result.coef, result.intercept[0]) - best) <= 1e-5 * best
+    assert result.summary["final_loss"] == pytest.approx(objective(result.coef, result.intercept[0]), rel=1e-12)
+
+
+def test_owlqn_gives_exact_zeros_with_a_large_penalty():
+    result = _fit(model="logistic", algo="owlqn", l1=0.05)
+    assert (result.coef == 0.0).sum() >= 1 and np.all(np.isfinite(result.params))
+
+
+def test_pseudo_gradient_is_one_sided_at_zero():
+    x = np.array([1.0, -1.0, 0.0, 0.0, 0.0, 0.0])
+    g = np.array([0.5, 0.5, 0.5, -0.5, 2.0, 3.0])  # the last entry is unpenalised
+    assert np.allclose(pseudo_gradient(x, g, 5, 1.0), [1.5, -0.5, 0.0, 0.0, 1.0, 3.0])
+
+
+def test_lbfgs_stops_at_the_iteration_limit_and_counts_passes():
+    result = _fit(model="logistic", algo="lbfgs", epochs=3)
+    assert result.summary["steps"] == 3 and result.summary["stopped"]["reason"] == "max_epochs"
+    assert result.summary["evaluations"] >= 4  # the start point and at least one per iteration
+
+
+def test_summary_records_start_up_time_and_jit_cache_use():
+    summary = _fit(model="linear", algo="normal").summary
+    assert 0 < summary["time"]["startup_seconds"] < 600
+    assert "gram.gram_numba" in summary["jit"]["kernels"]
+    assert summary["jit"]["cache_hits"] + summary["jit"]["cache_misses"] >= 1
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(algo="normal", model="logistic"), "algo normal solves linear regression only"),
+    (dict(algo="lbfgs", l1=0.1), "l1 > 0 needs a proximal algorithm .gd, sgd, local-sgd. or owlqn"),
+    (dict(algo="lbfgs", resume=True), "checkpoints and --resume are for gd, sgd and local-sgd"),
+    (dict(tol=-1.0), "tol must be"),
+    (dict(memory=0), "memory must be"),
+])
+def test_solver_options_are_validated(change, message):
+    with pytest.raises(UsageError, match=message):
+        Config(**change)
+
+
+def test_normal_equations_refuse_a_matrix_larger_than_memory():
+    assert memory_problem(32, available=16 * 2**30) is None
+    problem = memory_problem(100_000, available=16 * 2**30)
+    assert isinstance(problem, UsageError) and "use --algo lbfgs" in str(problem)
+    assert "100002x100002" in str(problem)

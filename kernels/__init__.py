@@ -13,9 +13,11 @@ from mpigd.kernels.glm import (
     squared_loss_grad_rows,
 )
 from mpigd.kernels.jit import kernel
+from mpigd.kernels.reduce import add
 from mpigd.kernels.stream import stream_sum
 
 __all__ = [
+    "add",
     "kernel",
     "logistic_eval",
     "logistic_loss_grad",

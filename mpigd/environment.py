@@ -15,3 +15,12 @@ def launch_rank() -> int:
         if value.isdigit():
             return int(value)
     return 0
+
+
+# The calibration file `--strategy auto` reads when no --tune-file is given (see `mpigd tune`).
+TUNE_FILE_VARIABLE = "MPIGD_TUNE_FILE"
+
+
+def tune_file_from_env() -> str | None:
+    """The tune file named by ``$MPIGD_TUNE_FILE``, or ``None``."""
+    return os.environ.get(TUNE_FILE_VARIABLE) or None

@@ -1,0 +1,51 @@
+"""Timing collectives the OSU way: warm-up, Barrier, ``MPI.Wtime``, the slowest rank's time.
+
+Shared by ``mpigd tune`` (which picks the crossover of ``auto`` from such timings) and
+``mpigd bench allreduce`` (which reports them).
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Callable
+
+import numpy as np
+from mpi4py import MPI
+
+# Small messages are timed over many calls per repeat, so that one repeat lasts well above the
+# clock's resolution; large ones over a single call.
+_BYTES_PER_REPEAT = 1 << 18
+_MAX_ITERATIONS = 200
+
+
+def iterations_for(nbytes: int) -> int:
+    """Calls per timed repeat for a message of ``nbytes``: 200 for tiny ones down to 1."""
+    return max(1, min(_MAX_ITERATIONS, _BYTES_PER_REPEAT // max(nbytes, 1)))
+
+
+def time_calls(comm: MPI.Comm, run: Callable[[], object], iterations: int, repeats: int,
+               warmup: int = 1) -> list[float]:
+    """Seconds per call of ``run()``, one figure per repeat, each the maximum over ranks.
+
+    Collective: every rank of ``comm`` calls it with the same ``iterations``, ``repeats`` and
+    ``warmup``, and ``run`` must itself be collective on ``comm`` (or local).
+    """
+    for _ in range(warmup):
+        for _ in range(iterations):
+            run()
+    seconds = np.empty(1)
+    samples = []
+    for _ in range(repeats):
+        comm.Barrier()
+        start = MPI.Wtime()
+        for _ in range(iterations):
+            run()
+        seconds[0] = (MPI.Wtime() - start) / iterations
+        comm.Allreduce(MPI.IN_PLACE, seconds, op=MPI.MAX)
+        samples.append(float(seconds[0]))
+    return samples
+
+
+def median(samples: list[float]) -> float:
+    """The median of the repeats: what the tables report."""
+    return statistics.median(samples)

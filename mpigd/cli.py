@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dtype", choices=DTYPES, default=defaults.dtype)
     add("--seed", type=int, default=defaults.seed)
     add("--strategy", choices=STRATEGIES, default=defaults.strategy, help="allreduce strategy")
+    add("--tune-file", default=defaults.tune_file, metavar="FILE",
+        help="calibration for --strategy auto (default: $MPIGD_TUNE_FILE, then mpigd tune's default path)")
     add("--eval-every", type=int, default=defaults.eval_every, help="epochs between evaluations (0: auto)")
     add("--out", default=None, help="directory for summary.json, metrics.jsonl, params.npz")
     add("--quiet", action="store_true", help="print nothing but errors")
@@ -62,7 +64,50 @@ def build_parser() -> argparse.ArgumentParser:
     kernel.add_argument("--repeats", type=int, default=7)
     kernel.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     kernel.set_defaults(run=_bench_kernel)
+
+    reduce = benches.add_parser("allreduce", help="allreduce strategies vs MPI's own, per message size")
+    _size_range(reduce, "8", "64M")
+    reduce.add_argument("--factor", type=int, choices=(2, 4), default=2, help="step between sizes")
+    reduce.add_argument("--dtype", choices=DTYPES, default="float32")
+    reduce.add_argument("--strategies", type=_names, default=",".join(STRATEGIES),
+                        help="comma-separated, from " + ",".join(STRATEGIES))
+    reduce.add_argument("--repeats", type=int, default=7, help="timed repeats per size (median reported)")
+    reduce.add_argument("--tune-file", metavar="FILE", help="calibration for auto (as in train)")
+    reduce.add_argument("--json", metavar="FILE", help="write the results and metadata as JSON")
+    reduce.add_argument("--csv", metavar="FILE", help="write the results as CSV")
+    reduce.add_argument("--plot", metavar="FILE", help="write a PNG of bandwidth vs size (needs matplotlib)")
+    reduce.set_defaults(run=_bench_allreduce)
+
+    tune = commands.add_parser("tune", help="calibrate the cost model and auto's crossover on these ranks")
+    _size_range(tune, "8", "64M")
+    tune.add_argument("--dtype", choices=DTYPES, default="float32")
+    tune.add_argument("--repeats", type=int, default=5)
+    tune.add_argument("--output", metavar="FILE",
+                      help="where to write (default ~/.cache/mpigd/tune-<hostname>-<ranks>ranks.json)")
+    tune.set_defaults(run=_tune)
     return parser
+
+
+def _byte_count(text: str) -> int:
+    """``8``, ``64K``, ``16M``, ``1G``: a size in bytes (binary units)."""
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit() or int(digits) < 1:
+        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (e.g. 8, 64K, 16M)")
+    return int(digits) * scale
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown strategies {unknown}; choose from {','.join(STRATEGIES)}")
+    return names
+
+
+def _size_range(parser: argparse.ArgumentParser, low: str, high: str) -> None:
+    parser.add_argument("--min-bytes", type=_byte_count, default=_byte_count(low), help=f"(default {low})")
+    parser.add_argument("--max-bytes", type=_byte_count, default=_byte_count(high), help=f"(default {high})")
 
 
 def _config_from(args: argparse.Namespace) -> Config:
@@ -75,7 +120,7 @@ def _train(args: argparse.Namespace) -> int:
     from mpigd.trainer import train
 
     config = _config_from(args)
-    comm = world(config.strategy)
+    comm = world(config.strategy, config.tune_file)
 
     def job() -> int:
         result = train(config, comm)
@@ -84,7 +129,8 @@ def _train(args: argparse.Namespace) -> int:
             metrics = "  ".join(f"{k} {v:.6g}" for k, v in summary["metrics"].items())
             times = summary["time"]
             print(f"final loss {summary['final_loss']:.8g}  {metrics}  ({summary['ranks']} ranks, "
-                  f"{times['wall_seconds']:.2f}s wall, {times['communication_seconds']:.3f}s allreduce)")
+                  f"{times['wall_seconds']:.2f}s wall, {times['communication_seconds']:.3f}s allreduce "
+                  f"by {summary['strategy']})")
             if config.out:
                 print(f"wrote {config.out}/summary.json, metrics.jsonl, params.npz")
         return EXIT_OK
@@ -118,6 +164,58 @@ def _bench_kernel(args: argparse.Namespace) -> int:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
     return EXIT_OK
+
+
+def _bench_allreduce(args: argparse.Namespace) -> int:
+    from mpigd.bench import allreduce
+    from mpigd.bench.metadata import run_metadata
+    from mpigd.comm import run_or_abort, world
+
+    comm = world("native", args.tune_file)
+
+    def job() -> int:
+        sizes = allreduce.message_sizes(args.min_bytes, args.max_bytes, args.factor)
+        rows = allreduce.run(comm, sizes, args.dtype, args.strategies, args.repeats)
+        if comm.rank == 0:
+            meta = run_metadata(comm, dtype=args.dtype, repeats=args.repeats, tune_file=args.tune_file,
+                                command=f"mpiexec -n {comm.size} mpigd " + " ".join(sys.argv[1:]))
+            print(f"# {meta['mpi_library']}, {comm.size} ranks, {args.dtype}, median of {args.repeats}; "
+                  f"xnat = speedup vs native, /best = auto's time over the best of native, ring, tree")
+            print(allreduce.table(rows), flush=True)
+            if args.json:
+                allreduce.write_json(args.json, meta, rows)
+            if args.csv:
+                allreduce.write_csv(args.csv, meta, rows)
+            if args.plot:
+                allreduce.plot(args.plot, meta, rows)
+        return EXIT_OK
+
+    return run_or_abort(job, comm.rank)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from mpigd.bench.allreduce import message_sizes
+    from mpigd.comm import run_or_abort, tuning, world
+
+    comm = world()
+
+    def job() -> int:
+        sizes = message_sizes(args.min_bytes, args.max_bytes, 2)
+        result = tuning.calibrate(comm.mpi_comm, sizes, args.dtype, args.repeats)
+        if comm.rank == 0:
+            path = args.output or str(tuning.default_path(comm.size))
+            tuning.save(result, path)
+            m = result.model
+            print(f"alpha {m.alpha * 1e6:.2f} us, beta {m.beta * 1e9:.4f} ns/byte "
+                  f"({1e-9 / m.beta if m.beta else float('inf'):.2f} GB/s), gamma {m.gamma * 1e9:.4f} ns/byte")
+            if result.crossover is not None:
+                steps = ", ".join(f"{row['strategy']} up to {row['max_bytes']} B" if row["max_bytes"]
+                                  else f"{row['strategy']} beyond" for row in result.crossover.as_list())
+                print(f"auto on {comm.size} ranks: {steps}")
+            print(f"wrote {path}")
+        return EXIT_OK
+
+    return run_or_abort(job, comm.rank)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from mpigd.errors import UsageError
 
 MODELS = ("linear", "logistic")
 ALGORITHMS = ("gd", "sgd")
-STRATEGIES = ("native",)
+STRATEGIES = ("native", "ring", "tree", "auto")
 DTYPES = ("float32", "float64")
 
 
@@ -22,6 +22,8 @@ class Config:
     whatever the rank count) or the path of an ``.npz`` file holding arrays ``X`` and ``y``.
     ``batch_size`` is the *global* mini-batch size of SGD, shared out among the ranks.
     ``eval_every`` is in epochs; 0 picks about 20 evaluations per run.
+    ``tune_file`` is the calibration ``strategy="auto"`` reads (``mpigd tune``); ``None`` falls
+    back to ``$MPIGD_TUNE_FILE``, the default path, then built-in defaults.
     """
 
     model: str = "logistic"
@@ -36,6 +38,7 @@ class Config:
     dtype: str = "float64"
     seed: int = 0
     strategy: str = "native"
+    tune_file: str | None = None
     out: str | None = None
     quiet: bool = False
     eval_every: int = 0

@@ -53,7 +53,7 @@ def train(config: Config, comm=None) -> TrainResult:
     if comm is None:
         from mpigd.comm import world
 
-        comm = world(config.strategy)
+        comm = world(config.strategy, config.tune_file)
     wall_start = time.perf_counter()
     shard = load_shard(config, comm)
     model = make_model(config.model, shard.n_features)
@@ -95,7 +95,7 @@ def train(config: Config, comm=None) -> TrainResult:
         "config": config.to_dict(),
         "ranks": comm.size,
         "mpi_library": comm.library(),
-        "strategy": comm.strategy.name,
+        "strategy": comm.strategy_label,  # what ran: "auto->ring" for auto
         "python": platform.python_version(),
         "data": {"source": shard.source, "rows": shard.n_global, "features": shard.n_features},
         "epochs": config.epochs,

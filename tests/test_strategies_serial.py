@@ -77,3 +77,19 @@ def test_message_sizes_and_bus_bandwidth():
     assert message_sizes(8, 100, 4) == [8, 32, 100]
     assert bus_bandwidth(1000, 1e-6, 2) == pytest.approx(1.0)
     assert bus_bandwidth(1000, 1e-6, 1) == 0.0
+
+
+def test_bench_outputs(tmp_path):
+    from mpigd.bench import allreduce as bench
+
+    pytest.importorskip("matplotlib")
+    rows = [{"bytes": b, "strategy": s, "latency_us": t, "busbw_gb_s": b / t / 1e3, "median_s": t * 1e-6,
+             "ran": s, "speedup_vs_native": 1.0, "vs_best": 1.0}
+            for b in (8, 1024) for s, t in (("native", 2.0), ("ring", 5.0))]
+    meta = {"ranks": 2, "mpi_library": "MPICH", "dtype": "float32", "git_commit": None}
+    bench.write_json(str(tmp_path / "r.json"), meta, rows)
+    bench.write_csv(str(tmp_path / "r.csv"), meta, rows)
+    bench.plot(str(tmp_path / "r.png"), meta, rows)
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "r.csv").read_text().count("\n") == 5
+    assert "native" in bench.table(rows)

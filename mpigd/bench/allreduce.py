@@ -1,7 +1,9 @@
 """``mpigd bench allreduce``: each strategy against the MPI library's own, per message size.
 
 OSU-style: for every size, a warm-up round, then repeats of Barrier + timed calls with
-``MPI.Wtime``; each repeat's time is the slowest rank's and the table shows the median. Bus
+``MPI.Wtime``; each repeat's time is the slowest rank's and the table shows the median. The
+strategies take turns within each repeat, so that a burst of load on a shared machine hits
+them alike. Bus
 bandwidth is ``2 (p-1)/p * bytes / time``, the traffic an optimal allreduce puts on each link,
 so it is comparable across rank counts (NCCL-tests' convention). Buffers are zero so that
 repeated sums neither overflow nor slow down on subnormal numbers.
@@ -15,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mpigd.comm.timing import iterations_for, median
+from mpigd.comm.timing import iterations_for, median, time_interleaved
 
 STRATEGIES = ("native", "ring", "tree", "auto")
 BEST_OF = ("native", "ring", "tree")
@@ -53,9 +55,12 @@ def run(comm, sizes: Sequence[int], dtype: str, strategies: Sequence[str], repea
         buffer = largest[:count]
         actual = count * kind.itemsize
         iterations = iterations_for(actual)
+        buffer.fill(0)
+        runs = {name: runner.strategy.allreduce for name, runner in runners.items()}
+        timed = time_interleaved(comm.mpi_comm, {name: (lambda f=f: f(buffer)) for name, f in runs.items()},
+                                 iterations, repeats)
         for name, runner in runners.items():
-            buffer.fill(0)
-            samples = runner.time_allreduce(buffer, iterations, repeats)
+            samples = timed[name]
             seconds = median(samples)
             choose = getattr(runner.strategy, "choose", None)
             rows.append({

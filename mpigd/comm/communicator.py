@@ -8,7 +8,6 @@ import numpy as np
 from mpi4py import MPI
 
 from mpigd.comm.strategies import Strategy, make_strategy
-from mpigd.comm.timing import time_calls
 from mpigd import errors
 from mpigd.errors import MpigdError
 
@@ -60,14 +59,6 @@ class Communicator:
         Collective when the strategy is built collectively (``auto``).
         """
         return Communicator(self.mpi_comm, strategy, self.tune_file)
-
-    def time_allreduce(self, buffer: np.ndarray, iterations: int, repeats: int) -> list[float]:
-        """Seconds per :meth:`allreduce` of ``buffer``, one per repeat, the slowest rank's. Collective.
-
-        OSU-style: one warm-up round, then per repeat a Barrier and ``iterations`` calls timed
-        with ``MPI.Wtime``. Calls the strategy directly: the counters above are not touched.
-        """
-        return time_calls(self.mpi_comm, lambda: self.strategy.allreduce(buffer), iterations, repeats)
 
     def allreduce_max(self, buffer: np.ndarray) -> None:
         """Element-wise maximum of ``buffer`` in place across all ranks. Collective."""

@@ -46,6 +46,23 @@ def time_calls(comm: MPI.Comm, run: Callable[[], object], iterations: int, repea
     return samples
 
 
+def time_interleaved(comm: MPI.Comm, runs: dict[str, Callable[[], object]], iterations: int,
+                     repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """As :func:`time_calls` for several contenders, taking turns within each repeat. Collective.
+
+    On a shared, noisy machine the load changes from one second to the next; timing every
+    contender once per round puts them under the same conditions, so their ratio means more
+    than the ratio of two runs made one after the other.
+    """
+    for run in runs.values():
+        time_calls(comm, run, iterations, 0, warmup)
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            samples[name] += time_calls(comm, run, iterations, 1, 0)
+    return samples
+
+
 def median(samples: list[float]) -> float:
     """The median of the repeats: what the tables report."""
     return statistics.median(samples)

@@ -26,7 +26,7 @@ from mpi4py import MPI
 
 from mpigd.comm.costmodel import CostModel, Crossover, fit_alpha_beta
 from mpigd.comm.strategies import make_strategy
-from mpigd.comm.timing import iterations_for, median, time_calls
+from mpigd.comm.timing import iterations_for, median, time_calls, time_interleaved
 from mpigd.environment import tune_file_from_env
 from mpigd.kernels import add
 
@@ -130,9 +130,10 @@ def calibrate(comm: MPI.Comm, sizes: list[int], dtype: str = "float64", repeats:
         seconds: dict[str, list[float]] = {name: [] for name in MEASURED}
         for nbytes in sizes:
             buffer = np.zeros(max(1, nbytes // kind.itemsize), dtype=kind)
-            for name, strategy in strategies.items():
-                samples = time_calls(comm, lambda: strategy.allreduce(buffer), iterations_for(nbytes), repeats)
-                seconds[name].append(median(samples))
+            runs = {name: (lambda s=s: s.allreduce(buffer)) for name, s in strategies.items()}
+            samples = time_interleaved(comm, runs, iterations_for(nbytes), repeats)
+            for name in MEASURED:
+                seconds[name].append(median(samples[name]))
         measurements["median_seconds"] = seconds
         crossover = Crossover.from_measurements(sizes, seconds)
     library = " ".join(MPI.Get_library_version().strip().splitlines()[0].split())

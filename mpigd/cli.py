@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune = commands.add_parser("tune", help="calibrate the cost model and auto's crossover on these ranks")
     _size_range(tune, "8", "64M")
     tune.add_argument("--dtype", choices=DTYPES, default="float32")
-    tune.add_argument("--repeats", type=int, default=5)
+    tune.add_argument("--repeats", type=int, default=7, help="timed repeats per size (median used)")
     tune.add_argument("--output", metavar="FILE",
                       help="where to write (default ~/.cache/mpigd/tune-<hostname>-<ranks>ranks.json)")
     tune.set_defaults(run=_tune)

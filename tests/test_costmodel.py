@@ -68,6 +68,14 @@ def test_crossover_from_measurements_switches_at_geometric_midpoints():
     assert table.choose(0) == "tree" and table.choose(1 << 40) == "ring"
 
 
+def test_a_lone_near_tie_is_smoothed_away_but_a_clear_win_is_kept():
+    sizes = [8, 16, 32]
+    near = {"native": [1.0, 1.0, 1.0], "tree": [2.0, 0.98, 2.0], "ring": [3.0, 3.0, 3.0]}
+    assert Crossover.from_measurements(sizes, near).choices == ("native",)
+    clear = {"native": [1.0, 1.0, 1.0], "tree": [2.0, 0.5, 2.0], "ring": [3.0, 3.0, 3.0]}
+    assert Crossover.from_measurements(sizes, clear).choices == ("native", "tree", "native")
+
+
 def test_crossover_round_trips_and_rejects_nonsense():
     table = Crossover((100, 10_000), ("tree", "native", "ring"))
     assert Crossover.from_list(table.as_list()) == table

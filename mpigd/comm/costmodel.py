@@ -24,6 +24,11 @@ DEFAULT_GAMMA = 1 / 10e9
 
 MODELLED = ("ring", "tree")
 
+# A measured winner that differs from both neighbouring sizes' winner is overruled when the
+# neighbours' choice is within this factor of it: on a shared machine such lone switches are
+# mostly noise, and every switch is one more place where the table can be wrong.
+SMOOTHING = 1.05
+
 
 @dataclass(frozen=True)
 class CostModel:
@@ -128,9 +133,17 @@ class Crossover:
     @classmethod
     def from_measurements(cls, sizes: Sequence[int],
                           seconds: Mapping[str, Sequence[float]]) -> "Crossover":
-        """The fastest strategy at each size, from measured ``seconds[strategy][i]``."""
+        """The fastest strategy at each size, from measured ``seconds[strategy][i]``.
+
+        A lone winner between two sizes won by another strategy gives way to it when that one
+        is within :data:`SMOOTHING` of the winner's time.
+        """
         names = sorted(seconds)
         best = [min(names, key=lambda s: seconds[s][i]) for i in range(len(sizes))]
+        for i in range(1, len(sizes) - 1):
+            around = best[i - 1]
+            if around == best[i + 1] != best[i] and seconds[around][i] <= SMOOTHING * seconds[best[i]][i]:
+                best[i] = around
         return cls.from_best(sizes, best)
 
     @classmethod

@@ -54,11 +54,10 @@ def run(comm, sizes: Sequence[int], dtype: str, strategies: Sequence[str], repea
         count = max(1, nbytes // kind.itemsize)
         buffer = largest[:count]
         actual = count * kind.itemsize
-        iterations = iterations_for(actual)
         buffer.fill(0)
         runs = {name: runner.strategy.allreduce for name, runner in runners.items()}
-        timed = time_interleaved(comm.mpi_comm, {name: (lambda f=f: f(buffer)) for name, f in runs.items()},
-                                 iterations, repeats)
+        timed, iterations = time_interleaved(comm.mpi_comm, {name: (lambda f=f: f(buffer)) for name, f in runs.items()},
+                                             iterations_for(actual), repeats)
         for name, runner in runners.items():
             samples = timed[name]
             seconds = median(samples)
@@ -66,7 +65,7 @@ def run(comm, sizes: Sequence[int], dtype: str, strategies: Sequence[str], repea
             rows.append({
                 "bytes": actual, "count": count, "dtype": dtype, "strategy": name,
                 "ran": f"{name}->{choose(actual)}" if choose else name,
-                "iterations": iterations, "repeats": repeats,
+                "iterations": iterations[name], "repeats": repeats,
                 "median_s": seconds, "min_s": min(samples), "max_s": max(samples),
                 "latency_us": seconds * 1e6, "busbw_gb_s": bus_bandwidth(actual, seconds, comm.size),
             })

@@ -13,7 +13,7 @@ import numpy as np
 from mpi4py import MPI
 
 # Small messages are timed over many calls per repeat, so that one repeat lasts well above the
-# clock's resolution; large ones over a single call.
+# clock's resolution; large ones over a single call. An upper bound: see time_interleaved.
 _BYTES_PER_REPEAT = 1 << 18
 _MAX_ITERATIONS = 200
 
@@ -46,21 +46,28 @@ def time_calls(comm: MPI.Comm, run: Callable[[], object], iterations: int, repea
     return samples
 
 
-def time_interleaved(comm: MPI.Comm, runs: dict[str, Callable[[], object]], iterations: int,
-                     repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+def time_interleaved(comm: MPI.Comm, runs: dict[str, Callable[[], object]], max_iterations: int,
+                     repeats: int, target_seconds: float = 5e-4) -> tuple[dict[str, list[float]], dict[str, int]]:
     """As :func:`time_calls` for several contenders, taking turns within each repeat. Collective.
 
     On a shared, noisy machine the load changes from one second to the next; timing every
     contender once per round puts them under the same conditions, so their ratio means more
-    than the ratio of two runs made one after the other.
+    than the ratio of two runs made one after the other. Each contender gets as many calls per
+    repeat (up to ``max_iterations``) as fill about ``target_seconds``, judged from a few
+    warm-up calls, so that slow set-ups (oversubscribed ranks) do not take minutes; short
+    repeats are also less often hit by the scheduler handing the core to another process.
+
+    Returns the per-call seconds of each repeat and the calls per repeat, by contender.
     """
-    for run in runs.values():
-        time_calls(comm, run, iterations, 0, warmup)
+    iterations = {}
+    for name, run in runs.items():
+        one = min(time_calls(comm, run, 1, 3, warmup=1))  # the slowest rank's: same on every rank
+        iterations[name] = max(1, min(max_iterations, int(target_seconds / max(one, 1e-9))))
     samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            samples[name] += time_calls(comm, run, iterations, 1, 0)
-    return samples
+            samples[name] += time_calls(comm, run, iterations[name], 1, 0)
+    return samples, iterations
 
 
 def median(samples: list[float]) -> float:

@@ -86,3 +86,21 @@ def test_sum_is_right_and_bitwise_identical(comm, strategy: str, dtype: str):
 def test_non_contiguous_buffer_is_refused(comm, strategy: str):
     with pytest.raises(TypeError):
         allreduce(np.zeros(8)[::2], strategy, comm)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_repeated_calls_on_one_buffer(comm, strategy: str):
+    """The same array reduced again and again (a trainer's gradient): set-ups kept between calls."""
+    p, rank = comm.Get_size(), comm.Get_rank()
+    ok = True
+    for n in (1, 3, 1000):
+        buffer = np.full(n, rank + 1.0)
+        for call in range(4):
+            allreduce(buffer, strategy, comm)
+            ok &= bool(np.all(buffer == p ** call * p * (p + 1) / 2))
+        buffer[:] = values(rank, n, "float64")  # rounded sums, same array
+        allreduce(buffer, strategy, comm)
+        root = buffer.copy()
+        comm.Bcast(root, root=0)
+        ok &= np.array_equal(bits(root), bits(buffer))
+    agree(comm, ok, f"{strategy}: repeated calls on one buffer")

@@ -46,12 +46,22 @@ class AutoAllreduce:
         self._candidates = [make_strategy(name, comm) for name in CANDIDATES]
         self._index = [CANDIDATES.index(name) for name in table.choices]
         self._runs = [0] * len(CANDIDATES)
+        self._last_bytes = -1
+        self._last_run = self._candidates[0].allreduce
+        self._last_which = 0
 
     def allreduce(self, buffer: np.ndarray) -> None:
         """Sum ``buffer`` in place with the strategy chosen for its size. Collective."""
-        which = self._index[bisect.bisect_left(self._bounds, buffer.nbytes)]
-        self._runs[which] += 1
-        self._candidates[which].allreduce(buffer)
+        # Sizes repeat (a trainer's gradient): the last choice is kept to skip even the search.
+        if buffer.nbytes != self._last_bytes:
+            self._select(buffer.nbytes)
+        self._runs[self._last_which] += 1
+        self._last_run(buffer)
+
+    def _select(self, nbytes: int) -> None:
+        which = self._index[bisect.bisect_left(self._bounds, nbytes)]
+        self._last_bytes, self._last_which = nbytes, which
+        self._last_run = self._candidates[which].allreduce
 
     def describe(self) -> str:
         """What ran, e.g. ``auto->ring`` or ``auto->ring+tree`` (most calls first)."""

@@ -49,23 +49,29 @@ class AutoAllreduce:
         self._last_bytes = -1
         self._last_run = self._candidates[0].allreduce
         self._last_which = 0
+        self._calls = 0  # calls since the last change of choice, credited to it on the next
 
     def allreduce(self, buffer: np.ndarray) -> None:
         """Sum ``buffer`` in place with the strategy chosen for its size. Collective."""
-        # Sizes repeat (a trainer's gradient): the last choice is kept to skip even the search.
+        # Sizes repeat (a trainer's gradient): the last choice is kept to skip even the search,
+        # and the per-call work is one comparison and one increment, ~0.1 us in all.
         if buffer.nbytes != self._last_bytes:
             self._select(buffer.nbytes)
-        self._runs[self._last_which] += 1
+        self._calls += 1
         self._last_run(buffer)
 
     def _select(self, nbytes: int) -> None:
         which = self._index[bisect.bisect_left(self._bounds, nbytes)]
+        self._runs[self._last_which] += self._calls
+        self._calls = 0
         self._last_bytes, self._last_which = nbytes, which
         self._last_run = self._candidates[which].allreduce
 
     def describe(self) -> str:
         """What ran, e.g. ``auto->ring`` or ``auto->ring+tree`` (most calls first)."""
-        ran = sorted((n for n in range(len(CANDIDATES)) if self._runs[n]), key=lambda n: -self._runs[n])
+        runs = list(self._runs)
+        runs[self._last_which] += self._calls
+        ran = sorted((n for n in range(len(CANDIDATES)) if runs[n]), key=lambda n: -runs[n])
         return self.name + ("->" + "+".join(CANDIDATES[n] for n in ran) if ran else "")
 
     def choose(self, nbytes: int) -> str:

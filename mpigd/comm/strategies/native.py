@@ -13,6 +13,10 @@ from mpi4py import MPI
 from mpigd.comm.strategies import register
 
 
+_IN_PLACE = MPI.IN_PLACE
+_SUM = MPI.SUM
+
+
 @register("native")
 class NativeAllreduce:
     """``MPI_Allreduce(MPI_IN_PLACE, buffer, MPI_SUM)``; whatever algorithm the library picks."""
@@ -21,6 +25,7 @@ class NativeAllreduce:
 
     def __init__(self, comm: MPI.Comm, tune_file: str | None = None) -> None:
         self.comm = comm
+        self._allreduce = comm.Allreduce  # bound once: a small message costs ~1.5 us in all
 
     def describe(self) -> str:
         """The strategy that ran: this one."""
@@ -29,4 +34,4 @@ class NativeAllreduce:
     def allreduce(self, buffer: np.ndarray) -> None:
         """Sum ``buffer`` in place across the communicator. Collective."""
         if buffer.size:
-            self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+            self._allreduce(_IN_PLACE, buffer, _SUM)

@@ -27,12 +27,13 @@ def time_calls(comm: MPI.Comm, run: Callable[[], object], iterations: int, repea
                warmup: int = 1) -> list[float]:
     """Seconds per call of ``run()``, one figure per repeat, each the maximum over ranks.
 
+    ``warmup`` untimed calls come first (compilation, first touch, caches).
+
     Collective: every rank of ``comm`` calls it with the same ``iterations``, ``repeats`` and
     ``warmup``, and ``run`` must itself be collective on ``comm`` (or local).
     """
     for _ in range(warmup):
-        for _ in range(iterations):
-            run()
+        run()
     seconds = np.empty(1)
     samples = []
     for _ in range(repeats):
@@ -66,7 +67,9 @@ def time_interleaved(comm: MPI.Comm, runs: dict[str, Callable[[], object]], max_
     samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            samples[name] += time_calls(comm, run, iterations[name], 1, 0)
+            # One untimed call first: the contender before may have filled the caches with its
+            # own scratch, which would otherwise be charged to this one.
+            samples[name] += time_calls(comm, run, iterations[name], 1, 1)
     return samples, iterations
 
 

@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     reduce = benches.add_parser("allreduce", help="allreduce strategies vs MPI's own, per message size")
     _size_range(reduce, "8", "64M")
     reduce.add_argument("--factor", type=int, choices=(2, 4), default=2, help="step between sizes")
-    reduce.add_argument("--dtype", choices=DTYPES, default="float32")
+    reduce.add_argument("--dtype", choices=DTYPES, default="float64", help="(default: float64, as train)")
     reduce.add_argument("--strategies", type=_names, default=",".join(STRATEGIES),
                         help="comma-separated, from " + ",".join(STRATEGIES))
     reduce.add_argument("--repeats", type=int, default=7, help="timed repeats per size (median reported)")
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune = commands.add_parser("tune", help="calibrate the cost model and auto's crossover on these ranks")
     _size_range(tune, "8", "64M")
-    tune.add_argument("--dtype", choices=DTYPES, default="float32")
+    tune.add_argument("--dtype", choices=DTYPES, default="float64")
     tune.add_argument("--repeats", type=int, default=7, help="timed repeats per size (median used)")
     tune.add_argument("--output", metavar="FILE",
                       help="where to write (default ~/.cache/mpigd/tune-<hostname>-<ranks>ranks.json)")

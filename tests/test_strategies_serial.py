@@ -84,8 +84,10 @@ def test_bench_outputs(tmp_path):
 
     pytest.importorskip("matplotlib")
     rows = [{"bytes": b, "strategy": s, "latency_us": t, "busbw_gb_s": b / t / 1e3, "median_s": t * 1e-6,
-             "ran": s, "speedup_vs_native": 1.0, "vs_best": 1.0}
+             "samples_s": [t * 1e-6, 2 * t * 1e-6], "ran": s}
             for b in (8, 1024) for s, t in (("native", 2.0), ("ring", 5.0))]
+    bench._add_ratios(rows)
+    assert rows[1]["speedup_vs_native"] == pytest.approx(0.4) and rows[1]["best"] == "native"
     meta = {"ranks": 2, "mpi_library": "MPICH", "dtype": "float32", "git_commit": None}
     bench.write_json(str(tmp_path / "r.json"), meta, rows)
     bench.write_csv(str(tmp_path / "r.csv"), meta, rows)

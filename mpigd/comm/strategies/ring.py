@@ -11,6 +11,8 @@ Cost: ``2 (p-1) alpha + 2 (p-1)/p n beta + (p-1)/p n gamma`` for ``n`` bytes.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from mpi4py import MPI
 
@@ -21,6 +23,9 @@ from mpigd.kernels import add
 # Reduce-scatter steps move their chunk in segments of this many bytes, double-buffered: the add
 # of one segment runs while the next arrives, and a segment stays in cache between its arrival
 # and its add. 512 KiB was fastest at 16 and 64 MB on 2 ranks with MPICH 5.0.2 (see RESULTS.md).
+# Only when every rank has a core of its own: when ranks share cores each segment's hand-over
+# waits for the scheduler, and whole chunks were faster (4 ranks on 2 cores: 9.0 against 10.4 ms
+# at 16 MB, 52 against 62 ms at 64 MB).
 SEGMENT_BYTES = 512 * 1024
 
 _TAG_SCATTER = 11
@@ -30,6 +35,8 @@ _TAG_GATHER = 12
 @register("ring")
 class RingAllreduce:
     """Reduce-scatter then allgather around the ring ``rank -> rank + 1 (mod p)``; any ``p``.
+
+    Built collectively (the ranks agree on the segment size).
 
     Deterministic: every chunk is summed along one fixed path of ranks, once, and then copied,
     so every rank ends with the same bits, and a rerun on the same rank count repeats them.
@@ -45,6 +52,7 @@ class RingAllreduce:
         self.left = (self.rank - 1) % self.size
         self._layouts = ChunkLayouts(self.size)
         self._scratch = Scratch()
+        self.segment_bytes = _agreed_segment_bytes(comm)
 
     def describe(self) -> str:
         """The strategy that ran: this one."""
@@ -56,9 +64,9 @@ class RingAllreduce:
         if self.size == 1 or n == 0:
             return
         offsets = self._layouts.offsets(n)
-        segment = max(1, SEGMENT_BYTES // buffer.itemsize)
         largest = offsets[1] - offsets[0]  # chunk 0 is never shorter than another
-        scratch = self._scratch.get(buffer.dtype, 2 * min(segment, largest))
+        segment = max(1, self.segment_bytes // buffer.itemsize) if self.segment_bytes else largest
+        scratch = self._scratch.get(buffer.dtype, largest if segment >= largest else 2 * segment)
         self._reduce_scatter(buffer, offsets, segment, scratch)
         self._allgather(buffer, offsets)
 
@@ -120,3 +128,17 @@ class RingAllreduce:
             self.comm.Send(send, self.right, tag)
         elif receive.size:
             self.comm.Recv(receive, self.left, tag)
+
+
+def _agreed_segment_bytes(comm: MPI.Comm) -> int:
+    """:data:`SEGMENT_BYTES`, or 0 (whole chunks) if any node runs more ranks than it has cores.
+
+    Collective. Sender and receiver must cut a chunk alike, so every rank takes the same answer.
+    """
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    ranks_here = node.Get_size()
+    node.Free()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    crowded = np.array([1 if ranks_here > cores else 0], dtype=np.int64)
+    comm.Allreduce(MPI.IN_PLACE, crowded, op=MPI.MAX)
+    return 0 if crowded[0] else SEGMENT_BYTES

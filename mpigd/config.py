@@ -19,7 +19,7 @@ TASKS = ("classification", "regression")
 QUASI_NEWTON = ("lbfgs", "owlqn")
 SOLVERS = QUASI_NEWTON + ("normal",)  # full-batch solvers with their own steps and stopping rules
 DEFAULT_QN_TOL = 1e-10  # what tol=0 means for lbfgs and owlqn
-STRATEGIES = ("native",)
+STRATEGIES = ("native", "ring", "tree", "auto")
 DTYPES = ("float32", "float64")
 DATA_FORMATS = ("npz", "npy", "csv", "libsvm", "hdf5")
 HEADER_CHOICES = ("auto", "yes", "no")
@@ -51,6 +51,8 @@ class Config:
     the evaluations without a better held-out loss after which it stops. Held-out rows: a fraction
     ``holdout`` of the rows (chosen by a hash of seed and row index), or the file ``test_data``.
     ``density`` > 0 makes the synthetic data sparse (CSR) with that fraction of non-zeros.
+    ``tune_file`` is the calibration ``strategy="auto"`` reads (``mpigd tune``); ``None`` falls
+    back to ``$MPIGD_TUNE_FILE``, the default path, then built-in defaults.
     """
 
     model: str = "logistic"
@@ -66,6 +68,7 @@ class Config:
     dtype: str = "float64"
     seed: int = 0
     strategy: str = "native"
+    tune_file: str | None = None
     out: str | None = None
     quiet: bool = False
     eval_every: int = 0

@@ -34,3 +34,11 @@ FAULT_VARIABLE = "MPIGD_FAULT"
 def fault_spec() -> str | None:
     """The fault-injection request in ``MPIGD_FAULT``, or ``None`` when unset or empty."""
     return os.environ.get(FAULT_VARIABLE) or None
+
+# The calibration file `--strategy auto` reads when no --tune-file is given (see `mpigd tune`).
+TUNE_FILE_VARIABLE = "MPIGD_TUNE_FILE"
+
+
+def tune_file_from_env() -> str | None:
+    """The tune file named by ``$MPIGD_TUNE_FILE``, or ``None``."""
+    return os.environ.get(TUNE_FILE_VARIABLE) or None

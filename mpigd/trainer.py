@@ -61,7 +61,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
     if comm is None:
         from mpigd.comm import world
 
-        comm = world(config.strategy)
+        comm = world(config.strategy, config.tune_file)
     wall_start = time.perf_counter()
     prepared = prepare(config, comm)
     shard, test, model = prepared.shard, prepared.test, prepared.model
@@ -126,7 +126,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
         "config": config.to_dict(),
         "ranks": comm.size,
         "mpi_library": comm.library(),
-        "strategy": comm.strategy.name,
+        "strategy": comm.strategy_label,  # what ran: "auto->ring" for auto
         "python": platform.python_version(),
         "data": {"source": shard.source, "format": shard.meta.get("format"), "rows": shard.n_global,
                  "features": shard.n_features, "sparse": shard.sparse, "standardized": prepared.scaler is not None},

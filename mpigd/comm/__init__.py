@@ -12,7 +12,7 @@ from mpi4py import MPI
 
 from mpigd.comm.communicator import Communicator
 from mpigd.comm.failure import install_excepthook, run_or_abort
-from mpigd.comm.strategies import REGISTRY, make_strategy, names as strategy_names
+from mpigd.comm.strategies import REGISTRY, Strategy, make_strategy, names as strategy_names
 
 __all__ = [
     "Communicator",
@@ -36,9 +36,12 @@ def _world() -> MPI.Comm:
     return _world_dup
 
 
-def world(strategy: str = "native") -> Communicator:
-    """A :class:`Communicator` over (a duplicate of) every rank of the job. Collective."""
-    return Communicator(_world(), strategy)
+def world(strategy: str = "native", tune_file: str | None = None) -> Communicator:
+    """A :class:`Communicator` over (a duplicate of) every rank of the job. Collective.
+
+    ``tune_file`` is the calibration ``auto`` reads (see :mod:`mpigd.comm.tuning`).
+    """
+    return Communicator(_world(), strategy, tune_file)
 
 
 def self_comm(strategy: str = "native") -> Communicator:
@@ -46,12 +49,33 @@ def self_comm(strategy: str = "native") -> Communicator:
     return Communicator(MPI.COMM_SELF, strategy)
 
 
+# Strategies built by allreduce(), kept per (name, communicator) so that their scratch buffers
+# and tables outlive one call. The communicator is kept alive with them, so its id stays unique.
+_strategies: dict[tuple[str, int], tuple[MPI.Comm, Strategy]] = {}
+
+
 def allreduce(buffer: np.ndarray, strategy: str = "native", comm: MPI.Comm | None = None) -> None:
     """Sum a contiguous NumPy ``buffer`` in place across ``comm`` with the named strategy.
 
     Collective: must be called on every rank of ``comm`` (default: the world communicator) with
-    buffers of the same length and dtype.
+    buffers of the same length and dtype. The strategy is built on first use (collectively) and
+    reused by later calls with the same name and communicator.
+
+    Parameters
+    ----------
+    buffer
+        A C-contiguous float32 or float64 array; on return every rank holds the element-wise
+        sum over ranks, with the same bits on every rank.
+    strategy
+        ``native``, ``ring``, ``tree`` or ``auto`` (see :func:`strategy_names`).
+    comm
+        An ``mpi4py`` communicator; by default a duplicate of ``COMM_WORLD``.
     """
     if not (isinstance(buffer, np.ndarray) and buffer.flags.c_contiguous):
         raise TypeError("allreduce needs a C-contiguous numpy array")
-    make_strategy(strategy, comm if comm is not None else _world()).allreduce(buffer)
+    comm = comm if comm is not None else _world()
+    key = (strategy, id(comm))
+    found = _strategies.get(key)
+    if found is None:
+        found = _strategies[key] = (comm, make_strategy(strategy, comm))
+    found[1].allreduce(buffer)

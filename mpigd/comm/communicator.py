@@ -25,13 +25,16 @@ class Communicator:
         (see :func:`mpigd.comm.world`) so that our messages never meet a user's.
     strategy
         Name of the allreduce strategy for :meth:`allreduce`.
+    tune_file
+        Calibration file for ``auto`` (``None``: the environment, the default path, or defaults).
     """
 
-    def __init__(self, mpi_comm: MPI.Comm, strategy: str = "native") -> None:
+    def __init__(self, mpi_comm: MPI.Comm, strategy: str = "native", tune_file: str | None = None) -> None:
         self.mpi_comm = mpi_comm
         self.rank: int = mpi_comm.Get_rank()
         self.size: int = mpi_comm.Get_size()
-        self.strategy: Strategy = make_strategy(strategy, mpi_comm)
+        self.tune_file = tune_file
+        self.strategy: Strategy = make_strategy(strategy, mpi_comm, tune_file)
         self.comm_seconds = 0.0
         self.bytes_reduced = 0
         self.allreduce_calls = 0
@@ -44,6 +47,18 @@ class Communicator:
         self.comm_seconds += time.perf_counter() - start
         self.bytes_reduced += buffer.nbytes
         self.allreduce_calls += 1
+
+    @property
+    def strategy_label(self) -> str:
+        """The strategy that actually ran: its name, or e.g. ``auto->ring`` for ``auto``."""
+        return self.strategy.describe()
+
+    def with_strategy(self, strategy: str) -> "Communicator":
+        """Another Communicator on the same ranks and MPI communicator, summing with ``strategy``.
+
+        Collective when the strategy is built collectively (``auto``).
+        """
+        return Communicator(self.mpi_comm, strategy, self.tune_file)
 
     def allreduce_max(self, buffer: np.ndarray) -> None:
         """Element-wise maximum of ``buffer`` in place across all ranks. Collective."""
@@ -108,5 +123,5 @@ class Communicator:
         """A communicator of the first ``ranks`` ranks (``None`` on the others). Collective."""
         colour = 0 if self.rank < ranks else MPI.UNDEFINED
         sub = self.mpi_comm.Split(colour, self.rank)
-        return None if sub == MPI.COMM_NULL else Communicator(sub, self.strategy.name)
+        return None if sub == MPI.COMM_NULL else Communicator(sub, self.strategy.name, self.tune_file)
 

@@ -1,7 +1,11 @@
 """Allreduce strategies: each sums a contiguous NumPy buffer in place across a communicator.
 
-A strategy is a class built from an ``mpi4py`` communicator with one method,
-``allreduce(buffer)``, and a ``name``. They are chosen by name from :data:`REGISTRY`.
+A strategy is a class built from an ``mpi4py`` communicator (and, for those that consult a
+calibration, a tune file) with one method, ``allreduce(buffer)``, a ``name`` and ``describe()``,
+which says what actually ran (``auto->ring``). They are chosen by name from :data:`REGISTRY`.
+
+Every strategy accepts any length (0 and 1 included), float32 and float64, and gives every rank
+the same bits, run after run on the same rank count.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ class Strategy(Protocol):
     def allreduce(self, buffer: np.ndarray) -> None:
         """Collective: must be called on every rank, with buffers of one length and dtype."""
 
+    def describe(self) -> str:
+        """The strategy that actually ran: the name, or e.g. ``auto->ring`` for a dispatcher."""
 
-REGISTRY: dict[str, Callable[[MPI.Comm], Strategy]] = {}
+
+REGISTRY: dict[str, Callable[..., Strategy]] = {}
 
 
 def register(name: str):
@@ -37,14 +44,18 @@ def register(name: str):
     return add
 
 
-def make_strategy(name: str, comm: MPI.Comm) -> Strategy:
-    """Build the strategy called ``name`` on ``comm``; a clear error for an unknown name."""
+def make_strategy(name: str, comm: MPI.Comm, tune_file: str | None = None) -> Strategy:
+    """Build the strategy called ``name`` on ``comm``; a clear error for an unknown name.
+
+    Collective for strategies that agree on a calibration at construction (``auto``): call it on
+    every rank of ``comm``. ``tune_file`` is read by those strategies and ignored by the others.
+    """
     try:
         factory = REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(REGISTRY))
         raise UsageError(f"unknown allreduce strategy {name!r} (choose from {known})") from None
-    return factory(comm)
+    return factory(comm, tune_file=tune_file)
 
 
 def names() -> list[str]:
@@ -53,4 +64,4 @@ def names() -> list[str]:
 
 
 # Importing the modules registers their strategies.
-from mpigd.comm.strategies import native  # noqa: E402,F401
+from mpigd.comm.strategies import auto, native, ring, tree  # noqa: E402,F401

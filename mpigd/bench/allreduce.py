@@ -1,0 +1,174 @@
+"""``mpigd bench allreduce``: each strategy against the MPI library's own, per message size.
+
+OSU-style: for every size, a warm-up round, then repeats of Barrier + timed calls with
+``MPI.Wtime``; each repeat's time is the slowest rank's and the table shows the median. The
+strategies take turns within each repeat, so that a burst of load on a shared machine hits
+them alike, and ratios are paired: the median over repeats of the ratio within each repeat. Bus
+bandwidth is ``2 (p-1)/p * bytes / time``, the traffic an optimal allreduce puts on each link,
+so it is comparable across rank counts (NCCL-tests' convention). Buffers are zero so that
+repeated sums neither overflow nor slow down on subnormal numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+from mpigd.comm.timing import iterations_for, median, time_interleaved
+
+STRATEGIES = ("native", "ring", "tree", "auto")
+BEST_OF = ("native", "ring", "tree")
+
+
+def message_sizes(min_bytes: int, max_bytes: int, factor: int = 2) -> list[int]:
+    """``min_bytes, min_bytes * factor, ...`` up to ``max_bytes``, which is always included."""
+    if min_bytes < 1 or max_bytes < min_bytes or factor < 2:
+        raise ValueError(f"bad size range {min_bytes}..{max_bytes} by {factor}")
+    sizes = []
+    size = min_bytes
+    while size < max_bytes:
+        sizes.append(size)
+        size *= factor
+    return sizes + [max_bytes]
+
+
+def bus_bandwidth(nbytes: int, seconds: float, ranks: int) -> float:
+    """Bus bandwidth in GB/s: ``2 (p-1)/p * bytes / seconds`` (0 on one rank)."""
+    return 2 * (ranks - 1) / ranks * nbytes / seconds / 1e9 if seconds > 0 else 0.0
+
+
+def run(comm, sizes: Sequence[int], dtype: str, strategies: Sequence[str], repeats: int) -> list[dict[str, Any]]:
+    """Time every strategy at every size; one row per (size, strategy). Collective.
+
+    ``comm`` is a :class:`mpigd.comm.Communicator`; the strategies are built on its ranks once
+    (``auto`` with its tune file) and share one buffer, sliced to each size.
+    """
+    kind = np.dtype(dtype)
+    runners = {name: comm.with_strategy(name) for name in strategies}
+    largest = np.zeros(max(1, max(sizes) // kind.itemsize), dtype=kind)
+    rows = []
+    for nbytes in sizes:
+        count = max(1, nbytes // kind.itemsize)
+        buffer = largest[:count]
+        actual = count * kind.itemsize
+        buffer.fill(0)
+        runs = {name: runner.strategy.allreduce for name, runner in runners.items()}
+        timed, iterations = time_interleaved(comm.mpi_comm, {name: (lambda f=f: f(buffer)) for name, f in runs.items()},
+                                             iterations_for(actual), repeats)
+        for name, runner in runners.items():
+            samples = timed[name]
+            seconds = median(samples)
+            choose = getattr(runner.strategy, "choose", None)
+            rows.append({
+                "bytes": actual, "count": count, "dtype": dtype, "strategy": name,
+                "ran": f"{name}->{choose(actual)}" if choose else name,
+                "iterations": iterations[name], "repeats": repeats,
+                "median_s": seconds, "min_s": min(samples), "max_s": max(samples), "samples_s": samples,
+                "latency_us": seconds * 1e6, "busbw_gb_s": bus_bandwidth(actual, seconds, comm.size),
+            })
+    _add_ratios(rows)
+    return rows
+
+
+def _paired(numerator: dict[str, Any], denominator: dict[str, Any]) -> float:
+    """Median over repeats of the ratio of two contenders' times *in the same repeat*.
+
+    The contenders took turns within each repeat, so a slow spell on a shared machine slows
+    both sides of each ratio alike: the paired ratio is steadier than a ratio of medians.
+    """
+    return median([a / b for a, b in zip(numerator["samples_s"], denominator["samples_s"])])
+
+
+def _add_ratios(rows: list[dict[str, Any]]) -> None:
+    # speedup_vs_native > 1: faster than the library; vs_best <= 1.1 is auto's target, where
+    # "best" is whichever of native, ring and tree has the lowest median at that size.
+    by_size: dict[int, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        by_size.setdefault(row["bytes"], {})[row["strategy"]] = row
+    for group in by_size.values():
+        native = group.get("native")
+        contenders = [group[s] for s in BEST_OF if s in group]
+        best = min(contenders, key=lambda r: r["median_s"]) if contenders else None
+        for row in group.values():
+            row["speedup_vs_native"] = _paired(native, row) if native else None
+            row["best"] = best["strategy"] if best else None
+            row["vs_best"] = _paired(row, best) if best else None
+
+
+def _human(nbytes: int) -> str:
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if nbytes >= scale and nbytes % scale == 0:
+            return f"{nbytes // scale}{unit}"
+    return str(nbytes)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """A fixed-width table: per size, latency (us), bus bandwidth (GB/s), speedup vs native."""
+    names = list(dict.fromkeys(r["strategy"] for r in rows))
+    head = f"{'bytes':>6}" + "".join(f" | {n + ' us':>11} {'GB/s':>6} {'xnat':>5}" for n in names)
+    if "auto" in names:
+        head += f" | {'auto ran':<11} {'/best':>5}"
+    lines = [head, "-" * len(head)]
+    by_size: dict[int, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        by_size.setdefault(row["bytes"], {})[row["strategy"]] = row
+    for nbytes, group in by_size.items():
+        line = f"{_human(nbytes):>6}"
+        for name in names:
+            r = group[name]
+            ratio = f"{r['speedup_vs_native']:.2f}" if r["speedup_vs_native"] else "-"
+            line += f" | {r['latency_us']:>11.1f} {r['busbw_gb_s']:>6.2f} {ratio:>5}"
+        if "auto" in group:
+            vs_best = group["auto"]["vs_best"]
+            line += f" | {group['auto']['ran']:<11} {vs_best:>5.2f}" if vs_best else " | -"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def write_json(path: str, metadata: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({"metadata": metadata, "results": rows}, handle, indent=2)
+        handle.write("\n")
+
+
+def write_csv(path: str, metadata: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """One row per (size, strategy); the metadata repeated in leading columns, so rows stand alone."""
+    keep = ("mpi_library", "ranks", "git_commit")
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*keep, *rows[0].keys()])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**{k: metadata.get(k) for k in keep}, **row})
+
+
+def plot(path: str, metadata: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Bus bandwidth and latency against message size, one line per strategy, as a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise RuntimeError("--plot needs matplotlib: pip install 'mpigd[plot]'") from error
+    figure, (bandwidth, latency) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in dict.fromkeys(r["strategy"] for r in rows):
+        mine = [r for r in rows if r["strategy"] == name]
+        sizes = [r["bytes"] for r in mine]
+        style = "--" if name == "native" else "-"
+        bandwidth.plot(sizes, [r["busbw_gb_s"] for r in mine], style, marker="o", ms=3, label=name)
+        latency.plot(sizes, [r["latency_us"] for r in mine], style, marker="o", ms=3, label=name)
+    for axes, label in ((bandwidth, "bus bandwidth (GB/s)"), (latency, "latency (us)")):
+        axes.set_xscale("log", base=2)
+        axes.set_xlabel("message size (bytes)")
+        axes.set_ylabel(label)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend()
+    latency.set_yscale("log")
+    figure.suptitle(f"allreduce, {metadata['ranks']} ranks, {metadata.get('dtype', '')}, "
+                    f"{metadata['mpi_library']}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

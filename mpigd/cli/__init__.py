@@ -1,0 +1,34 @@
+"""The command line: parse arguments into a Config, hand it to the trainer or a benchmark, print on
+rank 0. No logic of its own beyond that: each command's module only wires options to a function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from mpigd import __version__
+from mpigd.cli import bench, run
+from mpigd.cli.common import Parser
+from mpigd.environment import launch_rank
+from mpigd.errors import EXIT_USAGE, MpigdError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="mpigd", description="Data-parallel training of classical models with MPI.")
+    parser.add_argument("--version", action="version", version=f"mpigd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    run.register(commands)
+    bench.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mpigd`` console script and of ``python -m mpigd``."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except MpigdError as error:  # raised identically on every rank before any collective
+        if launch_rank() == 0:
+            print(f"mpigd: error: {error}", file=sys.stderr)
+        return error.exit_code if error.exit_code else EXIT_USAGE

@@ -1,0 +1,236 @@
+"""The benchmark commands (kernel, allreduce, scaling, solvers, sparse) and tune."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mpigd.cli.common import Parser, size_range, strategy_names, world_for
+from mpigd.config import DTYPES, MODELS, STRATEGIES
+from mpigd.errors import EXIT_OK, UsageError
+
+
+def register(commands) -> None:
+    """Add ``bench`` with its subcommands, and ``tune``, to ``commands``."""
+    bench = commands.add_parser("bench", help="benchmarks")
+    benches = bench.add_subparsers(dest="bench", required=True, parser_class=Parser)
+    kernel = benches.add_parser("kernel", help="fused gradient kernels vs NumPy and a streaming read")
+    kernel.add_argument("--rows", type=int, default=1_000_000)
+    kernel.add_argument("--features", type=int, default=32)
+    kernel.add_argument("--dtype", choices=DTYPES + ("both",), default="both")
+    kernel.add_argument("--repeats", type=int, default=7)
+    kernel.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    kernel.set_defaults(run=_bench_kernel)
+
+    scaling = benches.add_parser("scaling", help="time per training step at this rank count (one launch per count)")
+    scaling.add_argument("--mode", choices=("strong", "weak"), default="strong")
+    scaling.add_argument("--rows", type=int, default=1_000_000, help="global rows (strong) or rows per rank (weak)")
+    scaling.add_argument("--features", type=int, default=32)
+    scaling.add_argument("--model", choices=MODELS, default="logistic")
+    scaling.add_argument("--dtype", choices=DTYPES, default="float64")
+    scaling.add_argument("--steps", type=int, default=20)
+    scaling.add_argument("--strategy", choices=STRATEGIES, default="native")
+    scaling.add_argument("--output", metavar="FILE", help="append the record to this JSON-lines file")
+    scaling.set_defaults(run=_bench_scaling)
+
+    solvers = benches.add_parser("solvers", help="time to accuracy of lbfgs/normal/gd on 1..P ranks vs scikit-learn")
+    solvers.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    solvers.add_argument("--rows", type=int, default=1_000_000)
+    solvers.add_argument("--features", type=int, default=32)
+    solvers.add_argument("--l2", type=float, default=1e-4, help="L2 penalty of the logistic problem")
+    solvers.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    solvers.add_argument("--repeats", type=int, default=5)
+    solvers.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    solvers.set_defaults(run=_bench_solvers)
+    worker = benches.add_parser("solvers-worker", help="(launched by 'bench solvers' under mpiexec)")
+    for name, kind in (("--model", str), ("--rows", int), ("--features", int), ("--l2", float),
+                       ("--target", float), ("--repeats", int), ("--output", str)):
+        worker.add_argument(name, type=kind, required=True)
+    worker.set_defaults(run=_bench_solvers_worker)
+
+    scaling_report = benches.add_parser("scaling-report", help="speedup and efficiency from scaling records")
+    scaling_report.add_argument("records", help="JSON-lines file written by 'mpigd bench scaling --output'")
+    scaling_report.add_argument("--csv", metavar="FILE")
+    scaling_report.add_argument("--json", metavar="FILE")
+    scaling_report.add_argument("--plot", metavar="PREFIX", help="write PREFIX-strong.png / PREFIX-weak.png")
+    scaling_report.set_defaults(run=_bench_scaling_report)
+
+    sparse = benches.add_parser("sparse", help="CSR kernels: time against non-zeros, vs the dense kernel")
+    sparse.add_argument("--rows", type=int, default=100_000)
+    sparse.add_argument("--features", type=int, default=1000)
+    sparse.add_argument("--densities", default="0.001,0.003,0.01,0.03,0.1")
+    sparse.add_argument("--classes", type=int, default=1, help="1: logistic kernel; k > 1: softmax kernel")
+    sparse.add_argument("--repeats", type=int, default=5)
+    sparse.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    sparse.set_defaults(run=_bench_sparse)
+
+    reduce = benches.add_parser("allreduce", help="allreduce strategies vs MPI's own, per message size")
+    size_range(reduce, "8", "64M")
+    reduce.add_argument("--factor", type=int, choices=(2, 4), default=2, help="step between sizes")
+    reduce.add_argument("--dtype", choices=DTYPES, default="float64", help="(default: float64, as train)")
+    reduce.add_argument("--strategies", type=strategy_names, default=",".join(STRATEGIES),
+                        help="comma-separated, from " + ",".join(STRATEGIES))
+    reduce.add_argument("--repeats", type=int, default=7, help="timed repeats per size (median reported)")
+    reduce.add_argument("--tune-file", metavar="FILE", help="calibration for auto (as in train)")
+    reduce.add_argument("--json", metavar="FILE", help="write the results and metadata as JSON")
+    reduce.add_argument("--csv", metavar="FILE", help="write the results as CSV")
+    reduce.add_argument("--plot", metavar="FILE", help="write a PNG of bandwidth vs size (needs matplotlib)")
+    reduce.set_defaults(run=_bench_allreduce)
+
+    tune = commands.add_parser("tune", help="calibrate the cost model and auto's crossover on these ranks")
+    size_range(tune, "8", "64M")
+    tune.add_argument("--dtype", choices=DTYPES, default="float64")
+    tune.add_argument("--repeats", type=int, default=7, help="timed repeats per size (median used)")
+    tune.add_argument("--output", metavar="FILE",
+                      help="where to write (default ~/.cache/mpigd/tune-<hostname>-<ranks>ranks.json)")
+    tune.set_defaults(run=_tune)
+
+
+def _bench_kernel(args: argparse.Namespace) -> int:
+    from mpigd.bench import kernel
+
+    dtypes = DTYPES if args.dtype == "both" else (args.dtype,)
+    results = []
+    for dtype in dtypes:
+        rows = kernel.run(args.rows, args.features, dtype, args.repeats)
+        print(kernel.table(rows), flush=True)
+        results += rows
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2)
+    return EXIT_OK
+
+
+def _bench_scaling(args: argparse.Namespace) -> int:
+    from mpigd.bench import scaling
+    from mpigd.comm import run_or_abort
+
+    comm = world_for(args.strategy)
+
+    def job() -> int:
+        record = scaling.measure(comm, args.mode, args.rows, args.features, args.model, args.dtype, args.steps)
+        if comm.rank == 0:
+            print(json.dumps(record))
+            if args.output:
+                scaling.append_record(args.output, record)
+        return EXIT_OK
+
+    return run_or_abort(job, comm.rank)
+
+
+def _bench_scaling_report(args: argparse.Namespace) -> int:
+    import csv
+
+    from mpigd.bench import scaling
+
+    try:
+        with open(args.records, encoding="utf-8") as handle:
+            rows = scaling.report([json.loads(line) for line in handle if line.strip()])
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{args.records}: {error}") from None
+    print(scaling.table(rows))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(rows, handle, indent=2)
+    if args.csv:
+        with open(args.csv, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    if args.plot:
+        for path in scaling.plot(rows, args.plot):
+            print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _bench_allreduce(args: argparse.Namespace) -> int:
+    from mpigd.bench import allreduce
+    from mpigd.bench.metadata import run_metadata
+    from mpigd.comm import run_or_abort
+
+    comm = world_for("native", args.tune_file)
+
+    def job() -> int:
+        sizes = allreduce.message_sizes(args.min_bytes, args.max_bytes, args.factor)
+        rows = allreduce.run(comm, sizes, args.dtype, args.strategies, args.repeats)
+        if comm.rank == 0:
+            meta = run_metadata(comm, dtype=args.dtype, repeats=args.repeats, tune_file=args.tune_file,
+                                command=f"mpiexec -n {comm.size} mpigd " + " ".join(sys.argv[1:]))
+            print(f"# {meta['mpi_library']}, {comm.size} ranks, {args.dtype}, median of {args.repeats}; "
+                  f"xnat = speedup vs native, /best = auto's time over the best of native, ring, tree "
+                  f"(both paired: median over repeats of the ratio within a repeat)")
+            print(allreduce.table(rows), flush=True)
+            if args.json:
+                allreduce.write_json(args.json, meta, rows)
+            if args.csv:
+                allreduce.write_csv(args.csv, meta, rows)
+            if args.plot:
+                allreduce.plot(args.plot, meta, rows)
+        return EXIT_OK
+
+    return run_or_abort(job, comm.rank)
+
+
+def _bench_solvers(args: argparse.Namespace) -> int:
+    from mpigd.bench import solvers
+
+    results = solvers.run(args.models, args.rows, args.features, args.l2, args.ranks, args.repeats)
+    print(solvers.table(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2)
+    return EXIT_OK
+
+
+def _bench_solvers_worker(args: argparse.Namespace) -> int:
+    from mpigd.bench import solvers
+    from mpigd.comm import run_or_abort
+
+    comm = world_for("native")
+
+    def job() -> int:
+        records = solvers.worker(comm, args.model, args.rows, args.features, args.l2, args.target, args.repeats)
+        if comm.rank == 0:
+            with open(args.output, "w", encoding="utf-8") as handle:
+                json.dump(records, handle)
+        return EXIT_OK
+
+    return run_or_abort(job, comm.rank)
+
+
+def _bench_sparse(args: argparse.Namespace) -> int:
+    from mpigd.bench import sparse
+
+    densities = [float(d) for d in args.densities.split(",")]
+    results = sparse.run(args.rows, args.features, densities, args.classes, args.repeats)
+    print(sparse.table(results), flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2)
+    return EXIT_OK
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from mpigd.bench.allreduce import message_sizes
+    from mpigd.comm import run_or_abort, tuning, world
+
+    comm = world()
+
+    def job() -> int:
+        sizes = message_sizes(args.min_bytes, args.max_bytes, 2)
+        result = tuning.calibrate(comm.mpi_comm, sizes, args.dtype, args.repeats)
+        if comm.rank == 0:
+            path = args.output or str(tuning.default_path(comm.size))
+            tuning.save(result, path)
+            m = result.model
+            print(f"alpha {m.alpha * 1e6:.2f} us, beta {m.beta * 1e9:.4f} ns/byte "
+                  f"({1e-9 / m.beta if m.beta else float('inf'):.2f} GB/s), gamma {m.gamma * 1e9:.4f} ns/byte")
+            if result.crossover is not None:
+                steps = ", ".join(f"{row['strategy']} up to {row['max_bytes']} B" if row["max_bytes"]
+                                  else f"{row['strategy']} beyond" for row in result.crossover.as_list())
+                print(f"auto on {comm.size} ranks: {steps}")
+            print(f"wrote {path}")
+        return EXIT_OK
+
+    return run_or_abort(job, comm.rank)

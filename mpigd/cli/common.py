@@ -1,0 +1,99 @@
+"""Pieces every command shares: the rank-0-only parser, argument types, the data options, the
+communicator check, and turning parsed arguments into a Config."""
+
+from __future__ import annotations
+
+import argparse
+
+from mpigd.config import DATA_FORMATS, DTYPES, HEADER_CHOICES, STRATEGIES, Config
+from mpigd.environment import expected_ranks, launch_rank
+from mpigd.errors import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, and prints help on rank 0 only."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+    def _print_message(self, message, file=None):
+        if launch_rank() == 0:
+            super()._print_message(message, file)
+
+
+def world_for(strategy: str, tune_file: str | None = None):
+    """The job's communicator, refusing a launch that started independent one-rank worlds."""
+    from mpigd.comm import world
+
+    comm = world(strategy, tune_file)
+    expected = expected_ranks()
+    if expected is not None and expected != comm.size:
+        raise UsageError(
+            f"this job should have {expected} ranks but MPI sees {comm.size}: the launcher started independent "
+            "processes (with srun, pass the --mpi plugin your MPI needs, e.g. --mpi=pmi2 or --mpi=pmix)"
+        )
+    return comm
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    fields = Config.__dataclass_fields__
+    return Config(**{name: value for name, value in vars(args).items() if name in fields and value is not None})
+
+
+def numbers(metrics: dict) -> str:
+    """The scalar metrics on one line (per-class lists stay in summary.json)."""
+    return "  ".join(f"{k} {v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float)))
+
+
+def widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths such as 64,32; got {text!r}") from None
+
+
+def byte_count(text: str) -> int:
+    """``8``, ``64K``, ``16M``, ``1G``: a size in bytes (binary units)."""
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit() or int(digits) < 1:
+        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (e.g. 8, 64K, 16M)")
+    return int(digits) * scale
+
+
+def strategy_names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown strategies {unknown}; choose from {','.join(STRATEGIES)}")
+    return names
+
+
+def size_range(parser: argparse.ArgumentParser, low: str, high: str) -> None:
+    parser.add_argument("--min-bytes", type=byte_count, default=byte_count(low), help=f"(default {low})")
+    parser.add_argument("--max-bytes", type=byte_count, default=byte_count(high), help=f"(default {high})")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, defaults: Config) -> None:
+    add = parser.add_argument
+    add("--data", default=defaults.data,
+        help="'synthetic', or a data file: .npz (X and y, or a CSR: indptr, indices, data, shape, y), "
+             ".npy (with --labels), a directory of X.npy and y.npy, .csv, .libsvm/.svm/.svmlight, .h5/.hdf5")
+    add("--labels", default=None, help="the labels .npy file when --data is a features .npy file")
+    add("--format", choices=("auto",) + DATA_FORMATS, default=defaults.format,
+        help="data format (default: from the file name)")
+    add("--label-column", default=None, help="CSV: label column index (negative from the end) or header name; "
+                                             "default: the last column")
+    add("--header", choices=HEADER_CHOICES, default=defaults.header,
+        help="CSV: whether the first line names the columns (auto: when it is not all numbers)")
+    base = parser.add_mutually_exclusive_group()
+    base.add_argument("--zero-based", dest="zero_based", action="store_true", default=None,
+                      help="LIBSVM: indices count from 0 (default: detected; 0-based when some index is 0)")
+    base.add_argument("--one-based", dest="zero_based", action="store_false", help="LIBSVM: indices count from 1")
+    add("--x-key", default=defaults.x_key, help="HDF5: dataset of the features")
+    add("--y-key", default=defaults.y_key, help="HDF5: dataset of the labels")
+    add("--rows", type=int, default=defaults.rows, help="rows of synthetic data (global)")
+    add("--features", type=int, default=defaults.features, help="features of synthetic data")
+    add("--density", type=float, default=defaults.density, help="synthetic data: fraction of non-zeros (CSR)")
+    add("--dtype", choices=DTYPES, default=defaults.dtype)
+    add("--seed", type=int, default=defaults.seed)

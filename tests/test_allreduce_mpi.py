@@ -1,0 +1,126 @@
+"""Every allreduce strategy, at whatever rank count this runs on (``--with-mpi -m mpi``).
+
+Each strategy must match a float64 reference sum to rounding and leave identical bits on every
+rank, run after run. Assertions are agreed across ranks, so one failing rank fails them all
+instead of leaving the others waiting in a collective.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from mpigd.comm import allreduce, strategy_names
+
+pytestmark = pytest.mark.mpi
+
+STRATEGIES = ("native", "ring", "tree", "auto")
+DTYPES = ("float32", "float64")
+
+
+@pytest.fixture(scope="module")
+def comm():
+    dup = MPI.COMM_WORLD.Dup()
+    yield dup
+    dup.Free()
+
+
+def lengths(p: int) -> list[int]:
+    return sorted({0, 1, max(p - 1, 0), p, p + 1, 1000, 2**20 + 3})
+
+
+def values(rank: int, n: int, dtype: str) -> np.ndarray:
+    """Rank ``rank``'s input: rounded in ``dtype``, different per rank, cheap to make anywhere."""
+    i = np.arange(n, dtype=np.float64)
+    return (np.sin(0.37 * i + 1.3 * rank) * (1.0 + 0.5 * rank) + 1e-3 * rank).astype(dtype)
+
+
+def agree(comm, ok: bool, what: str) -> None:
+    """Assert ``ok`` on every rank at once; the message names the ranks that failed."""
+    flags = np.zeros(comm.Get_size(), dtype=np.int64)
+    flags[comm.Get_rank()] = 0 if ok else 1
+    comm.Allreduce(MPI.IN_PLACE, flags, op=MPI.SUM)
+    failed = np.flatnonzero(flags).tolist()
+    assert not failed, f"{what}: failed on ranks {failed} of {comm.Get_size()}"
+
+
+def bits(a: np.ndarray) -> np.ndarray:
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+def test_all_strategies_registered():
+    assert set(STRATEGIES) <= set(strategy_names())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_sum_is_right_and_bitwise_identical(comm, strategy: str, dtype: str):
+    p, rank = comm.Get_size(), comm.Get_rank()
+    eps = np.finfo(dtype).eps
+    for n in lengths(p):
+        inputs = [values(r, n, dtype) for r in range(p)]
+        reference = np.zeros(n)
+        magnitude = np.zeros(n)
+        for x in inputs:
+            reference += x
+            magnitude += np.abs(x.astype(np.float64))
+        result = inputs[rank].copy()
+        allreduce(result, strategy, comm)
+        error = np.abs(result.astype(np.float64) - reference)
+        agree(comm, bool(np.all(error <= p * eps * magnitude + 1e-300)),
+              f"{strategy} {dtype} n={n}: max error {error.max(initial=0):.3g}")
+
+        again = inputs[rank].copy()
+        allreduce(again, strategy, comm)
+        agree(comm, np.array_equal(bits(again), bits(result)), f"{strategy} {dtype} n={n}: not repeatable")
+
+        root = result.copy()
+        if n:
+            comm.Bcast(root, root=0)
+        agree(comm, np.array_equal(bits(root), bits(result)),
+              f"{strategy} {dtype} n={n}: bits differ from rank 0's")
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_non_contiguous_buffer_is_refused(comm, strategy: str):
+    with pytest.raises(TypeError):
+        allreduce(np.zeros(8)[::2], strategy, comm)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_repeated_calls_on_one_buffer(comm, strategy: str):
+    """The same array reduced again and again (a trainer's gradient): set-ups kept between calls."""
+    p, rank = comm.Get_size(), comm.Get_rank()
+    ok = True
+    for n in (1, 3, 1000):
+        buffer = np.full(n, rank + 1.0)
+        for call in range(4):
+            allreduce(buffer, strategy, comm)
+            ok &= bool(np.all(buffer == p ** call * p * (p + 1) / 2))
+        buffer[:] = values(rank, n, "float64")  # rounded sums, same array
+        allreduce(buffer, strategy, comm)
+        root = buffer.copy()
+        comm.Bcast(root, root=0)
+        ok &= np.array_equal(bits(root), bits(buffer))
+    agree(comm, ok, f"{strategy}: repeated calls on one buffer")
+
+
+@pytest.mark.parametrize("segment_bytes", [0, 64, 4096])
+def test_ring_segments(comm, segment_bytes: int):
+    """Ring's pipelined path (small segments) and whole-chunk path, whatever this machine picks."""
+    from mpigd.comm.strategies import make_strategy
+
+    p, rank = comm.Get_size(), comm.Get_rank()
+    ring = make_strategy("ring", comm)
+    ring.segment_bytes = segment_bytes  # the same on every rank, as the constructor guarantees
+    ok = True
+    for n in (7, 1000, 4099, 2**16 + 3):
+        inputs = [values(r, n, "float64") for r in range(p)]
+        buffer = inputs[rank].copy()
+        ring.allreduce(buffer)
+        ok &= bool(np.allclose(buffer, np.sum(inputs, axis=0), rtol=1e-12, atol=1e-12))
+        root = buffer.copy()
+        comm.Bcast(root, root=0)
+        ok &= np.array_equal(bits(root), bits(buffer))
+    agree(comm, ok, f"ring with {segment_bytes}-byte segments")

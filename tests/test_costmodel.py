@@ -1,0 +1,113 @@
+"""The alpha-beta-gamma cost model and auto's crossover table: pure arithmetic, no mpiexec."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mpigd.comm.costmodel import CostModel, Crossover, fit_alpha_beta
+from mpigd.comm.tuning import Tuning, find_tune_file, load, save
+
+MODEL = CostModel(alpha=2e-6, beta=1e-10, gamma=5e-11)
+
+
+def test_ring_formula():
+    n, p = 1 << 20, 4
+    expected = 2 * 3 * MODEL.alpha + 2 * 3 / 4 * n * MODEL.beta + 3 / 4 * n * MODEL.gamma
+    assert MODEL.ring(n, p) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("p, steps, folded", [(2, 1, False), (4, 2, False), (8, 3, False),
+                                               (3, 1, True), (5, 2, True), (7, 2, True)])
+def test_tree_formula_with_fold(p: int, steps: int, folded: bool):
+    n = 4096
+    step = MODEL.alpha + n * MODEL.beta + n * MODEL.gamma
+    fold = 2 * (MODEL.alpha + n * MODEL.beta) + n * MODEL.gamma if folded else 0.0
+    assert MODEL.tree(n, p) == pytest.approx(steps * step + fold)
+
+
+def test_one_rank_costs_nothing_and_native_is_the_better_of_two():
+    assert MODEL.ring(1e6, 1) == MODEL.tree(1e6, 1) == 0.0
+    for n in (8, 1 << 12, 1 << 26):
+        assert MODEL.native(n, 4) == min(MODEL.ring(n, 4), MODEL.tree(n, 4))
+
+
+def test_tree_wins_small_and_ring_wins_large():
+    table = Crossover.from_model(MODEL, 8)
+    assert table.choose(8) == "tree"
+    assert table.choose(1 << 26) == "ring"
+    assert table.choices == ("tree", "ring")
+    # At the switch the two models cross, to within the factor-of-two grid.
+    bound = table.bounds[0]
+    assert MODEL.tree(bound / 2, 8) <= MODEL.ring(bound / 2, 8)
+    assert MODEL.ring(bound * 2, 8) <= MODEL.tree(bound * 2, 8)
+
+
+def test_fit_recovers_alpha_beta():
+    sizes = [8, 1024, 65536, 1 << 20, 1 << 23]
+    alpha, beta = fit_alpha_beta(sizes, [3e-6 + s * 2e-10 for s in sizes])
+    assert alpha == pytest.approx(3e-6, rel=1e-6)
+    assert beta == pytest.approx(2e-10, rel=1e-6)
+    with pytest.raises(ValueError):
+        fit_alpha_beta([8], [1e-6])
+
+
+def test_fit_never_returns_negative_latency():
+    alpha, beta = fit_alpha_beta([8, 16, 32], [1e-9, 1e-6, 2e-6])
+    assert alpha >= 0 and beta >= 0
+
+
+def test_crossover_from_measurements_switches_at_geometric_midpoints():
+    sizes = [8, 64, 512, 4096]
+    seconds = {"native": [2, 2, 2, 2], "tree": [1, 1, 3, 9], "ring": [5, 4, 3, 1]}
+    table = Crossover.from_measurements(sizes, seconds)
+    assert table.choices == ("tree", "native", "ring")
+    assert table.bounds == (int(math.sqrt(64 * 512)), int(math.sqrt(512 * 4096)))
+    assert [table.choose(s) for s in sizes] == ["tree", "tree", "native", "ring"]
+    assert table.choose(0) == "tree" and table.choose(1 << 40) == "ring"
+
+
+def test_a_lone_near_tie_is_smoothed_away_but_a_clear_win_is_kept():
+    sizes = [8, 16, 32]
+    near = {"native": [1.0, 1.0, 1.0], "tree": [2.0, 0.98, 2.0], "ring": [3.0, 3.0, 3.0]}
+    assert Crossover.from_measurements(sizes, near).choices == ("native",)
+    clear = {"native": [1.0, 1.0, 1.0], "tree": [2.0, 0.5, 2.0], "ring": [3.0, 3.0, 3.0]}
+    assert Crossover.from_measurements(sizes, clear).choices == ("native", "tree", "native")
+
+
+def test_crossover_round_trips_and_rejects_nonsense():
+    table = Crossover((100, 10_000), ("tree", "native", "ring"))
+    assert Crossover.from_list(table.as_list()) == table
+    with pytest.raises(ValueError):
+        Crossover((100,), ("tree",))
+    with pytest.raises(ValueError):
+        Crossover((100, 10), ("tree", "native", "ring"))
+
+
+def test_tune_file_round_trip(tmp_path):
+    tuning = Tuning(4, MODEL, Crossover((4096,), ("tree", "ring")), "MPICH", "host", "float32",
+                    {"sizes_bytes": [8, 1 << 20]})
+    path = tmp_path / "sub" / "tune.json"
+    save(tuning, path)
+    again = load(path)
+    assert again.model == MODEL and again.crossover == tuning.crossover and again.ranks == 4
+    assert again.crossover_for(4) == tuning.crossover
+    # On another rank count the measured table does not apply: the model decides.
+    assert again.crossover_for(16) == Crossover.from_model(MODEL, 16)
+
+
+def test_bad_tune_file_is_a_value_error(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"format": 1}')
+    with pytest.raises(ValueError):
+        load(path)
+
+
+def test_tune_file_resolution(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("MPIGD_TUNE_FILE", raising=False)
+    assert find_tune_file(None, 2) == (None, False)
+    monkeypatch.setenv("MPIGD_TUNE_FILE", str(tmp_path / "env.json"))
+    assert find_tune_file(None, 2) == (tmp_path / "env.json", True)
+    assert find_tune_file(str(tmp_path / "cli.json"), 2) == (tmp_path / "cli.json", True)

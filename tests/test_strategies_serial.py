@@ -1,0 +1,97 @@
+"""The strategy registry, the add kernel and the recursive-doubling plan, on one process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mpigd.bench.allreduce import bus_bandwidth, message_sizes
+from mpigd.comm import allreduce, self_comm, strategy_names
+from mpigd.comm.strategies.tree import butterfly_plan
+from mpigd.errors import UsageError
+from mpigd.kernels import add
+
+
+def test_unknown_strategy_names_the_known_ones():
+    with pytest.raises(UsageError, match=r"unknown allreduce strategy 'rung' \(choose from auto, native, ring, tree\)"):
+        self_comm("rung")
+
+
+def test_registry_holds_the_four():
+    assert strategy_names() == ["auto", "native", "ring", "tree"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [0, 1, 7, 1000])
+def test_add_kernel_matches_numpy_in_place(dtype: str, n: int):
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal(n).astype(dtype)
+    b = rng.standard_normal(n).astype(dtype)
+    expected = a + b
+    add(a, b, a)
+    assert np.array_equal(a, expected)
+
+
+@pytest.mark.parametrize("strategy", ["native", "ring", "tree", "auto"])
+def test_one_rank_leaves_the_buffer_alone(strategy: str):
+    comm = self_comm(strategy)
+    buffer = np.arange(5, dtype=np.float32)
+    comm.allreduce(buffer)
+    assert np.array_equal(buffer, np.arange(5, dtype=np.float32))
+    assert comm.strategy_label.startswith(strategy)
+
+
+def test_auto_reports_what_ran():
+    comm = self_comm("auto")
+    assert comm.strategy_label == "auto"
+    comm.allreduce(np.zeros(3))
+    assert comm.strategy_label in ("auto->tree", "auto->ring", "auto->native")
+
+
+def test_module_allreduce_reuses_the_strategy():
+    from mpigd.comm import _strategies
+
+    buffer = np.ones(4)
+    allreduce(buffer, "ring")
+    allreduce(buffer, "ring")
+    assert sum(1 for key in _strategies if key[0] == "ring") == 1
+
+
+@pytest.mark.parametrize("size", range(1, 33))
+def test_butterfly_plan_pairs_up(size: int):
+    plans = [butterfly_plan(rank, size) for rank in range(size)]
+    q = 1 << (size.bit_length() - 1)
+    extras = [r for r, (role, _, _) in enumerate(plans) if role == "extra"]
+    assert len(extras) == size - q
+    for rank, (role, partner, peers) in enumerate(plans):
+        if role == "extra":
+            assert plans[partner][0] == "proxy" and plans[partner][1] == rank and not peers
+            continue
+        assert len(peers) == q.bit_length() - 1
+        for step, peer in enumerate(peers):
+            assert plans[peer][2][step] == rank  # the swap is mutual at every step
+
+
+def test_message_sizes_and_bus_bandwidth():
+    assert message_sizes(8, 64) == [8, 16, 32, 64]
+    assert message_sizes(8, 100, 4) == [8, 32, 100]
+    assert bus_bandwidth(1000, 1e-6, 2) == pytest.approx(1.0)
+    assert bus_bandwidth(1000, 1e-6, 1) == 0.0
+
+
+def test_bench_outputs(tmp_path):
+    from mpigd.bench import allreduce as bench
+
+    pytest.importorskip("matplotlib")
+    rows = [{"bytes": b, "strategy": s, "latency_us": t, "busbw_gb_s": b / t / 1e3, "median_s": t * 1e-6,
+             "samples_s": [t * 1e-6, 2 * t * 1e-6], "ran": s}
+            for b in (8, 1024) for s, t in (("native", 2.0), ("ring", 5.0))]
+    bench._add_ratios(rows)
+    assert rows[1]["speedup_vs_native"] == pytest.approx(0.4) and rows[1]["best"] == "native"
+    meta = {"ranks": 2, "mpi_library": "MPICH", "dtype": "float32", "git_commit": None}
+    bench.write_json(str(tmp_path / "r.json"), meta, rows)
+    bench.write_csv(str(tmp_path / "r.csv"), meta, rows)
+    bench.plot(str(tmp_path / "r.png"), meta, rows)
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "r.csv").read_text().count("\n") == 5
+    assert "native" in bench.table(rows)

@@ -1,69 +1,164 @@
-"""``mpigd bench kernel``: the fused gradient kernels against a streaming read and against NumPy.
+"""``mpigd bench kernel``: each model's fused loss-and-gradient kernel, against a streaming read of the
+same bytes and against NumPy/BLAS (dense) or scipy.sparse (CSR) doing the same work.
 
-Throughput is counted as bytes of ``X`` and ``y`` read per second. The streaming read (a plain
-sum of every element) is what memory bandwidth allows one core; NumPy's ``X.T @ (X @ w - y)``
-(with the loss, as the kernel computes it) is what a user would write, and reads ``X`` twice.
+The fused kernel is called through the model object (``make_model(...).loss_grad``), as training
+calls it. Throughput is bytes of data read per second: ``X`` and ``y`` for dense rows; ``indptr``,
+``indices``, ``data`` and ``y`` for CSR rows. The streaming read (``stream_sum`` over exactly those
+arrays) is what memory bandwidth allows one core, so ``fraction_of_stream`` is the kernel's share of
+it; ``speedup_vs_numpy`` is the baseline's median time over the kernel's. Before timing, each
+baseline's loss and gradient are compared with the kernel's (``loss_rel_err``, ``grad_rel_err``).
+The MLP reads dense rows only, so it has no CSR case (its record says so).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import csv
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
 from mpigd import kernels
+from mpigd.bench import baselines
 from mpigd.bench.timing import measure
+from mpigd.data.synthetic_models import generate_sparse
+from mpigd.models import make_model
+
+MODELS = ("linear", "logistic", "softmax", "mlp")
+LAYOUTS = ("dense", "sparse")
+LOSS_NAME = {"linear": "squared", "logistic": "logistic", "softmax": "softmax", "mlp": "mlp"}
+DENSE_ONLY = {"mlp": "the mlp model reads dense rows only (no CSR kernel)"}
+CSV_FIELDS = ("model", "layout", "variant", "baseline", "dtype", "rows", "features", "classes", "hidden", "density",
+              "nnz", "bytes", "repeats", "median_s", "min_s", "max_s", "gb_per_s", "fraction_of_stream",
+              "speedup_vs_numpy", "loss_rel_err", "grad_rel_err", "skipped")
 
 
-def _numpy_squared(X, y, params):
-    """The same work as the fused kernel, as a NumPy user writes it: loss and gradient."""
-    d = X.shape[1]
-    residual = X @ params[:d] + params[d] - y
-    return 0.5 * residual @ residual, X.T @ residual, residual.sum()
+@dataclass(frozen=True)
+class Data:
+    """One layout's rows: ``X`` as the model reads it, ``X`` as the baseline reads it, and the arrays
+    the streaming read covers (everything but ``y``)."""
+
+    layout: str
+    X: Any
+    baseline_X: Any
+    arrays: tuple[np.ndarray, ...]
+    nnz: int | None
+
+    @property
+    def baseline(self) -> str:
+        return "numpy" if self.layout == "dense" else "scipy"
 
 
-def _numpy_logistic(X, y, params):
-    d = X.shape[1]
-    margin = X @ params[:d] + params[d]
-    delta = 1.0 / (1.0 + np.exp(-margin)) - y
-    return np.sum(np.logaddexp(0.0, margin) - y * margin), X.T @ delta, delta.sum()
+def make_data(layout: str, rows: int, features: int, density: float, dtype: str, seed: int) -> Data:
+    """Standard-normal dense rows, or CSR rows with about ``density * features`` non-zeros each
+    (int64 ``indptr`` and ``indices``, as mpigd's readers produce them)."""
+    if layout == "dense":
+        X = np.random.default_rng(seed).standard_normal((rows, features)).astype(dtype)
+        return Data("dense", X, X, (X,), None)
+    import scipy.sparse
+
+    X, _ = generate_sparse("classification", features, 2, density, seed, 0, rows, dtype)
+    # SciPy picks its own index dtype (int32 where the values fit): it is given what a user would give it.
+    S = scipy.sparse.csr_matrix((X.data, X.indices, X.indptr), shape=X.shape)
+    return Data("sparse", X, S, (X.indptr, X.indices, X.data), X.nnz)
 
 
-def run(rows: int, features: int, dtype: str, repeats: int, seed: int = 0) -> list[dict[str, Any]]:
-    """One row per variant: median seconds, GB/s, and ratios to the stream read and to NumPy."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((rows, features)).astype(dtype)
-    y_real = rng.standard_normal(rows).astype(dtype)
-    y_label = (y_real > 0).astype(dtype)
-    params = (rng.standard_normal(features + 1) / np.sqrt(features)).astype(dtype)
-    grad = np.empty_like(params)
-    nbytes = X.nbytes + y_real.nbytes
+def labels(model, rows: int, dtype: str, seed: int) -> np.ndarray:
+    """Targets the model accepts: real values (linear), 0/1, or class numbers, in ``dtype``."""
+    rng = np.random.default_rng(seed + 1)
+    if model.name == "linear":
+        return rng.standard_normal(rows).astype(dtype)
+    return rng.integers(0, getattr(model, "n_classes", 2), rows).astype(dtype)
 
-    variants: list[tuple[str, str, Callable[[], object]]] = [
-        ("stream read", "-", lambda: kernels.stream_sum(X)),
-        ("fused squared", "linear", lambda: kernels.glm_loss_grad(X, y_real, params, grad, kernels.SQUARED)),
-        ("numpy squared", "linear", lambda: _numpy_squared(X, y_real, params)),
-        ("fused logistic", "logistic", lambda: kernels.glm_loss_grad(X, y_label, params, grad, kernels.LOGISTIC)),
-        ("numpy logistic", "logistic", lambda: _numpy_logistic(X, y_label, params)),
-    ]
+
+def start_params(model, dtype: str, seed: int) -> np.ndarray:
+    """Parameters away from zero, so that no branch of the loss is trivially cheap."""
+    if model.name == "mlp":
+        return model.init_params(np.dtype(dtype), seed)
+    rng = np.random.default_rng(seed + 2)
+    return (rng.standard_normal(model.n_params) / np.sqrt(model.n_features)).astype(dtype)
+
+
+def _rel_err(got, expected) -> float:
+    got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    return float(np.max(np.abs(got - expected)) / max(1.0, float(np.max(np.abs(expected)))))
+
+
+def _record(variant: str, timing, nbytes: int, **fields) -> dict[str, Any]:
+    return {"variant": variant, **fields, "bytes": nbytes, **timing.as_dict(),
+            "gb_per_s": nbytes / timing.median / 1e9}
+
+
+def run(rows: int, features: int, dtype: str, repeats: int, seed: int = 0, models: Sequence[str] = ("linear",
+        "logistic"), layouts: Sequence[str] = ("dense",), classes: int = 10, hidden: Sequence[int] = (64,),
+        density: float = 0.01) -> list[dict[str, Any]]:
+    """Records of one dtype: per layout a ``stream read``, then per model ``fused <loss>`` and
+    ``numpy|scipy <loss>`` with median seconds, GB/s and ratios (or a record with ``skipped``)."""
     results = []
-    for name, model, call in variants:
-        timing = measure(call, repeats=repeats)
-        results.append({"variant": name, "model": model, "rows": rows, "features": features, "dtype": dtype,
-                        "gb_per_s": nbytes / timing.median / 1e9, **timing.as_dict()})
-    stream = results[0]["median_s"]
-    by_name = {r["variant"]: r for r in results}
-    for r in results:
-        r["fraction_of_stream"] = stream / r["median_s"]
-        if r["variant"].startswith("fused"):
-            r["speedup_vs_numpy"] = by_name["numpy " + r["variant"].split()[1]]["median_s"] / r["median_s"]
+    for layout in layouts:
+        data = make_data(layout, rows, features, density, dtype, seed)
+        y_size = np.dtype(dtype).itemsize * rows
+        nbytes = sum(a.nbytes for a in data.arrays) + y_size
+        common = {"layout": layout, "rows": rows, "features": features, "dtype": dtype,
+                  "density": density if layout == "sparse" else None, "nnz": data.nnz}
+        y_any = np.zeros(rows, dtype=dtype)
+        stream = _record("stream read", measure(lambda: [kernels.stream_sum(a) for a in (*data.arrays, y_any)],
+                                                repeats=repeats), nbytes, model="-", baseline=None, **common)
+        results.append(stream)
+        for name in models:
+            if layout == "sparse" and name in DENSE_ONLY:
+                results.append({"variant": f"fused {LOSS_NAME[name]}", "model": name, **common,
+                                "skipped": DENSE_ONLY[name]})
+                continue
+            model = make_model(name, features, classes, tuple(hidden))
+            y = labels(model, rows, dtype, seed)
+            params = start_params(model, dtype, seed)
+            grad = np.empty_like(params)
+            twin = baselines.for_model(model)
+            loss = model.loss_grad(data.X, y, params, grad)
+            base_loss, base_grad = twin(data.baseline_X, y, params)
+            shape = {"model": name, "classes": getattr(model, "n_classes", None) if name in ("softmax", "mlp")
+                     else None, "hidden": list(model.hidden) if name == "mlp" else None, **common}
+            checks = {"loss_rel_err": abs(loss - base_loss) / max(1.0, abs(base_loss)),
+                      "grad_rel_err": _rel_err(grad, base_grad)}
+            fused = _record(f"fused {LOSS_NAME[name]}",
+                            measure(lambda: model.loss_grad(data.X, y, params, grad), repeats=repeats),
+                            nbytes, baseline=None, **shape, **checks)
+            base = _record(f"{data.baseline} {LOSS_NAME[name]}",
+                           measure(lambda: twin(data.baseline_X, y, params), repeats=repeats),
+                           nbytes, baseline=data.baseline, **shape)
+            fused["speedup_vs_numpy"] = base["median_s"] / fused["median_s"]
+            results += [fused, base]
+        for r in results:
+            if r["layout"] == layout and "median_s" in r:
+                r["fraction_of_stream"] = stream["median_s"] / r["median_s"]
     return results
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = [f"{'variant':<16} {'dtype':<8} {'median ms':>10} {'GB/s':>7} {'of stream':>9} {'vs numpy':>9}"]
+    """The records as a fixed-width table (``vs numpy``: the baseline's time over the fused kernel's;
+    the baseline is NumPy/BLAS for dense rows and scipy.sparse for CSR rows)."""
+    lines = [f"{'model':<9} {'layout':<7} {'variant':<16} {'dtype':<8} {'median ms':>10} {'min-max ms':>17} "
+             f"{'GB/s':>7} {'of stream':>9} {'vs numpy':>9}"]
     for r in results:
+        if "skipped" in r:
+            lines.append(f"{r['model']:<9} {r['layout']:<7} {'(skipped)':<16} {r['dtype']:<8} {r['skipped']}")
+            continue
         speedup = f"{r['speedup_vs_numpy']:.2f}x" if "speedup_vs_numpy" in r else "-"
-        lines.append(f"{r['variant']:<16} {r['dtype']:<8} {r['median_s'] * 1e3:>10.2f} {r['gb_per_s']:>7.2f} "
+        spread = f"{r['min_s'] * 1e3:.2f}-{r['max_s'] * 1e3:.2f}"
+        lines.append(f"{r['model']:<9} {r['layout']:<7} {r['variant']:<16} {r['dtype']:<8} "
+                     f"{r['median_s'] * 1e3:>10.2f} {spread:>17} {r['gb_per_s']:>7.2f} "
                      f"{r['fraction_of_stream']:>9.2f} {speedup:>9}")
     return "\n".join(lines)
+
+
+def write_csv(path: str, results: list[dict[str, Any]]) -> None:
+    """One row per record, the columns of :data:`CSV_FIELDS` (empty where a record has no such field)."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for r in results:
+            writer.writerow({k: ("" if r.get(k) is None else
+                                 ",".join(map(str, r[k])) if isinstance(r.get(k), list) else r[k])
+                             for k in CSV_FIELDS})
+

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from mpigd.cli.common import Parser, size_range, strategy_names, world_for
+from mpigd.cli.common import Parser, choice_list, size_range, strategy_names, widths, world_for
 from mpigd.config import DTYPES, MODELS, STRATEGIES
 from mpigd.errors import EXIT_OK, UsageError
 
@@ -15,12 +15,20 @@ def register(commands) -> None:
     """Add ``bench`` with its subcommands, and ``tune``, to ``commands``."""
     bench = commands.add_parser("bench", help="benchmarks")
     benches = bench.add_subparsers(dest="bench", required=True, parser_class=Parser)
-    kernel = benches.add_parser("kernel", help="fused gradient kernels vs NumPy and a streaming read")
+    kernel = benches.add_parser("kernel", help="each model's fused gradient kernel vs NumPy/SciPy and a streaming read")
+    kernel.add_argument("--models", type=choice_list("linear", "logistic", "softmax", "mlp"),
+                        default="linear,logistic,softmax,mlp", help="comma-separated (default: all four)")
+    kernel.add_argument("--layout", type=choice_list("dense", "sparse"), default="dense,sparse",
+                        help="dense rows, CSR rows, or both (the mlp is dense only)")
+    kernel.add_argument("--density", type=float, default=0.01, help="fraction of non-zeros of the CSR rows")
     kernel.add_argument("--rows", type=int, default=1_000_000)
     kernel.add_argument("--features", type=int, default=32)
+    kernel.add_argument("--classes", type=int, default=10, help="classes of the softmax and mlp models")
+    kernel.add_argument("--hidden", type=widths, default="64", help="mlp hidden widths, comma-separated")
     kernel.add_argument("--dtype", choices=DTYPES + ("both",), default="both")
-    kernel.add_argument("--repeats", type=int, default=7)
-    kernel.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    kernel.add_argument("--repeats", type=int, default=7, help="timed runs after one warm-up (median, min, max)")
+    kernel.add_argument("--json", metavar="FILE", help="also write the results and their metadata as JSON")
+    kernel.add_argument("--csv", metavar="FILE", help="also write the results as CSV")
     kernel.set_defaults(run=_bench_kernel)
 
     scaling = benches.add_parser("scaling", help="time per training step at this rank count (one launch per count)")
@@ -88,17 +96,24 @@ def register(commands) -> None:
 
 
 def _bench_kernel(args: argparse.Namespace) -> int:
-    from mpigd.bench import kernel
+    from mpigd.bench import kernel, metadata
 
+    if args.rows < 1 or args.features < 1 or args.repeats < 1 or args.classes < 2 or not 0 < args.density <= 1:
+        raise UsageError("bench kernel needs --rows, --features, --repeats >= 1, --classes >= 2, 0 < --density <= 1")
     dtypes = DTYPES if args.dtype == "both" else (args.dtype,)
     results = []
     for dtype in dtypes:
-        rows = kernel.run(args.rows, args.features, dtype, args.repeats)
+        rows = kernel.run(args.rows, args.features, dtype, args.repeats, models=args.models, layouts=args.layout,
+                          classes=args.classes, hidden=args.hidden, density=args.density)
         print(kernel.table(rows), flush=True)
         results += rows
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=2)
+            options = {key: value for key, value in vars(args).items() if key not in ("run", "command", "bench")}
+            json.dump({"metadata": {**metadata.describe(), "options": options}, "results": results}, handle,
+                      indent=2)
+    if args.csv:
+        kernel.write_csv(args.csv, results)
     return EXIT_OK
 
 

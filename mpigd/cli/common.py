@@ -69,6 +69,19 @@ def strategy_names(text: str) -> tuple[str, ...]:
     return names
 
 
+def choice_list(*allowed: str):
+    """An argparse type: a comma-separated list of names from ``allowed``, in the order given."""
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in allowed]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(allowed)}; got {text!r}")
+        return names
+
+    return parse
+
+
 def size_range(parser: argparse.ArgumentParser, low: str, high: str) -> None:
     parser.add_argument("--min-bytes", type=byte_count, default=byte_count(low), help=f"(default {low})")
     parser.add_argument("--max-bytes", type=byte_count, default=byte_count(high), help=f"(default {high})")

@@ -1,0 +1,93 @@
+"""``mpigd bench kernel`` on tiny sizes: the records' structure, and every derived figure recomputed
+from its definition (bytes read, GB/s, fraction of the streaming read, speedup over the baseline)."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from mpigd.bench import kernel
+from mpigd.cli import main
+
+ROWS, FEATURES, CLASSES, HIDDEN, DENSITY = 301, 6, 3, (4,), 0.3
+MODELS = ("linear", "logistic", "softmax", "mlp")
+TOLERANCE = {"float32": 1e-3, "float64": 1e-10}
+
+
+@pytest.fixture(scope="module", params=["float32", "float64"])
+def records(request):
+    dtype = request.param
+    return dtype, kernel.run(ROWS, FEATURES, dtype, repeats=1, models=MODELS, layouts=("dense", "sparse"),
+                             classes=CLASSES, hidden=HIDDEN, density=DENSITY)
+
+
+def test_every_model_and_layout_has_a_fused_and_a_baseline_record(records):
+    dtype, results = records
+    found = {(r["layout"], r["variant"]) for r in results if "skipped" not in r}
+    expected = {("dense", "stream read"), ("sparse", "stream read")}
+    for model, loss in (("linear", "squared"), ("logistic", "logistic"), ("softmax", "softmax"), ("mlp", "mlp")):
+        expected |= {("dense", f"fused {loss}"), ("dense", f"numpy {loss}")}
+        if model != "mlp":
+            expected |= {("sparse", f"fused {loss}"), ("sparse", f"scipy {loss}")}
+    assert found == expected and len(found) == len(results) - 1
+    (skipped,) = [r for r in results if "skipped" in r]
+    assert (skipped["model"], skipped["layout"]) == ("mlp", "sparse") and "dense" in skipped["skipped"]
+    assert all(r["dtype"] == dtype and r["rows"] == ROWS and r["features"] == FEATURES for r in results)
+
+
+def test_bytes_and_rates_follow_their_definitions(records):
+    dtype, results = records
+    size = np.dtype(dtype).itemsize
+    stream = {r["layout"]: r for r in results if r["variant"] == "stream read"}
+    nnz = stream["sparse"]["nnz"]
+    assert 0 < nnz < ROWS * FEATURES
+    expected_bytes = {"dense": ROWS * FEATURES * size + ROWS * size,
+                      "sparse": (ROWS + 1) * 8 + nnz * 8 + nnz * size + ROWS * size}  # int64 indptr, indices
+    fused = {(r["layout"], r["model"]): r for r in results if r["variant"].startswith("fused") and "skipped" not in r}
+    base = {(r["layout"], r["model"]): r for r in results if r.get("baseline") in ("numpy", "scipy")}
+    assert fused.keys() == base.keys()
+    for r in results:
+        if "skipped" in r:
+            continue
+        assert r["bytes"] == expected_bytes[r["layout"]]
+        assert r["repeats"] == 1 and r["min_s"] <= r["median_s"] <= r["max_s"] and r["median_s"] > 0
+        assert r["gb_per_s"] == pytest.approx(r["bytes"] / r["median_s"] / 1e9, rel=1e-12)
+        assert r["fraction_of_stream"] == pytest.approx(stream[r["layout"]]["median_s"] / r["median_s"], rel=1e-12)
+    for key, r in fused.items():
+        assert r["speedup_vs_numpy"] == pytest.approx(base[key]["median_s"] / r["median_s"], rel=1e-12)
+        # The baseline does the same work: same loss and gradient as the fused kernel.
+        assert r["loss_rel_err"] <= TOLERANCE[dtype] and r["grad_rel_err"] <= TOLERANCE[dtype], key
+
+
+def test_table_keeps_the_columns_and_names_the_skipped_case(records):
+    _, results = records
+    text = kernel.table(results)
+    header = text.splitlines()[0].split()
+    for column in ("variant", "dtype", "median", "GB/s", "of", "stream", "vs", "numpy", "model", "layout"):
+        assert column in header
+    assert "fused squared" in text and "numpy logistic" in text and "reads dense rows only" in text
+
+
+def test_cli_writes_json_with_metadata_and_csv(tmp_path, capsys):
+    out_json, out_csv = tmp_path / "k.json", tmp_path / "k.csv"
+    code = main(["bench", "kernel", "--rows", "64", "--features", "4", "--models", "linear,mlp", "--layout",
+                 "dense,sparse", "--dtype", "float64", "--classes", "3", "--hidden", "3", "--density", "0.5",
+                 "--repeats", "3", "--json", str(out_json), "--csv", str(out_csv)])
+    assert code == 0
+    assert "fused squared" in capsys.readouterr().out
+    document = json.loads(out_json.read_text())
+    for key in ("numpy", "numba", "cpu_model", "numba_num_threads", "NUMBA_NUM_THREADS", "git_commit", "options"):
+        assert key in document["metadata"]
+    assert document["metadata"]["options"]["models"] == ["linear", "mlp"]
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == len(document["results"]) == 2 + 4 + 3  # 2 streams; linear: 2 layouts x 2; mlp: 2 dense + 1 skip
+    assert {r["variant"] for r in rows} >= {"stream read", "fused squared", "numpy squared", "scipy squared"}
+    for r in rows:  # three repeats: the median differs from the min and the max, so GB/s must use the median
+        if not r["skipped"]:
+            assert float(r["gb_per_s"]) == pytest.approx(int(r["bytes"]) / float(r["median_s"]) / 1e9, rel=1e-12)
+
+
+def test_cli_rejects_an_unknown_model(capsys):
+    assert main(["bench", "kernel", "--models", "linear,svm", "--rows", "8"]) != 0
+    assert "svm" in capsys.readouterr().err

@@ -11,8 +11,10 @@ def slurm(tmp_path_factory):
     cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
     try:
         cluster.start()
-    except SlurmUnavailable as reason:
+    except BaseException as reason:  # never leave daemons behind, whatever went wrong
         cluster.stop()
+        if not isinstance(reason, SlurmUnavailable):
+            raise
         if os.environ.get("MPIGD_REQUIRE_SLURM"):  # CI: the Slurm tests must run, not skip
             pytest.fail(f"no local Slurm cluster: {reason}")
         pytest.skip(f"no local Slurm cluster: {reason}")

@@ -1,4 +1,4 @@
-"""The benchmark commands (kernel, allreduce, scaling, solvers, sparse) and tune."""
+"""The benchmark commands (kernel, allreduce, scaling, solvers, sparse), tune, and plan (a projection)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mpigd.errors import EXIT_OK, UsageError
 
 
 def register(commands) -> None:
-    """Add ``bench`` with its subcommands, and ``tune``, to ``commands``."""
+    """Add ``bench`` with its subcommands, ``tune`` and ``plan`` to ``commands``."""
     bench = commands.add_parser("bench", help="benchmarks")
     benches = bench.add_subparsers(dest="bench", required=True, parser_class=Parser)
     kernel = benches.add_parser("kernel", help="each model's fused gradient kernel vs NumPy/SciPy and a streaming read")
@@ -93,6 +93,41 @@ def register(commands) -> None:
     tune.add_argument("--output", metavar="FILE",
                       help="where to write (default ~/.cache/mpigd/tune-<hostname>-<ranks>ranks.json)")
     tune.set_defaults(run=_tune)
+    _register_plan(commands)
+
+
+def _register_plan(commands) -> None:
+    plan = commands.add_parser(
+        "plan", help="project step time and efficiency to many nodes from the cost model (a model, no MPI)",
+        description="Project the time per full-batch gradient step and the parallel efficiency on 1, 2, 4, ... "
+                    "nodes from the alpha-beta-gamma cost model (calibrated by 'mpigd tune') and the compute "
+                    "rate of the model's kernel measured here. A MODEL, not a measurement. Runs without MPI.")
+    plan.add_argument("--nodes", type=int, default=1024, help="largest node count (default 1024)")
+    plan.add_argument("--ranks-per-node", type=int, default=1,
+                      help="ranks per node; > 1 models a reduce/broadcast inside each node (default 1)")
+    plan.add_argument("--rows", type=int, required=True, help="global rows (strong) or rows per rank (weak)")
+    plan.add_argument("--features", type=int, required=True)
+    plan.add_argument("--mode", choices=("strong", "weak"), default="strong")
+    plan.add_argument("--model", choices=MODELS, default="logistic")
+    plan.add_argument("--classes", type=int, default=10, help="classes of the softmax and mlp models")
+    plan.add_argument("--hidden", type=widths, default="64", help="mlp hidden widths, comma-separated")
+    plan.add_argument("--dtype", choices=DTYPES, default="float64")
+    plan.add_argument("--compute-rate", type=float, metavar="ROWS_PER_S",
+                      help="rows per second per rank (default: measure the model's kernel here)")
+    plan.add_argument("--sample-rows", type=int, default=200_000, help="rows timed to measure the rate")
+    plan.add_argument("--repeats", type=int, default=5, help="timed kernel calls after a warm-up (median)")
+    plan.add_argument("--tune-file", metavar="FILE", help="calibration (default: $MPIGD_TUNE_FILE, the default "
+                                                          "path of 'mpigd tune', else built-in defaults)")
+    plan.add_argument("--network", choices=("ib100",),
+                      help="replace alpha and beta between nodes with a preset: ib100 = 100 Gb/s InfiniBand-like, "
+                           "alpha 2 us, beta 1/(12 GB/s) (the calibration is intra-node)")
+    plan.add_argument("--alpha", type=float, metavar="SECONDS", help="latency between nodes (overrides)")
+    plan.add_argument("--beta", type=float, metavar="S_PER_BYTE", help="inverse bandwidth between nodes (overrides)")
+    plan.add_argument("--gamma", type=float, metavar="S_PER_BYTE", help="local add cost per byte (overrides)")
+    plan.add_argument("--json", metavar="FILE", help="write the projection and its parameters as JSON")
+    plan.add_argument("--csv", metavar="FILE", help="write the projection as CSV")
+    plan.add_argument("--plot", metavar="FILE", help="write a PNG (needs matplotlib)")
+    plan.set_defaults(run=_plan)
 
 
 def _bench_kernel(args: argparse.Namespace) -> int:
@@ -249,3 +284,32 @@ def _tune(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return run_or_abort(job, comm.rank)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    # Imports nothing from mpi4py: a projection needs no MPI, and may run on a login node.
+    from mpigd.bench import plan, plan_report
+
+    if min(args.nodes, args.ranks_per_node, args.rows, args.features, args.sample_rows, args.repeats) < 1:
+        raise UsageError("plan needs --nodes, --ranks-per-node, --rows, --features, --sample-rows, --repeats >= 1")
+    if args.classes < 2 or any(v is not None and v < 0 for v in (args.alpha, args.beta, args.gamma)):
+        raise UsageError("plan needs --classes >= 2 and --alpha, --beta, --gamma >= 0")
+    if args.compute_rate is not None and args.compute_rate <= 0:
+        raise UsageError("--compute-rate must be > 0")
+    try:
+        result = plan.make_plan(args.model, args.rows, args.features, args.nodes, args.dtype, args.classes,
+                                tuple(args.hidden), args.ranks_per_node, args.mode, args.compute_rate,
+                                args.sample_rows, args.repeats, args.tune_file, args.network, args.alpha,
+                                args.beta, args.gamma)
+    except (OSError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    from mpigd.bench.metadata import describe
+
+    result["metadata"] = {**describe(), "command": "mpigd " + " ".join(sys.argv[1:])}
+    print(plan_report.table(result), flush=True)
+    for path, write in ((args.json, plan_report.write_json), (args.csv, plan_report.write_csv),
+                        (args.plot, plan_report.plot)):
+        if path:
+            write(path, result)
+            print(f"wrote {path}")
+    return EXIT_OK

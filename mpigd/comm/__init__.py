@@ -3,16 +3,44 @@
 The rest of mpigd talks to a :class:`Communicator` (rank, size, in-place sums through a named
 allreduce strategy, broadcast, barrier, abort) so that strategies can be swapped by name and the
 trainer can run on one rank with ``COMM_SELF``.
+
+Importing the package does not import mpi4py (which would initialise MPI): the names below are
+loaded on first use. So the pure modules, :mod:`mpigd.comm.costmodel` and
+:mod:`mpigd.comm.tunefile`, serve ``mpigd plan`` on a login node without starting MPI.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from mpi4py import MPI
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from mpigd.comm.communicator import Communicator
-from mpigd.comm.failure import install_excepthook, run_or_abort
-from mpigd.comm.strategies import REGISTRY, Strategy, make_strategy, names as strategy_names
+import numpy as np
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+    from mpigd.comm.communicator import Communicator
+    from mpigd.comm.strategies import Strategy
+
+# Public name -> (module, attribute), imported on first access (PEP 562).
+_LAZY = {
+    "Communicator": ("mpigd.comm.communicator", "Communicator"),
+    "install_excepthook": ("mpigd.comm.failure", "install_excepthook"),
+    "run_or_abort": ("mpigd.comm.failure", "run_or_abort"),
+    "REGISTRY": ("mpigd.comm.strategies", "REGISTRY"),
+    "Strategy": ("mpigd.comm.strategies", "Strategy"),
+    "make_strategy": ("mpigd.comm.strategies", "make_strategy"),
+    "strategy_names": ("mpigd.comm.strategies", "names"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value  # later lookups skip this hook
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Communicator",
@@ -31,6 +59,8 @@ _world_dup: MPI.Comm | None = None
 def _world() -> MPI.Comm:
     """One duplicate of ``COMM_WORLD`` per process, made on first use, so our tags stay ours."""
     global _world_dup
+    from mpi4py import MPI
+
     if _world_dup is None:
         _world_dup = MPI.COMM_WORLD.Dup()
     return _world_dup
@@ -41,11 +71,17 @@ def world(strategy: str = "native", tune_file: str | None = None) -> Communicato
 
     ``tune_file`` is the calibration ``auto`` reads (see :mod:`mpigd.comm.tuning`).
     """
+    from mpigd.comm.communicator import Communicator
+
     return Communicator(_world(), strategy, tune_file)
 
 
 def self_comm(strategy: str = "native") -> Communicator:
     """A one-rank :class:`Communicator`, for serial use and tests."""
+    from mpi4py import MPI
+
+    from mpigd.comm.communicator import Communicator
+
     return Communicator(MPI.COMM_SELF, strategy)
 
 
@@ -73,6 +109,8 @@ def allreduce(buffer: np.ndarray, strategy: str = "native", comm: MPI.Comm | Non
     """
     if not (isinstance(buffer, np.ndarray) and buffer.flags.c_contiguous):
         raise TypeError("allreduce needs a C-contiguous numpy array")
+    from mpigd.comm.strategies import make_strategy
+
     comm = comm if comm is not None else _world()
     key = (strategy, id(comm))
     found = _strategies.get(key)

@@ -102,14 +102,14 @@ def _agree_on_table(comm: MPI.Comm, tune_file: str | None) -> Crossover:
 
 
 def _read_table(tune_file: str | None, size: int) -> Crossover:
-    from mpigd.comm import tuning
+    from mpigd.comm import tunefile
 
-    path, required = tuning.find_tune_file(tune_file, size)
+    path, required = tunefile.find_tune_file(tune_file, size)
     if path is None:
         return Crossover.from_model(CostModel(), size)
     if required and not path.is_file():
         raise ValueError(f"no such file: {path}")
-    table = tuning.load(path).crossover_for(size)
+    table = tunefile.load(path).crossover_for(size)
     unknown = set(table.choices) - set(CANDIDATES)
     if unknown:
         raise ValueError(f"{path}: unknown strategies {sorted(unknown)}")

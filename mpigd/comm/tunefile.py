@@ -1,0 +1,99 @@
+"""The tune file of ``mpigd tune``: what a calibration holds, where it lives, reading and writing it.
+
+Pure Python, no MPI: ``auto`` reads it under mpiexec, and ``mpigd plan`` reads it as a plain process
+(importing :mod:`mpigd.comm.tuning`, which measures, would start MPI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mpigd.comm.costmodel import CostModel, Crossover
+from mpigd.environment import tune_file_from_env
+
+FORMAT = 1
+
+
+@dataclass
+class Tuning:
+    """A calibration: the cost model, the measured crossover and what it was measured on."""
+
+    ranks: int
+    model: CostModel
+    crossover: Crossover | None
+    mpi_library: str = ""
+    hostname: str = ""
+    dtype: str = "float64"
+    measurements: dict[str, Any] = field(default_factory=dict)
+
+    def crossover_for(self, ranks: int) -> Crossover:
+        """The measured table when it was made on ``ranks`` ranks, else the model's."""
+        if self.crossover is not None and self.ranks == ranks:
+            return self.crossover
+        return Crossover.from_model(self.model, ranks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "ranks": self.ranks, "hostname": self.hostname,
+            "mpi_library": self.mpi_library, "dtype": self.dtype,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "model": {"alpha_s": self.model.alpha, "beta_s_per_byte": self.model.beta,
+                      "gamma_s_per_byte": self.model.gamma},
+            "crossover": None if self.crossover is None else self.crossover.as_list(),
+            "measurements": self.measurements,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Tuning":
+        if data.get("format") != FORMAT:
+            raise ValueError(f"unsupported tune-file format {data.get('format')!r} (want {FORMAT})")
+        m = data["model"]
+        table = data.get("crossover")
+        return cls(int(data["ranks"]), CostModel(float(m["alpha_s"]), float(m["beta_s_per_byte"]),
+                                                 float(m["gamma_s_per_byte"])),
+                   None if table is None else Crossover.from_list(table),
+                   data.get("mpi_library", ""), data.get("hostname", ""), data.get("dtype", "float64"),
+                   data.get("measurements", {}))
+
+
+def default_path(ranks: int) -> Path:
+    """``$XDG_CACHE_HOME/mpigd/tune-<hostname>-<ranks>ranks.json`` (``~/.cache`` by default)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "mpigd" / f"tune-{platform.node() or 'host'}-{ranks}ranks.json"
+
+
+def find_tune_file(explicit: str | None, ranks: int) -> tuple[Path | None, bool]:
+    """Which tune file to read: ``explicit``, else ``$MPIGD_TUNE_FILE``, else the default path.
+
+    Returns ``(path, required)``: a path named by the user must exist; the default path is
+    used only when present, and ``(None, False)`` means built-in defaults.
+    """
+    named = explicit or tune_file_from_env()
+    if named:
+        return Path(named).expanduser(), True
+    path = default_path(ranks)
+    return (path, False) if path.is_file() else (None, False)
+
+
+def load(path: str | os.PathLike) -> Tuning:
+    """Read a tune file written by :func:`save`; ``ValueError`` or ``OSError`` if unusable."""
+    with open(path, encoding="utf-8") as handle:
+        try:
+            return Tuning.from_dict(json.load(handle))
+        except (KeyError, TypeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not a tune file ({error})") from None
+
+
+def save(tuning: Tuning, path: str | os.PathLike) -> None:
+    """Write ``tuning`` as JSON, through a temporary name and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(tuning.as_dict(), indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)

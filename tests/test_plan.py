@@ -1,0 +1,156 @@
+"""``mpigd plan``: the projection against its closed form, its shape, and the CLI's files. No MPI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mpigd.bench.plan import (Projection, allreduce_seconds, below_half, cost_models, gradient_bytes,
+                              node_counts, project)
+from mpigd.comm.costmodel import CostModel
+
+ALPHA, BETA, GAMMA = 3e-6, 2e-10, 1e-10
+MODEL = CostModel(ALPHA, BETA, GAMMA)
+
+
+def _ring(n: float, p: int) -> float:
+    # Written out again here, not taken from CostModel, so that a slip in either shows.
+    return 0.0 if p == 1 else 2 * (p - 1) * ALPHA + 2 * (p - 1) / p * n * BETA + (p - 1) / p * n * GAMMA
+
+
+def _tree(n: float, p: int) -> float:  # p a power of two
+    return math.log2(p) * (ALPHA + n * BETA + n * GAMMA)
+
+
+def test_node_counts_are_powers_of_two_and_the_maximum():
+    assert node_counts(1) == [1]
+    assert node_counts(8) == [1, 2, 4, 8]
+    assert node_counts(12) == [1, 2, 4, 8, 12]
+    assert node_counts(1024)[-1] == 1024 and len(node_counts(1024)) == 11
+
+
+def test_gradient_bytes_are_parameters_plus_the_loss():
+    assert gradient_bytes("logistic", 32, "float64") == (33, 34 * 8)
+    assert gradient_bytes("softmax", 10, "float32", classes=5) == (55, 56 * 4)
+    n_params, nbytes = gradient_bytes("mlp", 8, "float64", classes=3, hidden=(16,))
+    assert n_params == 8 * 16 + 16 + 16 * 3 + 3 and nbytes == (n_params + 1) * 8
+
+
+def test_strong_projection_equals_the_closed_form():
+    rows, rate, nbytes = 1_000_000, 2e6, 8_000
+    spec = Projection(rows, nbytes, rate, MODEL, MODEL)
+    records = project(spec, [1, 2, 4, 8])
+    base = rows / rate
+    for r, p in zip(records, (1, 2, 4, 8)):
+        compute = rows / p / rate
+        ring, tree = _ring(nbytes, p), _tree(nbytes, p)
+        step = compute + min(ring, tree)
+        assert r["compute_s"] == pytest.approx(compute, rel=1e-12)
+        assert r["ring_s"] == pytest.approx(ring, rel=1e-12)
+        assert r["tree_s"] == pytest.approx(tree, rel=1e-12)
+        assert r["step_s"] == pytest.approx(step, rel=1e-12)
+        assert r["speedup"] == pytest.approx(base / step, rel=1e-12)
+        assert r["efficiency"] == pytest.approx(base / step / p, rel=1e-12)
+    # The numbers themselves, at 8 nodes: 62.5 ms of compute plus tree's 3 (3 us + 2.4 us).
+    assert records[3]["step_s"] == pytest.approx(0.0625 + 3 * (3e-6 + 8000 * 3e-10), rel=1e-12)
+    assert [r["best"] for r in records] == ["-", "tree", "tree", "tree"]
+
+
+def test_weak_projection_keeps_compute_and_divides_by_the_step():
+    spec = Projection(100_000, 1 << 20, 1e6, MODEL, MODEL, mode="weak")
+    records = project(spec, [1, 2, 4])
+    for r, p in zip(records, (1, 2, 4)):
+        step = 0.1 + min(_ring(1 << 20, p), _tree(1 << 20, p))
+        assert r["compute_s"] == pytest.approx(0.1)
+        assert r["efficiency"] == pytest.approx(0.1 / step, rel=1e-12)
+        assert r["speedup"] == pytest.approx(p * 0.1 / step, rel=1e-12)
+
+
+def test_hierarchical_adds_a_reduce_and_a_broadcast_inside_the_node():
+    network = CostModel(2e-6, 1 / 12e9, GAMMA)
+    spec = Projection(1000, 4096, 1e6, MODEL, network, ranks_per_node=4)
+    inside = 2 * (ALPHA + 4096 * BETA + 4096 * GAMMA) + 2 * (ALPHA + 4096 * BETA)
+    assert allreduce_seconds(spec, "ring", 8) == pytest.approx(inside + network.ring(4096, 8), rel=1e-12)
+    records = project(spec, [1, 2])
+    assert records[0]["ranks"] == 4 and records[0]["allreduce_s"] == pytest.approx(inside, rel=1e-12)
+    assert records[1]["rows_per_rank"] == 1000 / 8
+
+
+@pytest.mark.parametrize("rpn", [1, 4])
+def test_strong_efficiency_never_rises_with_latency(rpn: int):
+    spec = Projection(10**8, 1 << 16, 5e6, MODEL, MODEL, ranks_per_node=rpn)
+    records = project(spec, node_counts(4096))
+    efficiency = [r["efficiency"] for r in records]
+    assert all(b <= a + 1e-15 for a, b in zip(efficiency, efficiency[1:]))
+    assert efficiency[0] == 1.0 and efficiency[-1] < 1.0
+
+
+def test_tree_wins_small_messages_and_ring_large_ones():
+    best = {}
+    for features in (10, 10_000, 1_000_000):
+        _, nbytes = gradient_bytes("linear", features, "float64")
+        records = project(Projection(10**7, nbytes, 1e7, MODEL, MODEL), [1, 64])
+        best[features] = records[-1]["best"]
+    assert best == {10: "tree", 10_000: "tree", 1_000_000: "ring"}
+
+
+def test_below_half():
+    records = [{"nodes": 1, "efficiency": 1.0}, {"nodes": 2, "efficiency": 0.6}, {"nodes": 4, "efficiency": 0.4}]
+    assert below_half(records) == 4
+    assert below_half(records[:2]) is None
+
+
+def test_cost_models_say_where_each_parameter_came_from(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("MPIGD_TUNE_FILE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no default tune file there
+    intra, inter, sources = cost_models(None)
+    assert intra == inter == CostModel() and sources["alpha"].startswith("built-in defaults")
+    tune = tmp_path / "t.json"
+    tune.write_text(json.dumps({"format": 1, "ranks": 2, "model": {
+        "alpha_s": 1e-6, "beta_s_per_byte": 1e-10, "gamma_s_per_byte": 5e-11}, "crossover": None}))
+    monkeypatch.setenv("MPIGD_TUNE_FILE", str(tune))
+    intra, inter, sources = cost_models(None, network="ib100", beta=1e-9)
+    assert intra == CostModel(1e-6, 1e-10, 5e-11)
+    assert inter == CostModel(2e-6, 1e-9, 5e-11)
+    assert "$MPIGD_TUNE_FILE" in sources["calibration"] and sources["alpha"].startswith("--network ib100")
+    assert sources["beta"] == "--beta"
+    with pytest.raises(ValueError):
+        cost_models(str(tmp_path / "missing.json"))
+
+
+def test_cli_writes_json_csv_and_png_without_mpi(tmp_path: Path):
+    out_json, out_csv, out_png = tmp_path / "plan.json", tmp_path / "plan.csv", tmp_path / "plan.png"
+    # Run in a fresh interpreter, to check that mpi4py (which would start MPI) is never imported.
+    code = ("import sys; from mpigd.cli import main; "
+            f"rc = main(['plan', '--nodes', '64', '--rows', '1000000', '--features', '32', '--compute-rate', '1e7', "
+            f"'--json', {str(out_json)!r}, '--csv', {str(out_csv)!r}, '--plot', {str(out_png)!r}]); "
+            "assert 'mpi4py' not in sys.modules, 'plan imported mpi4py'; sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "MODEL" in done.stdout and "--compute-rate" in done.stdout
+    plan = json.loads(out_json.read_text())
+    assert plan["kind"] == "model" and "MODEL" in plan["label"]
+    assert [r["nodes"] for r in plan["records"]] == [1, 2, 4, 8, 16, 32, 64]
+    assert plan["parameters"]["rate_rows_per_s"] == 1e7 and plan["sources"]["rate"] == "--compute-rate"
+    assert set(plan["sources"]) >= {"alpha", "beta", "gamma", "rate", "calibration"}
+    assert plan["bytes"] == 34 * 8 and plan["records"][0]["compute_s"] == pytest.approx(0.1)
+    for r in plan["records"]:
+        assert {"nodes", "ranks", "compute_s", "ring_s", "tree_s", "best", "step_s", "speedup", "efficiency"} <= set(r)
+    with open(out_csv, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 7 and {row["kind"] for row in rows} == {"model"}
+    assert float(rows[-1]["efficiency"]) == pytest.approx(plan["records"][-1]["efficiency"])
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_rejects_bad_numbers():
+    from mpigd.cli import main
+
+    assert main(["plan", "--nodes", "0", "--rows", "10", "--features", "2", "--compute-rate", "1"]) != 0
+    assert main(["plan", "--nodes", "4", "--rows", "10", "--features", "2", "--compute-rate", "-1"]) != 0

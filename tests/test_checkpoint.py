@@ -42,6 +42,20 @@ def test_preempted_and_resumed_run_is_bitwise_the_uninterrupted_one(tmp_path, mo
     assert records[: len(records) // 2] == records[len(records) // 2 :]
 
 
+def test_local_sgd_preempted_mid_epoch_resumes_bitwise(tmp_path, monkeypatch):
+    run = dict(algo="local-sgd", batch_size=64, local_steps=4)  # 24 steps an epoch: 6 rounds of 4
+    whole = train(_config(tmp_path, "whole", **run), self_comm())
+    config = _config(tmp_path, "cut", **run)
+    monkeypatch.setenv("MPIGD_FAULT", "term@rank=0,step=9")
+    # The signal arrives in the round of steps 9-12; the ranks stop where a round ends.
+    with pytest.raises(Preempted, match="after step 12"):
+        train(config, self_comm())
+    monkeypatch.delenv("MPIGD_FAULT")
+    resumed = train(config.replace(resume=True), self_comm())
+    assert resumed.summary["resumed_from_step"] == 12
+    assert np.array_equal(resumed.params, whole.params)
+
+
 def test_resume_after_a_finished_run_extends_it_exactly(tmp_path):
     whole = train(_config(tmp_path, "whole", algo="sgd", batch_size=64, epochs=4), self_comm())
     short = _config(tmp_path, "short", algo="sgd", batch_size=64, epochs=2, checkpoint_every=1000)

@@ -166,6 +166,13 @@ class LocalSlurm:
 
     # -- tear-down ---------------------------------------------------------------------------
     def stop(self) -> None:
+        # Jobs first: with proctrack/linuxproc, stopping the daemons would leave their steps running.
+        jobs = self.command("squeue", "-h", "-o", "%i").stdout.split()
+        if jobs:
+            self.command("scancel", "--full", *jobs)
+            deadline = time.monotonic() + 20
+            while self.command("squeue", "-h", "-o", "%i").stdout.split() and time.monotonic() < deadline:
+                time.sleep(0.5)
         self.command("scontrol", "shutdown")
         for name in ("slurmd.pid", "slurmctld.pid"):
             self._kill_by_pid_file(self.root / name)

@@ -7,10 +7,10 @@ from typing import Any, Callable
 import numpy as np
 
 from mpigd.algorithms.objective import GlobalGradient
-from mpigd.algorithms.update import Update
+from mpigd.algorithms.update import Update, UpdateDriven
 
 
-class GradientDescent:
+class GradientDescent(UpdateDriven):
     """One step per epoch, on the exact global gradient: the allreduced sum of the ranks' local
     sums divided by the global row count (not a mean of local means, wrong for unequal blocks).
     With ``l1 > 0`` the step is a proximal gradient step (ISTA)."""
@@ -22,14 +22,6 @@ class GradientDescent:
         self.gradient, self.update = gradient, update
         # Where a checkpoint taken between the step and the end of the epoch left off.
         self._done, self._loss = 0, 0.0
-
-    @property
-    def steps(self) -> int:
-        return self.update.steps
-
-    @property
-    def optimizer(self):
-        return self.update.optimizer
 
     def run_epoch(self, params: np.ndarray, epoch: int, after_step: Callable[[], None] | None = None) -> float:
         """Take one step; return the objective at the parameters the step started from.

@@ -7,11 +7,11 @@ from typing import Any, Callable
 import numpy as np
 
 from mpigd.algorithms.objective import GlobalGradient
-from mpigd.algorithms.update import Update
+from mpigd.algorithms.update import Update, UpdateDriven
 from mpigd.partition import block_counts, block_range
 
 
-class MiniBatchSGD:
+class MiniBatchSGD(UpdateDriven):
     """An epoch is one pass over the data in ``ceil(n_global / batch_size)`` steps.
 
     Each epoch every rank shuffles its own rows with its own generator (seeded from the run's
@@ -39,14 +39,6 @@ class MiniBatchSGD:
         for count in local_counts:
             self.batch_rows += block_counts(int(count), self.steps_per_epoch)
         self._cursor, self._total, self._epoch_rng = 0, 0.0, rng.bit_generator.state
-
-    @property
-    def steps(self) -> int:
-        return self.update.steps
-
-    @property
-    def optimizer(self):
-        return self.update.optimizer
 
     def batch(self, order: np.ndarray, step: int) -> np.ndarray:
         """This rank's rows (local indices) in the global batch of ``step``."""

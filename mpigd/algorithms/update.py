@@ -29,3 +29,18 @@ class Update:
         self.optimizer.step(params, grad, lr)
         apply_l1(params, self.n_penalized, lr * (self.l1 * steps))
         self.steps += steps
+
+
+class UpdateDriven:
+    """For algorithms whose steps are counted, and whose optimizer is held, by their :class:`Update`
+    (what checkpoints and the fault hook read)."""
+
+    update: Update
+
+    @property
+    def steps(self) -> int:
+        return self.update.steps
+
+    @property
+    def optimizer(self) -> SGD:
+        return self.update.optimizer

@@ -8,6 +8,7 @@ from mpigd.algorithms.normal import memory_problem
 from mpigd.algorithms.owlqn import pseudo_gradient
 from mpigd.comm import self_comm
 from mpigd.data import synthetic
+from mpirun import mpigd
 
 ROWS, FEATURES, SEED = 2000, 5, 3
 
@@ -126,3 +127,26 @@ def test_normal_equations_refuse_a_matrix_larger_than_memory():
     problem = memory_problem(100_000, available=16 * 2**30)
     assert isinstance(problem, UsageError) and "use --algo lbfgs" in str(problem)
     assert "100002x100002" in str(problem)
+
+
+def test_lbfgs_softmax_reaches_scikit_learn_multinomial(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from mpigd.data.synthetic_models import generate_dense
+
+    n, d, k, l2 = 2000, 6, 5, 0.01
+    X, y = generate_dense("classification", d, k, 3, 0, n, "float64")
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    reference = LogisticRegression(C=1.0 / (n * l2), tol=1e-12, max_iter=10_000).fit(X, y)
+    expected = np.concatenate([reference.coef_.T.ravel(), reference.intercept_])
+    results = {}
+    for ranks in (1, 2, 3, 4):
+        out = tmp_path / f"p{ranks}"
+        job = mpigd(ranks, "train", "--model", "softmax", "--data", str(tmp_path / "d.npz"), "--algo", "lbfgs",
+                    "--l2", str(l2), "--tol", "1e-12", "--epochs", "500", "--quiet", "--out", str(out))
+        assert job.returncode == 0, job.stderr
+        with np.load(out / "params.npz", allow_pickle=False) as saved:
+            results[ranks] = np.concatenate([saved["coef"].ravel(), saved["intercept"]])
+    assert _relative(results[1], expected) <= 1e-5
+    for ranks in (2, 3, 4):
+        assert np.max(np.abs(results[ranks] - results[1])) <= 1e-10 * np.max(np.abs(results[1]))

@@ -28,15 +28,23 @@ import numpy as np
 from mpigd.bench.timing import measure
 
 # Which mpigd solvers run for each model; gd gets ``max epochs`` and its learning rate.
-SOLVERS: dict[str, tuple[str, ...]] = {"linear": ("gd", "lbfgs", "normal"), "logistic": ("gd", "lbfgs")}
-GD = {"linear": (200, 0.5), "logistic": (300, 4.0)}
+SOLVERS: dict[str, tuple[str, ...]] = {"linear": ("gd", "lbfgs", "normal"), "logistic": ("gd", "lbfgs"),
+                                        "softmax": ("gd", "lbfgs")}
+GD = {"linear": (200, 0.5), "logistic": (300, 4.0), "softmax": (300, 4.0)}
+CLASSES = 3  # softmax: the classes of mpigd's synthetic data when none are asked for
 TOL_LADDER = (1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-10, 1e-12)
 
 
-def _objective(model: str, X: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: float, l2: float) -> float:
+def _objective(model: str, X: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept, l2: float) -> float:
+    """The README's objective; softmax's ``coef`` is features x classes and ``intercept`` per class."""
     z = X @ coef + intercept
-    loss = 0.5 * (z - y) ** 2 if model == "linear" else np.logaddexp(0.0, z) - y * z
-    return float(loss.mean() + 0.5 * l2 * coef @ coef)
+    if model == "softmax":
+        top = z.max(axis=1, keepdims=True)
+        log_norm = top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
+        loss = log_norm - z[np.arange(y.size), y.astype(np.int64)]
+    else:
+        loss = 0.5 * (z - y) ** 2 if model == "linear" else np.logaddexp(0.0, z) - y * z
+    return float(loss.mean() + 0.5 * l2 * np.sum(coef * coef))
 
 
 def _sklearn(model: str, l2: float, tol: float, n: int):
@@ -63,7 +71,7 @@ def worker(comm, model: str, rows: int, features: int, l2: float, target: float,
         config = base.replace(algo=algo, epochs=epochs, lr=lr)
 
         def fit() -> tuple[float, int, int, float]:
-            net = make_model(model, features)
+            net = make_model(model, features, CLASSES)
             algorithm = make_algorithm(config, net, shard, comm)
             params = net.init_params(np.dtype(config.dtype))
             comm.barrier()
@@ -119,11 +127,15 @@ def run(models: list[str], rows: int, features: int, l2: float, ranks: list[int]
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from mpigd.data import synthetic, task_of
+    from mpigd.data.synthetic_models import generate_dense
 
     results: dict[str, Any] = {"rows": rows, "features": features, "dtype": "float64", "rel": rel, "records": []}
     for model in models:
         model_l2 = l2 if model != "linear" else 0.0  # linear: plain least squares, as LinearRegression
-        X, y = synthetic.generate(task_of(model), features, 0, 0, rows, "float64")
+        if model == "softmax":
+            X, y = generate_dense("classification", features, CLASSES, 0, 0, rows, "float64")
+        else:
+            X, y = synthetic.generate(task_of(model), features, 0, 0, rows, "float64")
         start = time.perf_counter()
         if model == "linear":
             A = np.hstack([X, np.ones((rows, 1))])
@@ -132,7 +144,8 @@ def run(models: list[str], rows: int, features: int, l2: float, ranks: list[int]
             del A
         else:
             fit = _sklearn(model, model_l2, 1e-12, rows).fit(X, y)
-            coef, intercept, how = fit.coef_.ravel(), float(fit.intercept_[0]), "scikit-learn lbfgs, tol 1e-12"
+            coef, intercept = _coef(fit)
+            how = "scikit-learn lbfgs, tol 1e-12"
         optimum = _objective(model, X, y, coef, intercept, model_l2)
         results.setdefault("reference", {})[model] = {"objective": optimum, "method": how,
                                                       "seconds": time.perf_counter() - start}
@@ -167,7 +180,10 @@ def run(models: list[str], rows: int, features: int, l2: float, ranks: list[int]
     return results
 
 
-def _coef(estimator) -> tuple[np.ndarray, float]:
+def _coef(estimator):
+    """Coefficients and intercept in the layout of :func:`_objective` (multinomial: features x classes)."""
+    if np.ndim(estimator.coef_) == 2 and estimator.coef_.shape[0] > 1:
+        return estimator.coef_.T, np.asarray(estimator.intercept_)
     return np.ravel(estimator.coef_), float(np.ravel(estimator.intercept_)[0])
 
 

@@ -43,7 +43,8 @@ def register(commands) -> None:
     scaling.set_defaults(run=_bench_scaling)
 
     solvers = benches.add_parser("solvers", help="time to accuracy of lbfgs/normal/gd on 1..P ranks vs scikit-learn")
-    solvers.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    solvers.add_argument("--models", nargs="+", choices=("linear", "logistic", "softmax"),
+                         default=["linear", "logistic", "softmax"])
     solvers.add_argument("--rows", type=int, default=1_000_000)
     solvers.add_argument("--features", type=int, default=32)
     solvers.add_argument("--l2", type=float, default=1e-4, help="L2 penalty of the logistic problem")

@@ -94,7 +94,6 @@ class Config:
     hidden: tuple[int, ...] = (64,)
     activation: str = "relu"
     task: str = ""
-    l1: float = 0.0
     optimizer: str = "sgd"
     momentum: float = 0.9
     schedule: str = "constant"
@@ -129,7 +128,7 @@ class Config:
         _at_least("local_steps", self.local_steps, 1)
         if self.classes == 1:
             raise UsageError("classes must be 0 (infer) or at least 2")
-        for name in ("l1", "tol", "power"):
+        for name in ("l1", "l2", "power"):
             _non_negative(name, getattr(self, name))
         for name, value in (("momentum", self.momentum), ("gamma", self.gamma)):
             if not 0.0 <= value <= 1.0:
@@ -151,10 +150,6 @@ class Config:
         _at_least("seed", self.seed, 0)
         if not (self.lr > 0 and self.lr < float("inf")):
             raise UsageError(f"lr must be a positive finite number, got {self.lr}")
-        if not (self.l2 >= 0 and self.l2 < float("inf")):
-            raise UsageError(f"l2 must be a non-negative finite number, got {self.l2}")
-        if not (self.l1 >= 0 and self.l1 < float("inf")):
-            raise UsageError(f"l1 must be a non-negative finite number, got {self.l1}")
         if not (self.tol >= 0 and self.tol < 1):
             raise UsageError(f"tol must be a number in [0, 1), got {self.tol}")
         _at_least("memory", self.memory, 1)

@@ -81,11 +81,13 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
     stopping = Stopping(0.0 if config.algo in SOLVERS else config.tol, config.patience)
     first_step_at = first_step_done = None
     epoch = 0
+    evaluated = None  # (metrics, held-out metrics) of the parameters as they are now, if known
     try:
         for epoch in range(control.first_epoch, config.epochs + 1):
             if first_step_at is None:
                 first_step_at = time.time()
             loss = control.run_epoch(epoch)
+            evaluated = None
             if first_step_done is None:
                 first_step_done = time.time()
             if not math.isfinite(loss):
@@ -99,10 +101,12 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
                 start = time.perf_counter()
                 metrics = evaluate(model, shard, params, comm, config.l2, config.l1)
                 record = {"epoch": epoch, "step": algorithm.steps, "train_loss": loss, **metrics}
+                held_out = None
                 if test is not None:
                     held_out = evaluate(model, test, params, comm, penalized=False)
                     record.update(flat("test_", held_out))
                     stop = stopping.after_evaluation(held_out["loss"], params, epoch) or stop
+                evaluated = (metrics, held_out)
                 eval_seconds += time.perf_counter() - start
                 outputs.metric({**record, "elapsed": time.perf_counter() - wall_start})
             progress.update(epoch, loss, force=stop or epoch == config.epochs)
@@ -114,8 +118,11 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
         outputs.close()
 
     restored = stopping.restore_best(params)
-    final = evaluate(model, shard, params, comm, config.l2, config.l1)
-    test_metrics = evaluate(model, test, params, comm, penalized=False) if test is not None else None
+    if restored or evaluated is None:  # the loop's last evaluation was not of these parameters
+        final = evaluate(model, shard, params, comm, config.l2, config.l1)
+        test_metrics = evaluate(model, test, params, comm, penalized=False) if test is not None else None
+    else:
+        final, test_metrics = evaluated
     wall = time.perf_counter() - wall_start
     compute = algorithm.gradient.compute_seconds - compute_before + eval_seconds
     arrays = model.arrays(params)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mpigd import kernels
+from mpigd.kernels.mlp import BLOCK as MLP_BLOCK
 
 TOLERANCE = {np.float64: 1e-10, np.float32: 3e-4}
 
@@ -141,7 +142,7 @@ def _mlp_reference(X, y, params, widths, activation, head):
 @pytest.mark.parametrize("widths, head", [([6, 5, 3], 1), ([6, 8, 4, 1], 0)])
 def test_mlp_loss_grad_matches_numpy(dtype, activation, widths, head):
     rng = np.random.default_rng(2)
-    n = 75  # two full blocks of 32 and a partial one
+    n = 2 * MLP_BLOCK + 11  # two full blocks and a partial one
     X = rng.standard_normal((n, widths[0])).astype(dtype)
     y = (rng.integers(0, widths[-1], n) if head else rng.standard_normal(n)).astype(dtype)
     n_params = sum(a * b + b for a, b in zip(widths, widths[1:]))
@@ -151,7 +152,7 @@ def test_mlp_loss_grad_matches_numpy(dtype, activation, widths, head):
     loss = kernels.mlp_loss_grad(X, y, None, params, grad, widths_array, activation, head)
     ref_loss, ref_grad = _mlp_reference(X, y, params, widths, activation, head)
     assert _close(grad, ref_grad, dtype) and abs(loss - ref_loss) <= TOLERANCE[dtype] * max(1, ref_loss)
-    rows = np.array([70, 2, 2, 40], dtype=np.int64)
+    rows = np.concatenate([[70, 2, 2, 40], rng.integers(0, n, MLP_BLOCK)]).astype(np.int64)  # over a block
     loss = kernels.mlp_loss_grad(X, y, rows, params, grad, widths_array, activation, head)
     ref_loss, ref_grad = _mlp_reference(X[rows], y[rows], params, widths, activation, head)
     assert _close(grad, ref_grad, dtype) and abs(loss - ref_loss) <= TOLERANCE[dtype] * max(1, ref_loss)

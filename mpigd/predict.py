@@ -20,7 +20,7 @@ from mpigd.data.standardize import Scaler
 from mpigd.errors import InputError, MpigdError
 from mpigd.evaluation import evaluate
 from mpigd.models import Model, from_description
-from mpigd.prepare import check
+from mpigd.prepare import check, encode_labels
 
 
 def load_model(params_path: str) -> tuple[Model, np.ndarray, Scaler | None]:
@@ -90,4 +90,5 @@ def evaluate_file(config: Config, params_path: str, comm) -> dict[str, object]:
     """The model's loss (unpenalised) and metrics over every row of ``config.data``. Collective."""
     model, params, shard = _load(config, params_path, comm)
     check(model, [shard], comm)
+    shard = encode_labels(model, shard)
     return {"rows": shard.n_global, "source": shard.source, **evaluate(model, shard, params, comm, penalized=False)}

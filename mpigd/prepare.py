@@ -37,6 +37,31 @@ def infer_classes(shards: list[Shard], comm) -> int:
     return int(top[0]) + 1
 
 
+def binary_label_values(shards: list[Shard], comm) -> tuple[int, int]:
+    """A logistic regression's two labels: the data's own where every row holds one of exactly two
+    integers (LIBSVM's -1 and +1, or 1 and 2), else 0 and 1. Collective."""
+    bounds = np.full(2, -np.inf)  # minus the lowest label, the highest
+    for shard in shards:
+        if shard.n_local:
+            bounds[:] = np.maximum(bounds, [-float(shard.y.min()), float(shard.y.max())])
+    comm.allreduce_max(bounds)
+    low, high = -bounds[0], bounds[1]
+    if not (np.isfinite(low) and np.isfinite(high)) or low >= high or (low, high) == (0, 1) \
+            or low != np.round(low) or high != np.round(high):
+        return 0, 1
+    others = np.array([float(any(((s.y != low) & (s.y != high)).any() for s in shards if s.n_local))])
+    comm.allreduce_max(others)
+    return (0, 1) if others[0] else (int(low), int(high))
+
+
+def encode_labels(model: Model, shard: Shard | None) -> Shard | None:
+    """``shard`` with its labels as the model trains on them (logistic: 0 and 1)."""
+    encode = getattr(model, "encode_labels", None)
+    if shard is None or encode is None:
+        return shard
+    return dataclasses.replace(shard, y=encode(shard.y))
+
+
 def check(model: Model, shards: list[Shard], comm) -> None:
     """Raise one :class:`InputError` on every rank if any rank's rows do not fit ``model``. Collective."""
     problem = None
@@ -66,7 +91,10 @@ def prepare(config: Config, comm) -> Prepared:
         classes = config.classes or max(2, infer_classes(shards, comm))
     model = make_model(config.model, shard.n_features, classes, config.hidden, config.activation,
                        config.task_of_model)
+    if model.name == "logistic":
+        model.label_values = binary_label_values(shards, comm)
     check(model, shards, comm)
+    shard, test = encode_labels(model, shard), encode_labels(model, test)
     scaler = None
     if config.standardize:
         # Centring makes sparse rows dense, so standardized data is held dense.

@@ -83,3 +83,42 @@ def test_test_data_is_evaluated_and_reported(data, tmp_path):
     assert summary["test"]["rows"] == summary["data"]["rows"]
     assert summary["test"]["accuracy"] == pytest.approx(summary["metrics"]["accuracy"], abs=1e-12)
     assert summary["test"]["loss"] == pytest.approx(summary["final_loss"], abs=1e-12)
+
+
+@pytest.mark.parametrize("labels", [(-1, 1), (1, 2)], ids=["minus-plus-one", "one-two"])
+def test_two_other_integer_labels_train_as_zero_one_and_predict_in_their_own_terms(data, reference, tmp_path,
+                                                                                   labels):
+    directory, args = data
+    X, y = in_memory()
+    low, high = labels
+    relabelled = str(tmp_path / "relabelled.libsvm")
+    with open(args["libsvm"][1]) as source, open(relabelled, "w") as target:
+        for line in source:
+            label, space, rest = line.partition(" ")  # a row without features is its label alone
+            target.write(f"{high if float(label) == 1 else low:+d}{space}{rest.rstrip()}\n")
+    out = str(tmp_path / "out")
+    done = run_mpi(2, TRAIN + ["--data", relabelled, "--out", out], timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    params = load_params(out)
+    np.testing.assert_allclose(params["coef"], reference["coef"], rtol=0, atol=1e-10)
+    assert json.load(open(os.path.join(out, "model.json")))["labels"] == [low, high]
+    predictions = str(tmp_path / "pred.npy")
+    done = run_mpi(3, ["-m", "mpigd", "predict", "--params", os.path.join(out, "params.npz"), "--data", relabelled,
+                       "--output", predictions, "--quiet"], timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    expected = np.where(X @ params["coef"] + params["intercept"] > 0, high, low)
+    assert np.array_equal(np.load(predictions, allow_pickle=False), expected)
+    metrics = str(tmp_path / "metrics.json")
+    done = run_mpi(2, ["-m", "mpigd", "evaluate", "--params", os.path.join(out, "params.npz"), "--data", relabelled,
+                       "--output", metrics, "--quiet"], timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert json.load(open(metrics))["accuracy"] == np.mean(expected == np.where(y == 1, high, low))
+    # Labels the model was not trained on are refused with one line, not mapped.
+    with open(relabelled) as source, open(tmp_path / "three.libsvm", "w") as target:
+        target.write(source.read() + "0 1:0.5\n")
+    done = run_mpi(2, ["-m", "mpigd", "evaluate", "--params", os.path.join(out, "params.npz"), "--data",
+                       str(tmp_path / "three.libsvm")], timeout=TIMEOUT)
+    assert done.returncode == 2 and f"needs labels {low} and {high}, as in training; found 0" in done.stderr
+    done = run_mpi(2, TRAIN + ["--data", str(tmp_path / "three.libsvm"), "--out", str(tmp_path / "out3")],
+                   timeout=TIMEOUT)
+    assert done.returncode == 2 and "logistic regression needs two labels (0 and 1, or" in done.stderr

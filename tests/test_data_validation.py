@@ -60,7 +60,7 @@ CASES = {
                    f"data.svm:{BAD}: NaN or Inf in the features"),
     "npz NaN": ({"data.npz": "nan-npz"}, ["--data", "{dir}/data.npz"], "NaN or Inf in the features (first at row 7)"),
     "three classes": ({"data.csv": _csv(labels=(0, 1, 2))}, ["--data", "{dir}/data.csv"],
-                      "logistic regression needs labels 0 and 1; found 2"),
+                      "logistic regression needs two labels (0 and 1, or two other integers such as -1 and +1); found 2"),
     "test feature count": ({"data.csv": _csv(), "test.csv": "1,2,3,4,1\n5,6,7,8,0\n"},
                            ["--data", "{dir}/data.csv", "--test-data", "{dir}/test.csv"],
                            "test.csv: has 4 features, but the training data has 3"),

@@ -27,6 +27,10 @@ def make_model(name: str, n_features: int, n_classes: int = 2, hidden: Sequence[
 
 def from_description(description: dict) -> Model:
     """The model a ``model.json`` description (:meth:`describe`) names."""
-    return make_model(description["model"], int(description["n_features"]), int(description.get("classes") or 2),
-                      tuple(description.get("hidden", (64,))), description.get("activation", "relu"),
-                      description.get("task", "classification"))
+    model = make_model(description["model"], int(description["n_features"]), int(description.get("classes") or 2),
+                       tuple(description.get("hidden", (64,))), description.get("activation", "relu"),
+                       description.get("task", "classification"))
+    if "labels" in description and model.name == "logistic":
+        low, high = (int(value) for value in description["labels"])
+        model.label_values = (low, high)
+    return model

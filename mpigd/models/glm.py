@@ -92,13 +92,21 @@ class LinearRegression(GeneralizedLinearModel):
 
 
 class LogisticRegression(GeneralizedLinearModel):
-    """Log-loss with labels 0 and 1; accuracy, log-loss, precision and recall of both classes."""
+    """Log-loss over classes 0 and 1; accuracy, log-loss, precision and recall of both classes.
+
+    The data's two labels are :attr:`label_values` (0 and 1 unless set: LIBSVM's -1 and +1, say).
+    Training sees them as 0 and 1 (:meth:`encode_labels`); :meth:`predict` answers in them.
+    """
 
     name = "logistic"
     task = "classification"
     n_classes = 2
     n_eval_stats = 1 + 4
     loss = kernels.LOGISTIC
+
+    def __init__(self, n_features: int, label_values: tuple[int, int] = (0, 1)) -> None:
+        super().__init__(n_features)
+        self.label_values = label_values
 
     def _add_stats(self, margin, y, stats) -> None:
         z = margin.astype(np.float64)
@@ -109,14 +117,25 @@ class LogisticRegression(GeneralizedLinearModel):
         return metrics.classification_metrics(stats, n_rows, 2)
 
     def predict(self, X, params: np.ndarray) -> np.ndarray:
-        """The predicted class (0 or 1) of every row."""
-        return (self.outputs(X, params)[:, 0] > 0).astype(np.int64)
+        """The predicted label of every row (one of :attr:`label_values`)."""
+        positive = self.outputs(X, params)[:, 0] > 0
+        return np.where(positive, self.label_values[1], self.label_values[0]).astype(np.int64)
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "classes": 2}
+        return {**super().describe(), "classes": 2, "labels": list(self.label_values)}
 
     def check_labels(self, y: np.ndarray) -> str | None:
-        bad = (y != 0) & (y != 1)
-        if bad.any():
-            return f"logistic regression needs labels 0 and 1; found {y[bad][0]:g}"
-        return None
+        low, high = self.label_values
+        bad = (y != low) & (y != high)
+        if not bad.any():
+            return None
+        if self.label_values == (0, 1):  # as found in the data, or the data had no two labels
+            return f"logistic regression needs two labels (0 and 1, or two other integers such as -1 and +1); " \
+                   f"found {y[bad][0]:g}"
+        return f"logistic regression needs labels {low} and {high}, as in training; found {y[bad][0]:g}"
+
+    def encode_labels(self, y: np.ndarray) -> np.ndarray:
+        """``y`` (checked) as classes 0 and 1: ``y`` itself where the labels already are."""
+        if self.label_values == (0, 1):
+            return y
+        return (y == self.label_values[1]).astype(y.dtype)

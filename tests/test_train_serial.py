@@ -111,7 +111,7 @@ def test_divergence_is_reported_and_writes_no_parameters(tmp_path):
 def test_bad_input_is_refused_before_any_output(tmp_path):
     bad_labels = tmp_path / "labels.npz"
     np.savez(bad_labels, X=np.ones((4, 2)), y=np.array([0.0, 1.0, 2.0, 1.0]))
-    with pytest.raises(InputError, match="labels 0 and 1"):
+    with pytest.raises(InputError, match=r"needs two labels \(0 and 1, or two other integers"):
         train(Config(model="logistic", data=str(bad_labels), out=str(tmp_path / "o1")), self_comm())
     nan = tmp_path / "nan.npz"
     X = np.ones((4, 2))

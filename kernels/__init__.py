@@ -9,7 +9,7 @@ from mpigd.kernels.gram import DEFAULT as gram_default, gram_blas, gram_numba
 from mpigd.kernels.jit import kernel
 from mpigd.kernels.mlp import RELU, SOFTMAX_HEAD, SQUARED_HEAD, TANH, mlp_loss_grad, mlp_outputs
 from mpigd.kernels.prox import soft_threshold
-from mpigd.kernels.reduce import add
+from mpigd.kernels.reduce import add_into
 from mpigd.kernels.softmax import softmax_logits, softmax_loss_grad
 from mpigd.kernels.sparse import csr_glm_loss_grad, csr_glm_margins, csr_softmax_logits, csr_softmax_loss_grad
 from mpigd.kernels.stream import stream_sum
@@ -24,7 +24,7 @@ __all__ = [
     "SQUARED",
     "SQUARED_HEAD",
     "TANH",
-    "add",
+    "add_into",
     "csr_glm_loss_grad",
     "csr_glm_margins",
     "csr_softmax_logits",

@@ -25,7 +25,7 @@ from mpigd.comm.strategies import make_strategy
 from mpigd.comm.timing import iterations_for, median, time_calls, time_interleaved
 # The file format lives in a module without MPI; re-exported here, where callers have found it.
 from mpigd.comm.tunefile import FORMAT, Tuning, default_path, find_tune_file, load, save
-from mpigd.kernels import add
+from mpigd.kernels import add_into
 
 __all__ = ["FORMAT", "Tuning", "calibrate", "default_path", "find_tune_file", "load", "save"]
 
@@ -82,5 +82,5 @@ def _fit_exchange(comm: MPI.Comm, kind: np.dtype, repeats: int) -> tuple[float, 
 def _measure_add(comm: MPI.Comm, kind: np.dtype, repeats: int) -> float:
     n = (4 << 20) // kind.itemsize  # past the caches, as the large messages are
     a, b = np.ones(n, dtype=kind), np.ones(n, dtype=kind)
-    samples = time_calls(comm, lambda: add(a, b, a), 1, repeats)
+    samples = time_calls(comm, lambda: add_into(a, b), 1, repeats)
     return median(samples) / (n * kind.itemsize)

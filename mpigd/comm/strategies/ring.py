@@ -18,11 +18,12 @@ from mpi4py import MPI
 
 from mpigd.comm.strategies import register
 from mpigd.comm.strategies.buffers import ChunkLayouts, Scratch
-from mpigd.kernels import add
+from mpigd.kernels import add_into
 
 # Reduce-scatter steps move their chunk in segments of this many bytes, double-buffered: the add
-# of one segment runs while the next arrives, and a segment stays in cache between its arrival
-# and its add. 512 KiB was fastest at 16 and 64 MB on 2 ranks with MPICH 5.0.2 (see RESULTS.md).
+# of one segment runs while the next arrives, and a segment is added while it is still in cache
+# (two segments of scratch fit a 2 MiB L2). On 2 ranks with MPICH 5.0.2, 256 and 512 KiB were
+# equal within noise at 4-64 MB, 1 and 2 MiB slower (1.98-2.07x native at 64 MB against 2.24-2.30x).
 # Only when every rank has a core of its own: when ranks share cores each segment's hand-over
 # waits for the scheduler, and whole chunks were faster (4 ranks on 2 cores: 9.0 against 10.4 ms
 # at 16 MB, 52 against 62 ms at 64 MB).
@@ -87,7 +88,7 @@ class RingAllreduce:
                 received = scratch[:target.size]
                 self._exchange(send, received, _TAG_SCATTER)
                 if target.size:
-                    add(target, received, target)
+                    add_into(target, received)
 
     def _pipelined_step(self, send: np.ndarray, target: np.ndarray, segment: int,
                         scratch: np.ndarray) -> None:
@@ -106,7 +107,7 @@ class RingAllreduce:
                 nxt = target[start + segment:start + 2 * segment]
                 ahead = comm.Irecv(halves[(j + 1) % 2][:nxt.size], left, _TAG_SCATTER)
             pending.Wait()
-            add(piece, halves[j % 2][:piece.size], piece)
+            add_into(piece, halves[j % 2][:piece.size])
             pending = ahead
         MPI.Request.Waitall(sends)
 

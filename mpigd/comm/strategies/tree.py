@@ -21,7 +21,7 @@ from mpi4py import MPI
 
 from mpigd.comm.strategies import register
 from mpigd.comm.strategies.buffers import Scratch
-from mpigd.kernels import add
+from mpigd.kernels import add_into
 
 _TAG_FOLD = 21
 _TAG_SWAP = 22
@@ -62,9 +62,10 @@ def butterfly_plan(rank: int, size: int) -> tuple[str, int | None, list[int]]:
 class TreeAllreduce:
     """Recursive doubling with the fold for any ``p``: ``log2 p`` whole-buffer swaps.
 
-    Deterministic on every rank: each swap ends with both partners computing ``lower + upper``
-    (the operand of the lower rank first) from the same two arrays, so they hold identical bits
-    after every step; the folded-out ranks receive a copy of the result.
+    Deterministic on every rank: each swap ends with both partners adding the same two arrays,
+    and IEEE 754 addition is commutative, so they hold identical bits after every step (only a
+    NaN's payload may differ, and a NaN stops training anyway); the folded-out ranks receive a
+    copy of the result.
     """
 
     name = "tree"
@@ -74,7 +75,6 @@ class TreeAllreduce:
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self.role, self.partner, self.peers = butterfly_plan(self.rank, self.size)
-        self._lower_first = [peer < self.rank for peer in self.peers]
         self._scratch = Scratch()
         self._swaps: _Swaps | None = None
         self._last_id = 0
@@ -89,13 +89,10 @@ class TreeAllreduce:
         if swaps is not None and swaps.buffer is buffer and self.role == "core":
             # The hot path of small messages: every attribute look-up here costs ~5% of a call.
             other = swaps.other
-            for pair, lower_first in swaps.steps:
+            for pair in swaps.pairs:
                 _startall(pair)
                 _waitall(pair)
-                if lower_first:
-                    add(other, buffer, buffer)
-                else:
-                    add(buffer, other, buffer)
+                add_into(buffer, other)
             return
         self._allreduce(buffer)
 
@@ -113,22 +110,16 @@ class TreeAllreduce:
         other = swaps.other if swaps is not None else self._scratch.get(buffer.dtype, buffer.size)
         if self.role == "proxy":
             comm.Recv(other, self.partner, _TAG_FOLD)
-            add(other, buffer, buffer)  # the partner is the lower rank
+            add_into(buffer, other)
         if swaps is not None:
-            for pair, lower_first in swaps.steps:
+            for pair in swaps.pairs:
                 _startall(pair)
                 _waitall(pair)
-                if lower_first:
-                    add(other, buffer, buffer)
-                else:
-                    add(buffer, other, buffer)
+                add_into(buffer, other)
         else:
-            for peer, lower_first in zip(self.peers, self._lower_first):
+            for peer in self.peers:
                 comm.Sendrecv(buffer, peer, _TAG_SWAP, other, peer, _TAG_SWAP)
-                if lower_first:
-                    add(other, buffer, buffer)
-                else:
-                    add(buffer, other, buffer)
+                add_into(buffer, other)
         if self.role == "proxy":
             comm.Send(buffer, self.partner, _TAG_UNFOLD)
 
@@ -141,7 +132,7 @@ class TreeAllreduce:
             return None
         if self._swaps is not None:
             self._swaps.release()
-        self._swaps = _Swaps(self.comm, self.peers, self._lower_first, buffer)
+        self._swaps = _Swaps(self.comm, self.peers, buffer)
         return self._swaps
 
 
@@ -152,12 +143,11 @@ _waitall = MPI.Request.Waitall
 class _Swaps:
     """Persistent receive/send pairs of one buffer with each peer of the butterfly, in order."""
 
-    def __init__(self, comm: MPI.Comm, peers: list[int], lower_first: list[bool], buffer: np.ndarray) -> None:
+    def __init__(self, comm: MPI.Comm, peers: list[int], buffer: np.ndarray) -> None:
         self.buffer = buffer  # holding it keeps its memory, which the requests point at, alive
         self.other = np.empty_like(buffer)
         self.pairs = [[comm.Recv_init(self.other, peer, _TAG_SWAP), comm.Send_init(buffer, peer, _TAG_SWAP)]
                       for peer in peers]
-        self.steps = list(zip(self.pairs, lower_first))
         # Free the requests before MPI finalizes (at exit) or when this set is dropped.
         self.release = weakref.finalize(self, _free, self.pairs)
 

@@ -161,3 +161,16 @@ def test_patience_counts_evaluations_without_improvement_and_restores_the_best()
     assert decisions == [False, False, False, False, False, True]
     assert stopping.restore_best(params) and np.all(params == 4) and stopping.best_epoch == 4
     assert not Stopping(0.0, 0).after_evaluation(1.0, params, 1)
+
+
+def test_a_trained_logistic_model_holds_to_its_own_labels():
+    from mpigd.models import from_description
+
+    older = from_description({"model": "logistic", "n_features": 3})  # a model.json without "labels"
+    assert older.check_labels(np.array([1.0, -1.0])) == \
+        "logistic regression needs labels 0 and 1, as in training; found -1"
+    plus_minus = from_description({"model": "logistic", "n_features": 3, "labels": [-1, 1]})
+    y = np.array([1.0, -1.0, -1.0])
+    assert plus_minus.check_labels(y) is None
+    assert np.array_equal(plus_minus.encode_labels(y), [1.0, 0.0, 0.0])
+    assert np.array_equal(plus_minus.predict(np.eye(3), np.array([1.0, -1.0, 0.0, 0.0])), [1, -1, -1])

@@ -30,7 +30,7 @@ def from_description(description: dict) -> Model:
     model = make_model(description["model"], int(description["n_features"]), int(description.get("classes") or 2),
                        tuple(description.get("hidden", (64,))), description.get("activation", "relu"),
                        description.get("task", "classification"))
-    if "labels" in description and model.name == "logistic":
-        low, high = (int(value) for value in description["labels"])
-        model.label_values = (low, high)
+    if model.name == "logistic":
+        low, high = (int(value) for value in description.get("labels", (0, 1)))
+        model.label_values, model.trained = (low, high), True
     return model

@@ -104,9 +104,10 @@ class LogisticRegression(GeneralizedLinearModel):
     n_eval_stats = 1 + 4
     loss = kernels.LOGISTIC
 
-    def __init__(self, n_features: int, label_values: tuple[int, int] = (0, 1)) -> None:
+    def __init__(self, n_features: int, label_values: tuple[int, int] = (0, 1), trained: bool = False) -> None:
         super().__init__(n_features)
         self.label_values = label_values
+        self.trained = trained  # label_values are those of a trained model, not the data's
 
     def _add_stats(self, margin, y, stats) -> None:
         z = margin.astype(np.float64)
@@ -129,7 +130,7 @@ class LogisticRegression(GeneralizedLinearModel):
         bad = (y != low) & (y != high)
         if not bad.any():
             return None
-        if self.label_values == (0, 1):  # as found in the data, or the data had no two labels
+        if not self.trained:  # the data did not hold exactly two integer labels
             return f"logistic regression needs two labels (0 and 1, or two other integers such as -1 and +1); " \
                    f"found {y[bad][0]:g}"
         return f"logistic regression needs labels {low} and {high}, as in training; found {y[bad][0]:g}"

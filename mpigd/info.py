@@ -10,6 +10,7 @@ import numba
 import numpy as np
 
 from mpigd import __version__
+from mpigd.environment import THREAD_VARIABLES
 
 
 def _threading_layer() -> str:
@@ -40,4 +41,5 @@ def describe(comm) -> dict[str, str]:
         "numba threads": str(numba.config.NUMBA_NUM_THREADS),
         "numba threading layer": _threading_layer(),
         "numba cache dir": os.environ.get("NUMBA_CACHE_DIR", "(next to the kernels)"),
+        "blas/openmp threads": ", ".join(f"{name}={os.environ.get(name, 'unset')}" for name in THREAD_VARIABLES),
     }

@@ -1,6 +1,9 @@
 """Training in one process (COMM_SELF): the optimum it reaches, and what it writes."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ import pytest
 from mpigd import Config, DivergedError, InputError, UsageError, train
 from mpigd.comm import self_comm
 from mpigd.data import synthetic
+from mpigd.environment import THREAD_VARIABLES
 
 ROWS, FEATURES = 2000, 5
 
@@ -129,3 +133,18 @@ def test_bad_input_is_refused_before_any_output(tmp_path):
 def test_invalid_configuration_is_refused(change):
     with pytest.raises(UsageError):
         Config(**change)
+
+
+def test_the_command_runs_blas_on_one_thread_per_rank_unless_told_otherwise():
+    # What threadpoolctl finds in NumPy once the CLI module is imported, as the console script does.
+    probe = ("import mpigd.cli, numpy, threadpoolctl; "
+             "print(max(p['num_threads'] for p in threadpoolctl.threadpool_info() if p['user_api'] == 'blas'))")
+    untold = {name: value for name, value in os.environ.items() if name not in THREAD_VARIABLES}
+
+    def blas_threads(env: dict) -> int:
+        done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout)
+
+    assert blas_threads(untold) == 1
+    assert blas_threads({**untold, "OMP_NUM_THREADS": "2"}) == 2

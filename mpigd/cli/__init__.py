@@ -7,11 +7,14 @@ import argparse
 import sys
 from typing import Sequence
 
-from mpigd import __version__
-from mpigd.cli import bench, run
-from mpigd.cli.common import Parser
-from mpigd.environment import launch_rank
-from mpigd.errors import EXIT_USAGE, MpigdError
+from mpigd.environment import launch_rank, one_thread_per_rank
+
+one_thread_per_rank()  # before the imports below load NumPy and its BLAS
+
+from mpigd import __version__  # noqa: E402
+from mpigd.cli import bench, run  # noqa: E402
+from mpigd.cli.common import Parser  # noqa: E402
+from mpigd.errors import EXIT_USAGE, MpigdError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,8 @@ instead of leaving the others waiting in a collective.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from mpi4py import MPI
@@ -124,3 +126,21 @@ def test_ring_segments(comm, segment_bytes: int):
         comm.Bcast(root, root=0)
         ok &= np.array_equal(bits(root), bits(buffer))
     agree(comm, ok, f"ring with {segment_bytes}-byte segments")
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this platform")
+def test_ranks_bound_to_their_own_cores_keep_ring_segments(comm):
+    """Under ``mpiexec -bind-to core`` each rank sees one CPU; the node still has one per rank."""
+    from mpigd.comm.strategies import make_strategy
+    from mpigd.comm.strategies.ring import SEGMENT_BYTES
+
+    p, rank = comm.Get_size(), comm.Get_rank()
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < p:
+        pytest.skip(f"{p} ranks on {len(cpus)} CPUs share cores")
+    os.sched_setaffinity(0, {cpus[rank]})
+    try:
+        segment_bytes = make_strategy("ring", comm).segment_bytes
+    finally:
+        os.sched_setaffinity(0, cpus)
+    agree(comm, segment_bytes == SEGMENT_BYTES, f"ring bound to one core each: {segment_bytes}-byte segments")

@@ -135,11 +135,18 @@ def _agreed_segment_bytes(comm: MPI.Comm) -> int:
     """:data:`SEGMENT_BYTES`, or 0 (whole chunks) if any node runs more ranks than it has cores.
 
     Collective. Sender and receiver must cut a chunk alike, so every rank takes the same answer.
+    A node's cores are the union of its ranks' CPU affinities: under ``mpiexec -bind-to core``
+    each rank may use one core, yet the ranks do not share them.
     """
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     ranks_here = node.Get_size()
+    usable = np.zeros(os.cpu_count() or 1, dtype=np.uint8)
+    if hasattr(os, "sched_getaffinity"):
+        usable[[cpu for cpu in os.sched_getaffinity(0) if cpu < usable.size]] = 1
+    else:
+        usable[:] = 1
+    node.Allreduce(MPI.IN_PLACE, usable, op=MPI.MAX)
     node.Free()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    crowded = np.array([1 if ranks_here > cores else 0], dtype=np.int64)
+    crowded = np.array([1 if ranks_here > int(usable.sum()) else 0], dtype=np.int64)
     comm.Allreduce(MPI.IN_PLACE, crowded, op=MPI.MAX)
     return 0 if crowded[0] else SEGMENT_BYTES

@@ -19,7 +19,7 @@ TASKS = ("classification", "regression")
 QUASI_NEWTON = ("lbfgs", "owlqn")
 SOLVERS = QUASI_NEWTON + ("normal",)  # full-batch solvers with their own steps and stopping rules
 DEFAULT_QN_TOL = 1e-10  # what tol=0 means for lbfgs and owlqn
-STRATEGIES = ("native", "ring", "tree", "auto")
+STRATEGIES = ("native", "ring", "direct", "tree", "auto")
 DTYPES = ("float32", "float64")
 DATA_FORMATS = ("npz", "npy", "csv", "libsvm", "hdf5")
 HEADER_CHOICES = ("auto", "yes", "no")

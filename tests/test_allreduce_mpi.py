@@ -17,7 +17,7 @@ from mpigd.comm import allreduce, strategy_names
 
 pytestmark = pytest.mark.mpi
 
-STRATEGIES = ("native", "ring", "tree", "auto")
+STRATEGIES = ("native", "ring", "direct", "tree", "auto")
 DTYPES = ("float32", "float64")
 
 

@@ -13,12 +13,12 @@ from mpigd.kernels import add_into
 
 
 def test_unknown_strategy_names_the_known_ones():
-    with pytest.raises(UsageError, match=r"unknown allreduce strategy 'rung' \(choose from auto, native, ring, tree\)"):
+    with pytest.raises(UsageError, match=r"unknown allreduce strategy 'rung' \(choose from auto, direct, native, ring, tree\)"):
         self_comm("rung")
 
 
-def test_registry_holds_the_four():
-    assert strategy_names() == ["auto", "native", "ring", "tree"]
+def test_registry_holds_the_five():
+    assert strategy_names() == ["auto", "direct", "native", "ring", "tree"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -32,7 +32,7 @@ def test_add_kernel_matches_numpy_in_place(dtype: str, n: int):
     assert np.array_equal(a, expected)
 
 
-@pytest.mark.parametrize("strategy", ["native", "ring", "tree", "auto"])
+@pytest.mark.parametrize("strategy", ["native", "ring", "direct", "tree", "auto"])
 def test_one_rank_leaves_the_buffer_alone(strategy: str):
     comm = self_comm(strategy)
     buffer = np.arange(5, dtype=np.float32)
@@ -45,7 +45,7 @@ def test_auto_reports_what_ran():
     comm = self_comm("auto")
     assert comm.strategy_label == "auto"
     comm.allreduce(np.zeros(3))
-    assert comm.strategy_label in ("auto->tree", "auto->ring", "auto->native")
+    assert comm.strategy_label in ("auto->tree", "auto->ring", "auto->direct", "auto->native")
 
 
 def test_module_allreduce_reuses_the_strategy():

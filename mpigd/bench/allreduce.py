@@ -17,10 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mpigd.comm.strategies.auto import CANDIDATES as BEST_OF
 from mpigd.comm.timing import iterations_for, median, time_interleaved
-
-STRATEGIES = ("native", "ring", "tree", "auto")
-BEST_OF = ("native", "ring", "tree")
 
 
 def message_sizes(min_bytes: int, max_bytes: int, factor: int = 2) -> list[int]:

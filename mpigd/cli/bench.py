@@ -209,7 +209,7 @@ def _bench_allreduce(args: argparse.Namespace) -> int:
             meta = run_metadata(comm, dtype=args.dtype, repeats=args.repeats, tune_file=args.tune_file,
                                 command=f"mpiexec -n {comm.size} mpigd " + " ".join(sys.argv[1:]))
             print(f"# {meta['mpi_library']}, {comm.size} ranks, {args.dtype}, median of {args.repeats}; "
-                  f"xnat = speedup vs native, /best = auto's time over the best of native, ring, tree "
+                  f"xnat = speedup vs native, /best = auto's time over the best of the others "
                   f"(both paired: median over repeats of the ratio within a repeat)")
             print(allreduce.table(rows), flush=True)
             if args.json:

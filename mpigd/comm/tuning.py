@@ -5,8 +5,9 @@ Two kinds of measurement, both short:
 * the alpha-beta-gamma parameters of :class:`~mpigd.comm.costmodel.CostModel`, from a ring of
   ``Sendrecv`` exchanges at a few sizes (alpha, beta) and the local add kernel (gamma); kept
   for projections to other rank counts and machines;
-* the crossover table of ``auto``, from timing native, ring and tree at every size of a sweep
-  and keeping the fastest: measured, not modelled, so ``auto`` follows what this machine does.
+* the crossover table of ``auto``, from timing its candidates (native, ring, direct, tree) at
+  every size of a sweep and keeping the fastest: measured, not modelled, so ``auto`` follows
+  what this machine does.
 
 The result is a JSON file (:func:`default_path` unless told otherwise) that ``auto`` reads; its
 format and reading live in :mod:`mpigd.comm.tunefile`, which has no MPI.
@@ -22,6 +23,7 @@ from mpi4py import MPI
 
 from mpigd.comm.costmodel import CostModel, Crossover, fit_alpha_beta
 from mpigd.comm.strategies import make_strategy
+from mpigd.comm.strategies.auto import CANDIDATES as MEASURED
 from mpigd.comm.timing import iterations_for, median, time_calls, time_interleaved
 # The file format lives in a module without MPI; re-exported here, where callers have found it.
 from mpigd.comm.tunefile import FORMAT, Tuning, default_path, find_tune_file, load, save
@@ -29,7 +31,6 @@ from mpigd.kernels import add_into
 
 __all__ = ["FORMAT", "Tuning", "calibrate", "default_path", "find_tune_file", "load", "save"]
 
-MEASURED = ("native", "ring", "tree")
 _FIT_SIZES = (8, 1 << 10, 1 << 16, 1 << 20, 1 << 23)
 
 

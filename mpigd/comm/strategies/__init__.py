@@ -64,4 +64,4 @@ def names() -> list[str]:
 
 
 # Importing the modules registers their strategies.
-from mpigd.comm.strategies import auto, native, ring, tree  # noqa: E402,F401
+from mpigd.comm.strategies import auto, direct, native, ring, tree  # noqa: E402,F401

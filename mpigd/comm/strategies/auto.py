@@ -17,12 +17,12 @@ from mpigd.comm.costmodel import CostModel, Crossover
 from mpigd.comm.strategies import make_strategy, register
 from mpigd.errors import UsageError
 
-CANDIDATES = ("native", "ring", "tree")
+CANDIDATES = ("native", "ring", "direct", "tree")
 
 
 @register("auto")
 class AutoAllreduce:
-    """Dispatch each call to native, ring or tree by its size in bytes, from a crossover table.
+    """Dispatch each call to native, ring, direct or tree by its size in bytes, from a crossover table.
 
     Built collectively (rank 0 reads the tune file and broadcasts the table). Deterministic
     wherever the strategies it picks are: the choice depends on the size alone.

@@ -22,8 +22,9 @@ from mpigd.comm.strategies import register
 from mpigd.comm.strategies.ring import RingAllreduce
 from mpigd.kernels import add_into
 
-# The pieces of one segment from every peer, double-buffered, stay within a 2 MiB L2: each
-# segment is this many bytes over the number of peers.
+# One segment's pieces from all peers together; with the next segment's arriving meanwhile, 2 MiB
+# of receive space, about one core's L2, whatever the rank count. On 2 ranks (one peer) this is the
+# ring with 1 MiB segments, which timed within 8% of its 512 KiB ones (benchmarks/RESULTS.md).
 SEGMENTS_BYTES = 1024 * 1024
 
 _TAG_DIRECT = 13

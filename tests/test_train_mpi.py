@@ -30,6 +30,24 @@ def test_gd_gives_the_same_parameters_on_1_2_3_and_4_ranks(tmp_path, model):
         assert np.max(np.abs(results[ranks] - results[1])) <= 1e-10 * np.max(np.abs(results[1]))
 
 
+@pytest.mark.parametrize("strategy", ["ring", "direct", "tree", "auto"])
+def test_every_strategy_reaches_native_parameters_and_names_itself(tmp_path, strategy):
+    # 3 ranks and 1001 rows: unequal blocks, and a ring of chunks that do not divide evenly.
+    common = ("train", "--model", "softmax", "--classes", "4", "--rows", "1001", "--features", "40",
+              "--epochs", "60", "--lr", "0.5", "--quiet")
+    results = {}
+    for name in ("native", strategy):
+        out = tmp_path / name
+        job = mpigd(3, *common, "--strategy", name, "--out", str(out))
+        assert job.returncode == 0, job.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["strategy"] == name or (name == "auto" and summary["strategy"].startswith("auto->"))
+        assert summary["time"]["communication_seconds"] > 0
+        with np.load(out / "params.npz", allow_pickle=False) as saved:
+            results[name] = np.concatenate([saved[key].ravel() for key in sorted(saved.files)])
+    assert np.max(np.abs(results[strategy] - results["native"])) <= 1e-10 * np.max(np.abs(results["native"]))
+
+
 def test_sgd_on_two_ranks_trains_and_reports(tmp_path):
     job = mpigd(2, "train", "--algo", "sgd", "--rows", "4000", "--features", "8", "--epochs", "2",
                 "--batch-size", "100", "--lr", "0.3", "--out", str(tmp_path))

@@ -144,3 +144,21 @@ def test_ranks_bound_to_their_own_cores_keep_ring_segments(comm):
     finally:
         os.sched_setaffinity(0, cpus)
     agree(comm, segment_bytes == SEGMENT_BYTES, f"ring bound to one core each: {segment_bytes}-byte segments")
+
+
+def test_direct_gives_the_same_bits_with_whole_chunks_as_with_segments(comm):
+    """Crowded nodes take whole chunks one peer at a time; the order of each element's sum is kept."""
+    from mpigd.comm.strategies import make_strategy
+
+    p, rank = comm.Get_size(), comm.Get_rank()
+    segmented, whole = make_strategy("direct", comm), make_strategy("direct", comm)
+    segmented.segment_bytes, whole.segment_bytes = 1, 0  # the same on every rank
+    ok = True
+    for n in (p - 1, 1000, 2**20 + 3):
+        inputs = [values(r, n, "float64") for r in range(p)]
+        first, second = inputs[rank].copy(), inputs[rank].copy()
+        segmented.allreduce(first)
+        whole.allreduce(second)
+        ok &= np.array_equal(bits(first), bits(second))
+        ok &= bool(np.allclose(first, np.sum(inputs, axis=0), rtol=1e-12, atol=1e-12))
+    agree(comm, ok, "direct: whole chunks against segments")

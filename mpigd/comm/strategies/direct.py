@@ -35,7 +35,8 @@ class DirectAllreduce(RingAllreduce):
     """Pairwise-exchange reduce-scatter, then the ring's allgather; any ``p``.
 
     Rank ``r`` owns chunk ``r + 1`` (mod ``p``), the chunk the ring's reduce-scatter leaves it, so
-    the ring's allgather follows unchanged. Built collectively, like the ring.
+    the ring's allgather follows unchanged. Built collectively, like the ring, and like it takes
+    whole chunks where ranks share cores.
 
     Deterministic: each chunk is summed by its owner alone, always in the order owner, owner + 1,
     ..., owner - 1, and then copied, so every rank ends with the same bits, run after run.
@@ -48,25 +49,39 @@ class DirectAllreduce(RingAllreduce):
         if self.size == 1 or buffer.size == 0:
             return
         offsets = self._layouts.offsets(buffer.size)
-        peers = self.size - 1
-        segment = max(1, SEGMENTS_BYTES // peers // buffer.itemsize)
         largest = offsets[1] - offsets[0]
-        segment = min(segment, largest)
-        scratch = self._scratch.get(buffer.dtype, 2 * peers * segment).reshape(2, peers, segment)
-        self._direct_reduce_scatter(buffer, offsets, segment, scratch)
+        peers = [(self.rank + k) % self.size for k in range(1, self.size)]  # the order of the sum
+        if self.segment_bytes:
+            segment = min(largest, max(1, SEGMENTS_BYTES // len(peers) // buffer.itemsize))
+            scratch = self._scratch.get(buffer.dtype, 2 * len(peers) * segment).reshape(2, len(peers), segment)
+            sends = self._send_chunks(buffer, offsets, peers, segment)
+            self._add_segments_from_all(self._own_chunk(buffer, offsets), peers, segment, scratch)
+        else:
+            # Ranks share cores: every hand-over waits for the scheduler, so take whole chunks, one
+            # peer after another. Each element is summed in the same order as above.
+            scratch = self._scratch.get(buffer.dtype, 2 * largest).reshape(2, largest)
+            sends = self._send_chunks(buffer, offsets, peers, largest)
+            self._add_chunks_in_turn(self._own_chunk(buffer, offsets), peers, scratch)
+        MPI.Request.Waitall(sends)
         self._allgather(buffer, offsets)
 
-    def _direct_reduce_scatter(self, buffer: np.ndarray, offsets: list[int], segment: int,
-                               scratch: np.ndarray) -> None:
-        comm, p, r = self.comm, self.size, self.rank
-        peers = [(r + k) % p for k in range(1, p)]  # the order of the sum: after the owner, by rank
+    def _own_chunk(self, buffer: np.ndarray, offsets: list[int]) -> np.ndarray:
+        mine = (self.rank + 1) % self.size
+        return buffer[offsets[mine]:offsets[mine + 1]]
+
+    def _send_chunks(self, buffer: np.ndarray, offsets: list[int], peers: list[int],
+                     segment: int) -> list[MPI.Request]:
+        # Every peer's chunk goes out at once; MPI keeps the segments to one peer in order.
         sends = []
         for q in peers:
-            theirs = (q + 1) % p
+            theirs = (q + 1) % self.size
             chunk = buffer[offsets[theirs]:offsets[theirs + 1]]
-            sends += [comm.Isend(chunk[a:a + segment], q, _TAG_DIRECT) for a in range(0, chunk.size, segment)]
-        mine = (r + 1) % p
-        target = buffer[offsets[mine]:offsets[mine + 1]]
+            sends += [self.comm.Isend(chunk[a:a + segment], q, _TAG_DIRECT) for a in range(0, chunk.size, segment)]
+        return sends
+
+    def _add_segments_from_all(self, target: np.ndarray, peers: list[int], segment: int,
+                               scratch: np.ndarray) -> None:
+        comm = self.comm
         count = (target.size + segment - 1) // segment
 
         def post(j: int) -> list[MPI.Request]:
@@ -78,7 +93,17 @@ class DirectAllreduce(RingAllreduce):
             ahead = post(j + 1) if j + 1 < count else []
             MPI.Request.Waitall(pending)
             piece = target[j * segment:(j + 1) * segment]
-            for k in range(p - 1):
+            for k in range(len(peers)):
                 add_into(piece, scratch[j % 2, k, :piece.size])
             pending = ahead
-        MPI.Request.Waitall(sends)
+
+    def _add_chunks_in_turn(self, target: np.ndarray, peers: list[int], scratch: np.ndarray) -> None:
+        if not target.size:
+            return
+        comm, n = self.comm, target.size
+        pending = comm.Irecv(scratch[0, :n], peers[0], _TAG_DIRECT)
+        for k in range(len(peers)):
+            ahead = comm.Irecv(scratch[(k + 1) % 2, :n], peers[k + 1], _TAG_DIRECT) if k + 1 < len(peers) else None
+            pending.Wait()
+            add_into(target, scratch[k % 2, :n])
+            pending = ahead

@@ -44,44 +44,44 @@ class DirectAllreduce(RingAllreduce):
 
     name = "direct"
 
+    def __init__(self, comm: MPI.Comm, tune_file: str | None = None) -> None:
+        super().__init__(comm, tune_file)
+        self.peers = [(self.rank + k) % self.size for k in range(1, self.size)]  # the order of the sum
+
     def allreduce(self, buffer: np.ndarray) -> None:
         """Sum ``buffer`` in place across the communicator. Collective."""
         if self.size == 1 or buffer.size == 0:
             return
         offsets = self._layouts.offsets(buffer.size)
         largest = offsets[1] - offsets[0]
-        peers = [(self.rank + k) % self.size for k in range(1, self.size)]  # the order of the sum
+        mine = (self.rank + 1) % self.size
+        target = buffer[offsets[mine]:offsets[mine + 1]]
         if self.segment_bytes:
-            segment = min(largest, max(1, SEGMENTS_BYTES // len(peers) // buffer.itemsize))
-            scratch = self._scratch.get(buffer.dtype, 2 * len(peers) * segment).reshape(2, len(peers), segment)
-            sends = self._send_chunks(buffer, offsets, peers, segment)
-            self._add_segments_from_all(self._own_chunk(buffer, offsets), peers, segment, scratch)
+            senders = len(self.peers)
+            segment = min(largest, max(1, SEGMENTS_BYTES // senders // buffer.itemsize))
+            scratch = self._scratch.get(buffer.dtype, 2 * senders * segment).reshape(2, senders, segment)
+            sends = self._send_chunks(buffer, offsets, segment)
+            self._add_segments_from_all(target, segment, scratch)
         else:
             # Ranks share cores: every hand-over waits for the scheduler, so take whole chunks, one
             # peer after another. Each element is summed in the same order as above.
             scratch = self._scratch.get(buffer.dtype, 2 * largest).reshape(2, largest)
-            sends = self._send_chunks(buffer, offsets, peers, largest)
-            self._add_chunks_in_turn(self._own_chunk(buffer, offsets), peers, scratch)
+            sends = self._send_chunks(buffer, offsets, largest)
+            self._add_chunks_in_turn(target, scratch)
         MPI.Request.Waitall(sends)
         self._allgather(buffer, offsets)
 
-    def _own_chunk(self, buffer: np.ndarray, offsets: list[int]) -> np.ndarray:
-        mine = (self.rank + 1) % self.size
-        return buffer[offsets[mine]:offsets[mine + 1]]
-
-    def _send_chunks(self, buffer: np.ndarray, offsets: list[int], peers: list[int],
-                     segment: int) -> list[MPI.Request]:
+    def _send_chunks(self, buffer: np.ndarray, offsets: list[int], segment: int) -> list[MPI.Request]:
         # Every peer's chunk goes out at once; MPI keeps the segments to one peer in order.
         sends = []
-        for q in peers:
+        for q in self.peers:
             theirs = (q + 1) % self.size
             chunk = buffer[offsets[theirs]:offsets[theirs + 1]]
             sends += [self.comm.Isend(chunk[a:a + segment], q, _TAG_DIRECT) for a in range(0, chunk.size, segment)]
         return sends
 
-    def _add_segments_from_all(self, target: np.ndarray, peers: list[int], segment: int,
-                               scratch: np.ndarray) -> None:
-        comm = self.comm
+    def _add_segments_from_all(self, target: np.ndarray, segment: int, scratch: np.ndarray) -> None:
+        comm, peers = self.comm, self.peers
         count = (target.size + segment - 1) // segment
 
         def post(j: int) -> list[MPI.Request]:
@@ -97,10 +97,10 @@ class DirectAllreduce(RingAllreduce):
                 add_into(piece, scratch[j % 2, k, :piece.size])
             pending = ahead
 
-    def _add_chunks_in_turn(self, target: np.ndarray, peers: list[int], scratch: np.ndarray) -> None:
+    def _add_chunks_in_turn(self, target: np.ndarray, scratch: np.ndarray) -> None:
         if not target.size:
             return
-        comm, n = self.comm, target.size
+        comm, peers, n = self.comm, self.peers, target.size
         pending = comm.Irecv(scratch[0, :n], peers[0], _TAG_DIRECT)
         for k in range(len(peers)):
             ahead = comm.Irecv(scratch[(k + 1) % 2, :n], peers[k + 1], _TAG_DIRECT) if k + 1 < len(peers) else None

@@ -1,0 +1,35 @@
+"""The helper scripts under benchmarks/ that turn saved results into the figures RESULTS.md quotes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
+MIB = 1 << 20
+
+
+def _row(strategy: str, nbytes: int, speedup: float, vs_best: float = 1.0) -> dict:
+    return {"strategy": strategy, "bytes": nbytes, "speedup_vs_native": speedup, "vs_best": vs_best}
+
+
+def test_allreduce_targets_reads_each_run_and_marks_what_it_lacks(tmp_path):
+    rows = [_row("native", size, 1.0) for size in (8, 1024, 2048, 16 * MIB, 64 * MIB)]
+    rows += [_row("ring", 16 * MIB, 1.31), _row("ring", 64 * MIB, 2.05)]
+    # tree: 1/0.8 = 1.25 at 8 B is the worst up to 1 KiB; the 2 KiB row lies outside the target's range
+    rows += [_row("tree", 8, 0.8), _row("tree", 1024, 1.25), _row("tree", 2048, 0.5)]
+    rows += [_row("auto", 8, 1.0, 1.04), _row("auto", 16 * MIB, 1.3, 1.12), _row("auto", 64 * MIB, 2.0, 1.01)]
+    run = tmp_path / "allreduce-4ranks-run1.json"
+    run.write_text(json.dumps({"metadata": {"ranks": 4}, "results": rows}))
+    out = subprocess.run([sys.executable, str(SCRIPTS / "allreduce_targets.py"), str(run)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["allreduce-4ranks-run1.json", "4", "ranks", "ring", "16M", "1.31", "64M", "2.05",
+                           "direct", "16M", "-", "64M", "-", "tree/native", "worst", "1.25", "at", "8", "B",
+                           "auto/best", "worst", "1.12", "at", str(16 * MIB), "B"]
+
+
+def test_allreduce_targets_without_files_says_how_to_call_it():
+    done = subprocess.run([sys.executable, str(SCRIPTS / "allreduce_targets.py")], capture_output=True, text=True)
+    assert done.returncode != 0 and done.stderr.startswith("usage:")

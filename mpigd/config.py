@@ -41,8 +41,9 @@ class Config:
     ``batch_size`` is the *global* mini-batch size of SGD, shared out among the ranks.
     ``eval_every`` is in epochs; 0 picks about 20 evaluations per run.
 
-    Models: ``classes`` (softmax, mlp; 0 infers max label + 1), ``hidden``, ``activation`` and ``task``
-    (mlp; the other models imply their task). Objective: mean loss + ``l1``·‖w‖₁ + (``l2``/2)·‖w‖².
+    Models: ``classes`` (softmax, mlp; 0: the distinct labels found, K: labels 0 .. K-1), ``hidden``,
+    ``activation`` and ``task`` (mlp; the other models imply their task). Objective: mean loss +
+    ``l1``·‖w‖₁ + (``l2``/2)·‖w‖².
     Steps: ``optimizer`` (``momentum`` is its coefficient), ``schedule`` with ``warmup``, ``step_size``,
     ``gamma``, ``power``; ``local_steps`` for local-sgd. Stopping: ``epochs`` is the maximum, ``tol``
     the relative change of the objective between epochs below which training stops (lbfgs and owlqn:

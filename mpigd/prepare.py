@@ -30,11 +30,37 @@ class Prepared:
     scaler: standardize.Scaler | None = None
 
 
-def infer_classes(shards: list[Shard], comm) -> int:
-    """The largest label over every rank's rows, plus one. Collective."""
-    top = np.array([max((float(s.y.max()) for s in shards if s.n_local), default=0.0)])
-    comm.allreduce_max(top)
-    return int(top[0]) + 1
+MAX_LABEL_SPAN = 1 << 20
+
+
+def class_labels(shards: list[Shard], comm) -> tuple[int, ...]:
+    """A classifier's labels: the distinct integers every rank's rows hold, sorted (LIBSVM's 1 .. k
+    give k classes, not k + 1 with an empty class 0). ``(0, 1)`` where some label is not an integer:
+    :func:`check` then names it. Collective: the ranks reduce the label range, then which of its
+    values occur."""
+    extremes = np.full(3, -np.inf)  # minus the lowest label, the highest, whether one is fractional
+    for shard in shards:
+        if shard.n_local:
+            y = shard.y
+            extremes[:] = np.maximum(extremes, [-float(y.min()), float(y.max()), float((y != np.round(y)).any())])
+    comm.allreduce_max(extremes)
+    low, high, fractional = -extremes[0], extremes[1], extremes[2] > 0
+    if fractional or not (np.isfinite(low) and np.isfinite(high)):
+        return 0, 1
+    span = int(high - low) + 1
+    if span > MAX_LABEL_SPAN:
+        raise InputError(f"class labels run from {low:g} to {high:g}, more than {MAX_LABEL_SPAN} values apart: "
+                         f"is this a regression target?")
+    present = np.zeros(span)
+    for shard in shards:
+        if shard.n_local:
+            present[np.unique(shard.y).astype(np.int64) - int(low)] = 1.0
+    comm.allreduce_max(present)
+    values = tuple(int(v) for v in np.flatnonzero(present) + int(low))
+    if len(values) >= 2:
+        return values
+    # One label: classes 0 .. max(1, label), as "--classes 0" always meant; a negative one fails check.
+    return tuple(range(max(2, values[0] + 1))) if values[0] >= 0 else (0, 1)
 
 
 def binary_label_values(shards: list[Shard], comm) -> tuple[int, int]:
@@ -86,13 +112,15 @@ def prepare(config: Config, comm) -> Prepared:
         if min(shard.n_global, test.n_global) == 0:
             comm.agree(InputError(f"holdout {config.holdout:g} leaves no rows on one side of the split"))
     shards = [shard] + ([test] if test is not None else [])
-    classes = 2
+    values = None
     if config.model == "softmax" or (config.model == "mlp" and config.task_of_model == "classification"):
-        classes = config.classes or max(2, infer_classes(shards, comm))
-    model = make_model(config.model, shard.n_features, classes, config.hidden, config.activation,
-                       config.task_of_model)
+        values = tuple(range(config.classes)) if config.classes else class_labels(shards, comm)
+    model = make_model(config.model, shard.n_features, len(values) if values else 2, config.hidden,
+                       config.activation, config.task_of_model)
     if model.name == "logistic":
         model.label_values = binary_label_values(shards, comm)
+    elif values:
+        model.label_values = values
     check(model, shards, comm)
     shard, test = encode_labels(model, shard), encode_labels(model, test)
     scaler = None

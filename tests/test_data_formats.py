@@ -122,3 +122,67 @@ def test_two_other_integer_labels_train_as_zero_one_and_predict_in_their_own_ter
     done = run_mpi(2, TRAIN + ["--data", str(tmp_path / "three.libsvm"), "--out", str(tmp_path / "out3")],
                    timeout=TIMEOUT)
     assert done.returncode == 2 and "logistic regression needs two labels (0 and 1, or" in done.stderr
+
+
+def _multiclass(rows: int = 120, features: int = 4, classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((rows, features))
+    y = np.argmax(X[:, :classes] + 0.3 * rng.standard_normal((rows, classes)), axis=1).astype(np.float64)
+    order = np.argsort(y, kind="stable")  # sorted by label: rank 0 of 2 never sees the last class
+    return X[order], y[order]
+
+
+def _write_libsvm(path, X, labels) -> None:
+    with open(path, "w") as handle:
+        for row, label in zip(X, labels):
+            handle.write(f"{label:d} " + " ".join(f"{j + 1}:{float(v)!r}" for j, v in enumerate(row)) + "\n")
+
+
+def test_multiclass_labels_one_to_k_train_k_classes_and_predict_in_their_own_terms(tmp_path):
+    X, y = _multiclass()
+    np.savez(tmp_path / "zero-based.npz", X=X, y=y)
+    softmax = ["--model", "softmax", "--algo", "gd", "--epochs", "20", "--lr", "0.5", "--quiet", "--dtype", "float64"]
+    config = mpigd.Config(model="softmax", data=str(tmp_path / "zero-based.npz"), epochs=20, lr=0.5, quiet=True)
+    reference = mpigd.train(config, self_comm()).arrays
+    one_based = str(tmp_path / "one-based.libsvm")
+    _write_libsvm(one_based, X, y.astype(int) + 1)
+    out = str(tmp_path / "out")
+    done = run_mpi(2, ["-m", "mpigd", "train"] + softmax + ["--data", one_based, "--out", out], timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    params = load_params(out)
+    # Labels 1, 2, 3 are classes 0, 1, 2: the same three-class model, not four classes with an empty one.
+    assert params["coef"].shape == (4, 3)
+    np.testing.assert_allclose(params["coef"], reference["coef"], rtol=0, atol=1e-10)
+    described = json.load(open(os.path.join(out, "model.json")))
+    assert (described["classes"], described["labels"]) == (3, [1, 2, 3])
+    predictions = str(tmp_path / "pred.npy")
+    done = run_mpi(3, ["-m", "mpigd", "predict", "--params", os.path.join(out, "params.npz"), "--data", one_based,
+                       "--output", predictions, "--quiet"], timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    expected = np.argmax(X @ params["coef"] + params["intercept"], axis=1) + 1
+    assert np.array_equal(np.load(predictions, allow_pickle=False), expected)
+    with open(one_based) as source, open(tmp_path / "unseen.libsvm", "w") as target:
+        target.write(source.read() + "0 1:0.5\n")
+    done = run_mpi(2, ["-m", "mpigd", "evaluate", "--params", os.path.join(out, "params.npz"), "--data",
+                       str(tmp_path / "unseen.libsvm")], timeout=TIMEOUT)
+    assert done.returncode == 2, done.stderr
+    assert "labels must be those of the 3 classes of training (1, 2, 3); found 0" in done.stderr
+
+
+def test_classifier_labels_with_gaps_are_the_classes_and_fractions_are_refused(tmp_path):
+    X, y = _multiclass()
+    gapped = np.array([-4.0, 2.0, 9.0])[y.astype(int)]
+    for model, extra in (("softmax", {}), ("mlp", {"hidden": (5,)})):
+        arrays = {}
+        for name, labels in (("plain", y), ("gapped", gapped)):
+            np.savez(tmp_path / f"{name}.npz", X=X, y=labels)
+            config = mpigd.Config(model=model, data=str(tmp_path / f"{name}.npz"), epochs=5, lr=0.5, quiet=True,
+                                  out=str(tmp_path / f"out-{model}-{name}"), **extra)
+            result = mpigd.train(config, self_comm())
+            arrays[name] = result.arrays
+        assert result.summary["model"]["labels"] == [-4, 2, 9]
+        for key in arrays["plain"]:
+            assert np.array_equal(arrays["plain"][key], arrays["gapped"][key]), (model, key)
+    np.savez(tmp_path / "fraction.npz", X=X, y=np.where(y == 2, 1.5, y))
+    with pytest.raises(mpigd.errors.InputError, match="class labels must be integers; found 1.5"):
+        mpigd.train(mpigd.Config(model="softmax", data=str(tmp_path / "fraction.npz"), quiet=True), self_comm())

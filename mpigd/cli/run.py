@@ -20,7 +20,8 @@ def register(commands) -> None:
     add("--standardize", action="store_true", help="scale features to global mean 0, variance 1 (saved in params.npz)")
     add("--test-data", default=None, help="held-out data, same format rules; test metrics go to summary.json")
     add("--test-labels", default=None, help="the labels .npy file of --test-data")
-    add("--classes", type=int, default=defaults.classes, help="classes of softmax/mlp (0: max label + 1)")
+    add("--classes", type=int, default=defaults.classes,
+        help="classes of softmax/mlp (0: the labels found; K: labels 0..K-1)")
     add("--hidden", type=widths, default=defaults.hidden, help="mlp hidden widths, e.g. 64,32")
     add("--activation", choices=ACTIVATIONS, default=defaults.activation, help="mlp hidden activation")
     add("--task", choices=TASKS, default=defaults.task or None, help="mlp head (default classification)")

@@ -33,4 +33,9 @@ def from_description(description: dict) -> Model:
     if model.name == "logistic":
         low, high = (int(value) for value in description.get("labels", (0, 1)))
         model.label_values, model.trained = (low, high), True
+    elif model.task == "classification":
+        values = tuple(int(value) for value in description.get("labels", range(model.n_classes)))
+        if len(values) != model.n_classes:
+            raise ValueError(f"model.json lists {len(values)} labels for {model.n_classes} classes")
+        model.label_values, model.trained = values, True
     return model

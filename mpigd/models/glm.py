@@ -14,14 +14,6 @@ def block_rows(X, start: int, stop: int):
     return X.rows(start, stop) if isinstance(X, CSRMatrix) else X[start:stop]
 
 
-def integer_labels(y: np.ndarray, k: int) -> str | None:
-    """Why ``y`` are not class numbers ``0 .. k-1``, or ``None`` when they are."""
-    bad = (y != np.round(y)) | (y < 0) | (y >= k)
-    if bad.any():
-        return f"labels must be the class numbers 0 to {k - 1}; found {y[bad][0]:g}"
-    return None
-
-
 class GeneralizedLinearModel:
     """Shared layout and plumbing; subclasses name their kernels and metrics."""
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from mpigd import kernels
 from mpigd.data.csr import CSRMatrix
-from mpigd.models import metrics
-from mpigd.models.glm import block_rows, integer_labels
+from mpigd.models import labels, metrics
+from mpigd.models.glm import block_rows
 
 ACTIVATIONS = {"relu": kernels.RELU, "tanh": kernels.TANH}
 TASKS = ("classification", "regression")
@@ -21,7 +21,8 @@ TASKS = ("classification", "regression")
 
 class MLP:
     """``hidden`` gives the hidden widths (e.g. ``(64, 32)``); ``n_classes`` outputs for classification,
-    one for regression."""
+    one for regression. A classifier's class ``c`` is the data's label ``label_values[c]``, as in
+    :class:`~mpigd.models.softmax.SoftmaxRegression`."""
 
     name = "mlp"
 
@@ -33,6 +34,8 @@ class MLP:
             raise ValueError(f"classification needs at least 2 classes, got {n_classes}")
         self.n_features, self.hidden, self.activation, self.task = n_features, tuple(hidden), activation, task
         self.n_classes = n_classes if task == "classification" else 0
+        self.label_values = tuple(range(self.n_classes))
+        self.trained = False  # label_values are those of a trained model, not the data's
         self.n_outputs = n_classes if task == "classification" else 1
         self.widths = np.array([n_features, *hidden, self.n_outputs], dtype=np.int64)
         self.shapes = [(int(a), int(b)) for a, b in zip(self.widths[:-1], self.widths[1:])]
@@ -84,10 +87,13 @@ class MLP:
 
     def predict(self, X, params: np.ndarray) -> np.ndarray:
         out = self.outputs(X, params)
-        return out[:, 0] if self.task == "regression" else np.argmax(out, axis=1).astype(np.int64)
+        return out[:, 0] if self.task == "regression" else labels.decode(np.argmax(out, axis=1), self.label_values)
 
     def check_labels(self, y: np.ndarray) -> str | None:
-        return integer_labels(y, self.n_classes) if self.task == "classification" else None
+        return labels.problem(y, self.label_values, self.trained) if self.task == "classification" else None
+
+    def encode_labels(self, y: np.ndarray) -> np.ndarray:
+        return labels.encode(y, self.label_values)
 
     def check_input(self, X) -> str | None:
         """Why this input cannot be used (the MLP reads dense rows only), or ``None``."""
@@ -105,4 +111,5 @@ class MLP:
 
     def describe(self) -> dict[str, object]:
         return {"model": self.name, "task": self.task, "n_features": self.n_features, "hidden": list(self.hidden),
-                "activation": self.activation, "classes": self.n_classes}
+                "activation": self.activation, "classes": self.n_classes,
+                **({"labels": list(self.label_values)} if self.task == "classification" else {})}

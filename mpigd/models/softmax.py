@@ -6,13 +6,17 @@ import numpy as np
 
 from mpigd import kernels
 from mpigd.data.csr import CSRMatrix
-from mpigd.models import metrics
-from mpigd.models.glm import block_rows, integer_labels
+from mpigd.models import labels, metrics
+from mpigd.models.glm import block_rows
 
 
 class SoftmaxRegression:
-    """Mean log-loss of ``softmax(x W + b)`` against labels ``0 .. k-1``; the weights ``W`` are penalised,
-    the intercepts ``b`` are not. ``params.npz`` holds ``coef`` (features x classes) and ``intercept``."""
+    """Mean log-loss of ``softmax(x W + b)`` against classes ``0 .. k-1``; the weights ``W`` are penalised,
+    the intercepts ``b`` are not. ``params.npz`` holds ``coef`` (features x classes) and ``intercept``.
+
+    Class ``c`` is the data's label ``label_values[c]`` (``c`` itself unless set: LIBSVM's 1 .. k, say);
+    :meth:`encode_labels` turns labels into classes, :meth:`predict` answers in labels.
+    """
 
     name = "softmax"
     task = "classification"
@@ -25,6 +29,8 @@ class SoftmaxRegression:
         self.n_params = self.n_penalized + n_classes
         self.n_outputs = n_classes
         self.n_eval_stats = 1 + n_classes * n_classes
+        self.label_values = tuple(range(n_classes))
+        self.trained = False  # label_values are those of a trained model, not the data's
 
     def init_params(self, dtype: np.dtype, seed: int = 0) -> np.ndarray:
         """Zeros: the objective is convex (strictly so with l2 > 0)."""
@@ -59,15 +65,19 @@ class SoftmaxRegression:
         return metrics.classification_metrics(stats, n_rows, self.n_classes)
 
     def predict(self, X, params: np.ndarray) -> np.ndarray:
-        """The most probable class of every row."""
-        return np.argmax(self.outputs(X, params), axis=1).astype(np.int64)
+        """The label of the most probable class of every row."""
+        return labels.decode(np.argmax(self.outputs(X, params), axis=1), self.label_values)
 
     def check_labels(self, y: np.ndarray) -> str | None:
-        return integer_labels(y, self.n_classes)
+        return labels.problem(y, self.label_values, self.trained)
+
+    def encode_labels(self, y: np.ndarray) -> np.ndarray:
+        return labels.encode(y, self.label_values)
 
     def arrays(self, params: np.ndarray) -> dict[str, np.ndarray]:
         d, k = self.n_features, self.n_classes
         return {"coef": params[: d * k].reshape(d, k).copy(), "intercept": params[d * k :].copy()}
 
     def describe(self) -> dict[str, object]:
-        return {"model": self.name, "task": self.task, "n_features": self.n_features, "classes": self.n_classes}
+        return {"model": self.name, "task": self.task, "n_features": self.n_features, "classes": self.n_classes,
+                "labels": list(self.label_values)}

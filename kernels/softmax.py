@@ -19,13 +19,8 @@ import math
 
 import numpy as np
 
+from mpigd.kernels.glm import row_index
 from mpigd.kernels.jit import kernel
-
-
-@kernel
-def row_index(rows, t):
-    """The ``t``-th row to visit: ``t`` itself, or ``rows[t]``."""
-    return t if rows is None else rows[t]
 
 
 @kernel

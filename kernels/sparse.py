@@ -14,58 +14,94 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpigd.kernels.glm import _point
+from mpigd.kernels.glm import BLOCK_ROWS, LOGISTIC, SQUARED, _point, row_index
 from mpigd.kernels.jit import kernel
-from mpigd.kernels.softmax import row_index, softmax_delta
+from mpigd.kernels.softmax import softmax_delta
 
 # Positions and columns are unsigned: Numba guards every signed index against negative
 # (wrap-around) values, a compare and a select per access that also kept the gather loops from
-# vectorising; the readers have already rejected negative columns. 1.4-2.5x faster
+# vectorising; the readers have already rejected negative columns. 1.4-3.1x faster
 # (benchmarks/RESULTS.md, *CSR kernels*).
 
 
-@kernel
+@kernel(inline="always")
 def _n_rows(indptr, rows):
     return indptr.shape[0] - 1 if rows is None else rows.shape[0]
 
 
-@kernel
+@kernel(inline="always")
 def _span(indptr, i):
     """Positions ``[lo, hi)`` of row ``i``'s non-zeros, unsigned."""
     return np.uint64(indptr[i]), np.uint64(indptr[i + 1])
 
 
+@kernel(inline="always")
+def _csr_margin(indptr, indices, data, i, params):
+    lo, hi = _span(indptr, i)
+    z = params[params.shape[0] - 1]
+    for p in range(lo, hi):
+        z += data[p] * params[np.uint64(indices[p])]
+    return z
+
+
 @kernel
 def csr_glm_loss_grad(indptr, indices, data, y, rows, params, grad, loss):
     """Summed loss (``loss`` = SQUARED or LOGISTIC) over CSR rows; summed gradient to ``grad``."""
-    d = params.shape[0] - 1
     acc = np.zeros_like(grad)
+    if loss == LOGISTIC:
+        total = _csr_logistic_rows(indptr, indices, data, y, rows, params, acc)
+    else:
+        total = _csr_squared_rows(indptr, indices, data, y, rows, params, acc)
+    grad[:] = acc
+    return total
+
+
+@kernel(inline="always")
+def _csr_update(indptr, indices, data, i, r, acc):
+    lo, hi = _span(indptr, i)
+    for p in range(lo, hi):
+        acc[np.uint64(indices[p])] += r * data[p]
+    acc[acc.shape[0] - 1] += r
+
+
+@kernel
+def _csr_squared_rows(indptr, indices, data, y, rows, params, acc):
     total = 0.0
     for t in range(_n_rows(indptr, rows)):
         i = row_index(rows, t)
-        lo, hi = _span(indptr, i)
-        z = params[d]
-        for p in range(lo, hi):
-            z += data[p] * params[np.uint64(indices[p])]
-        value, r = _point(z, y[i], loss)
+        value, r = _point(_csr_margin(indptr, indices, data, i, params), y[i], SQUARED)
         total += value
-        for p in range(lo, hi):
-            acc[np.uint64(indices[p])] += r * data[p]
-        acc[d] += r
-    grad[:] = acc
+        _csr_update(indptr, indices, data, i, r, acc)
+    return total
+
+
+@kernel
+def _csr_logistic_rows(indptr, indices, data, y, rows, params, acc):
+    """In blocks, as the dense log-loss kernel. Here the two passes over a block's non-zeros cost
+    what the vectorised ``exp`` saves (one pass overlaps a row's gather with the previous row's
+    scatter): the same time as one row at a time with libm, and the same per-row arithmetic as the
+    dense kernel."""
+    n = _n_rows(indptr, rows)
+    z = np.empty(BLOCK_ROWS)
+    r = np.empty(BLOCK_ROWS)
+    total = 0.0
+    for start in range(0, n, BLOCK_ROWS):
+        m = min(BLOCK_ROWS, n - start)
+        for t in range(m):
+            z[t] = _csr_margin(indptr, indices, data, row_index(rows, start + t), params)
+        for t in range(m):
+            value, r[t] = _point(z[t], y[row_index(rows, start + t)], LOGISTIC)
+            total += value
+        for t in range(m):
+            _csr_update(indptr, indices, data, row_index(rows, start + t), r[t], acc)
     return total
 
 
 @kernel
 def csr_glm_margins(indptr, indices, data, params, out):
     """The margin ``x . w + b`` of every CSR row, written to ``out``."""
-    d = params.shape[0] - 1
     for i in range(indptr.shape[0] - 1):
-        lo, hi = _span(indptr, i)
-        z = params[d]
-        for p in range(lo, hi):
-            z += data[p] * params[np.uint64(indices[p])]
-        out[i] = z
+        out[i] = _csr_margin(indptr, indices, data, i, params)
 
 
 @kernel

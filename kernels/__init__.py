@@ -7,10 +7,10 @@ allocates nothing in its loop; each has a NumPy twin in the tests as its oracle.
 from mpigd.kernels.glm import LOGISTIC, SQUARED, glm_loss_grad, glm_loss_grad_rows, logistic_eval, squared_eval
 from mpigd.kernels.gram import DEFAULT as gram_default, gram_blas, gram_numba
 from mpigd.kernels.jit import kernel
-from mpigd.kernels.mlp import RELU, SOFTMAX_HEAD, SQUARED_HEAD, TANH, mlp_loss_grad, mlp_outputs
+from mpigd.kernels.mlp import RELU, SOFTMAX_HEAD, SQUARED_HEAD, TANH, mlp_loss_grad, mlp_outputs, softmax_loss_grad
 from mpigd.kernels.prox import soft_threshold
 from mpigd.kernels.reduce import add_into
-from mpigd.kernels.softmax import softmax_logits, softmax_loss_grad
+from mpigd.kernels.softmax import softmax_logits
 from mpigd.kernels.sparse import csr_glm_loss_grad, csr_glm_margins, csr_softmax_logits, csr_softmax_loss_grad
 from mpigd.kernels.stream import stream_sum
 from mpigd.kernels.text import CSV_PROBLEMS, LIBSVM_PROBLEMS, csv_scan, libsvm_scan

@@ -10,6 +10,8 @@ not inlined keeps its status check, which also blocks vectorisation). Accuracy i
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mpigd.kernels.jit import kernel
@@ -22,29 +24,30 @@ _SQRT2_MINUS_1 = 0.41421356237309503
 _EXP_UNDERFLOW = 746.0  # exp(-746) is below half the smallest subnormal: 0
 
 
+# Highest power first, for Horner. exp: Taylor to r^13, the next term below 5e-18 on |r| <= 0.347.
+# log1p: 2 atanh(s) / s = 2 (1 + s^2/3 + s^4/5 + ...), eleven terms reach 1e-17 on |s| <= 0.172.
+_EXP_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))
+_ATANH_SERIES = tuple(1.0 / k for k in range(21, 0, -2))
+
+
+@kernel(inline="always")
+def _horner(x, coefficients):
+    p = coefficients[0]
+    for i in range(1, len(coefficients)):
+        p = p * x + coefficients[i]
+    return p
+
+
 @kernel(inline="always")
 def exp_neg(a):
     """``exp(-a)`` for ``a >= 0`` (``+inf`` gives 0)."""
     a = _EXP_UNDERFLOW if a > _EXP_UNDERFLOW else a  # written so that NaN passes through
     n = np.floor(a * _INV_LN2 + 0.5)
     r = (n * _LN2_HI - a) + n * _LN2_LO  # -a = -n ln 2 + r, |r| <= ln(2) / 2
-    # Taylor to r^13: the next term is below 5e-18 on |r| <= 0.347.
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
+    p = _horner(r, _EXP_TAYLOR)
     # Times 2^-n, one bit of n at a time: exact multiplications by powers of two, selects rather
-    # than a table lookup, and correct into the subnormals.
+    # than a table lookup, and correct into the subnormals. Written out: as a loop over a tuple of
+    # the powers the float64 logistic kernel ran 20% slower (18.2 against 15.0 ms per 10^6 x 32).
     k = np.int64(n)
     p *= 0.5 if k & 1 else 1.0
     p *= 0.25 if k & 2 else 1.0
@@ -64,20 +67,8 @@ def exp_neg(a):
 def log1p_unit(e):
     """``log(1 + e)`` for ``0 <= e <= 1``, to full relative precision however small ``e`` is."""
     # log(m) = 2 atanh(s), s = (m - 1) / (m + 1), on m = 1 + e, or (1 + e) / 2 plus ln 2 above
-    # sqrt(2): either way |s| <= 0.172 and eleven terms of the series reach 1e-17.
+    # sqrt(2): either way |s| <= 0.172.
     high = e > _SQRT2_MINUS_1
     f = 0.5 * (e - 1.0) if high else e
     s = f / (2.0 + f)
-    s2 = s * s
-    q = 1.0 / 21.0
-    q = q * s2 + 1.0 / 19.0
-    q = q * s2 + 1.0 / 17.0
-    q = q * s2 + 1.0 / 15.0
-    q = q * s2 + 1.0 / 13.0
-    q = q * s2 + 1.0 / 11.0
-    q = q * s2 + 1.0 / 9.0
-    q = q * s2 + 1.0 / 7.0
-    q = q * s2 + 1.0 / 5.0
-    q = q * s2 + 1.0 / 3.0
-    q = q * s2 + 1.0
-    return 2.0 * s * q + (_LN2 if high else 0.0)
+    return 2.0 * s * _horner(s * s, _ATANH_SERIES) + (_LN2 if high else 0.0)

@@ -11,6 +11,7 @@ import pytest
 import mpigd
 from data_helpers import TIMEOUT, in_memory, load_params, write_all
 from mpigd.comm import self_comm
+from mpigd.data import generate
 from mpirun import run_mpi
 
 TRAIN = ["-m", "mpigd", "train", "--model", "logistic", "--algo", "gd", "--epochs", "15", "--lr", "0.5",
@@ -132,12 +133,6 @@ def _multiclass(rows: int = 120, features: int = 4, classes: int = 3) -> tuple[n
     return X[order], y[order]
 
 
-def _write_libsvm(path, X, labels) -> None:
-    with open(path, "w") as handle:
-        for row, label in zip(X, labels):
-            handle.write(f"{label:d} " + " ".join(f"{j + 1}:{float(v)!r}" for j, v in enumerate(row)) + "\n")
-
-
 def test_multiclass_labels_one_to_k_train_k_classes_and_predict_in_their_own_terms(tmp_path):
     X, y = _multiclass()
     np.savez(tmp_path / "zero-based.npz", X=X, y=y)
@@ -145,7 +140,9 @@ def test_multiclass_labels_one_to_k_train_k_classes_and_predict_in_their_own_ter
     config = mpigd.Config(model="softmax", data=str(tmp_path / "zero-based.npz"), epochs=20, lr=0.5, quiet=True)
     reference = mpigd.train(config, self_comm()).arrays
     one_based = str(tmp_path / "one-based.libsvm")
-    _write_libsvm(one_based, X, y.astype(int) + 1)
+    spec = generate.Spec(len(y), X.shape[1], "regression", 0, "libsvm", one_based)  # labels written as given
+    with open(one_based, "wb") as handle:
+        handle.write(generate.libsvm_bytes(spec, X, y + 1))
     out = str(tmp_path / "out")
     done = run_mpi(2, ["-m", "mpigd", "train"] + softmax + ["--data", one_based, "--out", out], timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr

@@ -58,3 +58,22 @@ def problem(y: np.ndarray, values: Sequence[int], trained: bool) -> str | None:
         return None
     return f"labels must be those of the {len(values)} classes{' of training' if trained else ''} " \
            f"({describe(values)}); found {bad:g}"
+
+
+class ClassLabels:
+    """A classifier's labels: class ``c`` is the data's label ``label_values[c]`` (``c`` itself
+    unless set: LIBSVM's 1 .. k, say). Training sees classes (:meth:`encode_labels`); predictions
+    are turned back into labels (:meth:`labels_of`)."""
+
+    def start_labels(self, n_classes: int) -> None:
+        self.label_values = tuple(range(n_classes))
+        self.trained = False  # label_values are those of a trained model, not the data's
+
+    def check_labels(self, y: np.ndarray) -> str | None:
+        return problem(y, self.label_values, self.trained)
+
+    def encode_labels(self, y: np.ndarray) -> np.ndarray:
+        return encode(y, self.label_values)
+
+    def labels_of(self, classes: np.ndarray) -> np.ndarray:
+        return decode(classes, self.label_values)

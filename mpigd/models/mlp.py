@@ -12,17 +12,18 @@ import numpy as np
 
 from mpigd import kernels
 from mpigd.data.csr import CSRMatrix
-from mpigd.models import labels, metrics
+from mpigd.models import metrics
 from mpigd.models.glm import block_rows
+from mpigd.models.labels import ClassLabels
 
 ACTIVATIONS = {"relu": kernels.RELU, "tanh": kernels.TANH}
 TASKS = ("classification", "regression")
 
 
-class MLP:
+class MLP(ClassLabels):
     """``hidden`` gives the hidden widths (e.g. ``(64, 32)``); ``n_classes`` outputs for classification,
-    one for regression. A classifier's class ``c`` is the data's label ``label_values[c]``, as in
-    :class:`~mpigd.models.softmax.SoftmaxRegression`."""
+    one for regression. A classifier's classes are the data's labels as
+    :class:`~mpigd.models.labels.ClassLabels` maps them."""
 
     name = "mlp"
 
@@ -34,8 +35,7 @@ class MLP:
             raise ValueError(f"classification needs at least 2 classes, got {n_classes}")
         self.n_features, self.hidden, self.activation, self.task = n_features, tuple(hidden), activation, task
         self.n_classes = n_classes if task == "classification" else 0
-        self.label_values = tuple(range(self.n_classes))
-        self.trained = False  # label_values are those of a trained model, not the data's
+        self.start_labels(self.n_classes)
         self.n_outputs = n_classes if task == "classification" else 1
         self.widths = np.array([n_features, *hidden, self.n_outputs], dtype=np.int64)
         self.shapes = [(int(a), int(b)) for a, b in zip(self.widths[:-1], self.widths[1:])]
@@ -87,13 +87,10 @@ class MLP:
 
     def predict(self, X, params: np.ndarray) -> np.ndarray:
         out = self.outputs(X, params)
-        return out[:, 0] if self.task == "regression" else labels.decode(np.argmax(out, axis=1), self.label_values)
+        return out[:, 0] if self.task == "regression" else self.labels_of(np.argmax(out, axis=1))
 
     def check_labels(self, y: np.ndarray) -> str | None:
-        return labels.problem(y, self.label_values, self.trained) if self.task == "classification" else None
-
-    def encode_labels(self, y: np.ndarray) -> np.ndarray:
-        return labels.encode(y, self.label_values)
+        return super().check_labels(y) if self.task == "classification" else None
 
     def check_input(self, X) -> str | None:
         """Why this input cannot be used (the MLP reads dense rows only), or ``None``."""

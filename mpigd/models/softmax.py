@@ -6,16 +6,17 @@ import numpy as np
 
 from mpigd import kernels
 from mpigd.data.csr import CSRMatrix
-from mpigd.models import labels, metrics
+from mpigd.models import metrics
 from mpigd.models.glm import block_rows
+from mpigd.models.labels import ClassLabels
 
 
-class SoftmaxRegression:
+class SoftmaxRegression(ClassLabels):
     """Mean log-loss of ``softmax(x W + b)`` against classes ``0 .. k-1``; the weights ``W`` are penalised,
     the intercepts ``b`` are not. ``params.npz`` holds ``coef`` (features x classes) and ``intercept``.
 
-    Class ``c`` is the data's label ``label_values[c]`` (``c`` itself unless set: LIBSVM's 1 .. k, say);
-    :meth:`encode_labels` turns labels into classes, :meth:`predict` answers in labels.
+    Classes are the data's labels as :class:`~mpigd.models.labels.ClassLabels` maps them;
+    :meth:`predict` answers in labels.
     """
 
     name = "softmax"
@@ -29,8 +30,7 @@ class SoftmaxRegression:
         self.n_params = self.n_penalized + n_classes
         self.n_outputs = n_classes
         self.n_eval_stats = 1 + n_classes * n_classes
-        self.label_values = tuple(range(n_classes))
-        self.trained = False  # label_values are those of a trained model, not the data's
+        self.start_labels(n_classes)
 
     def init_params(self, dtype: np.dtype, seed: int = 0) -> np.ndarray:
         """Zeros: the objective is convex (strictly so with l2 > 0)."""
@@ -66,13 +66,7 @@ class SoftmaxRegression:
 
     def predict(self, X, params: np.ndarray) -> np.ndarray:
         """The label of the most probable class of every row."""
-        return labels.decode(np.argmax(self.outputs(X, params), axis=1), self.label_values)
-
-    def check_labels(self, y: np.ndarray) -> str | None:
-        return labels.problem(y, self.label_values, self.trained)
-
-    def encode_labels(self, y: np.ndarray) -> np.ndarray:
-        return labels.encode(y, self.label_values)
+        return self.labels_of(np.argmax(self.outputs(X, params), axis=1))
 
     def arrays(self, params: np.ndarray) -> dict[str, np.ndarray]:
         d, k = self.n_features, self.n_classes

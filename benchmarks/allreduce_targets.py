@@ -6,6 +6,8 @@ Per file: ring's and direct's speedup over native at 16 and 64 MiB (target: ring
 tree's worst time over native from 8 B to 1 KiB (target <= 1.5) and auto's worst time over the best
 of the other strategies at any size (target <= 1.1). Every figure is the bench's own paired ratio
 (median over repeats of the ratio within a repeat). A strategy or size the run left out reads "-".
+Last, native's 1 MiB latency in us: on the AMD guest of benchmarks/RESULTS.md it tells a launch in
+the slow state (~500 us and more, every strategy slow up to 8 MiB) from a normal one (~120 us).
 """
 
 from __future__ import annotations
@@ -44,8 +46,10 @@ def summary(path: str) -> str:
     rows, ranks = report["results"], report["metadata"]["ranks"]
     tree = _worst(rows, "tree", lambda r: 1.0 / r["speedup_vs_native"], max_bytes=1024)
     auto = _worst(rows, "auto", lambda r: r["vs_best"])
+    native = _row(rows, "native", MIB)
+    marker = f"{native['median_s'] * 1e6:.0f}" if native else "-"
     return (f"{os.path.basename(path):<34} {ranks:>2} ranks  {_speedups(rows, 'ring')}  "
-            f"{_speedups(rows, 'direct')}  tree/native worst {tree:<14} auto/best worst {auto}")
+            f"{_speedups(rows, 'direct')}  tree/native worst {tree:<14} auto/best worst {auto:<18} native 1M us {marker}")
 
 
 if __name__ == "__main__":

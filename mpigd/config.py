@@ -52,7 +52,7 @@ class Config:
     the evaluations without a better held-out loss after which it stops. Held-out rows: a fraction
     ``holdout`` of the rows (chosen by a hash of seed and row index), or the file ``test_data``.
     ``density`` > 0 makes the synthetic data sparse (CSR) with that fraction of non-zeros.
-    ``tune_file`` is the calibration ``strategy="auto"`` reads (``mpigd tune``); ``None`` falls
+    ``tune_file`` is the calibration ``"auto"`` and ``"ring"`` read (``mpigd tune``); ``None`` falls
     back to ``$MPIGD_TUNE_FILE``, the default path, then built-in defaults.
     """
 

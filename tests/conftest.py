@@ -1,8 +1,18 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 from slurm_cluster import LocalSlurm, SlurmUnavailable
+
+# A tune file in the user's cache (where `mpigd tune` writes by default) or named by
+# $MPIGD_TUNE_FILE would change what ring and auto do under test: the tests, and the jobs they
+# launch, see only the tune files they write themselves.
+os.environ.pop("MPIGD_TUNE_FILE", None)
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="mpigd-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -146,6 +146,36 @@ def test_ranks_bound_to_their_own_cores_keep_ring_segments(comm):
     agree(comm, segment_bytes == SEGMENT_BYTES, f"ring bound to one core each: {segment_bytes}-byte segments")
 
 
+def test_ring_takes_its_segment_from_the_tune_file_of_its_rank_count(comm, tmp_path):
+    """``mpigd tune`` chooses the ring's segment; only rank 0 reads the file, every rank obeys it."""
+    from mpigd.comm.costmodel import CostModel
+    from mpigd.comm.strategies import make_strategy
+    from mpigd.comm.strategies.ring import SEGMENT_BYTES
+    from mpigd.comm.tunefile import Tuning, save
+
+    p = comm.Get_size()
+    here, other = tmp_path / "here.json", tmp_path / "other.json"
+    if comm.Get_rank() == 0:  # the other ranks' paths name no file: they must not be read
+        save(Tuning(p, CostModel(), None, ring_segment_bytes=96 * 1024), here)
+        save(Tuning(p + 1, CostModel(), None, ring_segment_bytes=96 * 1024), other)
+    comm.Barrier()
+    crowded = make_strategy("ring", comm).segment_bytes == 0  # whole chunks: ranks share cores
+    measured = make_strategy("ring", comm, str(here)).segment_bytes
+    elsewhere = make_strategy("ring", comm, str(other)).segment_bytes
+    agree(comm, measured == (0 if crowded else 96 * 1024), f"ring with this rank count's file: {measured}")
+    agree(comm, elsewhere == (0 if crowded else SEGMENT_BYTES), f"ring with another rank count's file: {elsewhere}")
+
+
+def test_a_named_tune_file_that_is_missing_stops_ring_on_every_rank(comm, tmp_path):
+    from mpigd.comm.strategies import make_strategy
+    from mpigd.errors import UsageError
+
+    with pytest.raises(UsageError, match="cannot use the tune file for --strategy ring: ") as raised:
+        make_strategy("ring", comm, str(tmp_path / "missing.json"))
+    # Rank 0, which reads the file, says why; the others point to it.
+    assert ("no such file" if comm.Get_rank() == 0 else "see rank 0") in str(raised.value)
+
+
 def test_direct_gives_the_same_bits_with_whole_chunks_as_with_segments(comm):
     """Crowded nodes take whole chunks one peer at a time; the order of each element's sum is kept."""
     from mpigd.comm.strategies import make_strategy

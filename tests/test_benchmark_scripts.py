@@ -11,12 +11,14 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
 MIB = 1 << 20
 
 
-def _row(strategy: str, nbytes: int, speedup: float, vs_best: float = 1.0) -> dict:
-    return {"strategy": strategy, "bytes": nbytes, "speedup_vs_native": speedup, "vs_best": vs_best}
+def _row(strategy: str, nbytes: int, speedup: float, vs_best: float = 1.0, seconds: float = 1e-3) -> dict:
+    return {"strategy": strategy, "bytes": nbytes, "speedup_vs_native": speedup, "vs_best": vs_best,
+            "median_s": seconds}
 
 
 def test_allreduce_targets_reads_each_run_and_marks_what_it_lacks(tmp_path):
     rows = [_row("native", size, 1.0) for size in (8, 1024, 2048, 16 * MIB, 64 * MIB)]
+    rows += [_row("native", MIB, 1.0, seconds=531.4e-6), _row("ring", MIB, 1.0, seconds=1.0)]
     rows += [_row("ring", 16 * MIB, 1.31), _row("ring", 64 * MIB, 2.05)]
     # tree: 1/0.8 = 1.25 at 8 B is the worst up to 1 KiB; the 2 KiB row lies outside the target's range
     rows += [_row("tree", 8, 0.8), _row("tree", 1024, 1.25), _row("tree", 2048, 0.5)]
@@ -27,9 +29,23 @@ def test_allreduce_targets_reads_each_run_and_marks_what_it_lacks(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     assert out.split() == ["allreduce-4ranks-run1.json", "4", "ranks", "ring", "16M", "1.31", "64M", "2.05",
                            "direct", "16M", "-", "64M", "-", "tree/native", "worst", "1.25", "at", "8", "B",
-                           "auto/best", "worst", "1.12", "at", str(16 * MIB), "B"]
+                           "auto/best", "worst", "1.12", "at", str(16 * MIB), "B", "native", "1M", "us", "531"]
 
 
 def test_allreduce_targets_without_files_says_how_to_call_it():
     done = subprocess.run([sys.executable, str(SCRIPTS / "allreduce_targets.py")], capture_output=True, text=True)
     assert done.returncode != 0 and done.stderr.startswith("usage:")
+
+
+def test_ring_segments_probe_prints_one_line_with_every_contender():
+    from mpirun import run_mpi
+
+    from mpigd.comm.strategies.ring import SEGMENT_CANDIDATES
+
+    job = run_mpi(2, [str(SCRIPTS / "ring_segments.py")], timeout=180)
+    assert job.returncode == 0, job.stderr
+    (line,) = job.stdout.splitlines()
+    contenders = ["ring0K", *(f"ring{s >> 10}K" for s in SEGMENT_CANDIDATES), "direct"]
+    for part in line.split("|")[1:3]:
+        ratios = dict(item.split(":") for item in part.split()[3:])
+        assert list(ratios) == contenders and all(float(r) > 0 for r in ratios.values())

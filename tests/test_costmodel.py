@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -76,6 +77,16 @@ def test_a_lone_near_tie_is_smoothed_away_but_a_clear_win_is_kept():
     assert Crossover.from_measurements(sizes, clear).choices == ("native", "tree", "native")
 
 
+def test_a_lone_near_tie_between_two_others_goes_to_the_faster_neighbour():
+    # As measured once at 8, 16 and 32 MiB on 2 ranks: tree won 16 MiB by 0.3%.
+    sizes = [8 << 20, 16 << 20, 32 << 20]
+    seconds = {"ring": [2.17, 3.878, 3.90], "direct": [2.46, 4.019, 3.60], "tree": [3.66, 3.868, 6.94],
+               "native": [2.31, 4.092, 13.3]}
+    assert Crossover.from_measurements(sizes, seconds).choices == ("ring", "direct")
+    seconds["tree"][1] = 3.0  # a clear win stays
+    assert Crossover.from_measurements(sizes, seconds).choices == ("ring", "tree", "direct")
+
+
 def test_crossover_round_trips_and_rejects_nonsense():
     table = Crossover((100, 10_000), ("tree", "native", "ring"))
     assert Crossover.from_list(table.as_list()) == table
@@ -87,14 +98,34 @@ def test_crossover_round_trips_and_rejects_nonsense():
 
 def test_tune_file_round_trip(tmp_path):
     tuning = Tuning(4, MODEL, Crossover((4096,), ("tree", "ring")), "MPICH", "host", "float32",
-                    {"sizes_bytes": [8, 1 << 20]})
+                    {"sizes_bytes": [8, 1 << 20]}, ring_segment_bytes=2 << 20)
     path = tmp_path / "sub" / "tune.json"
     save(tuning, path)
     again = load(path)
     assert again.model == MODEL and again.crossover == tuning.crossover and again.ranks == 4
-    assert again.crossover_for(4) == tuning.crossover
-    # On another rank count the measured table does not apply: the model decides.
-    assert again.crossover_for(16) == Crossover.from_model(MODEL, 16)
+    assert again.crossover_for(4) == tuning.crossover and again.ring_segment_for(4) == 2 << 20
+    # On another rank count neither measurement applies: the model decides, the ring its default.
+    assert again.crossover_for(16) == Crossover.from_model(MODEL, 16) and again.ring_segment_for(16) is None
+
+
+def test_tune_file_without_a_ring_segment_still_loads(tmp_path):
+    path = tmp_path / "old.json"
+    save(Tuning(2, MODEL, None), path)
+    data = json.loads(path.read_text())
+    del data["ring_segment_bytes"]  # as written before the ring's segment was calibrated
+    path.write_text(json.dumps(data))
+    assert load(path).ring_segment_for(2) is None
+
+
+@pytest.mark.parametrize("segment", [0, -4, 1.5, "512K", True])
+def test_a_bad_ring_segment_is_refused(tmp_path, segment):
+    path = tmp_path / "bad.json"
+    save(Tuning(2, MODEL, None), path)
+    data = json.loads(path.read_text())
+    data["ring_segment_bytes"] = segment
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="ring_segment_bytes must be a positive integer"):
+        load(path)
 
 
 def test_bad_tune_file_is_a_value_error(tmp_path):

@@ -81,7 +81,7 @@ def register(commands) -> None:
     reduce.add_argument("--strategies", type=strategy_names, default=",".join(STRATEGIES),
                         help="comma-separated, from " + ",".join(STRATEGIES))
     reduce.add_argument("--repeats", type=int, default=7, help="timed repeats per size (median reported)")
-    reduce.add_argument("--tune-file", metavar="FILE", help="calibration for auto (as in train)")
+    reduce.add_argument("--tune-file", metavar="FILE", help="calibration for auto and ring (as in train)")
     reduce.add_argument("--json", metavar="FILE", help="write the results and metadata as JSON")
     reduce.add_argument("--csv", metavar="FILE", help="write the results as CSV")
     reduce.add_argument("--plot", metavar="FILE", help="write a PNG of bandwidth vs size (needs matplotlib)")

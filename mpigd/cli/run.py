@@ -48,7 +48,7 @@ def register(commands) -> None:
     add("--holdout", type=float, default=defaults.holdout, help="fraction of rows held out for evaluation")
     add("--strategy", choices=STRATEGIES, default=defaults.strategy, help="allreduce strategy")
     add("--tune-file", default=defaults.tune_file, metavar="FILE",
-        help="calibration for --strategy auto (default: $MPIGD_TUNE_FILE, then mpigd tune's default path)")
+        help="calibration for --strategy auto and ring (default: $MPIGD_TUNE_FILE, then mpigd tune's default path)")
     add("--eval-every", type=int, default=defaults.eval_every, help="epochs between evaluations (0: auto)")
     add("--out", default=None, help="directory for summary.json, metrics.jsonl, params.npz")
     add("--quiet", action="store_true", help="print nothing but errors")

@@ -24,9 +24,10 @@ DEFAULT_GAMMA = 1 / 10e9
 
 MODELLED = ("ring", "tree")
 
-# A measured winner that differs from both neighbouring sizes' winner is overruled when the
-# neighbours' choice is within this factor of it: on a shared machine such lone switches are
-# mostly noise, and every switch is one more place where the table can be wrong.
+# A measured winner that differs from both neighbouring sizes' winners is overruled when one of
+# them is within this factor of it: on a shared machine such lone switches are mostly noise (tree
+# won 16 MiB by 0.3% between ring at 8 and direct at 32 MiB once, and is 1.3-1.6x slower there in
+# every benchmark), and every switch is one more place where the table can be wrong.
 SMOOTHING = 1.05
 
 
@@ -135,14 +136,16 @@ class Crossover:
                           seconds: Mapping[str, Sequence[float]]) -> "Crossover":
         """The fastest strategy at each size, from measured ``seconds[strategy][i]``.
 
-        A lone winner between two sizes won by another strategy gives way to it when that one
-        is within :data:`SMOOTHING` of the winner's time.
+        A winner at one size that won neither neighbouring size gives way to the faster of the
+        neighbours' winners when that one is within :data:`SMOOTHING` of its time.
         """
         names = sorted(seconds)
         best = [min(names, key=lambda s: seconds[s][i]) for i in range(len(sizes))]
         for i in range(1, len(sizes) - 1):
-            around = best[i - 1]
-            if around == best[i + 1] != best[i] and seconds[around][i] <= SMOOTHING * seconds[best[i]][i]:
+            if best[i] in (best[i - 1], best[i + 1]):
+                continue
+            around = min((best[i - 1], best[i + 1]), key=lambda s: seconds[s][i])
+            if seconds[around][i] <= SMOOTHING * seconds[best[i]][i]:
                 best[i] = around
         return cls.from_best(sizes, best)
 

@@ -31,12 +31,17 @@ class Tuning:
     hostname: str = ""
     dtype: str = "float64"
     measurements: dict[str, Any] = field(default_factory=dict)
+    ring_segment_bytes: int | None = None
 
     def crossover_for(self, ranks: int) -> Crossover:
         """The measured table when it was made on ``ranks`` ranks, else the model's."""
         if self.crossover is not None and self.ranks == ranks:
             return self.crossover
         return Crossover.from_model(self.model, ranks)
+
+    def ring_segment_for(self, ranks: int) -> int | None:
+        """The ring's measured segment size when made on ``ranks`` ranks, else ``None`` (the default)."""
+        return self.ring_segment_bytes if self.ranks == ranks else None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +51,7 @@ class Tuning:
             "model": {"alpha_s": self.model.alpha, "beta_s_per_byte": self.model.beta,
                       "gamma_s_per_byte": self.model.gamma},
             "crossover": None if self.crossover is None else self.crossover.as_list(),
+            "ring_segment_bytes": self.ring_segment_bytes,
             "measurements": self.measurements,
         }
 
@@ -55,11 +61,14 @@ class Tuning:
             raise ValueError(f"unsupported tune-file format {data.get('format')!r} (want {FORMAT})")
         m = data["model"]
         table = data.get("crossover")
+        segment = data.get("ring_segment_bytes")  # absent from files of earlier versions
+        if segment is not None and (isinstance(segment, bool) or not isinstance(segment, int) or segment < 1):
+            raise ValueError(f"ring_segment_bytes must be a positive integer, got {segment!r}")
         return cls(int(data["ranks"]), CostModel(float(m["alpha_s"]), float(m["beta_s_per_byte"]),
                                                  float(m["gamma_s_per_byte"])),
                    None if table is None else Crossover.from_list(table),
                    data.get("mpi_library", ""), data.get("hostname", ""), data.get("dtype", "float64"),
-                   data.get("measurements", {}))
+                   data.get("measurements", {}), segment)
 
 
 def default_path(ranks: int) -> Path:

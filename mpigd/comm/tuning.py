@@ -1,16 +1,20 @@
-"""``mpigd tune``: calibrate the cost model and the crossover of ``auto`` on this communicator.
+"""``mpigd tune``: calibrate the cost model, the ring's segment and the crossover of ``auto`` on this communicator.
 
-Two kinds of measurement, both short:
+Three kinds of measurement, all short:
 
 * the alpha-beta-gamma parameters of :class:`~mpigd.comm.costmodel.CostModel`, from a ring of
   ``Sendrecv`` exchanges at a few sizes (alpha, beta) and the local add kernel (gamma); kept
   for projections to other rank counts and machines;
-* the crossover table of ``auto``, from timing its candidates (native, ring, direct, tree) at
-  every size of a sweep and keeping the fastest: measured, not modelled, so ``auto`` follows
-  what this machine does.
+* the ring's segment size, from timing the ring with each of
+  :data:`~mpigd.comm.strategies.ring.SEGMENT_CANDIDATES` at the sweep's sizes of 16 MiB and more
+  (none below: the ring keeps its default), keeping the smallest whose time relative to the
+  best at each size is within 3% of the least;
+* the crossover table of ``auto``, from timing its candidates (native, ring with that segment,
+  direct, tree) at every size of a sweep and keeping the fastest: measured, not modelled, so
+  ``auto`` follows what this machine does.
 
-The result is a JSON file (:func:`default_path` unless told otherwise) that ``auto`` reads; its
-format and reading live in :mod:`mpigd.comm.tunefile`, which has no MPI.
+The result is a JSON file (:func:`default_path` unless told otherwise) that ``auto`` and ``ring``
+read; its format and reading live in :mod:`mpigd.comm.tunefile`, which has no MPI.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from mpi4py import MPI
 from mpigd.comm.costmodel import CostModel, Crossover, fit_alpha_beta
 from mpigd.comm.strategies import make_strategy
 from mpigd.comm.strategies.auto import CANDIDATES as MEASURED
+from mpigd.comm.strategies.ring import SEGMENT_BYTES, SEGMENT_CANDIDATES, RingAllreduce
 from mpigd.comm.timing import iterations_for, median, time_calls, time_interleaved
 # The file format lives in a module without MPI; re-exported here, where callers have found it.
 from mpigd.comm.tunefile import FORMAT, Tuning, default_path, find_tune_file, load, save
@@ -32,6 +37,9 @@ from mpigd.kernels import add_into
 __all__ = ["FORMAT", "Tuning", "calibrate", "default_path", "find_tune_file", "load", "save"]
 
 _FIT_SIZES = (8, 1 << 10, 1 << 16, 1 << 20, 1 << 23)
+# The ring's segment is chosen on messages of at least four of the largest candidate segments.
+_SEGMENT_PROBE_MIN_BYTES = 4 * max(SEGMENT_CANDIDATES)
+_SEGMENT_TIE = 1.03
 
 
 def calibrate(comm: MPI.Comm, sizes: list[int], dtype: str = "float64", repeats: int = 5) -> Tuning:
@@ -44,9 +52,13 @@ def calibrate(comm: MPI.Comm, sizes: list[int], dtype: str = "float64", repeats:
     alpha, beta = _fit_exchange(comm, kind, repeats) if p > 1 else (0.0, 0.0)
     gamma = _measure_add(comm, kind, repeats)
     measurements: dict[str, Any] = {"sizes_bytes": list(sizes)}
-    crossover = None
+    crossover = segment = None
     if p > 1 and sizes:
-        strategies = {name: make_strategy(name, comm) for name in MEASURED}
+        segment = _best_ring_segment(comm, [s for s in sizes if s >= _SEGMENT_PROBE_MIN_BYTES], kind, repeats,
+                                     measurements)
+        # Built without a tune file: the one being made replaces whatever the old one says.
+        strategies = {name: RingAllreduce(comm, segment_bytes=segment or SEGMENT_BYTES) if name == "ring"
+                      else make_strategy(name, comm) for name in MEASURED}
         seconds: dict[str, list[float]] = {name: [] for name in MEASURED}
         fastest: dict[str, list[float]] = {name: [] for name in MEASURED}
         for nbytes in sizes:
@@ -62,7 +74,39 @@ def calibrate(comm: MPI.Comm, sizes: list[int], dtype: str = "float64", repeats:
         # estimate of what each strategy can do, so it decides the crossover.
         crossover = Crossover.from_measurements(sizes, fastest)
     library = " ".join(MPI.Get_library_version().strip().splitlines()[0].split())
-    return Tuning(p, CostModel(alpha, beta, gamma), crossover, library, platform.node(), dtype, measurements)
+    return Tuning(p, CostModel(alpha, beta, gamma), crossover, library, platform.node(), dtype, measurements,
+                  segment)
+
+
+def _best_ring_segment(comm: MPI.Comm, sizes: list[int], kind: np.dtype, repeats: int,
+                       measurements: dict[str, Any]) -> int | None:
+    """The ring's segment for this machine, measured over ``sizes``. Collective.
+
+    Each candidate's fastest repeat at each size (the least disturbed estimate, as for the
+    crossover) is taken relative to the best candidate's there, and averaged over the sizes. The
+    smallest candidate within :data:`_SEGMENT_TIE` of the best average wins: differences that small
+    are within what one run can tell apart, and on the AMD guest of benchmarks/RESULTS.md the
+    largest segments, best in some launches, lost most in others.
+
+    ``None`` when there is nothing to choose: no size large enough, or ranks sharing cores (the
+    ring then takes whole chunks whatever the segment).
+    """
+    rings = {s: RingAllreduce(comm, segment_bytes=s) for s in SEGMENT_CANDIDATES}
+    if not sizes or not rings[SEGMENT_CANDIDATES[0]].segment_bytes:
+        return None
+    fastest: dict[int, list[float]] = {s: [] for s in SEGMENT_CANDIDATES}
+    for nbytes in sizes:
+        buffer = np.zeros(nbytes // kind.itemsize, dtype=kind)
+        runs = {s: (lambda r=r: r.allreduce(buffer)) for s, r in rings.items()}
+        samples, _ = time_interleaved(comm, runs, 1, repeats)
+        for s in SEGMENT_CANDIDATES:
+            fastest[s].append(min(samples[s]))
+    best_at = [min(fastest[s][i] for s in SEGMENT_CANDIDATES) for i in range(len(sizes))]
+    relative = {s: sum(t / b for t, b in zip(fastest[s], best_at)) / len(sizes) for s in SEGMENT_CANDIDATES}
+    measurements["ring_segments"] = {"sizes_bytes": list(sizes),
+                                     "min_seconds": {str(s): fastest[s] for s in SEGMENT_CANDIDATES}}
+    least = min(relative.values())
+    return min(s for s in SEGMENT_CANDIDATES if relative[s] <= least * _SEGMENT_TIE)
 
 
 def _fit_exchange(comm: MPI.Comm, kind: np.dtype, repeats: int) -> tuple[float, float]:

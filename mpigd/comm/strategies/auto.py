@@ -2,8 +2,9 @@
 
 The crossover table comes from the tune file (``mpigd tune``) when there is one, else from the
 cost model with built-in parameters (ring against recursive doubling). It is read once, by rank
-0, and broadcast, so every rank holds the same table and always picks the same strategy: a
-different choice on two ranks would deadlock. The per-call choice is a binary search in it.
+0, and broadcast (:mod:`.calibration`), so every rank holds the same table and always picks the
+same strategy: a different choice on two ranks would deadlock. The per-call choice is a binary
+search in it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,8 @@ import bisect
 import numpy as np
 from mpi4py import MPI
 
-from mpigd.comm.costmodel import CostModel, Crossover
 from mpigd.comm.strategies import make_strategy, register
-from mpigd.errors import UsageError
-
-CANDIDATES = ("native", "ring", "direct", "tree")
+from mpigd.comm.strategies.calibration import CANDIDATES, agreed_calibration
 
 
 @register("auto")
@@ -40,10 +38,11 @@ class AutoAllreduce:
 
     def __init__(self, comm: MPI.Comm, tune_file: str | None = None) -> None:
         self.comm = comm
-        table = _agree_on_table(comm, tune_file)
+        table = agreed_calibration(comm, tune_file, "auto").crossover
         self.crossover = table
         self._bounds = list(table.bounds)
-        self._candidates = [make_strategy(name, comm) for name in CANDIDATES]
+        # The ring takes its segment size from the same file.
+        self._candidates = [make_strategy(name, comm, tune_file) for name in CANDIDATES]
         self._index = [CANDIDATES.index(name) for name in table.choices]
         self._largest = [0] * len(CANDIDATES)  # the largest message each has run, 0: none
         self._last_buffer: np.ndarray | None = None
@@ -73,44 +72,3 @@ class AutoAllreduce:
     def choose(self, nbytes: int) -> str:
         """The strategy a message of ``nbytes`` would run, without running it."""
         return CANDIDATES[self._index[bisect.bisect_left(self._bounds, nbytes)]]
-
-
-def _agree_on_table(comm: MPI.Comm, tune_file: str | None) -> Crossover:
-    # Rank 0 alone reads the file (other nodes may see another file, or none); the table travels
-    # as two integer arrays, never pickled.
-    size = comm.Get_size()
-    header = np.zeros(2, dtype=np.int64)  # [status, number of bounds]
-    problem = ""
-    table = Crossover.from_model(CostModel(), size)
-    if comm.Get_rank() == 0:
-        try:
-            table = _read_table(tune_file, size)
-        except (OSError, ValueError) as error:
-            problem = str(error)
-            header[0] = 1
-        header[1] = len(table.bounds)
-    comm.Bcast(header, root=0)
-    if header[0]:
-        raise UsageError(f"cannot use the tune file for --strategy auto: {problem or 'see rank 0'}")
-    bounds = np.array(table.bounds, dtype=np.int64) if comm.Get_rank() == 0 else np.empty(header[1], np.int64)
-    choices = np.array([CANDIDATES.index(c) for c in table.choices], dtype=np.int64) \
-        if comm.Get_rank() == 0 else np.empty(header[1] + 1, np.int64)
-    if bounds.size:
-        comm.Bcast(bounds, root=0)
-    comm.Bcast(choices, root=0)
-    return Crossover(tuple(int(b) for b in bounds), tuple(CANDIDATES[int(c)] for c in choices))
-
-
-def _read_table(tune_file: str | None, size: int) -> Crossover:
-    from mpigd.comm import tunefile
-
-    path, required = tunefile.find_tune_file(tune_file, size)
-    if path is None:
-        return Crossover.from_model(CostModel(), size)
-    if required and not path.is_file():
-        raise ValueError(f"no such file: {path}")
-    table = tunefile.load(path).crossover_for(size)
-    unknown = set(table.choices) - set(CANDIDATES)
-    if unknown:
-        raise ValueError(f"{path}: unknown strategies {sorted(unknown)}")
-    return table

@@ -44,8 +44,10 @@ class DirectAllreduce(RingAllreduce):
 
     name = "direct"
 
-    def __init__(self, comm: MPI.Comm, tune_file: str | None = None) -> None:
-        super().__init__(comm, tune_file)
+    def __init__(self, comm: MPI.Comm, tune_file: str | None = None, segment_bytes: int | None = None) -> None:
+        # Its segments are SEGMENTS_BYTES whatever the ring's calibration says: only whether ranks
+        # share cores (segment_bytes 0) matters here, so no tune file is read.
+        super().__init__(comm, tune_file, SEGMENTS_BYTES if segment_bytes is None else segment_bytes)
         self.peers = [(self.rank + k) % self.size for k in range(1, self.size)]  # the order of the sum
 
     def allreduce(self, buffer: np.ndarray) -> None:

@@ -18,16 +18,21 @@ from mpi4py import MPI
 
 from mpigd.comm.strategies import register
 from mpigd.comm.strategies.buffers import ChunkLayouts, Scratch
+from mpigd.comm.strategies.calibration import agreed_calibration
 from mpigd.kernels import add_into
 
 # Reduce-scatter steps move their chunk in segments of this many bytes, double-buffered: the add
-# of one segment runs while the next arrives, and a segment is added while it is still in cache
-# (two segments of scratch fit a 2 MiB L2). On 2 ranks with MPICH 5.0.2, 256 and 512 KiB were
-# equal within noise at 4-64 MB, 1 and 2 MiB slower (1.98-2.07x native at 64 MB against 2.24-2.30x).
+# of one segment runs while the next arrives. The best size depends on the machine: on 2 ranks of
+# an Intel VM with 2 MiB of L2 a core, 256 and 512 KiB were equal within noise at 4-64 MB and 1-2
+# MiB slower (1.98-2.07x native at 64 MB against 2.24-2.30x); on an AMD guest 1 MiB was as good as
+# 512 KiB or better, and 2 MiB best in some launches, worst in others (benchmarks/RESULTS.md). So
+# `mpigd tune` measures SEGMENT_CANDIDATES and the ring takes its choice from the tune file; this
+# is the size without one.
 # Only when every rank has a core of its own: when ranks share cores each segment's hand-over
 # waits for the scheduler, and whole chunks were faster (4 ranks on 2 cores: 9.0 against 10.4 ms
 # at 16 MB, 52 against 62 ms at 64 MB).
 SEGMENT_BYTES = 512 * 1024
+SEGMENT_CANDIDATES = (256 * 1024, 512 * 1024, 1024 * 1024, 2048 * 1024, 4096 * 1024)
 
 _TAG_SCATTER = 11
 _TAG_GATHER = 12
@@ -37,7 +42,9 @@ _TAG_GATHER = 12
 class RingAllreduce:
     """Reduce-scatter then allgather around the ring ``rank -> rank + 1 (mod p)``; any ``p``.
 
-    Built collectively (the ranks agree on the segment size).
+    Built collectively (the ranks agree on the segment size: ``segment_bytes`` if given, else the
+    one ``mpigd tune`` measured for this rank count, else :data:`SEGMENT_BYTES`; whole chunks
+    wherever ranks share cores).
 
     Deterministic: every chunk is summed along one fixed path of ranks, once, and then copied,
     so every rank ends with the same bits, and a rerun on the same rank count repeats them.
@@ -45,7 +52,7 @@ class RingAllreduce:
 
     name = "ring"
 
-    def __init__(self, comm: MPI.Comm, tune_file: str | None = None) -> None:
+    def __init__(self, comm: MPI.Comm, tune_file: str | None = None, segment_bytes: int | None = None) -> None:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
@@ -53,7 +60,9 @@ class RingAllreduce:
         self.left = (self.rank - 1) % self.size
         self._layouts = ChunkLayouts(self.size)
         self._scratch = Scratch()
-        self.segment_bytes = _agreed_segment_bytes(comm)
+        if segment_bytes is None:
+            segment_bytes = agreed_calibration(comm, tune_file, self.name).ring_segment_bytes or SEGMENT_BYTES
+        self.segment_bytes = 0 if _ranks_share_cores(comm) else segment_bytes
 
     def describe(self) -> str:
         """The strategy that ran: this one."""
@@ -131,8 +140,8 @@ class RingAllreduce:
             self.comm.Recv(receive, self.left, tag)
 
 
-def _agreed_segment_bytes(comm: MPI.Comm) -> int:
-    """:data:`SEGMENT_BYTES`, or 0 (whole chunks) if any node runs more ranks than it has cores.
+def _ranks_share_cores(comm: MPI.Comm) -> bool:
+    """Whether any node runs more ranks than it has cores (then the ring takes whole chunks).
 
     Collective. Sender and receiver must cut a chunk alike, so every rank takes the same answer.
     A node's cores are the union of its ranks' CPU affinities: under ``mpiexec -bind-to core``
@@ -149,4 +158,4 @@ def _agreed_segment_bytes(comm: MPI.Comm) -> int:
     node.Free()
     crowded = np.array([1 if ranks_here > int(usable.sum()) else 0], dtype=np.int64)
     comm.Allreduce(MPI.IN_PLACE, crowded, op=MPI.MAX)
-    return 0 if crowded[0] else SEGMENT_BYTES
+    return bool(crowded[0])

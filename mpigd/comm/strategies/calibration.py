@@ -1,0 +1,81 @@
+"""What the strategies take from a tune file, read once by rank 0 and broadcast to every rank.
+
+``auto`` takes its crossover table, ``ring`` its segment size. Every rank must hold the same
+values (two ranks that pick different strategies, or cut a chunk differently, deadlock), and
+other nodes may see another file or none, so only rank 0 reads; the values travel as integer
+arrays, never pickled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from mpi4py import MPI
+
+from mpigd.comm.costmodel import CostModel, Crossover
+from mpigd.errors import UsageError
+
+# The strategies auto may choose; the table travels as indices into this tuple.
+CANDIDATES = ("native", "ring", "direct", "tree")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The crossover table of ``auto`` and the ring's segment size (``None``: no measured one)."""
+
+    crossover: Crossover
+    ring_segment_bytes: int | None
+
+
+def agreed_calibration(comm: MPI.Comm, tune_file: str | None, strategy: str) -> Calibration:
+    """The calibration for ``comm``'s rank count, the same on every rank. Collective.
+
+    The file is ``tune_file``, else ``$MPIGD_TUNE_FILE``, else the default path of ``mpigd tune``
+    when it exists; without one, the cost model's table with built-in parameters and no measured
+    segment. A file made on another rank count gives the model's table (with its parameters) and
+    no segment. A file the user named that cannot be read is a :class:`UsageError` on every rank,
+    naming ``strategy``.
+    """
+    size = comm.Get_size()
+    header = np.zeros(3, dtype=np.int64)  # [status, number of bounds, ring segment bytes or -1]
+    problem = ""
+    calibration = Calibration(Crossover.from_model(CostModel(), size), None)
+    if comm.Get_rank() == 0:
+        try:
+            calibration = _read(tune_file, size)
+        except (OSError, ValueError) as error:
+            problem = str(error)
+            header[0] = 1
+        header[1] = len(calibration.crossover.bounds)
+        header[2] = -1 if calibration.ring_segment_bytes is None else calibration.ring_segment_bytes
+    comm.Bcast(header, root=0)
+    if header[0]:
+        raise UsageError(f"cannot use the tune file for --strategy {strategy}: {problem or 'see rank 0'}")
+    table = calibration.crossover
+    if comm.Get_rank() == 0:
+        bounds = np.array(table.bounds, dtype=np.int64)
+        choices = np.array([CANDIDATES.index(c) for c in table.choices], dtype=np.int64)
+    else:
+        bounds, choices = np.empty(header[1], np.int64), np.empty(header[1] + 1, np.int64)
+    if bounds.size:
+        comm.Bcast(bounds, root=0)
+    comm.Bcast(choices, root=0)
+    crossover = Crossover(tuple(int(b) for b in bounds), tuple(CANDIDATES[int(c)] for c in choices))
+    return Calibration(crossover, None if header[2] < 0 else int(header[2]))
+
+
+def _read(tune_file: str | None, size: int) -> Calibration:
+    from mpigd.comm import tunefile
+
+    path, required = tunefile.find_tune_file(tune_file, size)
+    if path is None:
+        return Calibration(Crossover.from_model(CostModel(), size), None)
+    if required and not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    tuning = tunefile.load(path)
+    table = tuning.crossover_for(size)
+    unknown = set(table.choices) - set(CANDIDATES)
+    if unknown:
+        raise ValueError(f"{path}: unknown strategies {sorted(unknown)}")
+    return Calibration(table, tuning.ring_segment_for(size))

@@ -1,0 +1,49 @@
+"""``mpigd tune`` under mpiexec, and ``--strategy auto`` and ``ring`` obeying the file it writes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from mpirun import mpigd
+
+from mpigd.comm.strategies.auto import CANDIDATES
+from mpigd.comm.strategies.ring import SEGMENT_CANDIDATES
+
+MIB = 1 << 20
+
+
+def test_tune_writes_a_calibration_that_auto_follows(tmp_path):
+    tune = tmp_path / "tune.json"
+    job = mpigd(2, "tune", "--output", str(tune), "--min-bytes", "1K", "--max-bytes", "16M", "--repeats", "2")
+    assert job.returncode == 0, job.stderr
+    assert f"wrote {tune}" in job.stdout and "auto on 2 ranks:" in job.stdout
+    saved = json.loads(tune.read_text())
+    assert saved["ranks"] == 2 and saved["model"]["beta_s_per_byte"] > 0 and saved["model"]["gamma_s_per_byte"] > 0
+    sizes = [1 << k for k in range(10, 25)]  # 1 KiB to 16 MiB by factors of 2
+    assert saved["measurements"]["sizes_bytes"] == sizes
+    table = saved["crossover"]
+    assert table[-1]["max_bytes"] is None and {row["strategy"] for row in table} <= set(CANDIDATES)
+    if len(os.sched_getaffinity(0)) >= 2:  # a core per rank: the segment is measured at 16 MiB
+        assert saved["ring_segment_bytes"] in SEGMENT_CANDIDATES
+        assert saved["measurements"]["ring_segments"]["sizes_bytes"] == [16 * MIB]
+    else:  # ranks share a core: the ring takes whole chunks, there is nothing to choose
+        assert saved["ring_segment_bytes"] is None
+
+    # auto runs what the file says: tree up to 64 bytes, direct beyond, so a 43-parameter
+    # logistic gradient (344 bytes) goes to direct and the trainer's few-number sums to tree.
+    saved["crossover"] = [{"max_bytes": 64, "strategy": "tree"}, {"max_bytes": None, "strategy": "direct"}]
+    tune.write_text(json.dumps(saved))
+    out = tmp_path / "run"
+    job = mpigd(2, "train", "--model", "logistic", "--rows", "400", "--features", "42", "--epochs", "3",
+                "--strategy", "auto", "--tune-file", str(tune), "--quiet", "--out", str(out))
+    assert job.returncode == 0, job.stderr
+    assert json.loads((out / "summary.json").read_text())["strategy"] == "auto->direct+tree"
+
+
+def test_a_missing_tune_file_is_one_line_and_exit_code_2(tmp_path):
+    job = mpigd(2, "train", "--rows", "100", "--features", "3", "--epochs", "1", "--strategy", "auto",
+                "--tune-file", str(tmp_path / "nowhere.json"), "--quiet")
+    assert job.returncode == 2
+    lines = job.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot use the tune file for --strategy auto: no such file" in lines[0], job.stderr

@@ -72,6 +72,21 @@ def test_bad_arguments_give_one_message_and_exit_code_2(tmp_path, args, message)
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["tune", "--min-bytes", "2K", "--max-bytes", "1K"], "--min-bytes (2048) is larger than --max-bytes (1024)"),
+    (["bench", "allreduce", "--dtype", "float32", "--max-bytes", "4"], "--min-bytes (8) is larger than --max-bytes (4)"),
+    (["bench", "allreduce", "--repeats", "0"], "argument --repeats: expected an integer >= 1; got '0'"),
+    (["tune", "--repeats", "many"], "argument --repeats: expected an integer >= 1; got 'many'"),
+    (["bench", "scaling", "--steps", "0"], "argument --steps: expected an integer >= 1; got '0'"),
+    (["bench", "sparse", "--densities", "0.01,2"], "argument --densities: expected comma-separated fractions in (0, 1]"),
+])
+def test_bad_benchmark_arguments_give_one_message_and_exit_code_2(args, message):
+    job = mpigd(2, *args, timeout=60)
+    assert job.returncode == 2, job.stderr
+    assert job.stderr.count("mpigd: error:") == 1 and message in job.stderr, job.stderr
+    assert job.stdout == "" and "Traceback" not in job.stderr
+
+
 def test_an_exception_on_one_rank_ends_the_whole_job_quickly(tmp_path):
     script = tmp_path / "fail.py"
     script.write_text(

@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from mpigd.cli.common import Parser, choice_list, size_range, strategy_names, widths, world_for
+from mpigd.cli.common import (Parser, at_least, check_size_range, choice_list, fractions, size_range, strategy_names,
+                              widths, world_for)
 from mpigd.config import DTYPES, MODELS, STRATEGIES
 from mpigd.errors import EXIT_OK, UsageError
 
@@ -33,11 +34,11 @@ def register(commands) -> None:
 
     scaling = benches.add_parser("scaling", help="time per training step at this rank count (one launch per count)")
     scaling.add_argument("--mode", choices=("strong", "weak"), default="strong")
-    scaling.add_argument("--rows", type=int, default=1_000_000, help="global rows (strong) or rows per rank (weak)")
-    scaling.add_argument("--features", type=int, default=32)
+    scaling.add_argument("--rows", type=at_least(1), default=1_000_000, help="global rows (strong) or rows per rank (weak)")
+    scaling.add_argument("--features", type=at_least(1), default=32)
     scaling.add_argument("--model", choices=MODELS, default="logistic")
     scaling.add_argument("--dtype", choices=DTYPES, default="float64")
-    scaling.add_argument("--steps", type=int, default=20)
+    scaling.add_argument("--steps", type=at_least(1), default=20)
     scaling.add_argument("--strategy", choices=STRATEGIES, default="native")
     scaling.add_argument("--output", metavar="FILE", help="append the record to this JSON-lines file")
     scaling.set_defaults(run=_bench_scaling)
@@ -45,11 +46,11 @@ def register(commands) -> None:
     solvers = benches.add_parser("solvers", help="time to accuracy of lbfgs/normal/gd on 1..P ranks vs scikit-learn")
     solvers.add_argument("--models", nargs="+", choices=("linear", "logistic", "softmax"),
                          default=["linear", "logistic", "softmax"])
-    solvers.add_argument("--rows", type=int, default=1_000_000)
-    solvers.add_argument("--features", type=int, default=32)
+    solvers.add_argument("--rows", type=at_least(1), default=1_000_000)
+    solvers.add_argument("--features", type=at_least(1), default=32)
     solvers.add_argument("--l2", type=float, default=1e-4, help="L2 penalty of the logistic problem")
-    solvers.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
-    solvers.add_argument("--repeats", type=int, default=5)
+    solvers.add_argument("--ranks", type=at_least(1), nargs="+", default=[1, 2])
+    solvers.add_argument("--repeats", type=at_least(1), default=5)
     solvers.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     solvers.set_defaults(run=_bench_solvers)
     worker = benches.add_parser("solvers-worker", help="(launched by 'bench solvers' under mpiexec)")
@@ -66,11 +67,11 @@ def register(commands) -> None:
     scaling_report.set_defaults(run=_bench_scaling_report)
 
     sparse = benches.add_parser("sparse", help="CSR kernels: time against non-zeros, vs the dense kernel")
-    sparse.add_argument("--rows", type=int, default=100_000)
-    sparse.add_argument("--features", type=int, default=1000)
-    sparse.add_argument("--densities", default="0.001,0.003,0.01,0.03,0.1")
-    sparse.add_argument("--classes", type=int, default=1, help="1: logistic kernel; k > 1: softmax kernel")
-    sparse.add_argument("--repeats", type=int, default=5)
+    sparse.add_argument("--rows", type=at_least(1), default=100_000)
+    sparse.add_argument("--features", type=at_least(1), default=1000)
+    sparse.add_argument("--densities", type=fractions, default="0.001,0.003,0.01,0.03,0.1")
+    sparse.add_argument("--classes", type=at_least(1), default=1, help="1: logistic kernel; k > 1: softmax kernel")
+    sparse.add_argument("--repeats", type=at_least(1), default=5)
     sparse.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     sparse.set_defaults(run=_bench_sparse)
 
@@ -80,7 +81,7 @@ def register(commands) -> None:
     reduce.add_argument("--dtype", choices=DTYPES, default="float64", help="(default: float64, as train)")
     reduce.add_argument("--strategies", type=strategy_names, default=",".join(STRATEGIES),
                         help="comma-separated, from " + ",".join(STRATEGIES))
-    reduce.add_argument("--repeats", type=int, default=7, help="timed repeats per size (median reported)")
+    reduce.add_argument("--repeats", type=at_least(1), default=7, help="timed repeats per size (median reported)")
     reduce.add_argument("--tune-file", metavar="FILE", help="calibration for auto and ring (as in train)")
     reduce.add_argument("--json", metavar="FILE", help="write the results and metadata as JSON")
     reduce.add_argument("--csv", metavar="FILE", help="write the results as CSV")
@@ -90,7 +91,7 @@ def register(commands) -> None:
     tune = commands.add_parser("tune", help="calibrate the cost model and auto's crossover on these ranks")
     size_range(tune, "8", "64M")
     tune.add_argument("--dtype", choices=DTYPES, default="float64")
-    tune.add_argument("--repeats", type=int, default=7, help="timed repeats per size (median used)")
+    tune.add_argument("--repeats", type=at_least(1), default=7, help="timed repeats per size (median used)")
     tune.add_argument("--output", metavar="FILE",
                       help="where to write (default ~/.cache/mpigd/tune-<hostname>-<ranks>ranks.json)")
     tune.set_defaults(run=_tune)
@@ -200,6 +201,7 @@ def _bench_allreduce(args: argparse.Namespace) -> int:
     from mpigd.bench.metadata import run_metadata
     from mpigd.comm import run_or_abort
 
+    check_size_range(args)
     comm = world_for("native", args.tune_file)
 
     def job() -> int:
@@ -253,8 +255,7 @@ def _bench_solvers_worker(args: argparse.Namespace) -> int:
 def _bench_sparse(args: argparse.Namespace) -> int:
     from mpigd.bench import sparse
 
-    densities = [float(d) for d in args.densities.split(",")]
-    results = sparse.run(args.rows, args.features, densities, args.classes, args.repeats)
+    results = sparse.run(args.rows, args.features, args.densities, args.classes, args.repeats)
     print(sparse.table(results), flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
@@ -266,6 +267,7 @@ def _tune(args: argparse.Namespace) -> int:
     from mpigd.bench.allreduce import message_sizes
     from mpigd.comm import run_or_abort, tuning, world
 
+    check_size_range(args)
     comm = world()
 
     def job() -> int:

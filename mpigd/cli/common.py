@@ -52,6 +52,32 @@ def widths(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected widths such as 64,32; got {text!r}") from None
 
 
+def at_least(low: int):
+    """An argparse type: an integer no smaller than ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}; got {text!r}")
+        return value
+
+    return parse
+
+
+def fractions(text: str) -> list[float]:
+    """An argparse type: comma-separated numbers in (0, 1], such as densities."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated fractions in (0, 1]; got {text!r}")
+    return values
+
+
 def byte_count(text: str) -> int:
     """``8``, ``64K``, ``16M``, ``1G``: a size in bytes (binary units)."""
     scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
@@ -85,6 +111,12 @@ def choice_list(*allowed: str):
 def size_range(parser: argparse.ArgumentParser, low: str, high: str) -> None:
     parser.add_argument("--min-bytes", type=byte_count, default=byte_count(low), help=f"(default {low})")
     parser.add_argument("--max-bytes", type=byte_count, default=byte_count(high), help=f"(default {high})")
+
+
+def check_size_range(args: argparse.Namespace) -> None:
+    """Refuse ``--min-bytes`` above ``--max-bytes`` (the same on every rank, before any collective)."""
+    if args.min_bytes > args.max_bytes:
+        raise UsageError(f"--min-bytes ({args.min_bytes}) is larger than --max-bytes ({args.max_bytes})")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, defaults: Config) -> None:

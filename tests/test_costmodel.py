@@ -8,7 +8,7 @@ import math
 import pytest
 
 from mpigd.comm.costmodel import CostModel, Crossover, fit_alpha_beta
-from mpigd.comm.tuning import Tuning, find_tune_file, load, save
+from mpigd.comm.tuning import Tuning, _eligible, find_tune_file, load, save
 
 MODEL = CostModel(alpha=2e-6, beta=1e-10, gamma=5e-11)
 
@@ -85,6 +85,16 @@ def test_a_lone_near_tie_between_two_others_goes_to_the_faster_neighbour():
     assert Crossover.from_measurements(sizes, seconds).choices == ("ring", "direct")
     seconds["tree"][1] = 3.0  # a clear win stays
     assert Crossover.from_measurements(sizes, seconds).choices == ("ring", "tree", "direct")
+
+
+def test_auto_leaves_tree_out_of_large_messages_and_native_unless_clearly_faster():
+    sizes = [1 << 20, 2 << 20, 4 << 20, 16 << 20, 32 << 20]
+    seconds = {"native": [1.0, 1.0, 1.0, 1.0, 1.0], "ring": [1.2, 1.08, 1.15, 1.2, 0.5],
+               "direct": [1.3, 1.3, 1.2, 1.05, 0.6], "tree": [0.9, 0.5, 0.5, 0.5, 0.5]}
+    table = Crossover.from_measurements(sizes, _eligible(sizes, seconds))
+    # tree up to 1 MiB only; native where ring and direct are over 10% slower (4 MiB), else the faster of them
+    assert [table.choose(n) for n in sizes] == ["tree", "ring", "native", "direct", "ring"]
+    assert seconds["tree"][1] == 0.5 and seconds["native"][3] == 1.0  # the measurements are kept as they were
 
 
 def test_crossover_round_trips_and_rejects_nonsense():

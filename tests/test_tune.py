@@ -24,6 +24,9 @@ def test_tune_writes_a_calibration_that_auto_follows(tmp_path):
     assert saved["measurements"]["sizes_bytes"] == sizes
     table = saved["crossover"]
     assert table[-1]["max_bytes"] is None and {row["strategy"] for row in table} <= set(CANDIDATES)
+    # tree is for small messages: never chosen past 1 MiB (the switch lies below the midpoint to 2 MiB)
+    tree_bounds = [row["max_bytes"] for row in table if row["strategy"] == "tree"]
+    assert all(bound is not None and bound < 1.5 * MIB for bound in tree_bounds)
     if len(os.sched_getaffinity(0)) >= 2:  # a core per rank: the segment is measured at 16 MiB
         assert saved["ring_segment_bytes"] in SEGMENT_CANDIDATES
         assert saved["measurements"]["ring_segments"]["sizes_bytes"] == [16 * MIB]

@@ -10,8 +10,9 @@ Three kinds of measurement, all short:
   (none below: the ring keeps its default), keeping the smallest whose time relative to the
   best at each size is within 3% of the least;
 * the crossover table of ``auto``, from timing its candidates (native, ring with that segment,
-  direct, tree) at every size of a sweep and keeping the fastest: measured, not modelled, so
-  ``auto`` follows what this machine does.
+  direct, tree) at every size of a sweep and keeping the fastest (above :data:`LARGE_BYTES`,
+  not tree, and native only by a clear margin): measured, not modelled, so ``auto`` follows what
+  this machine does.
 
 The result is a JSON file (:func:`default_path` unless told otherwise) that ``auto`` and ``ring``
 read; its format and reading live in :mod:`mpigd.comm.tunefile`, which has no MPI.
@@ -19,6 +20,7 @@ read; its format and reading live in :mod:`mpigd.comm.tunefile`, which has no MP
 
 from __future__ import annotations
 
+import math
 import platform
 from typing import Any
 
@@ -40,6 +42,18 @@ _FIT_SIZES = (8, 1 << 10, 1 << 16, 1 << 20, 1 << 23)
 # The ring's segment is chosen on messages of at least four of the largest candidate segments.
 _SEGMENT_PROBE_MIN_BYTES = 4 * max(SEGMENT_CANDIDATES)
 _SEGMENT_TIE = 1.03
+# Above LARGE_BYTES auto's table is built from less than the fastest repeat alone, because on 2 ranks
+# which of two close contenders wins there changed from launch to launch by more than auto's 10%
+# target (benchmarks/RESULTS.md, "The slow regime is a property of a launch"):
+# - recursive doubling, which sends the whole buffer log2(p) times and is meant for small messages,
+#   is left out: tunes found it fastest at 1-2 MiB and even 16 MiB, the launches after them had it
+#   13-30% behind the best at 2 MiB and 1.3-1.6x at 16 MiB;
+# - native is kept only where it beats both ring and direct by more than NATIVE_MARGIN: a tune in a
+#   slow launch had it 1-8% ahead at 8-16 MiB, where the ring was 1.2-1.5x faster in normal
+#   launches, and native's large messages hang on the allocator (a temporary buffer per call).
+#   Within 10% of the fastest, the choice still meets auto's target in the launch measured.
+LARGE_BYTES = 1 << 20
+NATIVE_MARGIN = 1.10
 
 
 def calibrate(comm: MPI.Comm, sizes: list[int], dtype: str = "float64", repeats: int = 5) -> Tuning:
@@ -72,10 +86,21 @@ def calibrate(comm: MPI.Comm, sizes: list[int], dtype: str = "float64", repeats:
         measurements["min_seconds"] = fastest
         # Other processes only ever add time: the fastest repeat is the least disturbed
         # estimate of what each strategy can do, so it decides the crossover.
-        crossover = Crossover.from_measurements(sizes, fastest)
+        crossover = Crossover.from_measurements(sizes, _eligible(sizes, fastest))
     library = " ".join(MPI.Get_library_version().strip().splitlines()[0].split())
     return Tuning(p, CostModel(alpha, beta, gamma), crossover, library, platform.node(), dtype, measurements,
                   segment)
+
+
+def _eligible(sizes: list[int], seconds: dict[str, list[float]]) -> dict[str, list[float]]:
+    """``seconds`` with the contenders auto should not choose at a size set to infinity (see LARGE_BYTES)."""
+    out = {name: list(times) for name, times in seconds.items()}
+    for i, nbytes in enumerate(sizes):
+        if nbytes > LARGE_BYTES:
+            out["tree"][i] = math.inf
+            if min(seconds["ring"][i], seconds["direct"][i]) <= NATIVE_MARGIN * seconds["native"][i]:
+                out["native"][i] = math.inf
+    return out
 
 
 def _best_ring_segment(comm: MPI.Comm, sizes: list[int], kind: np.dtype, repeats: int,

@@ -88,7 +88,8 @@ def register(commands) -> None:
     reduce.add_argument("--plot", metavar="FILE", help="write a PNG of bandwidth vs size (needs matplotlib)")
     reduce.set_defaults(run=_bench_allreduce)
 
-    tune = commands.add_parser("tune", help="calibrate the cost model and auto's crossover on these ranks")
+    tune = commands.add_parser(
+        "tune", help="calibrate the cost model, the ring's segment and auto's crossover on these ranks")
     size_range(tune, "8", "64M")
     tune.add_argument("--dtype", choices=DTYPES, default="float64")
     tune.add_argument("--repeats", type=at_least(1), default=7, help="timed repeats per size (median used)")

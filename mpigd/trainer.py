@@ -43,7 +43,7 @@ def train(config: Config, comm=None) -> TrainResult:
     """Train ``config.model`` on ``config.data``; returns the same parameters on every rank.
 
     Collective: call it on every rank of ``comm`` (an :class:`mpigd.comm.Communicator`; by
-    default one over every rank of the job, with ``config.strategy``). Bad input raises one
+    default one over every rank of the job). The sums use ``config.strategy`` either way. Bad input raises one
     :class:`~mpigd.errors.InputError` on every rank; rank 0 alone writes ``config.out``.
     SIGTERM or SIGUSR1 during the run (main thread only) stops every rank after the same step
     with a checkpoint and :class:`~mpigd.errors.Preempted`; see :mod:`mpigd.resilience`.
@@ -62,6 +62,9 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
         from mpigd.comm import world
 
         comm = world(config.strategy, config.tune_file)
+    elif comm.strategy.name != config.strategy or (config.tune_file and config.tune_file != comm.tune_file):
+        # A communicator handed in gives the ranks; the configuration says how to sum over them.
+        comm = comm.with_strategy(config.strategy, config.tune_file)
     wall_start = time.perf_counter()
     prepared = prepare(config, comm)
     shard, test, model = prepared.shard, prepared.test, prepared.model

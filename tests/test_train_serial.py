@@ -96,6 +96,13 @@ def test_outputs_are_complete_and_load_without_pickle(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+def test_the_configured_strategy_sums_even_on_a_communicator_handed_in():
+    config = Config(model="linear", rows=300, features=4, epochs=3, quiet=True, strategy="ring")
+    summary = train(config, self_comm("tree")).summary
+    assert summary["strategy"] == "ring" and summary["config"]["strategy"] == "ring"
+    assert train(config.replace(strategy="native"), self_comm("ring")).summary["strategy"] == "native"
+
+
 def test_npz_input_trains_like_the_same_data_in_memory(tmp_path):
     X, y = _data("regression", rows=700)
     np.savez(tmp_path / "d.npz", X=X, y=y)

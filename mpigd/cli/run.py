@@ -50,7 +50,7 @@ def register(commands) -> None:
     add("--tune-file", default=defaults.tune_file, metavar="FILE",
         help="calibration for --strategy auto and ring (default: $MPIGD_TUNE_FILE, then mpigd tune's default path)")
     add("--eval-every", type=int, default=defaults.eval_every, help="epochs between evaluations (0: auto)")
-    add("--out", default=None, help="directory for summary.json, metrics.jsonl, params.npz")
+    add("--out", default=None, help="directory for summary.json, metrics.jsonl, params.npz, model.json")
     add("--quiet", action="store_true", help="print nothing but errors")
     ft = train.add_argument_group("fault tolerance (see README: Fault tolerance and checkpoints)").add_argument
     ft("--checkpoint-every", type=int, default=defaults.checkpoint_every, metavar="N", help="steps between checkpoints")
@@ -110,7 +110,7 @@ def _train(args: argparse.Namespace) -> int:
                 print(f"held-out ({summary['test']['rows']} rows): loss {summary['test']['loss']:.8g}  "
                       f"{numbers({k: v for k, v in summary['test'].items() if k not in ('loss', 'rows')})}")
             if config.out:
-                print(f"wrote {config.out}/summary.json, metrics.jsonl, params.npz")
+                print(f"wrote {config.out}/summary.json, metrics.jsonl, params.npz, model.json")
         return EXIT_OK
 
     return run_or_abort(job, comm.rank)

@@ -53,12 +53,13 @@ class Communicator:
         """The strategy that actually ran: its name, or e.g. ``auto->ring`` for ``auto``."""
         return self.strategy.describe()
 
-    def with_strategy(self, strategy: str) -> "Communicator":
+    def with_strategy(self, strategy: str, tune_file: str | None = None) -> "Communicator":
         """Another Communicator on the same ranks and MPI communicator, summing with ``strategy``.
 
-        Collective when the strategy is built collectively (``auto``).
+        ``tune_file`` replaces this one's calibration when given. Collective (``auto`` and
+        ``ring`` agree on a calibration when built).
         """
-        return Communicator(self.mpi_comm, strategy, self.tune_file)
+        return Communicator(self.mpi_comm, strategy, tune_file or self.tune_file)
 
     def allreduce_max(self, buffer: np.ndarray) -> None:
         """Element-wise maximum of ``buffer`` in place across all ranks. Collective."""

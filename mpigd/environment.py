@@ -54,3 +54,11 @@ def one_thread_per_rank() -> None:
     parallelism. Takes effect only before NumPy loads its BLAS."""
     if not any(os.environ.get(name) for name in THREAD_VARIABLES):
         os.environ.update({name: "1" for name in THREAD_VARIABLES})
+
+
+def physical_memory_bytes() -> int | None:
+    """This node's physical memory, or ``None`` where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None

@@ -15,6 +15,7 @@ import numpy as np
 from mpigd.config import Config
 from mpigd.data import Shard, load_shard, standardize
 from mpigd.data.holdout import split
+from mpigd.environment import physical_memory_bytes
 from mpigd.errors import InputError
 from mpigd.models import Model, make_model
 
@@ -31,6 +32,8 @@ class Prepared:
 
 
 MAX_LABEL_SPAN = 1 << 20
+# Parameters, gradient and the update's state: at least three buffers of the model's size per rank.
+PARAMETER_BUFFERS = 3
 
 
 def class_labels(shards: list[Shard], comm) -> tuple[int, ...]:
@@ -117,6 +120,7 @@ def prepare(config: Config, comm) -> Prepared:
         values = tuple(range(config.classes)) if config.classes else class_labels(shards, comm)
     model = make_model(config.model, shard.n_features, len(values) if values else 2, config.hidden,
                        config.activation, config.task_of_model)
+    comm.agree(_too_large(model, np.dtype(config.dtype).itemsize, shard.source))
     if model.name == "logistic":
         model.label_values = binary_label_values(shards, comm)
     elif values:
@@ -132,6 +136,17 @@ def prepare(config: Config, comm) -> Prepared:
             if part is not None:
                 scaler.apply(part.X)
     return Prepared(shard, test, model, scaler)
+
+
+def _too_large(model: Model, itemsize: int, source: str) -> InputError | None:
+    """An error if the model's buffers cannot fit this node's memory (a LIBSVM index of 10^11, a
+    huge --classes or --hidden), so that it is refused in one line instead of a MemoryError."""
+    memory = physical_memory_bytes()
+    need = PARAMETER_BUFFERS * model.n_params * itemsize
+    if memory is None or need <= memory:
+        return None
+    return InputError(f"{source}: a {model.name} model of {model.n_params:,} parameters needs about {need / 1e9:,.0f} GB "
+                      f"per rank for its parameters, gradient and update, more than this node's {memory / 1e9:,.0f} GB")
 
 
 def _dense(shard: Shard | None) -> Shard | None:

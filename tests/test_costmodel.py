@@ -138,10 +138,11 @@ def test_a_bad_ring_segment_is_refused(tmp_path, segment):
         load(path)
 
 
-def test_bad_tune_file_is_a_value_error(tmp_path):
+@pytest.mark.parametrize("text", ['{"format": 1}', "[1]", "null", '"tune"', '{"format": 1, "ranks": 2, "model": [1]}'])
+def test_bad_tune_file_is_a_value_error(tmp_path, text):
     path = tmp_path / "bad.json"
-    path.write_text('{"format": 1}')
-    with pytest.raises(ValueError):
+    path.write_text(text)
+    with pytest.raises(ValueError, match="not a tune file"):
         load(path)
 
 

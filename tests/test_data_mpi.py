@@ -45,3 +45,25 @@ def test_parallel_gen_then_read_own_byte_range(mpi_tmp_path, fmt):
     # a line here is well under TAIL_CHUNK bytes, so that bounds it.
     assert _all(comm, span["read_start"] >= span["range_start"] - 1)
     assert _all(comm, span["bytes_read"] <= size + 1 + 2 * TAIL_CHUNK)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("fmt", ["csv", "libsvm"])
+def test_a_file_whose_last_line_lacks_its_newline_reads_the_same(mpi_tmp_path, fmt):
+    # The last rank's block then ended in a number, and the parser read on past the block's end:
+    # 2 ranks refused a valid 200-row file ("line 102: a field is not a number").
+    from mpigd.comm import world
+
+    comm = world()
+    whole = os.path.join(str(mpi_tmp_path), f"whole.{fmt}")
+    cut = os.path.join(str(mpi_tmp_path), f"cut.{fmt}")
+    generate.write(generate.Spec(2_000, 6, "classification", SEED, fmt, whole), comm)
+    if comm.rank == 0:
+        with open(whole, "rb") as source, open(cut, "wb") as target:
+            target.write(source.read()[:-1])
+    comm.barrier()
+    expected = load_shard(Config(data=whole, model="logistic"), comm)
+    shard = load_shard(Config(data=cut, model="logistic"), comm)
+    dense = (lambda s: s.X.toarray()) if expected.sparse else (lambda s: s.X)
+    assert _all(comm, shard.n_global == 2_000 and np.array_equal(dense(shard), dense(expected)))
+    assert _all(comm, np.array_equal(shard.y, expected.y))

@@ -115,6 +115,16 @@ def test_each_rank_reads_its_range_plus_one_line(big_csv, size):
     assert b"".join(blocks) == content  # the blocks tile the file in rank order
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_every_block_ends_with_a_newline_even_where_the_file_does_not(big_csv, tmp_path, size):
+    content = open(big_csv, "rb").read()
+    cut = tmp_path / "cut.csv"
+    cut.write_bytes(content[:-1])
+    blocks = [read_own_lines(str(cut), size, rank)[0] for rank in range(size)]
+    assert all(block.endswith(b"\n") for block in blocks if block)
+    assert b"".join(blocks) == content
+
+
 def test_standardize_is_exact_for_a_large_mean():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((1000, 3)) + np.array([1e9, 0.0, 5.0])

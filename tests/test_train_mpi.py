@@ -87,6 +87,22 @@ def test_bad_benchmark_arguments_give_one_message_and_exit_code_2(args, message)
     assert job.stdout == "" and "Traceback" not in job.stderr
 
 
+@pytest.mark.parametrize("data, args, message", [
+    ("0 99999999999:1.0\n1 1:2.0\n", [], "a logistic model of 100,000,000,000 parameters needs about"),
+    (None, ["--features", "10000000000"], "synthetic data of 1,000 x 10,000,000,000 needs about"),
+    (None, ["--model", "softmax", "--classes", "2000000000", "--features", "3"], "with 2,000,000,000 classes needs"),
+])
+def test_a_job_too_large_for_the_node_is_one_line_not_a_memory_error(tmp_path, data, args, message):
+    if data is not None:
+        (tmp_path / "huge.svm").write_text(data)
+        args = ["--data", str(tmp_path / "huge.svm"), *args]
+    out = tmp_path / "out"
+    job = mpigd(2, "train", "--rows", "1000", "--epochs", "1", *args, "--out", str(out), timeout=60)
+    assert job.returncode == 2, job.stderr
+    assert job.stderr.count("mpigd: error:") == 1 and message in job.stderr and "Traceback" not in job.stderr
+    assert not out.exists()
+
+
 def test_an_exception_on_one_rank_ends_the_whole_job_quickly(tmp_path):
     script = tmp_path / "fail.py"
     script.write_text(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from mpirun import mpigd
 
 from mpigd.comm.strategies.auto import CANDIDATES
@@ -44,9 +46,17 @@ def test_tune_writes_a_calibration_that_auto_follows(tmp_path):
     assert json.loads((out / "summary.json").read_text())["strategy"] == "auto->direct+tree"
 
 
-def test_a_missing_tune_file_is_one_line_and_exit_code_2(tmp_path):
-    job = mpigd(2, "train", "--rows", "100", "--features", "3", "--epochs", "1", "--strategy", "auto",
-                "--tune-file", str(tmp_path / "nowhere.json"), "--quiet")
+@pytest.mark.parametrize("strategy, content, message", [
+    ("auto", None, "no such file"),
+    ("ring", "[1]", "its JSON is not an object"),  # rank 0 used to die alone here, leaving rank 1 waiting
+])
+def test_an_unusable_tune_file_is_one_line_and_exit_code_2(tmp_path, strategy, content, message):
+    tune = tmp_path / "tune.json"
+    if content is not None:
+        tune.write_text(content)
+    job = mpigd(2, "train", "--rows", "100", "--features", "3", "--epochs", "1", "--strategy", strategy,
+                "--tune-file", str(tune), "--quiet", timeout=60)
     assert job.returncode == 2
     lines = job.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot use the tune file for --strategy auto: no such file" in lines[0], job.stderr
+    assert len(lines) == 1 and f"cannot use the tune file for --strategy {strategy}: " in lines[0], job.stderr
+    assert message in lines[0]

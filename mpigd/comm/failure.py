@@ -30,8 +30,13 @@ def run_or_abort(main: Callable[[], int], rank: int) -> int:
     except BaseException as error:  # noqa: BLE001 - any escape would leave the other ranks waiting
         if isinstance(error, SystemExit) and error.code in (0, None):
             raise
-        detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        print(f"mpigd: rank {rank} failed, aborting the job:\n{detail}", file=sys.stderr, flush=True)
+        if isinstance(error, MemoryError):
+            # Out of memory is the size of the job, not a bug: the traceback would only hide the line.
+            print(f"mpigd: rank {rank} ran out of memory ({error or 'MemoryError'}), aborting the job",
+                  file=sys.stderr, flush=True)
+        else:
+            detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            print(f"mpigd: rank {rank} failed, aborting the job:\n{detail}", file=sys.stderr, flush=True)
         MPI.COMM_WORLD.Abort(EXIT_FAILURE)
         return EXIT_FAILURE
 

@@ -94,8 +94,11 @@ def load(path: str | os.PathLike) -> Tuning:
     """Read a tune file written by :func:`save`; ``ValueError`` or ``OSError`` if unusable."""
     with open(path, encoding="utf-8") as handle:
         try:
-            return Tuning.from_dict(json.load(handle))
-        except (KeyError, TypeError, json.JSONDecodeError) as error:
+            data = json.load(handle)
+            if not isinstance(data, dict):
+                raise TypeError("its JSON is not an object")
+            return Tuning.from_dict(data)
+        except (AttributeError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ValueError(f"{path}: not a tune file ({error})") from None
 
 

@@ -14,7 +14,8 @@ from mpigd.config import DATA_FORMATS, Config
 from mpigd.data import csr, csvfile, hdf5, libsvm, npy, npz, synthetic, synthetic_models
 from mpigd.data.shard import Shard
 from mpigd.data.textio import together
-from mpigd.errors import InputError
+from mpigd.environment import physical_memory_bytes
+from mpigd.errors import InputError, UsageError
 from mpigd.partition import block_counts, block_range
 
 __all__ = ["FORMATS", "Shard", "infer_format", "load_shard", "task_of"]
@@ -60,6 +61,7 @@ def load_shard(config: Config, comm, test: bool = False, n_features: int | None 
     path = config.test_data if test else config.data
     labels = config.test_labels if test else config.labels
     if path == "synthetic":
+        comm.agree(_synthetic_too_large(config, comm.size))
         shard = _synthetic_shard(config, comm.size, comm.rank)
     else:
         fmt = together(comm, infer_format, path, config.format)
@@ -73,6 +75,22 @@ def load_shard(config: Config, comm, test: bool = False, n_features: int | None 
     if n_features is not None and shard.n_features != n_features:
         raise InputError(f"{path}: has {shard.n_features} features, but the training data has {n_features}")
     return shard
+
+
+def _synthetic_too_large(config: Config, size: int) -> UsageError | None:
+    """An error if one rank's dense synthetic rows cannot fit this node's memory."""
+    memory = physical_memory_bytes()
+    rows = -(-config.rows // size)
+    itemsize = np.dtype(config.dtype).itemsize
+    # Dense rows, or CSR: a value and a column index per non-zero.
+    per_entry = config.density * (itemsize + 8) if config.density else itemsize
+    # The generator also draws the true weights: features x outputs in float64.
+    need = rows * config.features * per_entry + config.features * max(config.classes, 1) * 8
+    if memory is None or need <= memory:
+        return None
+    classes = f" with {config.classes:,} classes" if config.classes > 1 else ""
+    return UsageError(f"synthetic data of {config.rows:,} x {config.features:,}{classes} needs about "
+                      f"{need / 1e9:,.0f} GB per rank on {size} rank(s), more than this node's {memory / 1e9:,.0f} GB")
 
 
 def _synthetic_shard(config: Config, size: int, rank: int) -> Shard:

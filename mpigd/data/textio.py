@@ -63,7 +63,7 @@ def read_own_lines(path: str, size: int, rank: int) -> tuple[bytes, int, dict[st
     """This rank's whole lines of ``path``: ``(block, offset of block, stats)``.
 
     ``block`` holds every line whose first byte lies in this rank's byte range (possibly none),
-    each with its newline (the file's last line may lack one). ``stats`` records the range
+    each ending with a newline (one is added to the file's last line if it lacks it). ``stats`` records the range
     (``range_start``, ``range_stop``) and the span actually read (``read_start``,
     ``read_stop``, ``bytes_read``) so that tests can check no rank read beyond its share.
     """
@@ -93,6 +93,11 @@ def read_own_lines(path: str, size: int, rank: int) -> tuple[bytes, int, dict[st
                 tail.append(chunk)
                 position += len(chunk)
             block += b"".join(tail)
+        if block and not block.endswith(b"\n"):
+            # The file's last line lacks its newline. The parsers hand the block to strtod, which
+            # stops only at a character that is not part of a number: at the end of the block it
+            # would read on into whatever memory follows.
+            block += b"\n"
         stats = {"range_start": lo, "range_stop": hi, "read_start": handle.low if handle.low is not None else lo,
                  "read_stop": handle.high if handle.high is not None else lo, "bytes_read": handle.bytes_read}
     return block, first + start, stats

@@ -44,8 +44,8 @@ def agreed_calibration(comm: MPI.Comm, tune_file: str | None, strategy: str) -> 
     if comm.Get_rank() == 0:
         try:
             calibration = _read(tune_file, size)
-        except (OSError, ValueError) as error:
-            problem = str(error)
+        except Exception as error:  # noqa: BLE001 - whatever stops rank 0 here, the others wait in Bcast for it
+            problem = str(error) or type(error).__name__
             header[0] = 1
         header[1] = len(calibration.crossover.bounds)
         header[2] = -1 if calibration.ring_segment_bytes is None else calibration.ring_segment_bytes

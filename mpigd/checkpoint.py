@@ -13,7 +13,8 @@ A checkpoint exists once its manifest does. Both files go through a temporary fi
 rename and fsync of the directory, so a crash leaves the previous checkpoint whole; older ones
 are removed only after the new one is committed. On resume a manifest that does not parse, a
 ``.npz`` whose checksum differs, or a symbolic link is skipped with a warning, falling back to
-the previous checkpoint. No pickle anywhere.
+the previous checkpoint; so is one whose contents cannot be resumed from (a hand-edited manifest
+whose rank states do not fit, parameters that are NaN or infinite). No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -143,28 +144,62 @@ class CheckpointStore:
         try:
             with np.load(io.BytesIO(image), allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
-            return Checkpoint(step, int(manifest["epoch"]), arrays.pop("params"),
-                              {k.removeprefix("optimizer."): v for k, v in arrays.items()},
-                              list(manifest["ranks"]), dict(manifest["metadata"]), dict(manifest["hyper"]), stem)
+            found = Checkpoint(step, int(manifest["epoch"]), arrays.pop("params"),
+                               {k.removeprefix("optimizer."): v for k, v in arrays.items()},
+                               list(manifest["ranks"]), dict(manifest["metadata"]), dict(manifest["hyper"]), stem)
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{stem}: incomplete checkpoint ({error})") from None
+        _check_contents(found)
+        return found
 
     def newest_valid(self, warn: Warn) -> Checkpoint | None:
         """The newest checkpoint that verifies, warning about each newer one that does not.
 
         ``None`` when there is none at all; :class:`CheckpointError` when there are some but
-        none verifies (starting over silently would throw work away).
+        none verifies (starting over silently would throw work away), saying what is wrong with
+        the newest, in place of the warnings.
         """
         steps = self.steps()
+        problems: list[CheckpointError] = []
         for step in steps:
             try:
-                return self.load(step)
+                found = self.load(step)
             except CheckpointError as error:
-                warn(f"skipping checkpoint {error}")
+                problems.append(error)
+                continue
+            for problem in problems:  # only now: when none verifies, the one error line says why
+                warn(f"skipping checkpoint {problem}")
+            return found
         if steps:
-            raise CheckpointError(f"{self.directory}: no valid checkpoint among {len(steps)}; "
-                                  "move the directory away to start over")
+            raise CheckpointError(f"{self.directory}: no valid checkpoint among {len(steps)} (the newest: "
+                                  f"{problems[0]}); move the directory away to start over")
         return None
+
+
+def _check_contents(found: Checkpoint) -> None:
+    """Refuse a checkpoint whose manifest parses but cannot be resumed from: the manifest may have
+    been edited by hand (its checksum covers only the ``.npz``), and each rank later indexes
+    ``ranks`` by its own rank, so a short list or a missing state would fail on one rank alone.
+    Non-finite parameters would only be reported as a divergence after the resume."""
+    stem = found.name
+    if found.epoch < 1:
+        raise CheckpointError(f"{stem}.json: epoch {found.epoch} is not a positive integer")
+    ranks = found.metadata.get("ranks")
+    if not isinstance(ranks, int) or isinstance(ranks, bool) or ranks < 1:
+        raise CheckpointError(f"{stem}.json: metadata.ranks is {ranks!r}, not a positive integer")
+    if len(found.ranks) != ranks:
+        raise CheckpointError(f"{stem}.json: holds the state of {len(found.ranks)} ranks, "
+                              f"its metadata says {ranks}")
+    if not all(isinstance(state, dict) and state for state in found.ranks):
+        raise CheckpointError(f"{stem}.json: the state of some rank is missing or not an object")
+    if any(state.keys() != found.ranks[0].keys() for state in found.ranks):
+        raise CheckpointError(f"{stem}.json: the ranks' states do not have the same fields")
+    for name, array in {"params": found.params, **found.optimizer}.items():
+        if array.dtype.kind not in "fiu":
+            raise CheckpointError(f"{stem}.npz: {name} is of type {array.dtype}, not numbers")
+        if not np.isfinite(array).all():
+            raise CheckpointError(f"{stem}.npz: {name} holds NaN or infinite values "
+                                  "(saved from a diverged or corrupted run)")
 
 
 def _read_regular(path: str) -> bytes:

@@ -9,6 +9,44 @@ from typing import Any
 
 import numpy as np
 
+from mpigd.errors import UsageError
+
+
+def check_output_file(option: str, path: str) -> None:
+    """Refuse a file path that is an existing directory, or under something that is not a writable
+    directory (:class:`UsageError` naming ``option``). Directories missing above it are allowed:
+    :func:`parent_made` creates them when the file is written."""
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        raise UsageError(f"{option} {path}: is a directory; give a file name")
+    _check_existing_part(option, path, os.path.dirname(os.path.normpath(path)))
+
+
+def check_output_directory(option: str, path: str) -> None:
+    """Refuse a directory path that exists as something else, or lies under something that is not
+    a writable directory (:class:`UsageError` naming ``option``)."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise UsageError(f"{option} {path}: exists and is not a directory")
+    _check_existing_part(option, path, os.path.normpath(path))
+
+
+def _check_existing_part(option: str, path: str, directory: str) -> None:
+    """Refuse ``directory`` when its deepest existing part is not a writable directory."""
+    existing = directory or os.curdir
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing) or os.curdir  # relative paths end at the working directory
+    if not os.path.isdir(existing):
+        raise UsageError(f"{option} {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: cannot write in {existing} (permission denied)")
+
+
+def parent_made(path: str) -> str:
+    """``path``, once the directories it needs exist (what :func:`check_output_file` allows)."""
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    return path
+
 
 def atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one, never a

@@ -11,15 +11,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from typing import Iterable
 
 import numpy as np
 
 from mpigd.config import Config
 from mpigd.data import Shard, load_shard
+from mpigd.data.npz import HEADER_ERRORS, ZIP_ERRORS, read_error
 from mpigd.data.standardize import Scaler
-from mpigd.errors import InputError, MpigdError
+from mpigd.errors import InputError, MpigdError, UsageError
 from mpigd.evaluation import evaluate
 from mpigd.models import Model, from_description
+from mpigd.outputs import check_output_file
 from mpigd.prepare import check, encode_labels
 
 
@@ -35,12 +38,71 @@ def load_model(params_path: str) -> tuple[Model, np.ndarray, Scaler | None]:
             # arrays() lists the named arrays in buffer order: concatenating them rebuilds the buffer.
             names = list(model.arrays(np.zeros(model.n_params)).keys())
             params = np.concatenate([np.asarray(saved[name], dtype=np.float64).ravel() for name in names])
-            scaler = Scaler(saved["scaler_mean"], saved["scaler_scale"]) if "scaler_mean" in saved else None
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise InputError(f"{params_path}: cannot load the model ({error})") from None
+            scaler = None
+            if "scaler_mean" in saved:
+                scaler = Scaler(np.asarray(saved["scaler_mean"], dtype=np.float64),
+                                np.asarray(saved["scaler_scale"], dtype=np.float64))
+    # The zip and header errors: a truncated or damaged params.npz.
+    except (OSError, KeyError, *ZIP_ERRORS, *HEADER_ERRORS) as error:
+        raise InputError(f"{params_path}: cannot load the model ({read_error(error)})") from None
     if params.size != model.n_params:
         raise InputError(f"{params_path}: {params.size} parameters, but {description} needs {model.n_params}")
+    _check_usable(params_path, model, params, scaler)
     return model, params, scaler
+
+
+def _check_usable(params_path: str, model: Model, params: np.ndarray, scaler: Scaler | None) -> None:
+    # Training never saves these, so they mean a damaged or hand-edited file; used anyway, they
+    # give NaN or constant predictions with nothing but a per-rank warning (or none) to show for it.
+    if not np.isfinite(params).all():
+        raise InputError(f"{params_path}: cannot load the model (the parameters contain NaN or inf)")
+    if scaler is None:
+        return
+    expected = (model.n_features,)
+    if np.shape(scaler.mean) != expected or np.shape(scaler.scale) != expected:
+        raise InputError(f"{params_path}: cannot load the model (the scaler has {np.shape(scaler.mean)} means and "
+                         f"{np.shape(scaler.scale)} scales for {model.n_features} features)")
+    if not np.isfinite(scaler.mean).all():
+        raise InputError(f"{params_path}: cannot load the model (the scaler means contain NaN or inf)")
+    if not (np.isfinite(scaler.scale).all() and (scaler.scale > 0).all()):
+        raise InputError(f"{params_path}: cannot load the model (the scaler scales must be finite and positive)")
+
+
+def check_output(output: str, inputs: Iterable[str]) -> None:
+    """Raise :class:`UsageError` unless ``output`` names a file that can be written (directories
+    missing above it are made) without overwriting any of ``inputs``. Local: no communication."""
+    check_output_file("--output", output)
+    target = os.path.realpath(output)
+    for path in inputs:
+        # realpath catches symbolic links and ../ spellings; samefile also catches hard links.
+        same = os.path.realpath(path) == target or (
+            os.path.exists(output) and os.path.exists(path) and os.path.samefile(output, path))
+        if same:
+            raise UsageError(f"--output {output}: is the input {path}; writing it would destroy the input")
+
+
+def _input_files(config: Config, params_path: str) -> list[str]:
+    """Every file predict or evaluate reads: the model's two files and the data (all of a directory)."""
+    files = [params_path, os.path.join(os.path.dirname(os.path.abspath(params_path)), "model.json")]
+    if config.data != "synthetic":
+        if os.path.isdir(config.data):
+            files += [entry.path for entry in os.scandir(config.data) if entry.is_file()]
+        else:
+            files.append(config.data)
+    if config.labels:
+        files.append(config.labels)
+    return files
+
+
+def _agree_output(config: Config, params_path: str, output: str, comm) -> None:
+    # Checked on every rank before any work, then agreed: a rank that could not write its rows
+    # must not leave the others waiting, and a refused output must not be created at all.
+    error = None
+    try:
+        check_output(output, _input_files(config, params_path))
+    except MpigdError as caught:
+        error = caught
+    comm.agree(error)
 
 
 def _load(config: Config, params_path: str, comm) -> tuple[Model, np.ndarray, Shard]:
@@ -68,6 +130,7 @@ def _load(config: Config, params_path: str, comm) -> tuple[Model, np.ndarray, Sh
 def predict(config: Config, params_path: str, output: str, comm) -> dict[str, object]:
     """Write the prediction of every row of ``config.data`` to the ``.npy`` file ``output`` (classes as
     int64, regression values as float64). Collective."""
+    _agree_output(config, params_path, output, comm)
     model, params, shard = _load(config, params_path, comm)
     local = model.predict(shard.X, params)
     dtype = np.int64 if model.task == "classification" else np.float64
@@ -86,8 +149,13 @@ def predict(config: Config, params_path: str, output: str, comm) -> dict[str, ob
     return {"rows": shard.n_global, "output": output, "model": model.describe()}
 
 
-def evaluate_file(config: Config, params_path: str, comm) -> dict[str, object]:
-    """The model's loss (unpenalised) and metrics over every row of ``config.data``. Collective."""
+def evaluate_file(config: Config, params_path: str, comm, output: str | None = None) -> dict[str, object]:
+    """The model's loss (unpenalised) and metrics over every row of ``config.data``. Collective.
+
+    ``output``, the file the caller will write the result to, is checked first (see
+    :func:`check_output`), so that a bad one stops the run before any work."""
+    if output:
+        _agree_output(config, params_path, output, comm)
     model, params, shard = _load(config, params_path, comm)
     check(model, [shard], comm)
     shard = encode_labels(model, shard)

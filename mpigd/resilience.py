@@ -194,10 +194,18 @@ class RunControl:
             return None
         arrays = broadcast_bytes(self.comm, arrays)
         state = json.loads(header)
-        with np.load(io.BytesIO(arrays), allow_pickle=False) as archive:
-            self.params[:] = archive["params"]
-            self.algorithm.optimizer.load_state_dict({k: archive[k] for k in archive.files if k != "params"})
-        self.algorithm.load_state_dict(state["ranks"][self.comm.rank])
+        # Each rank applies its own entry of the manifest, which may have been edited by hand: one that
+        # does not fit (a missing field, a wrong type or shape) must stop every rank together, not one.
+        error = None
+        try:
+            with np.load(io.BytesIO(arrays), allow_pickle=False) as archive:
+                self.params[:] = archive["params"]
+                self.algorithm.optimizer.load_state_dict({k: archive[k] for k in archive.files if k != "params"})
+            self.algorithm.load_state_dict(state["ranks"][self.comm.rank])
+        except (KeyError, IndexError, TypeError, ValueError) as caught:
+            error = CheckpointError(f"{self.store.directory}/ckpt-{int(state['step']):010d} cannot be resumed "
+                                    f"on rank {self.comm.rank}: bad state {caught!r}")
+        self.comm.agree(error)
         self.first_epoch = self.epoch = int(state["epoch"])
         self._saved_step, self._saved_name = int(state["step"]), f"ckpt-{int(state['step']):010d}"
         return int(state["step"])

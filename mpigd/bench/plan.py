@@ -63,6 +63,14 @@ class Projection:
             raise ValueError(f"mode must be strong or weak, not {self.mode!r}")
         if self.rows < 1 or self.nbytes < 1 or self.rate <= 0 or self.ranks_per_node < 1:
             raise ValueError("rows, nbytes, ranks_per_node must be >= 1 and rate > 0")
+        # A NaN passes every comparison above and turns the whole projection into NaN; a tune file
+        # can hold one too, not only the command line.
+        for where, model in (("intra-node", self.intra), ("between nodes", self.inter)):
+            if not all(math.isfinite(v) and v >= 0 for v in (model.alpha, model.beta, model.gamma)):
+                raise ValueError(f"the cost model {where} needs finite alpha, beta, gamma >= 0; got "
+                                 f"{model.alpha}, {model.beta}, {model.gamma}")
+        if not math.isfinite(self.rate):
+            raise ValueError(f"the compute rate must be finite; got {self.rate}")
 
 
 def node_counts(max_nodes: int) -> list[int]:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import sys
 
-from mpigd.cli.common import (Parser, at_least, check_size_range, choice_list, fractions, size_range, strategy_names,
-                              widths, world_for)
+from mpigd.cli.common import (Parser, at_least, check_output_paths, check_size_range, choice_list, fractions,
+                              size_range, strategy_names, widths, world_for)
 from mpigd.config import DTYPES, MODELS, STRATEGIES
 from mpigd.errors import EXIT_OK, UsageError
+from mpigd.outputs import parent_made
 
 
 def register(commands) -> None:
@@ -138,6 +141,7 @@ def _bench_kernel(args: argparse.Namespace) -> int:
 
     if args.rows < 1 or args.features < 1 or args.repeats < 1 or args.classes < 2 or not 0 < args.density <= 1:
         raise UsageError("bench kernel needs --rows, --features, --repeats >= 1, --classes >= 2, 0 < --density <= 1")
+    check_output_paths({"--json": args.json, "--csv": args.csv})
     dtypes = DTYPES if args.dtype == "both" else (args.dtype,)
     results = []
     for dtype in dtypes:
@@ -146,12 +150,12 @@ def _bench_kernel(args: argparse.Namespace) -> int:
         print(kernel.table(rows), flush=True)
         results += rows
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
+        with open(parent_made(args.json), "w", encoding="utf-8") as handle:
             options = {key: value for key, value in vars(args).items() if key not in ("run", "command", "bench")}
             json.dump({"metadata": {**metadata.describe(), "options": options}, "results": results}, handle,
                       indent=2)
     if args.csv:
-        kernel.write_csv(args.csv, results)
+        kernel.write_csv(parent_made(args.csv), results)
     return EXIT_OK
 
 
@@ -159,6 +163,7 @@ def _bench_scaling(args: argparse.Namespace) -> int:
     from mpigd.bench import scaling
     from mpigd.comm import run_or_abort
 
+    check_output_paths({"--output": args.output})
     comm = world_for(args.strategy)
 
     def job() -> int:
@@ -177,6 +182,9 @@ def _bench_scaling_report(args: argparse.Namespace) -> int:
 
     from mpigd.bench import scaling
 
+    check_output_paths({"--json": args.json, "--csv": args.csv,
+                        "--plot": args.plot and f"{args.plot}-strong.png"})
+    _check_plotting(args.plot)
     try:
         with open(args.records, encoding="utf-8") as handle:
             rows = scaling.report([json.loads(line) for line in handle if line.strip()])
@@ -184,15 +192,15 @@ def _bench_scaling_report(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.records}: {error}") from None
     print(scaling.table(rows))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
+        with open(parent_made(args.json), "w", encoding="utf-8") as handle:
             json.dump(rows, handle, indent=2)
     if args.csv:
-        with open(args.csv, "w", newline="", encoding="utf-8") as handle:
+        with open(parent_made(args.csv), "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
     if args.plot:
-        for path in scaling.plot(rows, args.plot):
+        for path in scaling.plot(rows, parent_made(args.plot)):
             print(f"wrote {path}")
     return EXIT_OK
 
@@ -203,6 +211,8 @@ def _bench_allreduce(args: argparse.Namespace) -> int:
     from mpigd.comm import run_or_abort
 
     check_size_range(args)
+    check_output_paths({"--json": args.json, "--csv": args.csv, "--plot": args.plot})
+    _check_plotting(args.plot)
     comm = world_for("native", args.tune_file)
 
     def job() -> int:
@@ -216,11 +226,11 @@ def _bench_allreduce(args: argparse.Namespace) -> int:
                   f"(both paired: median over repeats of the ratio within a repeat)")
             print(allreduce.table(rows), flush=True)
             if args.json:
-                allreduce.write_json(args.json, meta, rows)
+                allreduce.write_json(parent_made(args.json), meta, rows)
             if args.csv:
-                allreduce.write_csv(args.csv, meta, rows)
+                allreduce.write_csv(parent_made(args.csv), meta, rows)
             if args.plot:
-                allreduce.plot(args.plot, meta, rows)
+                allreduce.plot(parent_made(args.plot), meta, rows)
         return EXIT_OK
 
     return run_or_abort(job, comm.rank)
@@ -229,10 +239,11 @@ def _bench_allreduce(args: argparse.Namespace) -> int:
 def _bench_solvers(args: argparse.Namespace) -> int:
     from mpigd.bench import solvers
 
+    check_output_paths({"--json": args.json})
     results = solvers.run(args.models, args.rows, args.features, args.l2, args.ranks, args.repeats)
     print(solvers.table(results))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
+        with open(parent_made(args.json), "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
     return EXIT_OK
 
@@ -256,10 +267,11 @@ def _bench_solvers_worker(args: argparse.Namespace) -> int:
 def _bench_sparse(args: argparse.Namespace) -> int:
     from mpigd.bench import sparse
 
+    check_output_paths({"--json": args.json})
     results = sparse.run(args.rows, args.features, args.densities, args.classes, args.repeats)
     print(sparse.table(results), flush=True)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
+        with open(parent_made(args.json), "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
     return EXIT_OK
 
@@ -269,6 +281,7 @@ def _tune(args: argparse.Namespace) -> int:
     from mpigd.comm import run_or_abort, tuning, world
 
     check_size_range(args)
+    check_output_paths({"--output": args.output})
     comm = world()
 
     def job() -> int:
@@ -300,6 +313,13 @@ def _plan(args: argparse.Namespace) -> int:
         raise UsageError("plan needs --classes >= 2 and --alpha, --beta, --gamma >= 0")
     if args.compute_rate is not None and args.compute_rate <= 0:
         raise UsageError("--compute-rate must be > 0")
+    # argparse's float() accepts "nan" and "inf", which every comparison above lets through.
+    for option, value in (("--alpha", args.alpha), ("--beta", args.beta), ("--gamma", args.gamma),
+                          ("--compute-rate", args.compute_rate)):
+        if value is not None and not math.isfinite(value):
+            raise UsageError(f"{option} must be a finite number; got {value}")
+    check_output_paths({"--json": args.json, "--csv": args.csv, "--plot": args.plot})
+    _check_plotting(args.plot)
     try:
         result = plan.make_plan(args.model, args.rows, args.features, args.nodes, args.dtype, args.classes,
                                 tuple(args.hidden), args.ranks_per_node, args.mode, args.compute_rate,
@@ -314,6 +334,12 @@ def _plan(args: argparse.Namespace) -> int:
     for path, write in ((args.json, plan_report.write_json), (args.csv, plan_report.write_csv),
                         (args.plot, plan_report.plot)):
         if path:
-            write(path, result)
+            write(parent_made(path), result)
             print(f"wrote {path}")
     return EXIT_OK
+
+
+def _check_plotting(plot_path: str | None) -> None:
+    """Refuse ``--plot`` without matplotlib before the work, not after it."""
+    if plot_path and importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--plot needs matplotlib: pip install 'mpigd[plot]'")

@@ -4,9 +4,11 @@ communicator check, and turning parsed arguments into a Config."""
 from __future__ import annotations
 
 import argparse
+from typing import Mapping
 
 from mpigd.config import DATA_FORMATS, DTYPES, HEADER_CHOICES, STRATEGIES, Config
 from mpigd.environment import expected_ranks, launch_rank
+from mpigd.outputs import check_output_directory, check_output_file
 from mpigd.errors import UsageError
 
 
@@ -33,6 +35,22 @@ def world_for(strategy: str, tune_file: str | None = None):
             "processes (with srun, pass the --mpi plugin your MPI needs, e.g. --mpi=pmi2 or --mpi=pmix)"
         )
     return comm
+
+
+def check_output_paths(files: Mapping[str, str | None] | None = None,
+                       directories: Mapping[str, str | None] | None = None) -> None:
+    """Refuse, before any work, output paths that cannot be written: ``files`` and ``directories``
+    map an option's name (for the message) to its path; ``None`` or empty paths are skipped.
+
+    Called first in a command's handler, on every rank alike, so that a :class:`UsageError` is
+    printed once by rank 0 and nothing has been computed or written (see :mod:`mpigd.outputs`).
+    """
+    for option, path in (files or {}).items():
+        if path:
+            check_output_file(option, path)
+    for option, path in (directories or {}).items():
+        if path:
+            check_output_directory(option, path)
 
 
 def config_from(args: argparse.Namespace) -> Config:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from mpigd.cli.common import add_data_arguments, config_from, numbers, widths, world_for
+from mpigd.cli.common import add_data_arguments, check_output_paths, config_from, numbers, widths, world_for
 from mpigd.config import ACTIVATIONS, ALGORITHMS, MODELS, OPTIMIZERS, SCHEDULES, STRATEGIES, TASKS, Config
 from mpigd.errors import EXIT_OK
+from mpigd.outputs import parent_made
 
 
 def register(commands) -> None:
@@ -95,6 +96,7 @@ def _train(args: argparse.Namespace) -> int:
     from mpigd.trainer import train
 
     config = config_from(args)
+    check_output_paths(directories={"--out": config.out, "--checkpoint-dir": config.checkpoint_directory})
     comm = world_for(config.strategy, config.tune_file)
 
     def job() -> int:
@@ -121,6 +123,10 @@ def _gen(args: argparse.Namespace) -> int:
     from mpigd.data import generate
 
     spec = generate.Spec(args.rows, args.features, args.task, args.seed, args.format, args.output, args.density)
+    if spec.format == "npy":
+        check_output_paths(directories={"--output": spec.output})
+    else:
+        check_output_paths({"--output": spec.output})
     comm = world_for("native")
 
     def job() -> int:
@@ -146,17 +152,18 @@ def _apply(args: argparse.Namespace, what: str) -> int:
     from mpigd.predict import evaluate_file, predict
 
     config = config_from(args)
+    check_output_paths({"--output": args.output})
     comm = world_for(config.strategy)
 
     def job() -> int:
         if what == "predict":
             result = predict(config, args.params, args.output, comm)
         else:
-            result = evaluate_file(config, args.params, comm)
+            result = evaluate_file(config, args.params, comm, output=args.output)
         if comm.rank == 0:
             text = json.dumps(result, indent=2, sort_keys=True)
             if what == "evaluate" and args.output:
-                with open(args.output, "w", encoding="utf-8") as handle:
+                with open(parent_made(args.output), "w", encoding="utf-8") as handle:
                     handle.write(text + "\n")
             if not args.quiet:
                 print(text if what == "evaluate" else f"wrote {result['rows']} predictions to {args.output}")

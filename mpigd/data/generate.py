@@ -12,6 +12,10 @@ Rows come from :mod:`mpigd.data.synthetic`, so the file is the same whatever the
   rank. In each round every rank formats its rows to bytes, an exclusive prefix sum of the byte
   counts gives its offset, and it writes there with ``os.pwrite``. Floats are written with
   ``repr``, which reads back to the same bits.
+
+Before anything is created, a data set larger than the free space of the target file system is
+refused; and if writing fails after all, every rank stops at the same point (each write step is
+agreed) and rank 0 removes the files it created or overwrote, so no partial data set is left.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from mpigd.errors import InputError, UsageError
 from mpigd.partition import block_range
 
 ROUND_ROWS = 65536
+SIZE_SAMPLE_VALUES = 100_000  # values formatted to estimate the size of a text data set
 
 
 @dataclass(frozen=True)
@@ -113,14 +118,18 @@ def _write_text(spec: Spec, comm) -> int:
             data = fmt(spec, *spec.rows_of(first + lo, first + hi))
             lengths = rank_values(comm, len(data))
             start = offset + exclusive_prefix(lengths, comm.rank)
-            written = 0
-            while written < len(data):
-                written += os.pwrite(descriptor, memoryview(data)[written:], start + written)
+            together(comm, _os_step, _pwrite_all, descriptor, data, start)
             offset += int(lengths.sum())
     finally:
         os.close(descriptor)
     comm.barrier()  # the file is whole before gen returns on any rank
     return offset
+
+
+def _pwrite_all(descriptor: int, data: bytes, start: int) -> None:
+    written = 0
+    while written < len(data):
+        written += os.pwrite(descriptor, memoryview(data)[written:], start + written)
 
 
 def _write_npy(spec: Spec, comm) -> int:
@@ -156,19 +165,114 @@ def _write_hdf5(spec: Spec, comm) -> int:
             handle.create_dataset("X", shape=(spec.rows, spec.features), dtype="f8")
             handle.create_dataset("y", shape=(spec.rows,), dtype="f8")
 
-    together(comm, _os_step, create if comm.rank == 0 else (lambda: None))
+    def write_own_rows(lo: int, hi: int) -> None:
+        with h5py.File(spec.output, "r+") as handle:
+            for start in range(lo, hi, ROUND_ROWS):
+                stop = min(start + ROUND_ROWS, hi)
+                handle["X"][start:stop], handle["y"][start:stop] = spec.rows_of(start, stop)
+
+    together(comm, _hdf5_step, create if comm.rank == 0 else (lambda: None))
     lo, hi = block_range(spec.rows, comm.size, comm.rank)
     for turn in range(comm.size):
-        if turn == comm.rank and hi > lo:
-            with h5py.File(spec.output, "r+") as handle:
-                for start in range(lo, hi, ROUND_ROWS):
-                    stop = min(start + ROUND_ROWS, hi)
-                    handle["X"][start:stop], handle["y"][start:stop] = spec.rows_of(start, stop)
-        comm.barrier()
+        # The agreement ends each turn as the barrier did, and stops every rank if the writer failed.
+        together(comm, _hdf5_step, write_own_rows if turn == comm.rank and hi > lo else (lambda *_: None), lo, hi)
     return os.path.getsize(spec.output)
 
 
+def _hdf5_step(action, *args):
+    """``action(*args)``, with an HDF5 or OS error turned into a one-line error (h5py raises
+    OSError, and RuntimeError or ValueError from the HDF5 library's own checks)."""
+    try:
+        return action(*args)
+    except (OSError, RuntimeError, ValueError) as error:
+        raise InputError(f"cannot write the data set: {str(error).splitlines()[0] if str(error) else error!r}") from None
+
+
 def write(spec: Spec, comm) -> int:
-    """Write the data set ``spec`` describes; return its size in bytes. Collective."""
+    """Write the data set ``spec`` describes; return its size in bytes. Collective.
+
+    Refuses (before creating anything) a data set that cannot fit in the free space; on a failure
+    rank 0 removes the files this call created or changed, so no partial data set is left.
+    """
     writer = {"csv": _write_text, "libsvm": _write_text, "npy": _write_npy, "hdf5": _write_hdf5}[spec.format]
-    return writer(spec, comm)
+    together(comm, check_free_space if comm.rank == 0 else (lambda _: None), spec)
+    files = _output_files(spec)
+    before = {path: _identity(path) for path in files}
+    directory_existed = spec.format != "npy" or os.path.lexists(spec.output)
+    try:
+        return writer(spec, comm)
+    except BaseException:
+        if comm.rank == 0:
+            _remove_partial(spec, before, directory_existed)
+        raise
+
+
+def estimated_bytes(spec: Spec) -> int:
+    """The size of the data set ``spec`` describes: exact for npy and hdf5 (less their small
+    headers), for text formats extrapolated from the first rows (rows are independent draws)."""
+    if spec.format in ("npy", "hdf5"):
+        return spec.rows * (spec.features + 1) * 8
+    sample = max(1, min(spec.rows, SIZE_SAMPLE_VALUES // spec.features))
+    fmt = csv_bytes if spec.format == "csv" else libsvm_bytes
+    text = len(fmt(spec, *spec.rows_of(0, sample)))
+    header = len(_csv_header(spec)) if spec.format == "csv" else 0
+    return header + text * spec.rows // sample
+
+
+def check_free_space(spec: Spec) -> None:
+    """Refuse, with a :class:`UsageError`, a data set larger than the free space where it goes
+    (counting the files it would replace): failing part-way would waste the time and, for
+    memory-mapped npy, kill the ranks with SIGBUS on a full disk."""
+    existing = os.path.dirname(os.path.normpath(spec.output)) if spec.format != "npy" else spec.output
+    existing = existing or os.curdir
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing) or os.curdir
+    try:
+        stats = os.statvfs(existing)
+    except OSError:  # a file system that does not say: the write itself will tell
+        return
+    free = stats.f_bavail * stats.f_frsize
+    replaced = sum(os.stat(path).st_size for path in _output_files(spec) if os.path.isfile(path))
+    needed = estimated_bytes(spec)
+    if needed > free + replaced:
+        raise UsageError(f"the data set needs about {_human_bytes(needed)} but {existing} has "
+                         f"{_human_bytes(free)} free; write fewer rows or elsewhere")
+
+
+def _human_bytes(count: int) -> str:
+    for unit, scale in (("EB", 1e18), ("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return f"{count} bytes"
+
+
+def _output_files(spec: Spec) -> list[str]:
+    if spec.format == "npy":
+        return [os.path.join(spec.output, "X.npy"), os.path.join(spec.output, "y.npy")]
+    return [spec.output]
+
+
+def _identity(path: str) -> tuple[int, int, int] | None:
+    """What tells whether ``path`` was created or changed since: None if absent."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _remove_partial(spec: Spec, before: dict[str, tuple[int, int, int] | None], directory_existed: bool) -> None:
+    """Remove the output files created or changed by a failed write (an unchanged file, one
+    that could not even be opened, is the user's and stays), and the npy directory if it was
+    created and is now empty. Best effort: the write's own error is the one reported."""
+    for path, identity in before.items():
+        if _identity(path) not in (None, identity):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+    if not directory_existed:
+        try:
+            os.rmdir(spec.output)
+        except OSError:
+            pass

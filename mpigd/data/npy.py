@@ -10,9 +10,14 @@ import os
 
 import numpy as np
 
+from mpigd.data.npz import HEADER_ERRORS, read_error
 from mpigd.data.shard import Shard
 from mpigd.errors import InputError
 from mpigd.partition import block_counts, block_range
+
+# Integer and floating-point kinds only: complex values would lose their imaginary part when cast
+# to the training dtype, and timedelta (which NumPy counts as a number) and bool are not features.
+REAL_KINDS = "iuf"
 
 
 def paths(data: str, labels: str | None) -> tuple[str, str]:
@@ -32,8 +37,8 @@ def open_array(path: str) -> np.ndarray:
         raise InputError(f"{path}: no such data file")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise InputError(f"{path}: cannot read as .npy ({error})") from None
+    except (OSError, *HEADER_ERRORS) as error:
+        raise InputError(f"{path}: cannot read as .npy ({read_error(error)})") from None
 
 
 def check_arrays(source: str, X: np.ndarray, y: np.ndarray) -> None:
@@ -42,8 +47,9 @@ def check_arrays(source: str, X: np.ndarray, y: np.ndarray) -> None:
         raise InputError(f"{source}: X must be 2-D and y 1-D with one label per row; got {X.shape} and {y.shape}")
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise InputError(f"{source}: the data set is empty ({X.shape})")
-    if not (np.issubdtype(X.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
-        raise InputError(f"{source}: X and y must be numeric; got {X.dtype} and {y.dtype}")
+    if X.dtype.kind not in REAL_KINDS or y.dtype.kind not in REAL_KINDS:
+        raise InputError(f"{source}: X and y must hold real numbers (integer or floating point); "
+                         f"got {X.dtype} and {y.dtype}")
 
 
 def slice_shard(source: str, X_all, y_all, size: int, rank: int, dtype: str, fmt: str) -> Shard:

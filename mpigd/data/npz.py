@@ -8,11 +8,32 @@ so we map it there directly. Nothing is unpickled: object arrays are refused.
 from __future__ import annotations
 
 import struct
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 
 from mpigd.errors import InputError
+
+# What NumPy raises on a damaged .npy header: besides ValueError, its header parser lets the
+# tokenizer's and literal_eval's own errors through, and a short read of the magic string is an
+# EOFError. Shared with the .npy reader and the model loader, which parse the same headers.
+HEADER_ERRORS: tuple[type[Exception], ...] = (ValueError, SyntaxError, TypeError, EOFError, tokenize.TokenError)
+
+# What zipfile raises on a damaged archive: BadZipFile; struct.error when it ends inside a local
+# header; zlib.error for a corrupt compressed member; RuntimeError (NotImplementedError among
+# them) when damaged flags claim encryption or an unknown compression method or zip version.
+ZIP_ERRORS: tuple[type[Exception], ...] = (zipfile.BadZipFile, struct.error, zlib.error, RuntimeError)
+
+
+def read_error(error: Exception) -> str:
+    """``error``, raised reading an array, in words fit for a one-line message (the header
+    parser's own errors print as tuples of tokenizer positions)."""
+    if isinstance(error, (SyntaxError, tokenize.TokenError)):
+        return "damaged array header"
+    return " ".join(str(error).split()) or type(error).__name__  # on one line, whatever NumPy quotes
+
 
 _HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
@@ -48,12 +69,15 @@ def open_member(path: str, name: str) -> np.ndarray:
                 raise InputError(f"{path}: array {name!r} uses .npy format {version}, which mpigd does not read")
             shape, fortran_order, dtype = read_header(raw)
             data_offset = raw.tell()
-    except (OSError, zipfile.BadZipFile, ValueError) as error:
-        raise InputError(f"{path}: cannot read as .npz ({error})") from None
+    except (OSError, *ZIP_ERRORS, *HEADER_ERRORS) as error:
+        raise InputError(f"{path}: cannot read as .npz ({read_error(error)})") from None
     if dtype.hasobject:
         raise InputError(f"{path}: array {name!r} holds Python objects; only numeric arrays are read")
     if fortran_order:
         raise InputError(f"{path}: array {name!r} is in Fortran order; save a C-ordered array")
     if 0 in shape:
         return np.empty(shape, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", offset=data_offset, shape=shape)
+    try:
+        return np.memmap(path, dtype=dtype, mode="r", offset=data_offset, shape=shape)
+    except (OSError, ValueError) as error:  # the header promises more bytes than the file holds
+        raise InputError(f"{path}: cannot read as .npz (array {name!r}: {read_error(error)})") from None

@@ -1,0 +1,211 @@
+"""Damaged arrays, unusable saved models and dangerous --output paths: one clear line from rank 0,
+exit code 2, no traceback, no hang, and nothing written (least of all over an input)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_helpers import TIMEOUT
+from mpirun import mpigd
+
+from mpigd.errors import InputError, UsageError
+from mpigd.predict import evaluate_file, load_model, predict
+
+RANKS = 2
+
+
+def _fails_cleanly(done, message: str) -> None:
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr  # printed once, by rank 0, and no traceback
+    assert lines[0].startswith("mpigd: error: ")
+    assert message in lines[0], lines[0]
+
+
+def _damage_header(path: Path, member: str | None = None) -> None:
+    """Overwrite bytes 10-20 of an array's header, the start of its dict (of ``member`` in a .npz)."""
+    raw = bytearray(path.read_bytes())
+    start = raw.index(b"\x93NUMPY", raw.index(member.encode()) if member else 0)
+    raw[start + 10:start + 20] = b"x" * 10
+    path.write_bytes(bytes(raw))
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A CSV data set, a .npy pair and a model trained with --standardize (so it saves a scaler)."""
+    root = tmp_path_factory.mktemp("hardening")
+    for fmt, name in (("csv", "d.csv"), ("npy", "dnpy")):
+        done = mpigd(1, "gen", "--format", fmt, "--rows", "60", "--features", "3", "--output", str(root / name),
+                     "--quiet", timeout=TIMEOUT)
+        assert done.returncode == 0, done.stderr
+    done = mpigd(1, "train", "--data", str(root / "d.csv"), "--epochs", "2", "--standardize", "--quiet",
+                 "--out", str(root / "model"), timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def _model_copy(work: Path, target: Path, change=None) -> Path:
+    """A copy of the trained model in ``target``, its params.npz arrays passed through ``change``."""
+    target.mkdir()
+    shutil.copy(work / "model" / "model.json", target)
+    arrays = dict(np.load(work / "model" / "params.npz"))
+    if change:
+        change(arrays)
+    np.savez(target / "params.npz", **arrays)
+    return target / "params.npz"
+
+
+# --- damaged or unusable training data --------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["npy", "npz"])
+def test_a_damaged_array_header_is_one_line(tmp_path, fmt):
+    X, y = np.random.default_rng(0).standard_normal((30, 3)), np.arange(30) % 2
+    if fmt == "npy":
+        (tmp_path / "data").mkdir()
+        np.save(tmp_path / "data" / "X.npy", X)
+        np.save(tmp_path / "data" / "y.npy", y)
+        _damage_header(tmp_path / "data" / "X.npy")
+        data, message = tmp_path / "data", "X.npy: cannot read as .npy ("
+    else:
+        np.savez(tmp_path / "data.npz", X=X, y=y)
+        _damage_header(tmp_path / "data.npz", "X.npy")
+        data, message = tmp_path / "data.npz", "data.npz: cannot read as .npz ("
+    out = tmp_path / "out"
+    _fails_cleanly(mpigd(RANKS, "train", "--data", str(data), "--epochs", "2", "--out", str(out), timeout=TIMEOUT),
+                   message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("which", ["X", "y"])
+def test_complex_values_are_refused(tmp_path, which):
+    rng = np.random.default_rng(0)
+    arrays = {"X": rng.standard_normal((30, 3)), "y": (np.arange(30) % 2).astype(np.float64)}
+    arrays[which] = arrays[which] + 1j  # the imaginary part used to be dropped with a ComplexWarning
+    np.savez(tmp_path / "data.npz", **arrays)
+    out = tmp_path / "out"
+    done = mpigd(RANKS, "train", "--data", str(tmp_path / "data.npz"), "--epochs", "2", "--out", str(out),
+                 timeout=TIMEOUT)
+    _fails_cleanly(done, "X and y must hold real numbers (integer or floating point)")
+    assert "complex128" in done.stderr and not out.exists()
+
+
+# --- saved models that cannot be used ---------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_truncated_params_file_cannot_be_loaded(work, tmp_path, command):
+    (tmp_path / "bad").mkdir()
+    shutil.copy(work / "model" / "model.json", tmp_path / "bad")
+    (tmp_path / "bad" / "params.npz").write_bytes((work / "model" / "params.npz").read_bytes()[:300])
+    output = ["--output", str(tmp_path / "x.npy")] if command == "predict" else []
+    done = mpigd(RANKS, command, "--params", str(tmp_path / "bad" / "params.npz"), "--data", str(work / "d.csv"),
+                 *output, timeout=TIMEOUT)
+    _fails_cleanly(done, "params.npz: cannot load the model (")
+    assert not (tmp_path / "x.npy").exists()
+
+
+UNUSABLE = {
+    "NaN coefficient": (lambda a: a["coef"].__setitem__(0, np.nan), "the parameters contain NaN or inf"),
+    "inf intercept": (lambda a: a["intercept"].__setitem__(0, np.inf), "the parameters contain NaN or inf"),
+    "zero scale": (lambda a: a["scaler_scale"].__setitem__(1, 0.0), "scaler scales must be finite and positive"),
+    "negative scale": (lambda a: a["scaler_scale"].__setitem__(1, -2.0), "scaler scales must be finite and positive"),
+    "NaN scale": (lambda a: a["scaler_scale"].__setitem__(0, np.nan), "scaler scales must be finite and positive"),
+    "inf mean": (lambda a: a["scaler_mean"].__setitem__(2, -np.inf), "scaler means contain NaN or inf"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNUSABLE))
+def test_unusable_saved_parameters_are_refused_in_process(work, tmp_path, case):
+    change, message = UNUSABLE[case]
+    params = _model_copy(work, tmp_path / "bad", change)
+    with pytest.raises(InputError, match="cannot load the model") as caught:
+        load_model(str(params))
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("case", ["NaN coefficient", "zero scale"])
+def test_unusable_saved_parameters_stop_predict_on_every_rank(work, tmp_path, case):
+    change, message = UNUSABLE[case]
+    params = _model_copy(work, tmp_path / "bad", change)
+    output = tmp_path / "x.npy"
+    done = mpigd(RANKS, "predict", "--params", str(params), "--data", str(work / "d.csv"), "--output", str(output),
+                 timeout=TIMEOUT)
+    _fails_cleanly(done, message)
+    assert "Warning" not in done.stderr and not output.exists()
+
+
+def test_a_sound_model_still_predicts(work, tmp_path):
+    output = tmp_path / "new" / "dir" / "x.npy"  # missing directories are made, as before
+    done = mpigd(RANKS, "predict", "--params", str(work / "model" / "params.npz"), "--data", str(work / "d.csv"),
+                 "--output", str(output), timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert np.load(output).shape == (60,)
+
+
+# --- --output paths ---------------------------------------------------------------------------
+
+def _output_cases(work: Path, tmp_path: Path) -> dict[str, tuple[str, str, str]]:
+    """name: (data, --output, expected message)."""
+    csv, params = str(work / "d.csv"), str(work / "model" / "params.npz")
+    (tmp_path / "link.csv").symlink_to(work / "d.csv")
+    (tmp_path / "a_directory").mkdir()
+    return {
+        "the data file": (csv, csv, "writing it would destroy the input"),
+        "a link to the data file": (csv, str(tmp_path / "link.csv"), "writing it would destroy the input"),
+        "the params file": (csv, params, "writing it would destroy the input"),
+        "the data file by another path": (csv, str(work / "model" / ".." / "d.csv"), "would destroy the input"),
+        "a file of the npy directory": (str(work / "dnpy"), str(work / "dnpy" / "y.npy"), "would destroy the input"),
+        "an existing directory": (csv, str(tmp_path / "a_directory"), "a_directory: is a directory"),
+        "a path under a regular file": (csv, os.path.join(csv, "x.npy"), "d.csv is not a directory"),
+    }
+
+
+CASE_NAMES = ["the data file", "a link to the data file", "the params file", "the data file by another path",
+              "a file of the npy directory", "an existing directory", "a path under a regular file"]
+
+
+def _snapshot(work: Path) -> dict[str, bytes]:
+    return {str(path): path.read_bytes() for path in sorted(work.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_predict_refuses_a_bad_output_and_writes_nothing(work, tmp_path, case):
+    data, output, message = _output_cases(work, tmp_path)[case]
+    before = _snapshot(work)
+    done = mpigd(RANKS, "predict", "--params", str(work / "model" / "params.npz"), "--data", data,
+                 "--output", output, timeout=TIMEOUT)
+    _fails_cleanly(done, message)
+    assert _snapshot(work) == before  # no input overwritten, nothing new beside them
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_directory", "link.csv"]
+    assert not any((tmp_path / "a_directory").iterdir())
+
+
+class _OneRank:
+    """What predict and evaluate_file need of a communicator before they read anything: agree()."""
+
+    rank, size = 0, 1
+
+    def agree(self, error):
+        if error is not None:
+            raise error
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_the_output_is_refused_in_process_before_any_work(work, tmp_path, case, command):
+    # In-process, so that the check in mpigd.predict is what refuses it, not one in the command line.
+    from mpigd.config import Config
+
+    data, output, message = _output_cases(work, tmp_path)[case]
+    params = str(work / "model" / "params.npz")
+    before = _snapshot(work)
+    with pytest.raises(UsageError, match=message):
+        if command == "predict":
+            predict(Config(data=data), params, output, _OneRank())
+        else:
+            evaluate_file(Config(data=data), params, _OneRank(), output=output)
+    assert _snapshot(work) == before

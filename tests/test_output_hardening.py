@@ -1,0 +1,274 @@
+"""Unusable output paths, hand-edited or non-finite checkpoints, non-finite plan parameters and
+data sets that cannot be written: one line from rank 0, exit code 2, nothing half-written."""
+
+import errno
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mpigd import Config, train
+from mpigd.bench.plan import Projection
+from mpigd.cli.common import check_output_paths
+from mpigd.comm import self_comm
+from mpigd.comm.costmodel import CostModel
+from mpigd.data import generate
+from mpigd.errors import CheckpointError, InputError, UsageError
+from mpirun import ROOT, mpigd
+
+PLAN = ("plan", "--nodes", "4", "--rows", "1000", "--features", "10", "--compute-rate", "1e6")
+
+
+def _serial(*args: str) -> subprocess.CompletedProcess:
+    """``python -m mpigd ARGS`` in one process, without mpiexec (plan and the serial benchmarks)."""
+    return subprocess.run([sys.executable, "-m", "mpigd", *args], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env=dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1"))
+
+
+def _refused(job: subprocess.CompletedProcess, words: str) -> None:
+    """Exit 2 with exactly one error line (printed by rank 0 only) that contains ``words``."""
+    lines = job.stderr.strip().splitlines()
+    assert job.returncode == 2, job.stderr
+    assert len(lines) == 1 and lines[0].startswith("mpigd: error: ") and words in lines[0], job.stderr
+    assert "Traceback" not in job.stderr
+
+
+@pytest.fixture
+def places(tmp_path):
+    """An existing directory and an existing file, in an otherwise empty directory."""
+    (tmp_path / "a_dir").mkdir()
+    (tmp_path / "a_file").write_text("keep me\n")
+    return tmp_path
+
+
+# -- output paths ------------------------------------------------------------------------------------
+
+
+def test_output_path_check_accepts_new_nested_paths_and_refuses_unusable_ones(places):
+    check_output_paths({"--json": str(places / "new" / "deeper" / "r.json")},
+                       {"--out": str(places / "a_dir"), "--checkpoint-dir": str(places / "x" / "y")})
+    check_output_paths({"--json": None}, {"--out": ""})
+    for files, directories, words in (
+            ({"--json": str(places / "a_dir")}, {}, "is a directory"),
+            ({"--json": str(places / "a_file" / "r.json")}, {}, "is not a directory"),
+            ({"--json": str(places / "a_file" / "more" / "r.json")}, {}, "is not a directory"),
+            ({}, {"--out": str(places / "a_file")}, "exists and is not a directory"),
+            ({}, {"--out": str(places / "a_file" / "sub")}, "is not a directory")):
+        with pytest.raises(UsageError, match=words):
+            check_output_paths(files, directories)
+    assert sorted(os.listdir(places)) == ["a_dir", "a_file"]  # checking creates nothing
+
+
+@pytest.mark.parametrize("option", ["--json", "--csv", "--plot"])
+def test_plan_refuses_an_unusable_output_before_projecting(places, option):
+    _refused(_serial(*PLAN, option, str(places / "a_dir")), "is a directory")
+    _refused(_serial(*PLAN, option, str(places / "a_file" / "p.out")), "is not a directory")
+    assert sorted(os.listdir(places)) == ["a_dir", "a_file"]
+
+
+def test_plan_creates_the_missing_directories_of_its_outputs(tmp_path):
+    job = _serial(*PLAN, "--json", str(tmp_path / "a" / "p.json"), "--csv", str(tmp_path / "b" / "c" / "p.csv"))
+    assert job.returncode == 0, job.stderr
+    assert json.loads((tmp_path / "a" / "p.json").read_text())["kind"] == "model"
+    assert (tmp_path / "b" / "c" / "p.csv").is_file()
+
+
+@pytest.mark.parametrize("command", [("bench", "kernel", "--rows", "100", "--features", "4", "--repeats", "1"),
+                                     ("bench", "sparse", "--rows", "100", "--features", "20", "--repeats", "1"),
+                                     ("bench", "solvers", "--rows", "100", "--features", "4", "--repeats", "1")])
+def test_serial_benchmarks_refuse_an_unusable_json_before_running(places, command):
+    _refused(_serial(*command, "--json", str(places / "a_dir")), "is a directory")
+    _refused(_serial(*command, "--json", str(places / "a_file" / "r.json")), "is not a directory")
+
+
+def test_train_refuses_unusable_out_and_checkpoint_dir_once_on_two_ranks(places):
+    train_args = ("train", "--rows", "200", "--features", "4", "--epochs", "2", "--quiet")
+    _refused(mpigd(2, *train_args, "--out", str(places / "a_file")), "--out")
+    _refused(mpigd(2, *train_args, "--out", str(places / "a_file" / "sub")), "is not a directory")
+    _refused(mpigd(2, *train_args, "--checkpoint-every", "1", "--checkpoint-dir", str(places / "a_file"),
+                   "--out", str(places / "o")), "--checkpoint-dir")
+    # --out A_FILE_DIR/..., default checkpoint directory OUT/checkpoints: a file there is refused too.
+    (places / "a_dir" / "checkpoints").write_text("")
+    _refused(mpigd(2, *train_args, "--checkpoint-every", "1", "--out", str(places / "a_dir")), "checkpoints")
+    assert sorted(os.listdir(places)) == ["a_dir", "a_file"]
+    assert os.listdir(places / "a_dir") == ["checkpoints"]
+
+
+def test_tune_refuses_a_directory_as_output_and_leaves_no_temporary_file(places):
+    _refused(mpigd(2, "tune", "--max-bytes", "1K", "--repeats", "1", "--output", str(places / "a_dir")),
+             "is a directory")
+    _refused(mpigd(2, "tune", "--max-bytes", "1K", "--repeats", "1", "--output", str(places / "a_file" / "t.json")),
+             "is not a directory")
+    assert sorted(os.listdir(places)) == ["a_dir", "a_file"]
+    assert os.listdir(places / "a_dir") == []
+
+
+@pytest.mark.parametrize("option", ["--json", "--csv", "--plot"])
+def test_bench_allreduce_refuses_an_unusable_output_once_on_two_ranks(places, option):
+    _refused(mpigd(2, "bench", "allreduce", "--max-bytes", "64", "--repeats", "1", option, str(places / "a_dir")),
+             "is a directory")
+
+
+def test_bench_scaling_refuses_an_output_below_a_file(places):
+    _refused(mpigd(2, "bench", "scaling", "--rows", "1000", "--features", "4", "--steps", "2",
+                   "--output", str(places / "a_file" / "s.jsonl")), "is not a directory")
+    assert (places / "a_file").read_text() == "keep me\n"
+
+
+# -- plan parameters ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option,value", [("--alpha", "nan"), ("--beta", "nan"), ("--gamma", "nan"),
+                                          ("--alpha", "inf"), ("--compute-rate", "nan"),
+                                          ("--compute-rate", "inf")])
+def test_plan_refuses_non_finite_parameters(option, value):
+    _refused(_serial(*PLAN, option, value), f"{option} must be a finite number")
+
+
+def test_projection_refuses_a_non_finite_cost_model():
+    finite = CostModel(1e-6, 1e-9, 1e-10)
+    with pytest.raises(ValueError, match="finite"):
+        Projection(1000, 88, 1e6, finite, CostModel(float("nan"), 1e-9, 1e-10))
+    with pytest.raises(ValueError, match="finite"):
+        Projection(1000, 88, float("inf"), finite, finite)
+
+
+# -- checkpoints -------------------------------------------------------------------------------------
+
+
+def _checkpointed(tmp_path) -> tuple[Config, str]:
+    """A finished one-rank run that kept one checkpoint; the config to resume it, its manifest."""
+    config = Config(model="linear", rows=300, features=4, epochs=4, lr=0.1, quiet=True, out=str(tmp_path / "run"),
+                    checkpoint_every=2, keep=1)
+    train(config, self_comm())
+    directory = tmp_path / "run" / "checkpoints"
+    (manifest,) = [name for name in os.listdir(directory) if name.endswith(".json")]
+    return config.replace(resume=True, epochs=6), str(directory / manifest)
+
+
+def _edit(manifest: str, change) -> None:
+    with open(manifest, encoding="utf-8") as handle:
+        content = json.load(handle)
+    change(content)
+    with open(manifest, "w", encoding="utf-8") as handle:
+        json.dump(content, handle)
+
+
+def _set_rank_state(key, value):
+    return lambda manifest: manifest["ranks"][0].__setitem__(key, value)
+
+
+@pytest.mark.parametrize("change", [
+    lambda manifest: manifest.__setitem__("ranks", []),
+    lambda manifest: manifest["ranks"].__setitem__(0, {}),
+    lambda manifest: manifest["ranks"].__setitem__(0, "steps"),
+    lambda manifest: manifest.__setitem__("epoch", 0),
+    lambda manifest: manifest["metadata"].__setitem__("ranks", "one"),
+    _set_rank_state("cursor", "not a number"),  # passes the manifest checks, fails applying the state
+    _set_rank_state("steps", None),
+], ids=["no-ranks", "empty-state", "state-not-object", "epoch-0", "ranks-not-int", "bad-cursor", "null-steps"])
+def test_a_hand_edited_manifest_is_a_checkpoint_error(tmp_path, change):
+    config, manifest = _checkpointed(tmp_path)
+    _edit(manifest, change)
+    with pytest.raises(CheckpointError):
+        train(config, self_comm())
+
+
+def test_a_checkpoint_with_non_finite_parameters_is_refused_at_load(tmp_path):
+    config, manifest = _checkpointed(tmp_path)
+    archive_path = manifest[:-len(".json")] + ".npz"
+    with np.load(archive_path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["params"][0] = np.inf
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    with open(archive_path, "wb") as handle:
+        handle.write(buffer.getvalue())
+    _edit(manifest, lambda content: content.update(npz_sha256=hashlib.sha256(buffer.getvalue()).hexdigest(),
+                                                  npz_bytes=len(buffer.getvalue())))
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        train(config, self_comm())
+
+
+@pytest.mark.parametrize("change", ["cut", "rank1"])
+def test_a_hand_edited_manifest_stops_two_ranks_with_exit_2(tmp_path, change):
+    data = tmp_path / "d.csv"
+    assert mpigd(1, "gen", "--format", "csv", "--rows", "200", "--features", "4", "--output", str(data),
+                 "--quiet").returncode == 0
+    out = tmp_path / "ck"
+    common = ("train", "--data", str(data), "--checkpoint-every", "2", "--keep", "1", "--out", str(out), "--quiet")
+    assert mpigd(2, *common, "--epochs", "4").returncode == 0
+    (manifest,) = (out / "checkpoints").glob("*.json")
+    if change == "cut":  # rank 1 would index past the end of the list
+        _edit(manifest, lambda content: content.__setitem__("ranks", content["ranks"][:1]))
+    else:  # only rank 1 fails to apply its own state
+        _edit(manifest, lambda content: content["ranks"][1].__setitem__("cursor", "x"))
+    job = mpigd(2, *common, "--epochs", "6", "--resume", timeout=60)
+    assert job.returncode == 2, job.stderr
+    assert "Traceback" not in job.stderr and job.stderr.count("mpigd: error: ") == 1, job.stderr
+
+
+# -- gen ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["npy", "hdf5", "csv", "libsvm"])
+def test_gen_refuses_a_data_set_larger_than_the_free_space_before_creating_anything(tmp_path, fmt):
+    output = tmp_path / f"huge.{fmt}"
+    job = mpigd(2, "gen", "--rows", "1000000000000", "--features", "1000", "--format", fmt, "--output", str(output))
+    _refused(job, "free")
+    assert os.listdir(tmp_path) == []
+
+
+def test_gen_refuses_an_output_below_a_file(places):
+    _refused(mpigd(1, "gen", "--rows", "10", "--features", "2", "--format", "npy",
+                   "--output", str(places / "a_file" / "g")), "is not a directory")
+
+
+def _failing_on_call(real, failing_call: int):
+    calls = []
+
+    def replacement(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == failing_call:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    return replacement
+
+
+def test_gen_removes_a_partly_written_text_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(generate, "ROUND_ROWS", 10)
+    monkeypatch.setattr(generate.os, "pwrite", _failing_on_call(os.pwrite, 3))
+    output = tmp_path / "g.csv"
+    with pytest.raises(InputError, match="No space left"):
+        generate.write(generate.Spec(100, 3, "regression", 0, "csv", str(output)), self_comm())
+    assert os.listdir(tmp_path) == []
+
+
+def test_gen_removes_the_npy_files_and_directory_it_created(tmp_path, monkeypatch):
+    monkeypatch.setattr(np.lib.format, "open_memmap", _failing_on_call(np.lib.format.open_memmap, 2))
+    with pytest.raises(InputError):
+        generate.write(generate.Spec(100, 3, "regression", 0, "npy", str(tmp_path / "g")), self_comm())
+    assert os.listdir(tmp_path) == []
+
+
+def test_gen_removes_a_partly_written_hdf5_file(tmp_path, monkeypatch):
+    pytest.importorskip("h5py")
+    monkeypatch.setattr(generate.Spec, "rows_of", _failing_on_call(generate.Spec.rows_of, 1))
+    with pytest.raises(InputError, match="No space left"):
+        generate.write(generate.Spec(100, 3, "regression", 0, "hdf5", str(tmp_path / "g.h5")), self_comm())
+    assert os.listdir(tmp_path) == []
+
+
+def test_gen_keeps_an_existing_file_it_could_not_open(tmp_path, monkeypatch):
+    output = tmp_path / "g.csv"
+    output.write_text("someone's data\n")
+    monkeypatch.setattr(generate, "_create_text", _failing_on_call(generate._create_text, 1))
+    with pytest.raises(InputError):
+        generate.write(generate.Spec(100, 3, "regression", 0, "csv", str(output)), self_comm())
+    assert output.read_text() == "someone's data\n"

@@ -29,11 +29,17 @@ def check_output_directory(option: str, path: str) -> None:
     _check_existing_part(option, path, os.path.normpath(path))
 
 
+def deepest_existing(path: str) -> str:
+    """``path`` or its nearest ancestor that exists (the working directory for a relative path)."""
+    existing = path or os.curdir
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing) or os.curdir
+    return existing
+
+
 def _check_existing_part(option: str, path: str, directory: str) -> None:
     """Refuse ``directory`` when its deepest existing part is not a writable directory."""
-    existing = directory or os.curdir
-    while not os.path.lexists(existing):
-        existing = os.path.dirname(existing) or os.curdir  # relative paths end at the working directory
+    existing = deepest_existing(directory)
     if not os.path.isdir(existing):
         raise UsageError(f"{option} {path}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):

@@ -19,6 +19,7 @@ from mpigd.config import Config
 from mpigd.data import Shard, load_shard
 from mpigd.data.npz import HEADER_ERRORS, ZIP_ERRORS, read_error
 from mpigd.data.standardize import Scaler
+from mpigd.data.textio import together
 from mpigd.errors import InputError, MpigdError, UsageError
 from mpigd.evaluation import evaluate
 from mpigd.models import Model, from_description
@@ -94,17 +95,6 @@ def _input_files(config: Config, params_path: str) -> list[str]:
     return files
 
 
-def _agree_output(config: Config, params_path: str, output: str, comm) -> None:
-    # Checked on every rank before any work, then agreed: a rank that could not write its rows
-    # must not leave the others waiting, and a refused output must not be created at all.
-    error = None
-    try:
-        check_output(output, _input_files(config, params_path))
-    except MpigdError as caught:
-        error = caught
-    comm.agree(error)
-
-
 def _load(config: Config, params_path: str, comm) -> tuple[Model, np.ndarray, Shard]:
     model, params, scaler, error = None, None, None, None
     try:
@@ -130,7 +120,8 @@ def _load(config: Config, params_path: str, comm) -> tuple[Model, np.ndarray, Sh
 def predict(config: Config, params_path: str, output: str, comm) -> dict[str, object]:
     """Write the prediction of every row of ``config.data`` to the ``.npy`` file ``output`` (classes as
     int64, regression values as float64). Collective."""
-    _agree_output(config, params_path, output, comm)
+    # Checked on every rank before any work and agreed: a refused output must not be created at all.
+    together(comm, check_output, output, _input_files(config, params_path))
     model, params, shard = _load(config, params_path, comm)
     local = model.predict(shard.X, params)
     dtype = np.int64 if model.task == "classification" else np.float64
@@ -155,7 +146,7 @@ def evaluate_file(config: Config, params_path: str, comm, output: str | None = N
     ``output``, the file the caller will write the result to, is checked first (see
     :func:`check_output`), so that a bad one stops the run before any work."""
     if output:
-        _agree_output(config, params_path, output, comm)
+        together(comm, check_output, output, _input_files(config, params_path))
     model, params, shard = _load(config, params_path, comm)
     check(model, [shard], comm)
     shard = encode_labels(model, shard)

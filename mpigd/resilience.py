@@ -194,6 +194,7 @@ class RunControl:
             return None
         arrays = broadcast_bytes(self.comm, arrays)
         state = json.loads(header)
+        name = f"ckpt-{int(state['step']):010d}"
         # Each rank applies its own entry of the manifest, which may have been edited by hand: one that
         # does not fit (a missing field, a wrong type or shape) must stop every rank together, not one.
         error = None
@@ -203,9 +204,9 @@ class RunControl:
                 self.algorithm.optimizer.load_state_dict({k: archive[k] for k in archive.files if k != "params"})
             self.algorithm.load_state_dict(state["ranks"][self.comm.rank])
         except (KeyError, IndexError, TypeError, ValueError) as caught:
-            error = CheckpointError(f"{self.store.directory}/ckpt-{int(state['step']):010d} cannot be resumed "
+            error = CheckpointError(f"{self.store.directory}/{name} cannot be resumed "
                                     f"on rank {self.comm.rank}: bad state {caught!r}")
         self.comm.agree(error)
         self.first_epoch = self.epoch = int(state["epoch"])
-        self._saved_step, self._saved_name = int(state["step"]), f"ckpt-{int(state['step']):010d}"
+        self._saved_step, self._saved_name = int(state["step"]), name
         return int(state["step"])

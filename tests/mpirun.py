@@ -53,3 +53,11 @@ def start_mpi(n: int, args: list[str], **kwargs) -> subprocess.Popen:
 def mpigd(n: int, *args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
     """``mpiexec -n n python -m mpigd ARGS``."""
     return run_mpi(n, ["-m", "mpigd", *args], timeout=timeout, **kwargs)
+
+
+def refused_in_one_line(job: subprocess.CompletedProcess, words: str) -> None:
+    """Exit 2 with exactly one error line (printed by rank 0 only, no traceback) that contains ``words``."""
+    lines = job.stderr.strip().splitlines()
+    assert job.returncode == 2, job.stderr
+    assert len(lines) == 1 and lines[0].startswith("mpigd: error: ") and words in lines[0], job.stderr
+    assert "Traceback" not in job.stderr

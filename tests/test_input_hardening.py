@@ -11,20 +11,12 @@ import numpy as np
 import pytest
 
 from data_helpers import TIMEOUT
-from mpirun import mpigd
+from mpirun import mpigd, refused_in_one_line
 
 from mpigd.errors import InputError, UsageError
 from mpigd.predict import evaluate_file, load_model, predict
 
 RANKS = 2
-
-
-def _fails_cleanly(done, message: str) -> None:
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr  # printed once, by rank 0, and no traceback
-    assert lines[0].startswith("mpigd: error: ")
-    assert message in lines[0], lines[0]
 
 
 def _damage_header(path: Path, member: str | None = None) -> None:
@@ -76,7 +68,7 @@ def test_a_damaged_array_header_is_one_line(tmp_path, fmt):
         _damage_header(tmp_path / "data.npz", "X.npy")
         data, message = tmp_path / "data.npz", "data.npz: cannot read as .npz ("
     out = tmp_path / "out"
-    _fails_cleanly(mpigd(RANKS, "train", "--data", str(data), "--epochs", "2", "--out", str(out), timeout=TIMEOUT),
+    refused_in_one_line(mpigd(RANKS, "train", "--data", str(data), "--epochs", "2", "--out", str(out), timeout=TIMEOUT),
                    message)
     assert not out.exists()
 
@@ -90,7 +82,7 @@ def test_complex_values_are_refused(tmp_path, which):
     out = tmp_path / "out"
     done = mpigd(RANKS, "train", "--data", str(tmp_path / "data.npz"), "--epochs", "2", "--out", str(out),
                  timeout=TIMEOUT)
-    _fails_cleanly(done, "X and y must hold real numbers (integer or floating point)")
+    refused_in_one_line(done, "X and y must hold real numbers (integer or floating point)")
     assert "complex128" in done.stderr and not out.exists()
 
 
@@ -104,7 +96,7 @@ def test_a_truncated_params_file_cannot_be_loaded(work, tmp_path, command):
     output = ["--output", str(tmp_path / "x.npy")] if command == "predict" else []
     done = mpigd(RANKS, command, "--params", str(tmp_path / "bad" / "params.npz"), "--data", str(work / "d.csv"),
                  *output, timeout=TIMEOUT)
-    _fails_cleanly(done, "params.npz: cannot load the model (")
+    refused_in_one_line(done, "params.npz: cannot load the model (")
     assert not (tmp_path / "x.npy").exists()
 
 
@@ -134,7 +126,7 @@ def test_unusable_saved_parameters_stop_predict_on_every_rank(work, tmp_path, ca
     output = tmp_path / "x.npy"
     done = mpigd(RANKS, "predict", "--params", str(params), "--data", str(work / "d.csv"), "--output", str(output),
                  timeout=TIMEOUT)
-    _fails_cleanly(done, message)
+    refused_in_one_line(done, message)
     assert "Warning" not in done.stderr and not output.exists()
 
 
@@ -178,7 +170,7 @@ def test_predict_refuses_a_bad_output_and_writes_nothing(work, tmp_path, case):
     before = _snapshot(work)
     done = mpigd(RANKS, "predict", "--params", str(work / "model" / "params.npz"), "--data", data,
                  "--output", output, timeout=TIMEOUT)
-    _fails_cleanly(done, message)
+    refused_in_one_line(done, message)
     assert _snapshot(work) == before  # no input overwritten, nothing new beside them
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_directory", "link.csv"]
     assert not any((tmp_path / "a_directory").iterdir())

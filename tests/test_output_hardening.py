@@ -19,7 +19,7 @@ from mpigd.comm import self_comm
 from mpigd.comm.costmodel import CostModel
 from mpigd.data import generate
 from mpigd.errors import CheckpointError, InputError, UsageError
-from mpirun import ROOT, mpigd
+from mpirun import ROOT, mpigd, refused_in_one_line
 
 PLAN = ("plan", "--nodes", "4", "--rows", "1000", "--features", "10", "--compute-rate", "1e6")
 
@@ -28,14 +28,6 @@ def _serial(*args: str) -> subprocess.CompletedProcess:
     """``python -m mpigd ARGS`` in one process, without mpiexec (plan and the serial benchmarks)."""
     return subprocess.run([sys.executable, "-m", "mpigd", *args], capture_output=True, text=True, timeout=120,
                           cwd=ROOT, env=dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1"))
-
-
-def _refused(job: subprocess.CompletedProcess, words: str) -> None:
-    """Exit 2 with exactly one error line (printed by rank 0 only) that contains ``words``."""
-    lines = job.stderr.strip().splitlines()
-    assert job.returncode == 2, job.stderr
-    assert len(lines) == 1 and lines[0].startswith("mpigd: error: ") and words in lines[0], job.stderr
-    assert "Traceback" not in job.stderr
 
 
 @pytest.fixture
@@ -66,8 +58,8 @@ def test_output_path_check_accepts_new_nested_paths_and_refuses_unusable_ones(pl
 
 @pytest.mark.parametrize("option", ["--json", "--csv", "--plot"])
 def test_plan_refuses_an_unusable_output_before_projecting(places, option):
-    _refused(_serial(*PLAN, option, str(places / "a_dir")), "is a directory")
-    _refused(_serial(*PLAN, option, str(places / "a_file" / "p.out")), "is not a directory")
+    refused_in_one_line(_serial(*PLAN, option, str(places / "a_dir")), "is a directory")
+    refused_in_one_line(_serial(*PLAN, option, str(places / "a_file" / "p.out")), "is not a directory")
     assert sorted(os.listdir(places)) == ["a_dir", "a_file"]
 
 
@@ -82,27 +74,27 @@ def test_plan_creates_the_missing_directories_of_its_outputs(tmp_path):
                                      ("bench", "sparse", "--rows", "100", "--features", "20", "--repeats", "1"),
                                      ("bench", "solvers", "--rows", "100", "--features", "4", "--repeats", "1")])
 def test_serial_benchmarks_refuse_an_unusable_json_before_running(places, command):
-    _refused(_serial(*command, "--json", str(places / "a_dir")), "is a directory")
-    _refused(_serial(*command, "--json", str(places / "a_file" / "r.json")), "is not a directory")
+    refused_in_one_line(_serial(*command, "--json", str(places / "a_dir")), "is a directory")
+    refused_in_one_line(_serial(*command, "--json", str(places / "a_file" / "r.json")), "is not a directory")
 
 
 def test_train_refuses_unusable_out_and_checkpoint_dir_once_on_two_ranks(places):
     train_args = ("train", "--rows", "200", "--features", "4", "--epochs", "2", "--quiet")
-    _refused(mpigd(2, *train_args, "--out", str(places / "a_file")), "--out")
-    _refused(mpigd(2, *train_args, "--out", str(places / "a_file" / "sub")), "is not a directory")
-    _refused(mpigd(2, *train_args, "--checkpoint-every", "1", "--checkpoint-dir", str(places / "a_file"),
+    refused_in_one_line(mpigd(2, *train_args, "--out", str(places / "a_file")), "--out")
+    refused_in_one_line(mpigd(2, *train_args, "--out", str(places / "a_file" / "sub")), "is not a directory")
+    refused_in_one_line(mpigd(2, *train_args, "--checkpoint-every", "1", "--checkpoint-dir", str(places / "a_file"),
                    "--out", str(places / "o")), "--checkpoint-dir")
     # --out A_FILE_DIR/..., default checkpoint directory OUT/checkpoints: a file there is refused too.
     (places / "a_dir" / "checkpoints").write_text("")
-    _refused(mpigd(2, *train_args, "--checkpoint-every", "1", "--out", str(places / "a_dir")), "checkpoints")
+    refused_in_one_line(mpigd(2, *train_args, "--checkpoint-every", "1", "--out", str(places / "a_dir")), "checkpoints")
     assert sorted(os.listdir(places)) == ["a_dir", "a_file"]
     assert os.listdir(places / "a_dir") == ["checkpoints"]
 
 
 def test_tune_refuses_a_directory_as_output_and_leaves_no_temporary_file(places):
-    _refused(mpigd(2, "tune", "--max-bytes", "1K", "--repeats", "1", "--output", str(places / "a_dir")),
+    refused_in_one_line(mpigd(2, "tune", "--max-bytes", "1K", "--repeats", "1", "--output", str(places / "a_dir")),
              "is a directory")
-    _refused(mpigd(2, "tune", "--max-bytes", "1K", "--repeats", "1", "--output", str(places / "a_file" / "t.json")),
+    refused_in_one_line(mpigd(2, "tune", "--max-bytes", "1K", "--repeats", "1", "--output", str(places / "a_file" / "t.json")),
              "is not a directory")
     assert sorted(os.listdir(places)) == ["a_dir", "a_file"]
     assert os.listdir(places / "a_dir") == []
@@ -110,12 +102,12 @@ def test_tune_refuses_a_directory_as_output_and_leaves_no_temporary_file(places)
 
 @pytest.mark.parametrize("option", ["--json", "--csv", "--plot"])
 def test_bench_allreduce_refuses_an_unusable_output_once_on_two_ranks(places, option):
-    _refused(mpigd(2, "bench", "allreduce", "--max-bytes", "64", "--repeats", "1", option, str(places / "a_dir")),
+    refused_in_one_line(mpigd(2, "bench", "allreduce", "--max-bytes", "64", "--repeats", "1", option, str(places / "a_dir")),
              "is a directory")
 
 
 def test_bench_scaling_refuses_an_output_below_a_file(places):
-    _refused(mpigd(2, "bench", "scaling", "--rows", "1000", "--features", "4", "--steps", "2",
+    refused_in_one_line(mpigd(2, "bench", "scaling", "--rows", "1000", "--features", "4", "--steps", "2",
                    "--output", str(places / "a_file" / "s.jsonl")), "is not a directory")
     assert (places / "a_file").read_text() == "keep me\n"
 
@@ -127,7 +119,7 @@ def test_bench_scaling_refuses_an_output_below_a_file(places):
                                           ("--alpha", "inf"), ("--compute-rate", "nan"),
                                           ("--compute-rate", "inf")])
 def test_plan_refuses_non_finite_parameters(option, value):
-    _refused(_serial(*PLAN, option, value), f"{option} must be a finite number")
+    refused_in_one_line(_serial(*PLAN, option, value), f"{option} must be a finite number")
 
 
 def test_projection_refuses_a_non_finite_cost_model():
@@ -220,12 +212,12 @@ def test_a_hand_edited_manifest_stops_two_ranks_with_exit_2(tmp_path, change):
 def test_gen_refuses_a_data_set_larger_than_the_free_space_before_creating_anything(tmp_path, fmt):
     output = tmp_path / f"huge.{fmt}"
     job = mpigd(2, "gen", "--rows", "1000000000000", "--features", "1000", "--format", fmt, "--output", str(output))
-    _refused(job, "free")
+    refused_in_one_line(job, "free")
     assert os.listdir(tmp_path) == []
 
 
 def test_gen_refuses_an_output_below_a_file(places):
-    _refused(mpigd(1, "gen", "--rows", "10", "--features", "2", "--format", "npy",
+    refused_in_one_line(mpigd(1, "gen", "--rows", "10", "--features", "2", "--format", "npy",
                    "--output", str(places / "a_file" / "g")), "is not a directory")
 
 

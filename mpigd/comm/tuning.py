@@ -28,9 +28,9 @@ import numpy as np
 from mpi4py import MPI
 
 from mpigd.comm.costmodel import CostModel, Crossover, fit_alpha_beta
-from mpigd.comm.strategies import make_strategy
 from mpigd.comm.strategies.auto import CANDIDATES as MEASURED
-from mpigd.comm.strategies.ring import SEGMENT_BYTES, SEGMENT_CANDIDATES, RingAllreduce
+from mpigd.comm.strategies.auto import candidates
+from mpigd.comm.strategies.ring import SEGMENT_CANDIDATES, RingAllreduce
 from mpigd.comm.timing import iterations_for, median, time_calls, time_interleaved
 # The file format lives in a module without MPI; re-exported here, where callers have found it.
 from mpigd.comm.tunefile import FORMAT, Tuning, default_path, find_tune_file, load, save
@@ -71,8 +71,7 @@ def calibrate(comm: MPI.Comm, sizes: list[int], dtype: str = "float64", repeats:
         segment = _best_ring_segment(comm, [s for s in sizes if s >= _SEGMENT_PROBE_MIN_BYTES], kind, repeats,
                                      measurements)
         # Built without a tune file: the one being made replaces whatever the old one says.
-        strategies = {name: RingAllreduce(comm, segment_bytes=segment or SEGMENT_BYTES) if name == "ring"
-                      else make_strategy(name, comm) for name in MEASURED}
+        strategies = dict(zip(MEASURED, candidates(comm, segment)))
         seconds: dict[str, list[float]] = {name: [] for name in MEASURED}
         fastest: dict[str, list[float]] = {name: [] for name in MEASURED}
         for nbytes in sizes:

@@ -28,6 +28,7 @@ import numpy as np
 from mpigd.data import synthetic
 from mpigd.data.textio import exclusive_prefix, rank_values, together
 from mpigd.errors import InputError, UsageError
+from mpigd.outputs import deepest_existing
 from mpigd.partition import block_range
 
 ROUND_ROWS = 65536
@@ -223,10 +224,8 @@ def check_free_space(spec: Spec) -> None:
     """Refuse, with a :class:`UsageError`, a data set larger than the free space where it goes
     (counting the files it would replace): failing part-way would waste the time and, for
     memory-mapped npy, kill the ranks with SIGBUS on a full disk."""
-    existing = os.path.dirname(os.path.normpath(spec.output)) if spec.format != "npy" else spec.output
-    existing = existing or os.curdir
-    while not os.path.lexists(existing):
-        existing = os.path.dirname(existing) or os.curdir
+    target = spec.output if spec.format == "npy" else os.path.dirname(os.path.normpath(spec.output))
+    existing = deepest_existing(target)
     try:
         stats = os.statvfs(existing)
     except OSError:  # a file system that does not say: the write itself will tell

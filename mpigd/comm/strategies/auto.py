@@ -16,6 +16,7 @@ from mpi4py import MPI
 
 from mpigd.comm.strategies import make_strategy, register
 from mpigd.comm.strategies.calibration import CANDIDATES, agreed_calibration
+from mpigd.comm.strategies.ring import SEGMENT_BYTES, RingAllreduce
 
 
 @register("auto")
@@ -38,11 +39,10 @@ class AutoAllreduce:
 
     def __init__(self, comm: MPI.Comm, tune_file: str | None = None) -> None:
         self.comm = comm
-        table = agreed_calibration(comm, tune_file, "auto").crossover
-        self.crossover = table
+        calibration = agreed_calibration(comm, tune_file, "auto")
+        table = self.crossover = calibration.crossover
         self._bounds = list(table.bounds)
-        # The ring takes its segment size from the same file.
-        self._candidates = [make_strategy(name, comm, tune_file) for name in CANDIDATES]
+        self._candidates = candidates(comm, calibration.ring_segment_bytes)
         self._index = [CANDIDATES.index(name) for name in table.choices]
         self._largest = [0] * len(CANDIDATES)  # the largest message each has run, 0: none
         self._last_buffer: np.ndarray | None = None
@@ -72,3 +72,10 @@ class AutoAllreduce:
     def choose(self, nbytes: int) -> str:
         """The strategy a message of ``nbytes`` would run, without running it."""
         return CANDIDATES[self._index[bisect.bisect_left(self._bounds, nbytes)]]
+
+
+def candidates(comm: MPI.Comm, ring_segment_bytes: int | None) -> list:
+    """The strategies of :data:`CANDIDATES`, in that order, the ring with ``ring_segment_bytes``
+    (``None``: its default). Collective. No tune file is read: the caller has the calibration."""
+    return [RingAllreduce(comm, segment_bytes=ring_segment_bytes or SEGMENT_BYTES) if name == "ring"
+            else make_strategy(name, comm) for name in CANDIDATES]

@@ -192,3 +192,73 @@ def test_direct_gives_the_same_bits_with_whole_chunks_as_with_segments(comm):
         ok &= np.array_equal(bits(first), bits(second))
         ok &= bool(np.allclose(first, np.sum(inputs, axis=0), rtol=1e-12, atol=1e-12))
     agree(comm, ok, "direct: whole chunks against segments")
+
+
+def test_strategies_auto_may_swap_give_the_same_bits(comm):
+    """``auto``'s trial swaps a strategy only for one that :func:`same_bits` names: check every pair.
+
+    On 2 ranks that is all of them; on more, ring and direct (direct sums in the ring's order),
+    with segments and with whole chunks.
+    """
+    from mpigd.comm.strategies import make_strategy
+    from mpigd.comm.strategies.auto import same_bits
+    from mpigd.comm.strategies.calibration import CANDIDATES
+
+    p, rank = comm.Get_size(), comm.Get_rank()
+    strategies = {name: make_strategy(name, comm) for name in CANDIDATES}
+    whole = {name: make_strategy(name, comm) for name in ("ring", "direct")}
+    for strategy in whole.values():
+        strategy.segment_bytes = 0  # whole chunks, as where ranks share cores; the same on every rank
+    failures = []
+    for dtype in DTYPES:
+        for n in (p + 1, 1000, 2**20 + 3):
+            inputs = [values(r, n, dtype) for r in range(p)]
+            results = {}
+            for label, strategy in [*strategies.items(), *(("whole " + k, s) for k, s in whole.items())]:
+                results[label] = inputs[rank].copy()
+                strategy.allreduce(results[label])
+            for name in CANDIDATES:
+                partners = [*same_bits(name, p)] + (["whole ring", "whole direct"] if "ring" in same_bits(name, p) else [])
+                failures += [f"{name}/{other} {dtype} n={n}" for other in partners
+                             if not np.array_equal(bits(results[name]), bits(results[other]))]
+    agree(comm, not failures, f"different bits: {failures[:4]}")
+
+
+def test_auto_times_its_interchangeable_candidates_once_per_size(comm, tmp_path):
+    """From 256 KiB auto checks the table's choice in the launch, among strategies with its bits."""
+    from mpigd.comm.costmodel import CostModel, Crossover
+    from mpigd.comm.strategies import make_strategy
+    from mpigd.comm.strategies.auto import same_bits
+    from mpigd.comm.tunefile import Tuning, save
+
+    p, rank = comm.Get_size(), comm.Get_rank()
+    ok, seen = True, []
+    for table_choice in ("native", "ring"):
+        tune = tmp_path / f"{table_choice}.json"
+        if rank == 0:
+            save(Tuning(p, CostModel(), Crossover((), (table_choice,))), tune)
+        comm.Barrier()
+        auto = make_strategy("auto", comm, str(tune))
+        small, large = values(rank, 1000, "float64"), values(rank, 300_000, "float64")  # 8 KB, 2.4 MB
+        for buffer in (small, large, large, small):
+            expected = buffer.copy()
+            make_strategy(auto.choose(buffer.nbytes), comm).allreduce(expected)
+            auto.allreduce(buffer)
+            ok &= np.array_equal(bits(buffer), bits(expected))  # the user's data summed once, same bits
+        expected_contenders = list(same_bits(table_choice, p)) if p > 1 else [table_choice]
+        trial = auto.trials.get(large.nbytes, {})
+        chosen = auto.choose(large.nbytes)
+        seen.append((table_choice, trial, chosen))
+        if len(expected_contenders) > 1:
+            ok &= list(trial) == expected_contenders and all(s > 0 for s in trial.values())
+            ok &= chosen == min(trial, key=trial.get)
+            # The slowest rank's times: every rank holds rank 0's figures.
+            times = np.array(list(trial.values()))
+            root = times.copy()
+            comm.Bcast(root, root=0)
+            ok &= np.array_equal(times, root)
+        else:
+            ok &= not trial and chosen == table_choice
+        ok &= auto.describe() == "auto->" + (chosen if chosen == table_choice else f"{chosen}+{table_choice}")
+        ok &= set(auto.trials) <= {large.nbytes} and auto.choose(small.nbytes) == table_choice
+    agree(comm, ok, f"auto's trial on {p} ranks: {seen}")

@@ -60,12 +60,15 @@ def run(comm, sizes: Sequence[int], dtype: str, strategies: Sequence[str], repea
             samples = timed[name]
             seconds = median(samples)
             choose = getattr(runner.strategy, "choose", None)
+            trial = getattr(runner.strategy, "trials", {}).get(actual)
             rows.append({
                 "bytes": actual, "count": count, "dtype": dtype, "strategy": name,
                 "ran": f"{name}->{choose(actual)}" if choose else name,
                 "iterations": iterations[name], "repeats": repeats,
                 "median_s": seconds, "min_s": min(samples), "max_s": max(samples), "samples_s": samples,
                 "latency_us": seconds * 1e6, "busbw_gb_s": bus_bandwidth(actual, seconds, comm.size),
+                # auto's own timing of its candidates at this size, in this launch (None: no trial)
+                "trial_us": {c: t * 1e6 for c, t in trial.items()} if trial else None,
             })
     _add_ratios(rows)
     return rows
@@ -139,7 +142,9 @@ def write_csv(path: str, metadata: dict[str, Any], rows: list[dict[str, Any]]) -
         writer = csv.DictWriter(handle, fieldnames=[*keep, *rows[0].keys()])
         writer.writeheader()
         for row in rows:
-            writer.writerow({**{k: metadata.get(k) for k in keep}, **row})
+            cells = {key: ";".join(f"{name}={us:.1f}" for name, us in value.items()) if isinstance(value, dict)
+                     else value for key, value in row.items()}
+            writer.writerow({**{k: metadata.get(k) for k in keep}, **cells})
 
 
 def plot(path: str, metadata: dict[str, Any], rows: list[dict[str, Any]]) -> None:

@@ -5,11 +5,21 @@ cost model with built-in parameters (ring against recursive doubling). It is rea
 0, and broadcast (:mod:`.calibration`), so every rank holds the same table and always picks the
 same strategy: a different choice on two ranks would deadlock. The per-call choice is a binary
 search in it.
+
+From 256 KiB the table's choice is checked in the launch itself, once per message size: the
+strategies that give the same bits as the table's choice on this rank count (see
+:func:`same_bits`) are timed on the caller's array (zeroed, then restored), a few rounds in turn, and the
+fastest runs from then on. A table is made in one launch and used in others, and which of two
+close contenders wins can change between launches by more than auto's 10% target (on one VM the
+library's own allreduce was 20% ahead of the ring at 8 MiB in some launches and 20-50% behind in
+others: benchmarks/RESULTS.md). The trial costs a few dozen calls of that size, once; since it only
+ever swaps strategies with the same bits, results stay the same, run after run.
 """
 
 from __future__ import annotations
 
 import bisect
+import statistics
 
 import numpy as np
 from mpi4py import MPI
@@ -17,14 +27,26 @@ from mpi4py import MPI
 from mpigd.comm.strategies import make_strategy, register
 from mpigd.comm.strategies.calibration import CANDIDATES, agreed_calibration
 from mpigd.comm.strategies.ring import SEGMENT_BYTES, RingAllreduce
+from mpigd.comm.timing import iterations_for, time_calls
+
+# Each contender's time in a trial is the median of this many calls, taken in turn with the others:
+# at 16 MiB on 2 ranks of a VM, single calls of one strategy varied by 20% within a launch.
+TRIAL_ROUNDS = 5
+# Sizes with a trial. Below, a call takes under ~30 us and the table held within auto's target in
+# every run; above, the trial keeps a copy of the message meanwhile, and the table stands rather
+# than take that much memory again (bandwidth-bound sizes, where ring and direct are the choice).
+TRIAL_MIN_BYTES = 256 << 10
+TRIAL_MAX_BYTES = 256 << 20
 
 
 @register("auto")
 class AutoAllreduce:
     """Dispatch each call to native, ring, direct or tree by its size in bytes, from a crossover table.
 
-    Built collectively (rank 0 reads the tune file and broadcasts the table). Deterministic
-    wherever the strategies it picks are: the choice depends on the size alone.
+    Built collectively (rank 0 reads the tune file and broadcasts the table). Deterministic: the
+    choice depends on the size alone, and where a trial in the launch overrules the table (sizes
+    from 256 KiB) it picks among strategies with the same bits. The trial's times, slowest rank's,
+    median of :data:`TRIAL_ROUNDS`, are kept in :attr:`trials` by size.
 
     Parameters
     ----------
@@ -44,6 +66,8 @@ class AutoAllreduce:
         self._bounds = list(table.bounds)
         self._candidates = candidates(comm, calibration.ring_segment_bytes)
         self._index = [CANDIDATES.index(name) for name in table.choices]
+        self._tried: dict[int, int] = {}  # size in bytes -> the candidate its trial chose
+        self.trials: dict[int, dict[str, float]] = {}  # size in bytes -> seconds per call, by contender
         self._largest = [0] * len(CANDIDATES)  # the largest message each has run, 0: none
         self._last_buffer: np.ndarray | None = None
         self._last_run = self._candidates[0].allreduce
@@ -60,9 +84,37 @@ class AutoAllreduce:
     def _select(self, buffer: np.ndarray) -> None:
         nbytes = buffer.nbytes
         which = self._index[bisect.bisect_left(self._bounds, nbytes)]
+        if TRIAL_MIN_BYTES <= nbytes <= TRIAL_MAX_BYTES and buffer.flags.c_contiguous:
+            if nbytes not in self._tried:
+                self._tried[nbytes] = self._trial(buffer, which)
+            which = self._tried[nbytes]
         self._largest[which] = max(self._largest[which], nbytes or 1)
         self._last_buffer = buffer
         self._last_run = self._candidates[which].allreduce
+
+    def _trial(self, buffer: np.ndarray, table_choice: int) -> int:
+        """The fastest, in this launch, of the table's choice and the strategies with its bits. Collective."""
+        contenders = same_bits(CANDIDATES[table_choice], self.comm.Get_size())
+        if len(contenders) == 1 or self.comm.Get_size() == 1:
+            return table_choice
+        # Timed on the caller's own array, zeroed and then restored: the same size in fresh memory
+        # was up to 1.8x slower on a VM, in a way the array reused step after step is not.
+        saved = buffer.copy()
+        buffer.fill(0)  # sums of zeros neither overflow nor meet subnormal numbers
+        runs = {c: self._candidates[CANDIDATES.index(c)].allreduce for c in contenders}
+        calls = iterations_for(buffer.nbytes)
+        samples: dict[str, list[float]] = {c: [] for c in contenders}
+        try:
+            for _ in range(TRIAL_ROUNDS):
+                for c, run in runs.items():
+                    # One untimed call first, as the benchmark does: the contender before has just
+                    # filled the caches with its own scratch. Times are the slowest rank's, so every
+                    # rank sees the same figures and makes the same choice.
+                    samples[c] += time_calls(self.comm, lambda run=run: run(buffer), calls, 1, warmup=1)
+        finally:
+            np.copyto(buffer, saved)
+        seconds = self.trials[buffer.nbytes] = {c: statistics.median(t) for c, t in samples.items()}
+        return CANDIDATES.index(min(contenders, key=seconds.__getitem__))  # a tie keeps the table's
 
     def describe(self) -> str:
         """What ran, e.g. ``auto->ring``, or ``auto->ring+tree`` (the one for the largest message first)."""
@@ -70,8 +122,23 @@ class AutoAllreduce:
         return self.name + ("->" + "+".join(CANDIDATES[n] for n in ran) if ran else "")
 
     def choose(self, nbytes: int) -> str:
-        """The strategy a message of ``nbytes`` would run, without running it."""
-        return CANDIDATES[self._index[bisect.bisect_left(self._bounds, nbytes)]]
+        """The strategy a message of ``nbytes`` would run, without running it (nor a trial)."""
+        return CANDIDATES[self._tried.get(nbytes, self._index[bisect.bisect_left(self._bounds, nbytes)])]
+
+
+def same_bits(name: str, ranks: int) -> tuple[str, ...]:
+    """The candidates whose sums have the same bits as ``name``'s on ``ranks`` ranks, ``name`` first.
+
+    On one or two ranks every element of the sum is one addition at most, and ``a + b`` and
+    ``b + a`` are the same number in IEEE arithmetic, whichever rank adds: all of them. On more,
+    each strategy adds in its own order (addition is not associative), except ring and direct,
+    which add in the same order by construction (:mod:`.direct`).
+    """
+    if ranks <= 2:
+        return (name,) + tuple(c for c in CANDIDATES if c != name)
+    if name in ("ring", "direct"):
+        return (name, "direct" if name == "ring" else "ring")
+    return (name,)
 
 
 def candidates(comm: MPI.Comm, ring_segment_bytes: int | None) -> list:

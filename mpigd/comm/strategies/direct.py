@@ -38,8 +38,11 @@ class DirectAllreduce(RingAllreduce):
     the ring's allgather follows unchanged. Built collectively, like the ring, and like it takes
     whole chunks where ranks share cores.
 
-    Deterministic: each chunk is summed by its owner alone, always in the order owner, owner + 1,
-    ..., owner - 1, and then copied, so every rank ends with the same bits, run after run.
+    Deterministic, and with the ring's bits: the owner ``r`` sums the pieces of ranks ``r + 1, r + 2,
+    ..., r - 1`` in that order and adds that sum to its own piece last, which is the order in which
+    the ring's partial sum reaches ``r`` (floating-point addition is commutative, not associative,
+    so the order of the sum is what fixes the bits). ``auto`` relies on this to choose between the
+    two in a launch without changing a result.
     """
 
     name = "direct"
@@ -67,7 +70,8 @@ class DirectAllreduce(RingAllreduce):
         else:
             # Ranks share cores: every hand-over waits for the scheduler, so take whole chunks, one
             # peer after another. Each element is summed in the same order as above.
-            scratch = self._scratch.get(buffer.dtype, 2 * largest).reshape(2, largest)
+            rows = min(len(self.peers), 3)  # the first peer's piece, where the sum grows, and two receives
+            scratch = self._scratch.get(buffer.dtype, rows * largest).reshape(rows, largest)
             sends = self._send_chunks(buffer, offsets, largest)
             self._add_chunks_in_turn(target, scratch)
         MPI.Request.Waitall(sends)
@@ -95,17 +99,26 @@ class DirectAllreduce(RingAllreduce):
             ahead = post(j + 1) if j + 1 < count else []
             MPI.Request.Waitall(pending)
             piece = target[j * segment:(j + 1) * segment]
-            for k in range(len(peers)):
-                add_into(piece, scratch[j % 2, k, :piece.size])
+            pieces = scratch[j % 2, :, :piece.size]
+            for k in range(1, len(peers)):
+                add_into(pieces[0], pieces[k])
+            add_into(piece, pieces[0])
             pending = ahead
 
     def _add_chunks_in_turn(self, target: np.ndarray, scratch: np.ndarray) -> None:
         if not target.size:
             return
         comm, peers, n = self.comm, self.peers, target.size
-        pending = comm.Irecv(scratch[0, :n], peers[0], _TAG_DIRECT)
+        total = scratch[0, :n]  # the first peer's chunk, then the sum of the peers' chunks so far
+
+        def slot(k: int) -> np.ndarray:  # peer k's receive buffer: the later peers take turns in two
+            return total if k == 0 else scratch[1 + (k - 1) % 2, :n]
+
+        pending = comm.Irecv(slot(0), peers[0], _TAG_DIRECT)
         for k in range(len(peers)):
-            ahead = comm.Irecv(scratch[(k + 1) % 2, :n], peers[k + 1], _TAG_DIRECT) if k + 1 < len(peers) else None
+            ahead = comm.Irecv(slot(k + 1), peers[k + 1], _TAG_DIRECT) if k + 1 < len(peers) else None
             pending.Wait()
-            add_into(target, scratch[k % 2, :n])
+            if k:
+                add_into(total, slot(k))
             pending = ahead
+        add_into(target, total)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 import os
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 
-from mpigd.errors import UsageError
+from mpigd.errors import MpigdError, UsageError
 
 
 def check_output_file(option: str, path: str) -> None:
@@ -52,6 +53,34 @@ def parent_made(path: str) -> str:
     if parent:
         os.makedirs(parent, exist_ok=True)
     return path
+
+
+@contextmanager
+def written(path: str) -> Iterator[str]:
+    """The name to write the report ``path`` under: a temporary one beside it (same extension, for
+    writers that go by it), renamed to ``path`` when the block ends. A write that fails, a full disk
+    say, leaves neither part of a file nor the temporary, and is one line (:class:`MpigdError`).
+    A path that exists and is not a regular file (``/dev/stdout``, a FIFO) is written directly."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        target = path
+    else:
+        root, extension = os.path.splitext(os.path.basename(path))
+        target = os.path.join(os.path.dirname(parent_made(path)), f".{root}.tmp{os.getpid()}{extension}")
+    try:
+        yield target
+        if target != path:
+            os.replace(target, path)
+    except OSError as error:
+        raise MpigdError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        if target != path:
+            unlink_if_present(target)
+
+
+def write_json_report(path: str, data: Any) -> None:
+    """``data`` as indented JSON in the report ``path``, through :func:`written`."""
+    with written(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
 
 
 def atomic_write(path: str, data: bytes) -> None:

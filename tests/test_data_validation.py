@@ -59,6 +59,10 @@ CASES = {
     "libsvm NaN": ({"data.svm": _libsvm({BAD: "1 2:nan"})}, ["--data", "{dir}/data.svm"],
                    f"data.svm:{BAD}: NaN or Inf in the features"),
     "npz NaN": ({"data.npz": "nan-npz"}, ["--data", "{dir}/data.npz"], "NaN or Inf in the features (first at row 7)"),
+    "csv beyond float32": ({"data.csv": _csv({BAD: "1.0,1e300,3.0,1"})}, ["--data", "{dir}/data.csv", "--dtype", "float32"],
+                           f"data.csv: NaN or Inf in the features (first at row {BAD - 2}; float32 holds at most 3.4e+38)"),
+    "npz beyond float32": ({"data.npz": "big-npz"}, ["--data", "{dir}/data.npz", "--dtype", "float32"],
+                           "NaN or Inf in the features (first at row 7; float32 holds at most 3.4e+38)"),
     "three classes": ({"data.csv": _csv(labels=(0, 1, 2))}, ["--data", "{dir}/data.csv"],
                       "logistic regression needs two labels (0 and 1, or two other integers such as -1 and +1); found 2"),
     "test feature count": ({"data.csv": _csv(), "test.csv": "1,2,3,4,1\n5,6,7,8,0\n"},
@@ -75,9 +79,9 @@ CASES = {
 def test_bad_input_fails_cleanly(tmp_path, case, ranks):
     files, args, message = CASES[case]
     for name, text in files.items():
-        if text == "nan-npz":
+        if text in ("nan-npz", "big-npz"):
             X = np.ones((20, 3))
-            X[7, 1] = np.nan
+            X[7, 1] = np.nan if text == "nan-npz" else -1e300
             np.savez(tmp_path / name, X=X, y=np.zeros(20))
         else:
             (tmp_path / name).parent.mkdir(exist_ok=True)

@@ -1,5 +1,6 @@
 """Unusable output paths, hand-edited or non-finite checkpoints, non-finite plan parameters and
-data sets that cannot be written: one line from rank 0, exit code 2, nothing half-written."""
+data sets that cannot be written: one line from rank 0, exit code 2, nothing half-written; a report
+that cannot be written to the end (a full disk) is one line too, exit code 1, and leaves nothing."""
 
 import errno
 import hashlib
@@ -264,3 +265,41 @@ def test_gen_keeps_an_existing_file_it_could_not_open(tmp_path, monkeypatch):
     with pytest.raises(InputError):
         generate.write(generate.Spec(100, 3, "regression", 0, "csv", str(output)), self_comm())
     assert output.read_text() == "someone's data\n"
+
+
+# -- reports that cannot be written to the end ---------------------------------------------------------
+
+
+def _file_size_limit(nbytes: int):
+    """For ``preexec_fn``: files larger than ``nbytes`` cannot be written (EFBIG), as on a full disk.
+    Python ignores SIGXFSZ, so the write fails instead of the process being killed."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+
+
+@pytest.mark.parametrize("option", ["--json", "--csv"])
+def test_a_report_that_cannot_be_written_to_the_end_leaves_nothing(tmp_path, option):
+    old = tmp_path / "old.json"
+    old.write_text("{}\n")  # a previous report under the same name stays as it was
+    for target in (tmp_path / "new" / "report.out", old):
+        job = subprocess.run([sys.executable, "-m", "mpigd", *PLAN, option, str(target)], capture_output=True,
+                             text=True, timeout=120, cwd=ROOT, preexec_fn=_file_size_limit(200),
+                             env=dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1"))
+        lines = job.stderr.strip().splitlines()
+        assert job.returncode == 1 and len(lines) == 1, job.stderr
+        assert lines[0] == f"mpigd: error: cannot write {target}: File too large", job.stderr
+    assert old.read_text() == "{}\n"
+    assert os.listdir(tmp_path / "new") == [] and sorted(os.listdir(tmp_path)) == ["new", "old.json"]
+
+
+def test_a_report_to_a_device_is_written_to_it_directly():
+    full = _serial(*PLAN, "--json", "/dev/full")  # a device that is always full
+    assert full.returncode == 1 and full.stderr.strip() == "mpigd: error: cannot write /dev/full: No space left on device"
+    tune = mpigd(2, "tune", "--max-bytes", "1K", "--repeats", "1", "--output", "/dev/full")
+    assert tune.returncode == 1 and tune.stderr.strip() == "mpigd: error: cannot write /dev/full: No space left on device"
+    assert os.path.exists("/dev/full") and not os.path.isfile("/dev/full")  # the device itself left in place
+    shown = _serial(*PLAN, "--json", "/dev/stdout")
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout[shown.stdout.index("\n{") + 1:shown.stdout.rindex("}") + 1])
+    assert report["rows"] == 1000 and report["metadata"]["command"].endswith("--json /dev/stdout")

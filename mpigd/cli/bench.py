@@ -12,7 +12,7 @@ from mpigd.cli.common import (Parser, at_least, check_output_paths, check_size_r
                               size_range, strategy_names, widths, world_for)
 from mpigd.config import DTYPES, MODELS, STRATEGIES
 from mpigd.errors import EXIT_OK, UsageError
-from mpigd.outputs import parent_made
+from mpigd.outputs import parent_made, write_json_report, written
 
 
 def register(commands) -> None:
@@ -150,12 +150,11 @@ def _bench_kernel(args: argparse.Namespace) -> int:
         print(kernel.table(rows), flush=True)
         results += rows
     if args.json:
-        with open(parent_made(args.json), "w", encoding="utf-8") as handle:
-            options = {key: value for key, value in vars(args).items() if key not in ("run", "command", "bench")}
-            json.dump({"metadata": {**metadata.describe(), "options": options}, "results": results}, handle,
-                      indent=2)
+        options = {key: value for key, value in vars(args).items() if key not in ("run", "command", "bench")}
+        write_json_report(args.json, {"metadata": {**metadata.describe(), "options": options}, "results": results})
     if args.csv:
-        kernel.write_csv(parent_made(args.csv), results)
+        with written(args.csv) as path:
+            kernel.write_csv(path, results)
     return EXIT_OK
 
 
@@ -192,10 +191,9 @@ def _bench_scaling_report(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.records}: {error}") from None
     print(scaling.table(rows))
     if args.json:
-        with open(parent_made(args.json), "w", encoding="utf-8") as handle:
-            json.dump(rows, handle, indent=2)
+        write_json_report(args.json, rows)
     if args.csv:
-        with open(parent_made(args.csv), "w", newline="", encoding="utf-8") as handle:
+        with written(args.csv) as path, open(path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
@@ -225,12 +223,11 @@ def _bench_allreduce(args: argparse.Namespace) -> int:
                   f"xnat = speedup vs native, /best = auto's time over the best of the others "
                   f"(both paired: median over repeats of the ratio within a repeat)")
             print(allreduce.table(rows), flush=True)
-            if args.json:
-                allreduce.write_json(parent_made(args.json), meta, rows)
-            if args.csv:
-                allreduce.write_csv(parent_made(args.csv), meta, rows)
-            if args.plot:
-                allreduce.plot(parent_made(args.plot), meta, rows)
+            for path, write in ((args.json, allreduce.write_json), (args.csv, allreduce.write_csv),
+                                (args.plot, allreduce.plot)):
+                if path:
+                    with written(path) as temporary:
+                        write(temporary, meta, rows)
         return EXIT_OK
 
     return run_or_abort(job, comm.rank)
@@ -243,8 +240,7 @@ def _bench_solvers(args: argparse.Namespace) -> int:
     results = solvers.run(args.models, args.rows, args.features, args.l2, args.ranks, args.repeats)
     print(solvers.table(results))
     if args.json:
-        with open(parent_made(args.json), "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=2)
+        write_json_report(args.json, results)
     return EXIT_OK
 
 
@@ -271,8 +267,7 @@ def _bench_sparse(args: argparse.Namespace) -> int:
     results = sparse.run(args.rows, args.features, args.densities, args.classes, args.repeats)
     print(sparse.table(results), flush=True)
     if args.json:
-        with open(parent_made(args.json), "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=2)
+        write_json_report(args.json, results)
     return EXIT_OK
 
 
@@ -334,7 +329,8 @@ def _plan(args: argparse.Namespace) -> int:
     for path, write in ((args.json, plan_report.write_json), (args.csv, plan_report.write_csv),
                         (args.plot, plan_report.plot)):
         if path:
-            write(parent_made(path), result)
+            with written(path) as temporary:
+                write(temporary, result)
             print(f"wrote {path}")
     return EXIT_OK
 

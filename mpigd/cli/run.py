@@ -8,7 +8,7 @@ import json
 from mpigd.cli.common import add_data_arguments, check_output_paths, config_from, numbers, widths, world_for
 from mpigd.config import ACTIVATIONS, ALGORITHMS, MODELS, OPTIMIZERS, SCHEDULES, STRATEGIES, TASKS, Config
 from mpigd.errors import EXIT_OK
-from mpigd.outputs import parent_made
+from mpigd.outputs import written
 
 
 def register(commands) -> None:
@@ -163,7 +163,7 @@ def _apply(args: argparse.Namespace, what: str) -> int:
         if comm.rank == 0:
             text = json.dumps(result, indent=2, sort_keys=True)
             if what == "evaluate" and args.output:
-                with open(parent_made(args.output), "w", encoding="utf-8") as handle:
+                with written(args.output) as path, open(path, "w", encoding="utf-8") as handle:
                     handle.write(text + "\n")
             if not args.quiet:
                 print(text if what == "evaluate" else f"wrote {result['rows']} predictions to {args.output}")

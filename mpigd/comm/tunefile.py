@@ -16,6 +16,7 @@ from typing import Any
 
 from mpigd.comm.costmodel import CostModel, Crossover
 from mpigd.environment import tune_file_from_env
+from mpigd.outputs import written
 
 FORMAT = 1
 
@@ -103,13 +104,7 @@ def load(path: str | os.PathLike) -> Tuning:
 
 
 def save(tuning: Tuning, path: str | os.PathLike) -> None:
-    """Write ``tuning`` as JSON, through a temporary name and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        temporary.write_text(json.dumps(tuning.as_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)  # a full disk must not leave half a file behind
-        raise
+    """Write ``tuning`` as JSON, through a temporary name and a rename (:func:`mpigd.outputs.written`:
+    a full disk leaves no half file and is one line)."""
+    with written(str(path)) as temporary:
+        Path(temporary).write_text(json.dumps(tuning.as_dict(), indent=2) + "\n", encoding="utf-8")

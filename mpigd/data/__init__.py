@@ -65,12 +65,15 @@ def load_shard(config: Config, comm, test: bool = False, n_features: int | None 
         shard = _synthetic_shard(config, comm.size, comm.rank)
     else:
         fmt = together(comm, infer_format, path, config.format)
-        if fmt == "csv":
-            shard = csvfile.read(path, comm, config.dtype, config.header, config.label_column)
-        elif fmt == "libsvm":
-            shard = libsvm.read(path, comm, config.dtype, zero_based if test else config.zero_based, n_features)
-        else:
-            shard = together(comm, _read_array, fmt, path, labels, config, comm.size, comm.rank)
+        # A value too large for --dtype float32 becomes Inf as it is narrowed; _check_finite then
+        # refuses it with its row, in one line, without NumPy's warning before it.
+        with np.errstate(over="ignore"):
+            if fmt == "csv":
+                shard = csvfile.read(path, comm, config.dtype, config.header, config.label_column)
+            elif fmt == "libsvm":
+                shard = libsvm.read(path, comm, config.dtype, zero_based if test else config.zero_based, n_features)
+            else:
+                shard = together(comm, _read_array, fmt, path, labels, config, comm.size, comm.rank)
     together(comm, _check_finite, shard)
     if n_features is not None and shard.n_features != n_features:
         raise InputError(f"{path}: has {shard.n_features} features, but the training data has {n_features}")
@@ -139,4 +142,5 @@ def _check_finite(shard: Shard) -> None:
             if shard.sparse and name == "features":  # a position in data: find its row
                 index = int(np.searchsorted(shard.X.indptr, index, side="right")) - 1
             row = index + shard.row_start
-            raise InputError(f"{shard.source}: NaN or Inf in the {name} (first at row {row})")
+            limit = f"; {values.dtype} holds at most {np.finfo(values.dtype).max:.3g}" if values.dtype == np.float32 else ""
+            raise InputError(f"{shard.source}: NaN or Inf in the {name} (first at row {row}{limit})")

@@ -137,6 +137,8 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
         "ranks": comm.size,
         "mpi_library": comm.library(),
         "strategy": comm.strategy_label,  # what ran: "auto->ring" for auto
+        # auto's timings in this launch, seconds per call by strategy, per message size (bytes)
+        "strategy_trials": {str(n): times for n, times in getattr(comm.strategy, "trials", {}).items()} or None,
         "python": platform.python_version(),
         "data": {"source": shard.source, "format": shard.meta.get("format"), "rows": shard.n_global,
                  "features": shard.n_features, "sparse": shard.sparse, "standardized": prepared.scaler is not None},

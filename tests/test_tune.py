@@ -46,6 +46,21 @@ def test_tune_writes_a_calibration_that_auto_follows(tmp_path):
     assert json.loads((out / "summary.json").read_text())["strategy"] == "auto->direct+tree"
 
 
+def test_auto_reports_its_trial_in_the_train_summary(tmp_path):
+    """A gradient from 256 KiB gets auto's trial: on 2 ranks all four strategies have the same bits."""
+    out = tmp_path / "run"
+    job = mpigd(2, "train", "--model", "softmax", "--classes", "110", "--rows", "300", "--features", "300",
+                "--epochs", "2", "--strategy", "auto", "--quiet", "--out", str(out))
+    assert job.returncode == 0, job.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    gradient = summary["bytes_allreduced_per_step"]
+    assert gradient >= 301 * 110 * 8 >= 256 * 1024  # the parameters and the loss
+    trials = summary["strategy_trials"]
+    assert list(trials) == [str(gradient)] and set(trials[str(gradient)]) == set(CANDIDATES)
+    fastest = min(trials[str(gradient)], key=trials[str(gradient)].get)
+    assert summary["strategy"].startswith(f"auto->{fastest}")  # the largest message's strategy first
+
+
 @pytest.mark.parametrize("strategy, content, message", [
     ("auto", None, "no such file"),
     ("ring", "[1]", "its JSON is not an object"),  # rank 0 used to die alone here, leaving rank 1 waiting

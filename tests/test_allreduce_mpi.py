@@ -198,7 +198,7 @@ def test_strategies_auto_may_swap_give_the_same_bits(comm):
     """``auto``'s trial swaps a strategy only for one that :func:`same_bits` names: check every pair.
 
     On 2 ranks that is all of them; on more, ring and direct (direct sums in the ring's order),
-    with segments and with whole chunks.
+    with segments and with whole chunks, and the ring in blocks (the ring's own trial swaps those).
     """
     from mpigd.comm.strategies import make_strategy
     from mpigd.comm.strategies.auto import same_bits
@@ -206,19 +206,30 @@ def test_strategies_auto_may_swap_give_the_same_bits(comm):
 
     p, rank = comm.Get_size(), comm.Get_rank()
     strategies = {name: make_strategy(name, comm) for name in CANDIDATES}
-    whole = {name: make_strategy(name, comm) for name in ("ring", "direct")}
-    for strategy in whole.values():
-        strategy.segment_bytes = 0  # whole chunks, as where ranks share cores; the same on every rank
+    # The same on every rank: whole chunks (as where ranks share cores), and the ring in blocks of
+    # 64 bytes (many blocks, ragged last pieces) and 64 KiB, with segments and with whole chunks.
+    variants = {"whole ring": ("ring", 0, None), "whole direct": ("direct", 0, None),
+                "ring, 64 B blocks": ("ring", None, 64), "ring, 64 KiB blocks": ("ring", None, 64 << 10),
+                "whole ring, 64 KiB blocks": ("ring", 0, 64 << 10)}
+    for label, (name, segment_bytes, block_bytes) in variants.items():
+        strategy = variants[label] = make_strategy(name, comm)
+        if segment_bytes is not None:
+            strategy.segment_bytes = segment_bytes
+        if block_bytes is not None:
+            strategy.block_bytes = block_bytes
     failures = []
     for dtype in DTYPES:
         for n in (p + 1, 1000, 2**20 + 3):
             inputs = [values(r, n, dtype) for r in range(p)]
             results = {}
-            for label, strategy in [*strategies.items(), *(("whole " + k, s) for k, s in whole.items())]:
+            for label, strategy in [*strategies.items(), *variants.items()]:
+                if label == "ring, 64 B blocks" and n > 1000:
+                    continue  # a million one-element blocks: minutes on 8 oversubscribed ranks
                 results[label] = inputs[rank].copy()
                 strategy.allreduce(results[label])
             for name in CANDIDATES:
-                partners = [*same_bits(name, p)] + (["whole ring", "whole direct"] if "ring" in same_bits(name, p) else [])
+                partners = [*same_bits(name, p)] + ([v for v in variants if v in results]
+                                                    if "ring" in same_bits(name, p) else [])
                 failures += [f"{name}/{other} {dtype} n={n}" for other in partners
                              if not np.array_equal(bits(results[name]), bits(results[other]))]
     agree(comm, not failures, f"different bits: {failures[:4]}")
@@ -262,3 +273,31 @@ def test_auto_times_its_interchangeable_candidates_once_per_size(comm, tmp_path)
         ok &= auto.describe() == "auto->" + (chosen if chosen == table_choice else f"{chosen}+{table_choice}")
         ok &= set(auto.trials) <= {large.nbytes} and auto.choose(small.nbytes) == table_choice
     agree(comm, ok, f"auto's trial on {p} ranks: {seen}")
+
+
+def test_the_ring_times_blocks_once_for_a_large_message(comm):
+    """From 32 MiB the ring tries blocks (same bits) once per size: by default on 3 ranks or more
+    with a core each; here on any rank count, asked to (blocks work in whole chunks too)."""
+    from mpigd.comm.strategies.ring import BLOCK_CANDIDATES, BLOCK_TRIAL_MIN_BYTES, RingAllreduce
+
+    p, rank = comm.Get_size(), comm.Get_rank()
+    ring, plain = RingAllreduce(comm), RingAllreduce(comm, block_bytes=0)
+    ok = ring.block_bytes == (None if p > 2 and ring.segment_bytes else 0)
+    ring.block_bytes = None  # the same on every rank
+    n = BLOCK_TRIAL_MIN_BYTES // 8
+    first, expected = values(rank, n, "float64"), values(rank, n, "float64")
+    ring.allreduce(first)
+    plain.allreduce(expected)
+    ok &= np.array_equal(bits(first), bits(expected))  # summed once, with the plain ring's bits
+    second = values(rank + 1, n, "float64")
+    ring.allreduce(second)  # the same size again: no second trial
+    times = np.array(list(ring.trials.get(n * 8, {}).values()))
+    if p > 1:
+        ok &= list(ring.trials) == [n * 8] and list(ring.trials[n * 8]) == (
+            ["no blocks"] + [f"{b >> 20} MiB blocks" for b in BLOCK_CANDIDATES])
+        root = times.copy()
+        comm.Bcast(root, root=0)
+        ok &= bool(np.all(times > 0)) and np.array_equal(times, root)  # the slowest rank's, everywhere
+    else:
+        ok &= not ring.trials
+    agree(comm, ok, f"ring's block trial on {p} ranks: {ring.block_bytes} {ring.trials}")

@@ -49,3 +49,21 @@ def test_ring_segments_probe_prints_one_line_with_every_contender():
     for part in line.split("|")[1:3]:
         ratios = dict(item.split(":") for item in part.split()[3:])
         assert list(ratios) == contenders and all(float(r) > 0 for r in ratios.values())
+
+
+def test_ring_blocks_probe_prints_one_line_with_every_contender():
+    from mpirun import run_mpi
+
+    from mpigd.comm.strategies.ring import BLOCK_CANDIDATES
+
+    job = run_mpi(2, [str(SCRIPTS / "ring_blocks.py")], timeout=180)
+    assert job.returncode == 0, job.stderr
+    (line,) = job.stdout.splitlines()
+    assert line.startswith("2 ranks native1M")
+    contenders = ["noblocks", *(f"blocks{b >> 20}M" for b in BLOCK_CANDIDATES), "ring", "direct"]
+    for part, size in zip(line.split("|")[1:4], ("16M", "32M", "64M")):
+        words = part.split()
+        assert words[0] == size
+        ratios = dict(item.split(":") for item in words[3:3 + len(contenders)])
+        assert list(ratios) == contenders and all(float(r) > 0 for r in ratios.values())
+        assert part.strip().endswith("(ring: no)")  # 2 ranks: the ring never cuts blocks

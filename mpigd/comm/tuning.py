@@ -115,7 +115,7 @@ def _best_ring_segment(comm: MPI.Comm, sizes: list[int], kind: np.dtype, repeats
     ``None`` when there is nothing to choose: no size large enough, or ranks sharing cores (the
     ring then takes whole chunks whatever the segment).
     """
-    rings = {s: RingAllreduce(comm, segment_bytes=s) for s in SEGMENT_CANDIDATES}
+    rings = {s: RingAllreduce(comm, segment_bytes=s, block_bytes=0) for s in SEGMENT_CANDIDATES}
     if not sizes or not rings[SEGMENT_CANDIDATES[0]].segment_bytes:
         return None
     fastest: dict[int, list[float]] = {s: [] for s in SEGMENT_CANDIDATES}

@@ -19,24 +19,18 @@ ever swaps strategies with the same bits, results stay the same, run after run.
 from __future__ import annotations
 
 import bisect
-import statistics
 
 import numpy as np
 from mpi4py import MPI
 
-from mpigd.comm.strategies import make_strategy, register
+from mpigd.comm.strategies import make_strategy, register, trial
 from mpigd.comm.strategies.calibration import CANDIDATES, agreed_calibration
 from mpigd.comm.strategies.ring import SEGMENT_BYTES, RingAllreduce
-from mpigd.comm.timing import iterations_for, time_calls
+from mpigd.comm.strategies.trial import TRIAL_MAX_BYTES
 
-# Each contender's time in a trial is the median of this many calls, taken in turn with the others:
-# at 16 MiB on 2 ranks of a VM, single calls of one strategy varied by 20% within a launch.
-TRIAL_ROUNDS = 5
-# Sizes with a trial. Below, a call takes under ~30 us and the table held within auto's target in
-# every run; above, the trial keeps a copy of the message meanwhile, and the table stands rather
-# than take that much memory again (bandwidth-bound sizes, where ring and direct are the choice).
+# Below this size a call takes under ~30 us and the table held within auto's target in every run;
+# above TRIAL_MAX_BYTES the table stands (bandwidth-bound sizes, where ring and direct are the choice).
 TRIAL_MIN_BYTES = 256 << 10
-TRIAL_MAX_BYTES = 256 << 20
 
 
 @register("auto")
@@ -45,8 +39,8 @@ class AutoAllreduce:
 
     Built collectively (rank 0 reads the tune file and broadcasts the table). Deterministic: the
     choice depends on the size alone, and where a trial in the launch overrules the table (sizes
-    from 256 KiB) it picks among strategies with the same bits. The trial's times, slowest rank's,
-    median of :data:`TRIAL_ROUNDS`, are kept in :attr:`trials` by size.
+    from 256 KiB) it picks among strategies with the same bits. The trial's times (:mod:`.trial`)
+    are kept in :attr:`trials` by size.
 
     Parameters
     ----------
@@ -97,24 +91,9 @@ class AutoAllreduce:
         contenders = same_bits(CANDIDATES[table_choice], self.comm.Get_size())
         if len(contenders) == 1 or self.comm.Get_size() == 1:
             return table_choice
-        # Timed on the caller's own array, zeroed and then restored: the same size in fresh memory
-        # was up to 1.8x slower on a VM, in a way the array reused step after step is not.
-        saved = buffer.copy()
-        buffer.fill(0)  # sums of zeros neither overflow nor meet subnormal numbers
         runs = {c: self._candidates[CANDIDATES.index(c)].allreduce for c in contenders}
-        calls = iterations_for(buffer.nbytes)
-        samples: dict[str, list[float]] = {c: [] for c in contenders}
-        try:
-            for _ in range(TRIAL_ROUNDS):
-                for c, run in runs.items():
-                    # One untimed call first, as the benchmark does: the contender before has just
-                    # filled the caches with its own scratch. Times are the slowest rank's, so every
-                    # rank sees the same figures and makes the same choice.
-                    samples[c] += time_calls(self.comm, lambda run=run: run(buffer), calls, 1, warmup=1)
-        finally:
-            np.copyto(buffer, saved)
-        seconds = self.trials[buffer.nbytes] = {c: statistics.median(t) for c, t in samples.items()}
-        return CANDIDATES.index(min(contenders, key=seconds.__getitem__))  # a tie keeps the table's
+        winner, self.trials[buffer.nbytes] = trial.fastest(self.comm, buffer, runs)
+        return CANDIDATES.index(winner)
 
     def describe(self) -> str:
         """What ran, e.g. ``auto->ring``, or ``auto->ring+tree`` (the one for the largest message first)."""

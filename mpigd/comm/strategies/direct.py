@@ -50,7 +50,7 @@ class DirectAllreduce(RingAllreduce):
     def __init__(self, comm: MPI.Comm, tune_file: str | None = None, segment_bytes: int | None = None) -> None:
         # Its segments are SEGMENTS_BYTES whatever the ring's calibration says: only whether ranks
         # share cores (segment_bytes 0) matters here, so no tune file is read.
-        super().__init__(comm, tune_file, SEGMENTS_BYTES if segment_bytes is None else segment_bytes)
+        super().__init__(comm, tune_file, SEGMENTS_BYTES if segment_bytes is None else segment_bytes, block_bytes=0)
         self.peers = [(self.rank + k) % self.size for k in range(1, self.size)]  # the order of the sum
 
     def allreduce(self, buffer: np.ndarray) -> None:
@@ -75,7 +75,7 @@ class DirectAllreduce(RingAllreduce):
             sends = self._send_chunks(buffer, offsets, largest)
             self._add_chunks_in_turn(target, scratch)
         MPI.Request.Waitall(sends)
-        self._allgather(buffer, offsets)
+        self._allgather(self._chunks(buffer, offsets))
 
     def _send_chunks(self, buffer: np.ndarray, offsets: list[int], segment: int) -> list[MPI.Request]:
         # Every peer's chunk goes out at once; MPI keeps the segments to one peer in order.

@@ -7,6 +7,18 @@ passes the summed chunks around, copying them. Each rank sends and receives ``2 
 of the buffer, the least any allreduce can, in ``2 (p - 1)`` messages.
 
 Cost: ``2 (p-1) alpha + 2 (p-1)/p n beta + (p-1)/p n gamma`` for ``n`` bytes.
+
+On 3 ranks or more, from 32 MiB, the ring times itself once per message size against the same ring
+run in blocks (see :data:`BLOCK_CANDIDATES`) and keeps the fastest. A block is the same slice of
+every chunk, and it goes through the whole reduce-scatter and allgather before the next: every
+element still belongs to the same chunk and is summed along the same path of ranks, so the bits
+are the same, and a block's 2 (p - 1) steps work on data still in cache. On a 16-core node, 64 MiB
+on 4 ranks ran 1.54-1.74x faster than native without blocks and 1.78-2.20x with 1 MiB blocks (8
+ranks: 1.55-1.61x, and 2.13-2.15x with 2 MiB blocks), while blocks lost at 16-32 MiB; which size
+wins depends on the rank count, and the cache a VM's core really gets is not what it reports, hence
+a trial rather than a rule. Not on 2 ranks: there blocks gained 8% on that node, and on an AMD guest
+whose message latency rises tenfold in some launches (and once within one, after the trial) they
+were 2.5x slower than the unblocked ring (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ import os
 import numpy as np
 from mpi4py import MPI
 
-from mpigd.comm.strategies import register
+from mpigd.comm.strategies import register, trial
 from mpigd.comm.strategies.buffers import ChunkLayouts, Scratch
 from mpigd.comm.strategies.calibration import agreed_calibration
 from mpigd.kernels import add_into
@@ -34,6 +46,10 @@ from mpigd.kernels import add_into
 SEGMENT_BYTES = 512 * 1024
 SEGMENT_CANDIDATES = (256 * 1024, 512 * 1024, 1024 * 1024, 2048 * 1024, 4096 * 1024)
 
+# The block sizes the ring tries (whole blocks: a slice of each of the p chunks), from this size up.
+BLOCK_CANDIDATES = (1 << 20, 2 << 20, 4 << 20)
+BLOCK_TRIAL_MIN_BYTES = 32 << 20
+
 _TAG_SCATTER = 11
 _TAG_GATHER = 12
 
@@ -44,7 +60,9 @@ class RingAllreduce:
 
     Built collectively (the ranks agree on the segment size: ``segment_bytes`` if given, else the
     one ``mpigd tune`` measured for this rank count, else :data:`SEGMENT_BYTES`; whole chunks
-    wherever ranks share cores).
+    wherever ranks share cores). ``block_bytes`` ``None`` lets a trial choose blocks for messages
+    from :data:`BLOCK_TRIAL_MIN_BYTES` on 3 ranks or more (its times in :attr:`trials`); ``0`` never
+    cuts blocks; a size cuts every message into blocks of it. No blocks where ranks share cores.
 
     Deterministic: every chunk is summed along one fixed path of ranks, once, and then copied,
     so every rank ends with the same bits, and a rerun on the same rank count repeats them.
@@ -52,7 +70,8 @@ class RingAllreduce:
 
     name = "ring"
 
-    def __init__(self, comm: MPI.Comm, tune_file: str | None = None, segment_bytes: int | None = None) -> None:
+    def __init__(self, comm: MPI.Comm, tune_file: str | None = None, segment_bytes: int | None = None,
+                 block_bytes: int | None = None) -> None:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
@@ -63,6 +82,11 @@ class RingAllreduce:
         if segment_bytes is None:
             segment_bytes = agreed_calibration(comm, tune_file, self.name).ring_segment_bytes or SEGMENT_BYTES
         self.segment_bytes = 0 if _ranks_share_cores(comm) else segment_bytes
+        if not self.segment_bytes or (block_bytes is None and self.size <= 2):
+            block_bytes = 0  # ranks share cores; or 2 ranks, where blocks gained least and risked most
+        self.block_bytes = block_bytes
+        self._blocks: dict[int, int] = {}  # size in bytes -> the block size its trial chose (0: none)
+        self.trials: dict[int, dict[str, float]] = {}  # size in bytes -> seconds per call, by variant
 
     def describe(self) -> str:
         """The strategy that ran: this one."""
@@ -70,25 +94,51 @@ class RingAllreduce:
 
     def allreduce(self, buffer: np.ndarray) -> None:
         """Sum ``buffer`` in place across the communicator. Collective."""
-        n = buffer.size
-        if self.size == 1 or n == 0:
+        if self.size == 1 or buffer.size == 0:
             return
-        offsets = self._layouts.offsets(n)
+        block = self.block_bytes
+        if block is None:
+            nbytes = buffer.nbytes
+            block = 0
+            if BLOCK_TRIAL_MIN_BYTES <= nbytes <= trial.TRIAL_MAX_BYTES and buffer.flags.c_contiguous:
+                if nbytes not in self._blocks:
+                    self._blocks[nbytes] = self._block_trial(buffer)
+                block = self._blocks[nbytes]
+        self._sum(buffer, block)
+
+    def _block_trial(self, buffer: np.ndarray) -> int:
+        """The fastest of no blocks and :data:`BLOCK_CANDIDATES` on this message, in this launch. Collective."""
+        variants = {0: "no blocks", **{b: f"{b >> 20} MiB blocks" for b in BLOCK_CANDIDATES}}
+        runs = {label: (lambda array, b=b: self._sum(array, b)) for b, label in variants.items()}
+        winner, self.trials[buffer.nbytes] = trial.fastest(self.comm, buffer, runs)
+        return next(b for b, label in variants.items() if label == winner)
+
+    def _sum(self, buffer: np.ndarray, block_bytes: int) -> None:
+        offsets = self._layouts.offsets(buffer.size)
         largest = offsets[1] - offsets[0]  # chunk 0 is never shorter than another
         segment = max(1, self.segment_bytes // buffer.itemsize) if self.segment_bytes else largest
         scratch = self._scratch.get(buffer.dtype, largest if segment >= largest else 2 * segment)
-        self._reduce_scatter(buffer, offsets, segment, scratch)
-        self._allgather(buffer, offsets)
+        if not block_bytes:
+            chunks = self._chunks(buffer, offsets)
+            self._reduce_scatter(chunks, segment, scratch)
+            self._allgather(chunks)
+            return
+        piece = max(1, block_bytes // self.size // buffer.itemsize)  # of each chunk, per block
+        for start in range(0, largest, piece):
+            chunks = [buffer[offsets[c] + start:min(offsets[c] + start + piece, offsets[c + 1])]
+                      for c in range(self.size)]
+            self._reduce_scatter(chunks, segment, scratch)
+            self._allgather(chunks)
 
-    def _reduce_scatter(self, buffer: np.ndarray, offsets: list[int], segment: int,
-                        scratch: np.ndarray) -> None:
+    def _chunks(self, buffer: np.ndarray, offsets: list[int]) -> list[np.ndarray]:
+        return [buffer[offsets[c]:offsets[c + 1]] for c in range(self.size)]
+
+    def _reduce_scatter(self, chunks: list[np.ndarray], segment: int, scratch: np.ndarray) -> None:
         # At step s rank r sends chunk r - s and adds the chunk r - s - 1 arriving from the left;
         # after p - 1 steps it holds chunk r + 1 summed over every rank.
         p, r = self.size, self.rank
         for step in range(p - 1):
-            out, into = (r - step) % p, (r - step - 1) % p
-            send = buffer[offsets[out]:offsets[out + 1]]
-            target = buffer[offsets[into]:offsets[into + 1]]
+            send, target = chunks[(r - step) % p], chunks[(r - step - 1) % p]
             if send.size > segment or target.size > segment:
                 self._pipelined_step(send, target, segment, scratch)
             else:
@@ -120,14 +170,12 @@ class RingAllreduce:
             pending = ahead
         MPI.Request.Waitall(sends)
 
-    def _allgather(self, buffer: np.ndarray, offsets: list[int]) -> None:
+    def _allgather(self, chunks: list[np.ndarray]) -> None:
         # At step s rank r forwards the summed chunk r + 1 - s and receives chunk r - s straight
         # into place: a copy, never a second add, so every rank holds the same bits.
         p, r = self.size, self.rank
         for step in range(p - 1):
-            out, into = (r + 1 - step) % p, (r - step) % p
-            self._exchange(buffer[offsets[out]:offsets[out + 1]], buffer[offsets[into]:offsets[into + 1]],
-                           _TAG_GATHER)
+            self._exchange(chunks[(r + 1 - step) % p], chunks[(r - step) % p], _TAG_GATHER)
 
     def _exchange(self, send: np.ndarray, receive: np.ndarray, tag: int) -> None:
         # An empty chunk (fewer items than ranks) is neither sent nor received: the decision

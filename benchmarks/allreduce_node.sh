@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The allreduce figures of benchmarks/RESULTS.md on one node, in one go: per rank count a tune, then
-# a bench run per occurrence of that count, then issue 3's targets (allreduce_targets.py) of every run.
+# a bench run per occurrence of that count, the ring with and without blocks (ring_blocks.py, 3+ ranks),
+# then issue 3's targets (allreduce_targets.py) of every run.
 #   benchmarks/allreduce_node.sh OUTDIR ["4 4 4 2 8"]
 # Runs the mpiexec and python3 on PATH (in a checkout, 'source run/_env.sh' first). PYTHON picks the
 # interpreter, REPEATS the bench's repeats (15), BENCH_ARGS more bench options ("--max-bytes 1M").
@@ -25,5 +26,11 @@ for ranks in $counts; do
   # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
   mpiexec -n "$ranks" "$python" -m mpigd bench allreduce --repeats "${REPEATS:-15}" --tune-file "$tune" \
     --json "$run.json" --csv "$run.csv" ${BENCH_ARGS:-} > "$run.txt"
+done
+# The ring with and without blocks, once per rank count of 3 or more (blocks are tried from 3 ranks).
+for ranks in "${!runs[@]}"; do
+  if [ "$ranks" -ge 3 ]; then
+    mpiexec -n "$ranks" "$python" "$here/ring_blocks.py" >> "$out/ring-blocks.txt"
+  fi
 done
 "$python" "$here/allreduce_targets.py" "$out"/allreduce-*ranks-run*.json | tee "$out/targets.txt"

@@ -27,7 +27,7 @@ marker, seconds = against_native(comm, contenders, (16 << 20, 32 << 20, 64 << 20
 if comm.Get_rank() == 0:
     line = f"{comm.Get_size()} ranks native1M {marker:4.0f} {'SLOW' if marker > 300 else 'fast'} |"
     for nbytes, times in seconds.items():
-        chosen = rings["ring"]._blocks.get(nbytes, 0)
+        chosen = rings["ring"].blocks_chosen(nbytes)
         line += (f" {nbytes >> 20}M nat {times['native'] * 1e3:5.2f}ms {speedups(times)}"
                  f" (ring: {f'{chosen >> 20}M' if chosen else 'no'}) |")
     print(line, flush=True)

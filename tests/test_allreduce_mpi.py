@@ -51,6 +51,14 @@ def bits(a: np.ndarray) -> np.ndarray:
     return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
 
 
+def as_on_rank_0(comm, a: np.ndarray) -> bool:
+    """Whether this rank's ``a`` has the same bits as rank 0's."""
+    root = a.copy()
+    if a.size:
+        comm.Bcast(root, root=0)
+    return np.array_equal(bits(root), bits(a))
+
+
 def test_all_strategies_registered():
     assert set(STRATEGIES) <= set(strategy_names())
 
@@ -77,11 +85,7 @@ def test_sum_is_right_and_bitwise_identical(comm, strategy: str, dtype: str):
         allreduce(again, strategy, comm)
         agree(comm, np.array_equal(bits(again), bits(result)), f"{strategy} {dtype} n={n}: not repeatable")
 
-        root = result.copy()
-        if n:
-            comm.Bcast(root, root=0)
-        agree(comm, np.array_equal(bits(root), bits(result)),
-              f"{strategy} {dtype} n={n}: bits differ from rank 0's")
+        agree(comm, as_on_rank_0(comm, result), f"{strategy} {dtype} n={n}: bits differ from rank 0's")
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -102,9 +106,7 @@ def test_repeated_calls_on_one_buffer(comm, strategy: str):
             ok &= bool(np.all(buffer == p ** call * p * (p + 1) / 2))
         buffer[:] = values(rank, n, "float64")  # rounded sums, same array
         allreduce(buffer, strategy, comm)
-        root = buffer.copy()
-        comm.Bcast(root, root=0)
-        ok &= np.array_equal(bits(root), bits(buffer))
+        ok &= as_on_rank_0(comm, buffer)
     agree(comm, ok, f"{strategy}: repeated calls on one buffer")
 
 
@@ -122,9 +124,7 @@ def test_ring_segments(comm, segment_bytes: int):
         buffer = inputs[rank].copy()
         ring.allreduce(buffer)
         ok &= bool(np.allclose(buffer, np.sum(inputs, axis=0), rtol=1e-12, atol=1e-12))
-        root = buffer.copy()
-        comm.Bcast(root, root=0)
-        ok &= np.array_equal(bits(root), bits(buffer))
+        ok &= as_on_rank_0(comm, buffer)
     agree(comm, ok, f"ring with {segment_bytes}-byte segments")
 
 
@@ -264,10 +264,7 @@ def test_auto_times_its_interchangeable_candidates_once_per_size(comm, tmp_path)
             ok &= list(trial) == expected_contenders and all(s > 0 for s in trial.values())
             ok &= chosen == min(trial, key=trial.get)
             # The slowest rank's times: every rank holds rank 0's figures.
-            times = np.array(list(trial.values()))
-            root = times.copy()
-            comm.Bcast(root, root=0)
-            ok &= np.array_equal(times, root)
+            ok &= as_on_rank_0(comm, np.array(list(trial.values())))
         else:
             ok &= not trial and chosen == table_choice
         ok &= auto.describe() == "auto->" + (chosen if chosen == table_choice else f"{chosen}+{table_choice}")
@@ -295,9 +292,7 @@ def test_the_ring_times_blocks_once_for_a_large_message(comm):
     if p > 1:
         ok &= list(ring.trials) == [n * 8] and list(ring.trials[n * 8]) == (
             ["no blocks"] + [f"{b >> 20} MiB blocks" for b in BLOCK_CANDIDATES])
-        root = times.copy()
-        comm.Bcast(root, root=0)
-        ok &= bool(np.all(times > 0)) and np.array_equal(times, root)  # the slowest rank's, everywhere
+        ok &= bool(np.all(times > 0)) and as_on_rank_0(comm, times)  # the slowest rank's, everywhere
     else:
         ok &= not ring.trials
     agree(comm, ok, f"ring's block trial on {p} ranks: {ring.block_bytes} {ring.trials}")

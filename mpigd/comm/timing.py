@@ -64,13 +64,20 @@ def time_interleaved(comm: MPI.Comm, runs: dict[str, Callable[[], object]], max_
     for name, run in runs.items():
         one = min(time_calls(comm, run, 1, 3, warmup=1))  # the slowest rank's: same on every rank
         iterations[name] = max(1, min(max_iterations, int(target_seconds / max(one, 1e-9))))
+    return take_turns(comm, runs, iterations, repeats), iterations
+
+
+def take_turns(comm: MPI.Comm, runs: dict[str, Callable[[], object]], iterations: dict[str, int],
+               repeats: int) -> dict[str, list[float]]:
+    """``repeats`` rounds in which every contender has one timed repeat of ``iterations[name]`` calls
+    (:func:`time_calls`), in turn; the per-call seconds of each repeat, by contender. Collective."""
     samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
             # One untimed call first: the contender before may have filled the caches with its
             # own scratch, which would otherwise be charged to this one.
             samples[name] += time_calls(comm, run, iterations[name], 1, 1)
-    return samples, iterations
+    return samples
 
 
 def median(samples: list[float]) -> float:

@@ -26,7 +26,6 @@ from mpi4py import MPI
 from mpigd.comm.strategies import make_strategy, register, trial
 from mpigd.comm.strategies.calibration import CANDIDATES, agreed_calibration
 from mpigd.comm.strategies.ring import SEGMENT_BYTES, RingAllreduce
-from mpigd.comm.strategies.trial import TRIAL_MAX_BYTES
 
 # Below this size a call takes under ~30 us, and the table met auto's target there in 26 of 27 2-rank
 # runs on the VM of benchmarks/RESULTS.md (one miss, at 32 B); above TRIAL_MAX_BYTES the table stands
@@ -61,8 +60,7 @@ class AutoAllreduce:
         self._bounds = list(table.bounds)
         self._candidates = candidates(comm, calibration.ring_segment_bytes)
         self._index = [CANDIDATES.index(name) for name in table.choices]
-        self._tried: dict[int, int] = {}  # size in bytes -> the candidate its trial chose
-        self.trials: dict[int, dict[str, float]] = {}  # size in bytes -> seconds per call, by contender
+        self._tried = trial.PerSize(comm, TRIAL_MIN_BYTES)
         self._largest = [0] * len(CANDIDATES)  # the largest message each has run, 0: none
         self._last_buffer: np.ndarray | None = None
         self._last_run = self._candidates[0].allreduce
@@ -79,22 +77,23 @@ class AutoAllreduce:
     def _select(self, buffer: np.ndarray) -> None:
         nbytes = buffer.nbytes
         which = self._index[bisect.bisect_left(self._bounds, nbytes)]
-        if TRIAL_MIN_BYTES <= nbytes <= TRIAL_MAX_BYTES and buffer.flags.c_contiguous:
-            if nbytes not in self._tried:
-                self._tried[nbytes] = self._trial(buffer, which)
-            which = self._tried[nbytes]
+        tried = self._tried.choose(buffer, lambda: self._interchangeable(CANDIDATES[which]))
+        if tried is not None:
+            which = CANDIDATES.index(tried)
         self._largest[which] = max(self._largest[which], nbytes or 1)
         self._last_buffer = buffer
         self._last_run = self._candidates[which].allreduce
 
-    def _trial(self, buffer: np.ndarray, table_choice: int) -> int:
-        """The fastest, in this launch, of the table's choice and the strategies with its bits. Collective."""
-        contenders = same_bits(CANDIDATES[table_choice], self.comm.Get_size())
-        if len(contenders) == 1 or self.comm.Get_size() == 1:
-            return table_choice
-        runs = {c: self._candidates[CANDIDATES.index(c)].allreduce for c in contenders}
-        winner, self.trials[buffer.nbytes] = trial.fastest(self.comm, buffer, runs)
-        return CANDIDATES.index(winner)
+    def _interchangeable(self, table_choice: str) -> dict[str, object]:
+        """The table's choice and the strategies with its bits on this communicator (one rank: nothing to try)."""
+        ranks = self.comm.Get_size()
+        names = same_bits(table_choice, ranks) if ranks > 1 else (table_choice,)
+        return {name: self._candidates[CANDIDATES.index(name)].allreduce for name in names}
+
+    @property
+    def trials(self) -> dict[int, dict[str, float]]:
+        """The trials' seconds per call, by strategy, per message size in bytes."""
+        return self._tried.seconds
 
     def describe(self) -> str:
         """What ran, e.g. ``auto->ring``, or ``auto->ring+tree`` (the one for the largest message first)."""
@@ -103,7 +102,7 @@ class AutoAllreduce:
 
     def choose(self, nbytes: int) -> str:
         """The strategy a message of ``nbytes`` would run, without running it (nor a trial)."""
-        return CANDIDATES[self._tried.get(nbytes, self._index[bisect.bisect_left(self._bounds, nbytes)])]
+        return self._tried.chosen.get(nbytes) or CANDIDATES[self._index[bisect.bisect_left(self._bounds, nbytes)]]
 
 
 def same_bits(name: str, ranks: int) -> tuple[str, ...]:

@@ -50,6 +50,9 @@ SEGMENT_CANDIDATES = (256 * 1024, 512 * 1024, 1024 * 1024, 2048 * 1024, 4096 * 1
 BLOCK_CANDIDATES = (1 << 20, 2 << 20, 4 << 20)
 BLOCK_TRIAL_MIN_BYTES = 32 << 20
 
+_BLOCK_LABELS = {0: "no blocks", **{b: f"{b >> 20} MiB blocks" for b in BLOCK_CANDIDATES}}
+_BLOCKS_BY_LABEL = {label: b for b, label in _BLOCK_LABELS.items()}
+
 _TAG_SCATTER = 11
 _TAG_GATHER = 12
 
@@ -85,8 +88,7 @@ class RingAllreduce:
         if not self.segment_bytes or (block_bytes is None and self.size <= 2):
             block_bytes = 0  # ranks share cores; or 2 ranks, where blocks gained least and risked most
         self.block_bytes = block_bytes
-        self._blocks: dict[int, int] = {}  # size in bytes -> the block size its trial chose (0: none)
-        self.trials: dict[int, dict[str, float]] = {}  # size in bytes -> seconds per call, by variant
+        self._tried = trial.PerSize(comm, BLOCK_TRIAL_MIN_BYTES)
 
     def describe(self) -> str:
         """The strategy that ran: this one."""
@@ -98,20 +100,19 @@ class RingAllreduce:
             return
         block = self.block_bytes
         if block is None:
-            nbytes = buffer.nbytes
-            block = 0
-            if BLOCK_TRIAL_MIN_BYTES <= nbytes <= trial.TRIAL_MAX_BYTES and buffer.flags.c_contiguous:
-                if nbytes not in self._blocks:
-                    self._blocks[nbytes] = self._block_trial(buffer)
-                block = self._blocks[nbytes]
+            tried = self._tried.choose(buffer, lambda: {label: (lambda array, b=b: self._sum(array, b))
+                                                        for b, label in _BLOCK_LABELS.items()})
+            block = _BLOCKS_BY_LABEL[tried] if tried else 0
         self._sum(buffer, block)
 
-    def _block_trial(self, buffer: np.ndarray) -> int:
-        """The fastest of no blocks and :data:`BLOCK_CANDIDATES` on this message, in this launch. Collective."""
-        variants = {0: "no blocks", **{b: f"{b >> 20} MiB blocks" for b in BLOCK_CANDIDATES}}
-        runs = {label: (lambda array, b=b: self._sum(array, b)) for b, label in variants.items()}
-        winner, self.trials[buffer.nbytes] = trial.fastest(self.comm, buffer, runs)
-        return next(b for b, label in variants.items() if label == winner)
+    @property
+    def trials(self) -> dict[int, dict[str, float]]:
+        """The block trials' seconds per call, by variant, per message size in bytes."""
+        return self._tried.seconds
+
+    def blocks_chosen(self, nbytes: int) -> int:
+        """The block size the trial chose for messages of ``nbytes`` (0: no blocks, or no trial yet)."""
+        return _BLOCKS_BY_LABEL.get(self._tried.chosen.get(nbytes), 0)
 
     def _sum(self, buffer: np.ndarray, block_bytes: int) -> None:
         offsets = self._layouts.offsets(buffer.size)

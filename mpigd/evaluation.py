@@ -14,7 +14,10 @@ def evaluate(model: Model, shard: Shard, params: np.ndarray, comm, l2: float = 0
     """``loss`` (the objective, or with ``penalized=False`` the mean loss alone) and the model's
     metrics over every row of ``shard`` on every rank. Collective."""
     stats = np.zeros(model.n_eval_stats)
-    model.eval_stats(shard.X, shard.y, params, stats)
+    # Parameters that ran away overflow the sums: the loss is then Inf, which the trainer reports
+    # as a divergence, without NumPy's warnings before it.
+    with np.errstate(over="ignore", invalid="ignore"):
+        model.eval_stats(shard.X, shard.y, params, stats)
     comm.allreduce(stats)
     n = max(shard.n_global, 1)
     extra = penalty(params, model.n_penalized, l1, l2) if penalized else 0.0

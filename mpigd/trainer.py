@@ -93,16 +93,15 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
             evaluated = None
             if first_step_done is None:
                 first_step_done = time.time()
-            if not math.isfinite(loss):
-                raise DivergedError(
-                    f"the objective became {loss} at epoch {epoch} (step {algorithm.steps}); "
-                    f"try a smaller learning rate than {config.lr:g}"
-                )
+            _check_finite(loss, "the objective", epoch, algorithm.steps, config.lr)
             # Every value a decision reads below was allreduced: all ranks stop at the same epoch.
             stop = stopping.after_epoch(loss) or getattr(algorithm, "converged", False)
             if stop or epoch % interval == 0 or epoch == config.epochs:
                 start = time.perf_counter()
                 metrics = evaluate(model, shard, params, comm, config.l2, config.l1)
+                # The last update can overflow even when the objective before it was finite; on
+                # the last epoch no further step would catch it.
+                _check_finite(metrics["loss"], "the objective after the update", epoch, algorithm.steps, config.lr)
                 record = {"epoch": epoch, "step": algorithm.steps, "train_loss": loss, **metrics}
                 held_out = None
                 if test is not None:
@@ -174,3 +173,9 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
     outputs.finish(summary, arrays, model.describe())
     return TrainResult(arrays.get("coef"), arrays.get("intercept"), summary, params, arrays)
 
+
+def _check_finite(value: float, what: str, epoch: int, steps: int, lr: float) -> None:
+    """A :class:`DivergedError` if ``value`` (allreduced: the same on every rank) is NaN or Inf."""
+    if not math.isfinite(value):
+        raise DivergedError(f"training diverged at step {steps} (epoch {epoch}): {what} is {value}; "
+                            f"try a smaller learning rate than {lr:g} or --clip-grad-norm")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
 MIB = 1 << 20
 
@@ -67,3 +69,27 @@ def test_ring_blocks_probe_prints_one_line_with_every_contender():
         ratios = dict(item.split(":") for item in words[3:3 + len(contenders)])
         assert list(ratios) == contenders and all(float(r) > 0 for r in ratios.values())
         assert part.strip().endswith("(ring: no)")  # 2 ranks: the ring never cuts blocks
+
+
+def test_same_strategy_probe_prints_every_copy_and_spreads_that_match_its_times():
+    from mpirun import run_mpi
+
+    job = run_mpi(2, [str(SCRIPTS / "same_strategy_instances.py")], timeout=180)
+    assert job.returncode == 0, job.stderr
+    (line,) = job.stdout.splitlines()
+    head, times_part, spreads_part = line.split("|")
+    assert head.startswith("2 ranks native1M")
+    words = times_part.split()
+    assert words[:2] == ["16M", "us"]
+    times = {name: float(us) for name, us in (item.split(":") for item in words[2:])}
+    copies = [f"{s}{k}" for s in ("ring", "direct") for k in (0, 1, 2, "0again")]
+    assert sorted(times) == sorted(["native", *copies]) and all(t > 0 for t in times.values())
+    spreads = spreads_part.split()
+    for name in ("ring", "direct"):
+        at = spreads.index(name)
+        twice, instances = float(spreads[at + 2]), float(spreads[at + 4])
+        pair = [times[f"{name}0"], times[f"{name}0again"]]
+        trio = [times[f"{name}{k}"] for k in range(3)]
+        # The printed times are rounded to 1 us; the spreads come from the unrounded ones.
+        assert twice == pytest.approx(max(pair) / min(pair), abs=0.011)
+        assert instances == pytest.approx(max(trio) / min(trio), abs=0.011)

@@ -2,8 +2,10 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -117,6 +119,30 @@ def test_divergence_is_reported_and_writes_no_parameters(tmp_path):
         train(Config(model="linear", rows=500, features=4, epochs=200, lr=50.0, out=str(tmp_path / "o"),
                      quiet=True), self_comm())
     assert not (tmp_path / "o" / "params.npz").exists()
+
+
+RUNAWAY = dict(model="linear", rows=500, features=4, lr=1e6, quiet=True)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_runaway_is_one_divergence_error_without_numpy_warnings(dtype):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a NumPy overflow warning would print before the one-line error
+        with pytest.raises(DivergedError, match="training diverged at step"):
+            train(Config(**RUNAWAY, dtype=dtype, epochs=200), self_comm())
+
+
+def test_an_update_that_overflows_on_the_last_epoch_is_a_divergence(tmp_path):
+    # Stop one epoch before the step that would have caught the divergence: the last update's
+    # parameters overflow the loss, and only the evaluation after it can tell.
+    with pytest.raises(DivergedError) as unlimited:
+        train(Config(**RUNAWAY, epochs=200), self_comm())
+    caught_at = int(re.search(r"at step (\d+)", str(unlimited.value)).group(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DivergedError, match=rf"at step {caught_at - 1} .*after the update is inf"):
+            train(Config(**RUNAWAY, epochs=caught_at - 1, out=str(tmp_path / "o")), self_comm())
+    assert not (tmp_path / "o" / "params.npz").exists() and not (tmp_path / "o" / "summary.json").exists()
 
 
 def test_bad_input_is_refused_before_any_output(tmp_path):

@@ -31,17 +31,20 @@ class GlobalGradient:
         self.model, self.shard, self.comm, self.l2, self.l1, self.clip = model, shard, comm, l2, l1, clip
         self.buffer = np.zeros(model.n_params + 1, dtype=shard.dtype)
         self.grad = self.buffer[:-1]
+        self._largest = float(np.finfo(self.buffer.dtype).max)
         self.compute_seconds = 0.0
         self.reductions = 0  # allreduces of the training buffer (evaluations not counted)
         self.before_reduce = None
 
     def local(self, params: np.ndarray, rows: np.ndarray | None, grad: np.ndarray) -> float:
         """This rank's summed loss over its rows (all, or the local indices ``rows``); the summed gradient
-        goes to ``grad``. No communication."""
+        goes to ``grad``. No communication. A loss beyond the buffer's dtype is returned as Inf."""
         start = time.perf_counter()
         loss = self.model.loss_grad(self.shard.X, self.shard.y, params, grad, rows)
         self.compute_seconds += time.perf_counter() - start
-        return loss
+        # Stored into a float32 buffer, such a loss would become Inf anyway (which reduce() reports
+        # as a divergence), but with a NumPy overflow warning printed before the one-line error.
+        return loss if abs(loss) <= self._largest else math.inf
 
     def reduce(self, params: np.ndarray, n_rows: int, scale: float = 1.0) -> float:
         """Sum :attr:`buffer` across ranks, divide by ``n_rows`` and add ``scale`` times the penalty's

@@ -293,6 +293,25 @@ def test_a_report_that_cannot_be_written_to_the_end_leaves_nothing(tmp_path, opt
     assert os.listdir(tmp_path / "new") == [] and sorted(os.listdir(tmp_path)) == ["new", "old.json"]
 
 
+def test_a_scaling_plot_that_cannot_be_written_to_the_end_leaves_nothing(tmp_path):
+    records = tmp_path / "scaling.jsonl"
+    job = mpigd(1, "bench", "scaling", "--mode", "strong", "--rows", "2000", "--features", "4", "--steps", "2",
+                "--output", str(records))
+    assert job.returncode == 0, job.stderr
+    # matplotlib's font cache is written on first use: make it before the file size is limited.
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", MPLCONFIGDIR=str(tmp_path / "matplotlib"))
+    report = [sys.executable, "-m", "mpigd", "bench", "scaling-report", str(records), "--plot"]
+    whole = tmp_path / "whole" / "scaling"
+    job = subprocess.run([*report, str(whole)], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert job.returncode == 0 and (tmp_path / "whole" / "scaling-strong.png").stat().st_size > 4096, job.stderr
+    cut = tmp_path / "cut" / "scaling"
+    job = subprocess.run([*report, str(cut)], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+                         preexec_fn=_file_size_limit(4096))
+    lines = job.stderr.strip().splitlines()
+    assert job.returncode == 1 and lines == [f"mpigd: error: cannot write {cut}-strong.png: File too large"], job.stderr
+    assert os.listdir(tmp_path / "cut") == []
+
+
 def test_a_report_to_a_device_is_written_to_it_directly():
     full = _serial(*PLAN, "--json", "/dev/full")  # a device that is always full
     assert full.returncode == 1 and full.stderr.strip() == "mpigd: error: cannot write /dev/full: No space left on device"

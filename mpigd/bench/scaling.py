@@ -96,40 +96,41 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict[str, Any]], prefix: str) -> list[str]:
-    """Speedup (with the ideal line), efficiency, and stacked time per step; returns the PNG paths."""
+def modes(rows: list[dict[str, Any]]) -> list[str]:
+    """The scaling modes (``strong``, ``weak``) that ``rows`` hold, one plot each."""
+    return sorted({r["mode"] for r in rows})
+
+
+def plot(rows: list[dict[str, Any]], mode: str, path: str) -> None:
+    """A PNG of ``mode``'s rows at ``path``: speedup (with the ideal line), efficiency, and stacked
+    time per step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
-    for mode in sorted({r["mode"] for r in rows}):
-        runs = [r for r in rows if r["mode"] == mode]
-        ranks = [r["ranks"] for r in runs]
-        figure, (ax_speed, ax_eff, ax_time) = plt.subplots(1, 3, figsize=(14, 4))
-        ax_speed.plot(ranks, [r["speedup"] for r in runs], "o-", label="measured")
-        ax_speed.plot(ranks, ranks, "k--", label="ideal")
-        ax_speed.set(xlabel="ranks", ylabel="speedup", title=f"{mode} scaling: speedup", xticks=ranks)
-        ax_speed.legend()
-        ax_eff.plot(ranks, [r["efficiency"] for r in runs], "o-")
-        ax_eff.axhline(1.0, color="k", linestyle="--")
-        ax_eff.set(xlabel="ranks", ylabel="efficiency", ylim=(0, 1.2), title=f"{mode} scaling: efficiency",
-                   xticks=ranks)
-        bottom = np.zeros(len(runs))
-        labels = [str(r) + ("*" if run.get("oversubscribed") else "") for r, run in zip(ranks, runs)]
-        for key, label in (("compute_seconds", "compute"), ("communication_seconds", "allreduce"),
-                           ("other_seconds", "other")):
-            values = np.array([r[key] * 1e3 for r in runs])
-            ax_time.bar(labels, values, bottom=bottom, label=label)
-            bottom += values
-        ax_time.set(xlabel="ranks (* oversubscribed)", ylabel="ms per step", title="time per step")
-        ax_time.legend()
-        figure.suptitle(f"{runs[0]['model']}, {runs[0]['features']} features, {runs[0]['dtype']}, "
-                        f"{runs[0]['mpi_library']}")
-        figure.tight_layout()
-        path = f"{prefix}-{mode}.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
-    return written
+    runs = [r for r in rows if r["mode"] == mode]
+    ranks = [r["ranks"] for r in runs]
+    figure, (ax_speed, ax_eff, ax_time) = plt.subplots(1, 3, figsize=(14, 4))
+    ax_speed.plot(ranks, [r["speedup"] for r in runs], "o-", label="measured")
+    ax_speed.plot(ranks, ranks, "k--", label="ideal")
+    ax_speed.set(xlabel="ranks", ylabel="speedup", title=f"{mode} scaling: speedup", xticks=ranks)
+    ax_speed.legend()
+    ax_eff.plot(ranks, [r["efficiency"] for r in runs], "o-")
+    ax_eff.axhline(1.0, color="k", linestyle="--")
+    ax_eff.set(xlabel="ranks", ylabel="efficiency", ylim=(0, 1.2), title=f"{mode} scaling: efficiency",
+               xticks=ranks)
+    bottom = np.zeros(len(runs))
+    labels = [str(r) + ("*" if run.get("oversubscribed") else "") for r, run in zip(ranks, runs)]
+    for key, label in (("compute_seconds", "compute"), ("communication_seconds", "allreduce"),
+                       ("other_seconds", "other")):
+        values = np.array([r[key] * 1e3 for r in runs])
+        ax_time.bar(labels, values, bottom=bottom, label=label)
+        bottom += values
+    ax_time.set(xlabel="ranks (* oversubscribed)", ylabel="ms per step", title="time per step")
+    ax_time.legend()
+    figure.suptitle(f"{runs[0]['model']}, {runs[0]['features']} features, {runs[0]['dtype']}, "
+                    f"{runs[0]['mpi_library']}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

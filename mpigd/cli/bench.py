@@ -198,7 +198,10 @@ def _bench_scaling_report(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows(rows)
     if args.plot:
-        for path in scaling.plot(rows, parent_made(args.plot)):
+        for mode in scaling.modes(rows):
+            path = f"{parent_made(args.plot)}-{mode}.png"
+            with written(path) as temporary:
+                scaling.plot(rows, mode, temporary)
             print(f"wrote {path}")
     return EXIT_OK
 

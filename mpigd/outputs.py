@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -77,10 +78,28 @@ def written(path: str) -> Iterator[str]:
             unlink_if_present(target)
 
 
+def json_text(data: Any, **options: Any) -> str:
+    """``data`` as standard JSON text (``json.dumps`` ``options``), NaN and Inf written as ``null``.
+
+    JSON has no such numbers (RFC 8259): Python's ``NaN`` is refused by strict readers (JavaScript,
+    Go, serde). An undefined metric, such as r2 of a constant target, is then ``null``."""
+    return json.dumps(_finite_or_null(data), allow_nan=False, **options)
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
+
+
 def write_json_report(path: str, data: Any) -> None:
-    """``data`` as indented JSON in the report ``path``, through :func:`written`."""
+    """``data`` as indented JSON (:func:`json_text`) in the report ``path``, through :func:`written`."""
     with written(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
+        handle.write(json_text(data, indent=2))
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -152,7 +171,7 @@ class RunOutputs:
 
     def metric(self, record: dict[str, Any]) -> None:
         if self._metrics is not None:
-            self._metrics.write(json.dumps(record) + "\n")
+            self._metrics.write(json_text(record) + "\n")
             self._metrics.flush()
 
     def finish(self, summary: dict[str, Any], arrays: dict[str, np.ndarray],
@@ -163,10 +182,10 @@ class RunOutputs:
             return
         self.close()
         if model is not None:
-            text = json.dumps(model, indent=2, sort_keys=True) + "\n"
+            text = json_text(model, indent=2, sort_keys=True) + "\n"
             atomic_write(os.path.join(self.directory, "model.json"), text.encode())
         atomic_write(os.path.join(self.directory, "params.npz"), npz_bytes(arrays))
-        text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+        text = json_text(summary, indent=2, sort_keys=True) + "\n"
         atomic_write(os.path.join(self.directory, "summary.json"), text.encode())
 
     def close(self) -> None:

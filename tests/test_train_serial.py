@@ -145,6 +145,21 @@ def test_an_update_that_overflows_on_the_last_epoch_is_a_divergence(tmp_path):
     assert not (tmp_path / "o" / "params.npz").exists() and not (tmp_path / "o" / "summary.json").exists()
 
 
+def test_an_undefined_metric_is_null_in_standard_json(tmp_path):
+    X = np.random.default_rng(0).standard_normal((200, 3))
+    np.savez(tmp_path / "constant.npz", X=X, y=np.full(200, 2.5))  # r2 = 1 - SSE / 0: undefined
+    train(Config(model="linear", data=str(tmp_path / "constant.npz"), epochs=5, out=str(tmp_path / "o"), quiet=True),
+          self_comm())
+
+    def refuse(constant):  # json.loads accepts NaN and Infinity unless told otherwise; JSON has neither
+        raise ValueError(f"not JSON: {constant}")
+
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text(), parse_constant=refuse)
+    assert summary["metrics"]["r2"] is None and summary["metrics"]["rmse"] >= 0
+    lines = (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()
+    assert lines and all(json.loads(line, parse_constant=refuse)["r2"] is None for line in lines)
+
+
 def test_bad_input_is_refused_before_any_output(tmp_path):
     bad_labels = tmp_path / "labels.npz"
     np.savez(bad_labels, X=np.ones((4, 2)), y=np.array([0.0, 1.0, 2.0, 1.0]))

@@ -12,13 +12,13 @@ repeated sums neither overflow nor slow down on subnormal numbers.
 from __future__ import annotations
 
 import csv
-import json
 from typing import Any, Sequence
 
 import numpy as np
 
 from mpigd.comm.strategies.auto import CANDIDATES as BEST_OF
 from mpigd.comm.timing import iterations_for, median, time_interleaved
+from mpigd.outputs import json_text
 
 
 def message_sizes(min_bytes: int, max_bytes: int, factor: int = 2) -> list[int]:
@@ -131,8 +131,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def write_json(path: str, metadata: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump({"metadata": metadata, "results": rows}, handle, indent=2)
-        handle.write("\n")
+        handle.write(json_text({"metadata": metadata, "results": rows}, indent=2) + "\n")
 
 
 def write_csv(path: str, metadata: dict[str, Any], rows: list[dict[str, Any]]) -> None:

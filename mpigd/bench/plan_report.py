@@ -4,10 +4,10 @@ parameters and where they came from (see :mod:`mpigd.bench.plan` for the formula
 from __future__ import annotations
 
 import csv
-import json
 from typing import Any
 
 from mpigd.bench.plan import STRATEGIES
+from mpigd.outputs import json_text
 
 LABEL = "MODEL (projected from the alpha-beta-gamma cost model and a compute rate; not measured)"
 CSV_FIELDS = ("kind", "nodes", "ranks", "rows_per_rank", "compute_s", *(f"{s}_s" for s in STRATEGIES), "best",
@@ -61,8 +61,7 @@ def table(plan: dict[str, Any]) -> str:
 def write_json(path: str, plan: dict[str, Any]) -> None:
     """The whole plan: ``kind: "model"``, the label, parameters, their sources and the records."""
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump({"kind": "model", "label": LABEL, **plan}, handle, indent=2)
-        handle.write("\n")
+        handle.write(json_text({"kind": "model", "label": LABEL, **plan}, indent=2) + "\n")
 
 
 def write_csv(path: str, plan: dict[str, Any]) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from mpigd.cli.common import add_data_arguments, check_output_paths, config_from, numbers, widths, world_for
 from mpigd.config import ACTIVATIONS, ALGORITHMS, MODELS, OPTIMIZERS, SCHEDULES, STRATEGIES, TASKS, Config
 from mpigd.errors import EXIT_OK
-from mpigd.outputs import written
+from mpigd.outputs import json_text, written
 
 
 def register(commands) -> None:
@@ -161,7 +160,7 @@ def _apply(args: argparse.Namespace, what: str) -> int:
         else:
             result = evaluate_file(config, args.params, comm, output=args.output)
         if comm.rank == 0:
-            text = json.dumps(result, indent=2, sort_keys=True)
+            text = json_text(result, indent=2, sort_keys=True)
             if what == "evaluate" and args.output:
                 with written(args.output) as path, open(path, "w", encoding="utf-8") as handle:
                     handle.write(text + "\n")

@@ -307,8 +307,8 @@ def test_a_scaling_plot_that_cannot_be_written_to_the_end_leaves_nothing(tmp_pat
     cut = tmp_path / "cut" / "scaling"
     job = subprocess.run([*report, str(cut)], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
                          preexec_fn=_file_size_limit(4096))
-    lines = job.stderr.strip().splitlines()
-    assert job.returncode == 1 and lines == [f"mpigd: error: cannot write {cut}-strong.png: File too large"], job.stderr
+    expected = f"mpigd: error: cannot write {cut}-strong.png: File too large"
+    assert job.returncode == 1 and job.stderr.strip().splitlines() == [expected], job.stderr
     assert os.listdir(tmp_path / "cut") == []
 
 

@@ -71,7 +71,8 @@ def register(commands) -> None:
     gen.add_argument("--task", choices=("regression", "classification"), default="classification")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--format", choices=("npy", "hdf5", "libsvm", "csv"), required=True)
-    gen.add_argument("--density", type=float, default=1.0, help="fraction of non-zero features, every format (LIBSVM leaves the zeros out)")
+    gen.add_argument("--density", type=float, default=1.0,
+                     help="fraction of non-zero features, every format (LIBSVM leaves the zeros out)")
     gen.add_argument("--output", required=True, help="file to write (npy: a directory for X.npy and y.npy)")
     gen.add_argument("--quiet", action="store_true")
     gen.set_defaults(run=_gen)

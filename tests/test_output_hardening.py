@@ -25,10 +25,12 @@ from mpirun import ROOT, mpigd, refused_in_one_line
 PLAN = ("plan", "--nodes", "4", "--rows", "1000", "--features", "10", "--compute-rate", "1e6")
 
 
-def _serial(*args: str) -> subprocess.CompletedProcess:
-    """``python -m mpigd ARGS`` in one process, without mpiexec (plan and the serial benchmarks)."""
+def _serial(*args: str, preexec_fn=None, **environment: str) -> subprocess.CompletedProcess:
+    """``python -m mpigd ARGS`` in one process, without mpiexec (plan and the serial benchmarks), with
+    ``environment`` added to ours and ``preexec_fn`` run in the child before it starts."""
     return subprocess.run([sys.executable, "-m", "mpigd", *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT, env=dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1"))
+                          cwd=ROOT, preexec_fn=preexec_fn,
+                          env=dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", **environment))
 
 
 @pytest.fixture
@@ -283,9 +285,7 @@ def test_a_report_that_cannot_be_written_to_the_end_leaves_nothing(tmp_path, opt
     old = tmp_path / "old.json"
     old.write_text("{}\n")  # a previous report under the same name stays as it was
     for target in (tmp_path / "new" / "report.out", old):
-        job = subprocess.run([sys.executable, "-m", "mpigd", *PLAN, option, str(target)], capture_output=True,
-                             text=True, timeout=120, cwd=ROOT, preexec_fn=_file_size_limit(200),
-                             env=dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1"))
+        job = _serial(*PLAN, option, str(target), preexec_fn=_file_size_limit(200))
         lines = job.stderr.strip().splitlines()
         assert job.returncode == 1 and len(lines) == 1, job.stderr
         assert lines[0] == f"mpigd: error: cannot write {target}: File too large", job.stderr
@@ -299,14 +299,13 @@ def test_a_scaling_plot_that_cannot_be_written_to_the_end_leaves_nothing(tmp_pat
                 "--output", str(records))
     assert job.returncode == 0, job.stderr
     # matplotlib's font cache is written on first use: make it before the file size is limited.
-    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", MPLCONFIGDIR=str(tmp_path / "matplotlib"))
-    report = [sys.executable, "-m", "mpigd", "bench", "scaling-report", str(records), "--plot"]
+    matplotlib_home = str(tmp_path / "matplotlib")
+    report = ("bench", "scaling-report", str(records), "--plot")
     whole = tmp_path / "whole" / "scaling"
-    job = subprocess.run([*report, str(whole)], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    job = _serial(*report, str(whole), MPLCONFIGDIR=matplotlib_home)
     assert job.returncode == 0 and (tmp_path / "whole" / "scaling-strong.png").stat().st_size > 4096, job.stderr
     cut = tmp_path / "cut" / "scaling"
-    job = subprocess.run([*report, str(cut)], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
-                         preexec_fn=_file_size_limit(4096))
+    job = _serial(*report, str(cut), preexec_fn=_file_size_limit(4096), MPLCONFIGDIR=matplotlib_home)
     expected = f"mpigd: error: cannot write {cut}-strong.png: File too large"
     assert job.returncode == 1 and job.stderr.strip().splitlines() == [expected], job.stderr
     assert os.listdir(tmp_path / "cut") == []

@@ -11,7 +11,6 @@ figure is the median over the timed steps after warm-up steps.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
@@ -23,6 +22,7 @@ from mpigd.algorithms import make_algorithm
 from mpigd.config import Config
 from mpigd.data import load_shard
 from mpigd.models import make_model
+from mpigd.outputs import json_text
 
 
 def measure(comm, mode: str, rows: int, features: int, model: str, dtype: str, steps: int,
@@ -63,7 +63,7 @@ def measure(comm, mode: str, rows: int, features: int, model: str, dtype: str, s
 def append_record(path: str, record: dict[str, Any]) -> None:
     """Add one run's record to a JSON-lines file (rank 0 calls this)."""
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(json_text(record) + "\n")
 
 
 def report(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from mpigd.cli.common import (Parser, at_least, check_output_paths, check_size_r
                               size_range, strategy_names, widths, world_for)
 from mpigd.config import DTYPES, MODELS, STRATEGIES
 from mpigd.errors import EXIT_OK, UsageError
-from mpigd.outputs import parent_made, write_json_report, written
+from mpigd.outputs import json_text, parent_made, write_json_report, written
 
 
 def register(commands) -> None:
@@ -168,7 +168,7 @@ def _bench_scaling(args: argparse.Namespace) -> int:
     def job() -> int:
         record = scaling.measure(comm, args.mode, args.rows, args.features, args.model, args.dtype, args.steps)
         if comm.rank == 0:
-            print(json.dumps(record))
+            print(json_text(record))
             if args.output:
                 scaling.append_record(args.output, record)
         return EXIT_OK

@@ -95,6 +95,24 @@ def test_non_contiguous_buffer_is_refused(comm, strategy: str):
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_buffer_of_any_shape_is_summed_item_by_item(comm, strategy: str):
+    """A 2-D or 3-D array (the normal solver's Gram matrix) gives the bits of the same items laid out
+    flat: the ring and tree used to cut it by rows, and summed the wrong items or failed."""
+    p, rank = comm.Get_size(), comm.Get_rank()
+    ok = True
+    for shape in ((p + 1, 7), (9, 9), (2, 3, p + 2), (1027, 1029)):
+        n = int(np.prod(shape))
+        flat_result = values(rank, n, "float64")
+        allreduce(flat_result, strategy, comm)
+        shaped = values(rank, n, "float64").reshape(shape)
+        for _ in range(2):  # the same array again: a trainer's buffer
+            again = shaped.copy()
+            allreduce(again, strategy, comm)
+            ok &= again.shape == shape and np.array_equal(bits(again.reshape(-1)), bits(flat_result))
+    agree(comm, ok, f"{strategy}: shaped buffers differ from the same items laid out flat")
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_repeated_calls_on_one_buffer(comm, strategy: str):
     """The same array reduced again and again (a trainer's gradient): set-ups kept between calls."""
     p, rank = comm.Get_size(), comm.Get_rank()

@@ -100,7 +100,7 @@ def allreduce(buffer: np.ndarray, strategy: str = "native", comm: MPI.Comm | Non
     Parameters
     ----------
     buffer
-        A C-contiguous float32 or float64 array; on return every rank holds the element-wise
+        A C-contiguous float32 or float64 array of any shape; on return every rank holds the element-wise
         sum over ranks, with the same bits on every rank.
     strategy
         ``native``, ``ring``, ``tree`` or ``auto`` (see :func:`strategy_names`).

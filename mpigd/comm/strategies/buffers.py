@@ -16,6 +16,14 @@ from mpigd.partition import block_offsets
 _LAYOUTS_KEPT = 8
 
 
+def flat(buffer: np.ndarray) -> np.ndarray:
+    """``buffer`` as a 1-D view of its items: the strategies cut chunks by item, and a slice of a
+    2-D array would cut rows (the normal solver sums its Gram matrix). Nothing is copied."""
+    if not buffer.flags.c_contiguous:
+        raise TypeError("allreduce needs a C-contiguous numpy array")
+    return buffer.reshape(-1)
+
+
 class Scratch:
     """One growable receive buffer per dtype; :meth:`get` returns a view of exactly ``n`` items."""
 

@@ -19,6 +19,7 @@ import numpy as np
 from mpi4py import MPI
 
 from mpigd.comm.strategies import register
+from mpigd.comm.strategies.buffers import flat
 from mpigd.comm.strategies.ring import RingAllreduce
 from mpigd.kernels import add_into
 
@@ -57,6 +58,8 @@ class DirectAllreduce(RingAllreduce):
         """Sum ``buffer`` in place across the communicator. Collective."""
         if self.size == 1 or buffer.size == 0:
             return
+        if buffer.ndim != 1:
+            buffer = flat(buffer)
         offsets = self._layouts.offsets(buffer.size)
         largest = offsets[1] - offsets[0]
         mine = (self.rank + 1) % self.size

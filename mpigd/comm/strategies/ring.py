@@ -29,7 +29,7 @@ import numpy as np
 from mpi4py import MPI
 
 from mpigd.comm.strategies import register, trial
-from mpigd.comm.strategies.buffers import ChunkLayouts, Scratch
+from mpigd.comm.strategies.buffers import ChunkLayouts, Scratch, flat
 from mpigd.comm.strategies.calibration import agreed_calibration
 from mpigd.kernels import add_into
 
@@ -98,6 +98,8 @@ class RingAllreduce:
         """Sum ``buffer`` in place across the communicator. Collective."""
         if self.size == 1 or buffer.size == 0:
             return
+        if buffer.ndim != 1:
+            buffer = flat(buffer)
         block = self.block_bytes
         if block is None:
             tried = self._tried.choose(buffer, lambda: {label: (lambda array, b=b: self._sum(array, b))

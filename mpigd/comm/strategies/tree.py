@@ -20,7 +20,7 @@ import numpy as np
 from mpi4py import MPI
 
 from mpigd.comm.strategies import register
-from mpigd.comm.strategies.buffers import Scratch
+from mpigd.comm.strategies.buffers import Scratch, flat
 from mpigd.kernels import add_into
 
 _TAG_FOLD = 21
@@ -99,6 +99,9 @@ class TreeAllreduce:
     def _allreduce(self, buffer: np.ndarray) -> None:
         if self.size == 1 or buffer.size == 0:
             return
+        reshaped = buffer.ndim != 1
+        if reshaped:
+            buffer = flat(buffer)  # a new view each call: no persistent requests for it
         comm = self.comm
         if self.role == "extra":
             comm.Send(buffer, self.partner, _TAG_FOLD)
@@ -106,7 +109,7 @@ class TreeAllreduce:
             return
         swaps = self._swaps
         if swaps is None or swaps.buffer is not buffer:
-            swaps = self._maybe_persistent(buffer)
+            swaps = None if reshaped else self._maybe_persistent(buffer)
         other = swaps.other if swaps is not None else self._scratch.get(buffer.dtype, buffer.size)
         if self.role == "proxy":
             comm.Recv(other, self.partner, _TAG_FOLD)

@@ -11,7 +11,7 @@ from mpigd.data import csvfile, generate, libsvm, load_shard, standardize, synth
 from mpigd.data.csr import CSRMatrix
 from mpigd.data.shard import Shard
 from mpigd.data.textio import TAIL_CHUNK, read_own_lines
-from mpigd.errors import UsageError
+from mpigd.errors import InputError, UsageError
 
 SVM_TEXT = b"""# a comment line
 1 qid:3 0:1.5 4:-2 # trailing comment
@@ -87,6 +87,40 @@ def test_csv_without_header_keeps_the_first_row(tmp_path):
     assert shard.X.dtype == np.float32 and shard.y.tolist() == [0, 1] and shard.n_global == 2
 
 
+def test_csv_quoted_header_names_may_hold_the_delimiter(tmp_path):
+    # The header used to be split at every comma: "b, c" made two columns of a three-column file.
+    path = tmp_path / "data.csv"
+    path.write_text('"a","b, c","y"\n1,2,0\n3,4,1\n')
+    shard = csvfile.read(str(path), self_comm(), "float64", "auto", None)
+    assert shard.X.tolist() == [[1, 2], [3, 4]] and shard.y.tolist() == [0, 1]
+    by_name = csvfile.read(str(path), self_comm(), "float64", "auto", "b, c")
+    assert by_name.y.tolist() == [2, 4] and by_name.X.tolist() == [[1, 0], [3, 1]]
+
+
+@pytest.mark.parametrize("header", ["", "a,b,y\n"], ids=["no-header", "header"])
+def test_csv_utf8_bom_is_not_taken_for_a_header(tmp_path, header):
+    # With --header auto a BOM before "1,2,0" made the first field non-numeric: the first row was
+    # dropped as a header.
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (header + "1,2,0\n3,4,1\n").encode())
+    shard = csvfile.read(str(path), self_comm(), "float64", "auto", None)
+    assert shard.meta["header"] == bool(header)
+    assert shard.X.tolist() == [[1, 2], [3, 4]] and shard.y.tolist() == [0, 1] and shard.n_global == 2
+    if header:  # the first name is "a", not "\ufeffa"
+        assert csvfile.read(str(path), self_comm(), "float64", "auto", "a").y.tolist() == [1, 3]
+
+
+def test_an_unparsable_block_whose_line_cannot_be_found_names_no_line(tmp_path, monkeypatch):
+    # Should the fast parse fail where no single line does, the error must not make up a line.
+    path = tmp_path / "data.csv"
+    path.write_text("1,2,0\n3,4,1\n")
+    monkeypatch.setattr(csvfile, "parse_floats", lambda clean, expected: None)
+    with pytest.raises(InputError) as caught:
+        csvfile.read(str(path), self_comm(), "float64", "no", None)
+    assert str(caught.value).startswith(f"{path}: ") and "a field is not a number" in str(caught.value)
+    assert f"{path}:1" not in str(caught.value) and f"{path}:2" not in str(caught.value)
+
+
 @pytest.fixture(scope="module")
 def big_csv(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("big") / "big.csv")
@@ -138,6 +172,18 @@ def test_standardize_is_exact_for_a_large_mean():
     np.testing.assert_allclose(shard.X.std(axis=0)[:2], 1.0, rtol=1e-9)
 
 
+def test_standardize_takes_values_near_float64s_largest_and_inexact_constants():
+    X = np.column_stack([np.linspace(-1e300, 1e300, 7), np.full(7, 0.1), np.arange(7.0) * 1e200])
+    shard = Shard(X.copy(), np.zeros(7), 7, 0, "memory")
+    scaler = standardize.fit(shard, self_comm())
+    assert np.all(np.isfinite(scaler.scale)) and np.all(np.isfinite(scaler.mean))
+    np.testing.assert_allclose(scaler.scale[[0, 2]], (X[:, [0, 2]] / 1e200).std(axis=0) * 1e200, rtol=1e-13)
+    assert scaler.scale[1] == 1.0  # 0.1 seven times: constant, though its summed mean is not exactly 0.1
+    scaler.apply(shard.X)
+    np.testing.assert_allclose(shard.X[:, [0, 2]].std(axis=0), 1.0, rtol=1e-13)
+    assert np.all(np.abs(shard.X[:, 1]) < 1e-15)
+
+
 def test_generated_sparse_rows_are_the_synthetic_rows(tmp_path):
     path = str(tmp_path / "s.libsvm")
     generate.write(generate.Spec(300, 6, "regression", 4, "libsvm", path, 0.3), self_comm())
@@ -156,5 +202,6 @@ def test_config_rejects_bad_data_options(changes):
 
 
 def test_gen_spec_is_validated():
-    with pytest.raises(UsageError):
-        generate.Spec(10, 2, "classification", 0, "csv", "x.csv", density=0.0)
+    for density in (1.0, -0.1):  # as train: [0, 1), 0 dense
+        with pytest.raises(UsageError):
+            generate.Spec(10, 2, "classification", 0, "csv", "x.csv", density=density)

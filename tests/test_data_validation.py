@@ -52,6 +52,11 @@ CASES = {
                      f"data.svm:{BAD}: malformed line: a feature must be written index:value"),
     "libsvm value": ({"data.svm": _libsvm({BAD: "1 2:x"})}, ["--data", "{dir}/data.svm"],
                      f"data.svm:{BAD}: malformed line: a label, index or value is not a number"),
+    # float() takes "1_0" but the block parser does not: the line finder used to miss it (":1").
+    "csv token only float() reads": ({"data.csv": _csv({BAD: "1.0,1_0,3.0,1"})}, ["--data", "{dir}/data.csv"],
+                                     f"data.csv:{BAD}: malformed line: a field is not a number"),
+    "libsvm token only float() reads": ({"data.svm": _libsvm({BAD: "1 2:1_0 4:3"})}, ["--data", "{dir}/data.svm"],
+                                        f"data.svm:{BAD}: malformed line: a label, index or value is not a number"),
     "libsvm order": ({"data.svm": _libsvm({BAD: "1 3:1 2:1"})}, ["--data", "{dir}/data.svm"],
                      f"data.svm:{BAD}: malformed line: feature indices must be strictly increasing"),
     "libsvm index": ({"data.svm": _libsvm({BAD: "1 1.5:1"})}, ["--data", "{dir}/data.svm"],
@@ -95,3 +100,26 @@ def test_bad_input_fails_cleanly(tmp_path, case, ranks):
     assert lines[0].startswith("mpigd: error: ")
     assert message in lines[0]
     assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 4])
+@pytest.mark.parametrize("fmt", ["csv", "libsvm"])
+def test_a_token_only_float_reads_is_reported_at_its_own_line(tmp_path, fmt, ranks):
+    # The slow line finder asked float(), which takes "1_0", so it found no bad line, and the
+    # error named the first line of the failing rank's block (":2" on one rank) instead.
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((200, 5)), np.arange(200) % 2
+    if fmt == "csv":
+        lines = ["x0,x1,x2,x3,x4,y"] + [",".join(f"{v:.6f}" for v in row) + f",{label}" for row, label in zip(X, y)]
+        lines[190] = "1,2,1_0,4,5,0"
+    else:
+        lines = [f"{label} " + " ".join(f"{j + 1}:{v:.6f}" for j, v in enumerate(row)) for row, label in zip(X, y)]
+        lines[190] = "1 2:1_0 4:3"
+    path = tmp_path / f"data.{fmt}"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    done = run_mpi(ranks, ["-m", "mpigd", "train", "--epochs", "2", "--data", str(path), "--out", str(out)],
+                   timeout=TIMEOUT)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"mpigd: error: {path}:191: malformed line: "), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -86,6 +86,118 @@ def test_complex_values_are_refused(tmp_path, which):
     assert "complex128" in done.stderr and not out.exists()
 
 
+
+def _csr_npz(path: Path, **changes) -> None:
+    """A valid 200 x 5 CSR .npz (scipy's arrays plus y), with the arrays in ``changes`` replaced."""
+    sparse = pytest.importorskip("scipy.sparse")
+    X = np.random.default_rng(0).standard_normal((200, 5))
+    X[X < 0.3] = 0
+    matrix = sparse.csr_matrix(X)
+    arrays = {"indptr": matrix.indptr, "indices": matrix.indices, "data": matrix.data, "shape": matrix.shape,
+              "y": (np.arange(200) % 2).astype(np.float64)}
+    arrays.update({name: change(arrays[name]) for name, change in changes.items()})
+    np.savez(path, **arrays)
+
+
+CSR_DAMAGE = {
+    # data shorter than indices: the kernel read past its end (NaN "divergence", exit 3)
+    "short data": ({"data": lambda a: a[:-5]}, "'data' and 'indices' must each hold indptr[-1] = "),
+    "short indices": ({"indices": lambda a: a[:-5]}, "'data' and 'indices' must each hold indptr[-1] = "),
+    "scalar shape": ({"shape": lambda a: np.array(5)}, "'shape' must be two non-negative integers"),  # TypeError
+    "float shape": ({"shape": lambda a: np.array([200.0, 5.5])}, "'shape' must be two non-negative integers"),
+    "negative shape": ({"shape": lambda a: np.array([200, -5])}, "'shape' must be two non-negative integers"),
+    "float indices": ({"indices": lambda a: a.astype(np.float64)}, "'indices' must hold integers; got float64"),
+    "bool indices": ({"indices": lambda a: a > 1}, "'indices' must hold integers; got bool"),
+    "float indptr": ({"indptr": lambda a: a + 0.5}, "'indptr' must hold integers; got float64"),
+}
+
+
+@pytest.mark.parametrize("case", list(CSR_DAMAGE))
+def test_an_inconsistent_csr_npz_is_refused(tmp_path, case):
+    changes, message = CSR_DAMAGE[case]
+    _csr_npz(tmp_path / "data.npz", **changes)
+    out = tmp_path / "out"
+    done = mpigd(RANKS, "train", "--data", str(tmp_path / "data.npz"), "--epochs", "2", "--out", str(out),
+                 timeout=TIMEOUT)
+    refused_in_one_line(done, f"data.npz: {message}")
+    assert not out.exists()
+
+
+def test_a_sound_csr_npz_still_trains(tmp_path):
+    _csr_npz(tmp_path / "data.npz")
+    done = mpigd(RANKS, "train", "--data", str(tmp_path / "data.npz"), "--epochs", "2", "--quiet",
+                 "--out", str(tmp_path / "out"), timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+
+
+def _edit_rows_in_header(path: Path, rows: int) -> None:
+    """Make every array header in ``path`` claim ``rows`` rows instead of the 200 stored (same length)."""
+    raw = path.read_bytes()
+    raw = raw.replace(b"'shape': (200, 5)", f"'shape': ({rows}, 5)".encode()).replace(b"(200,)", f"({rows},)".encode())
+    path.write_bytes(raw)
+
+
+@pytest.mark.parametrize("rows", [220, 180], ids=["more", "fewer"])
+@pytest.mark.parametrize("fmt", ["npz", "npy"])
+def test_an_array_header_that_disagrees_with_the_stored_bytes_is_refused(tmp_path, fmt, rows):
+    # With 220 rows the .npz reader used to map the zip directory as the last 20 rows (exit 0).
+    X = np.random.default_rng(0).integers(-3, 3, (200, 5)).astype(np.int8)
+    y = (np.arange(200) % 2).astype(np.int8)
+    if fmt == "npz":
+        data = tmp_path / "data.npz"
+        np.savez(data, X=X, y=y)
+        _edit_rows_in_header(data, rows)
+    else:
+        data = tmp_path / "data"
+        data.mkdir()
+        np.save(data / "X.npy", X)
+        np.save(data / "y.npy", y)
+        _edit_rows_in_header(data / "X.npy", rows)
+        _edit_rows_in_header(data / "y.npy", rows)
+    out = tmp_path / "out"
+    done = mpigd(RANKS, "train", "--data", str(data), "--epochs", "2", "--out", str(out), timeout=TIMEOUT)
+    refused_in_one_line(done, "truncated or corrupt")
+    assert not out.exists()
+
+
+def _hdf5_with_a_corrupt_chunk(path: Path, chunk: int) -> None:
+    """A 200 x 5 gzip-compressed HDF5 data set (chunks of 10 rows) whose X chunk ``chunk`` is garbage."""
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as handle:
+        X = handle.create_dataset("X", data=rng.standard_normal((200, 5)), compression="gzip", chunks=(10, 5))
+        handle.create_dataset("y", data=(np.arange(200) % 2).astype(np.float64))
+        info = X.id.get_chunk_info(chunk)
+    raw = bytearray(path.read_bytes())
+    raw[info.byte_offset:info.byte_offset + info.size] = b"\xff" * info.size
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+def test_a_corrupt_hdf5_chunk_is_one_line_on_every_rank_count(tmp_path, ranks):
+    # Rows 190-199: on 2 and 3 ranks only the last rank reads the bad chunk; the others must stop too.
+    _hdf5_with_a_corrupt_chunk(tmp_path / "data.h5", chunk=19)
+    out = tmp_path / "out"
+    done = mpigd(ranks, "train", "--data", str(tmp_path / "data.h5"), "--epochs", "2", "--out", str(out),
+                 timeout=TIMEOUT)
+    refused_in_one_line(done, "data.h5: cannot read dataset 'X'")
+    assert not out.exists()
+
+
+@pytest.mark.mpi
+def test_a_corrupt_hdf5_chunk_stops_every_rank_in_process(mpi_tmp_path):
+    from mpigd import Config
+    from mpigd.comm import world
+    from mpigd.data import load_shard
+
+    comm = world()
+    path = Path(mpi_tmp_path) / "data.h5"
+    if comm.rank == 0:
+        _hdf5_with_a_corrupt_chunk(path, chunk=19)
+    comm.barrier()
+    with pytest.raises(InputError, match="cannot read dataset 'X'"):
+        load_shard(Config(data=str(path), model="logistic"), comm)
+
 # --- saved models that cannot be used ---------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["predict", "evaluate"])

@@ -83,27 +83,51 @@ def is_csr_npz(path: str) -> bool:
         return False
 
 
+def _shape(path: str, shape: np.ndarray) -> tuple[int, int]:
+    """The ``shape`` member as ``(rows, features)``: two non-negative integers, nothing else."""
+    if shape.dtype.kind not in "iu" or shape.shape != (2,) or (shape < 0).any():
+        raise InputError(f"{path}: 'shape' must be two non-negative integers (rows, features); "
+                         f"got {np.asarray(shape).tolist()} ({shape.dtype})")
+    return int(shape[0]), int(shape[1])
+
+
 def read_npz_rows(path: str, start: int, stop: int, dtype: str) -> tuple[CSRMatrix, np.ndarray, int]:
     """Rows ``[start, stop)`` of the CSR ``.npz`` at ``path``: the block, its labels, the global row count.
 
     Only this block's slices of ``indices`` and ``data`` are read from the memory map.
     """
     indptr_all = npz.open_member(path, "indptr")
-    shape = tuple(int(s) for s in np.asarray(npz.open_member(path, "shape")))
+    indices_all, data_all = npz.open_member(path, "indices"), npz.open_member(path, "data")
+    shape = _shape(path, npz.open_member(path, "shape"))
     y_all = npz.open_member(path, "y")
-    if len(shape) != 2 or indptr_all.ndim != 1 or indptr_all.shape[0] != shape[0] + 1:
-        raise InputError(f"{path}: indptr must hold rows + 1 = {shape[0] + 1 if shape else '?'} offsets; "
+    # Offsets and column numbers cast to int64 without complaint from float or bool: refuse them.
+    for name, array in (("indptr", indptr_all), ("indices", indices_all)):
+        if array.dtype.kind not in "iu":
+            raise InputError(f"{path}: {name!r} must hold integers; got {array.dtype}")
+    for name, array in (("data", data_all), ("y", y_all)):
+        if array.dtype.kind not in npz.REAL_KINDS:
+            raise InputError(f"{path}: {name!r} must hold real numbers (integer or floating point); got {array.dtype}")
+    if indptr_all.ndim != 1 or indptr_all.shape[0] != shape[0] + 1:
+        raise InputError(f"{path}: indptr must hold rows + 1 = {shape[0] + 1} offsets; "
                          f"got {indptr_all.shape} for shape {shape}")
     if y_all.shape != (shape[0],):
         raise InputError(f"{path}: y must hold one label per row ({shape[0]}); got {y_all.shape}")
     if shape[0] == 0 or shape[1] == 0:
         raise InputError(f"{path}: the data set is empty ({shape})")
+    # Each rank reads only its rows' slices of indices and data, so a short data array would be
+    # read past its end by the kernel; the global lengths are checked here, once, on every rank.
+    nnz = int(indptr_all[-1])
+    if int(indptr_all[0]) != 0:
+        raise InputError(f"{path}: indptr must start at 0; got {int(indptr_all[0])}")
+    if indices_all.shape != (nnz,) or data_all.shape != (nnz,):
+        raise InputError(f"{path}: 'data' and 'indices' must each hold indptr[-1] = {nnz} entries "
+                         f"(one per non-zero); got shapes {data_all.shape} and {indices_all.shape}")
     stop = min(stop, shape[0])
     start = min(start, stop)
     bounds = np.asarray(indptr_all[start : stop + 1], dtype=np.int64)
     lo, hi = int(bounds[0]), int(bounds[-1])
-    indices = np.asarray(npz.open_member(path, "indices")[lo:hi], dtype=np.int64)
-    data = np.ascontiguousarray(npz.open_member(path, "data")[lo:hi], dtype=dtype)
+    indices = np.asarray(indices_all[lo:hi], dtype=np.int64)
+    data = np.ascontiguousarray(data_all[lo:hi], dtype=dtype)
     if np.any(np.diff(bounds) < 0) or indices.size != hi - lo:
         raise InputError(f"{path}: indptr is not non-decreasing within its bounds")
     if indices.size and (indices.min() < 0 or indices.max() >= shape[1]):

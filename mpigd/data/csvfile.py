@@ -8,18 +8,21 @@ be numeric), except in the header, where names may be quoted.
 
 from __future__ import annotations
 
+import codecs
+import csv
+
 import numpy as np
 
 from mpigd import kernels
 from mpigd.data.shard import Shard
 from mpigd.data.textio import (exclusive_prefix, first_unparsable, line_error, parse_floats,
-                               rank_values, read_own_lines, together)
+                               rank_values, read_own_lines, together, unparsable_error)
 from mpigd.errors import InputError
 
 DELIMITER = ord(",")
 
 
-def _is_number(text: bytes) -> bool:
+def _is_number(text: str) -> bool:
     try:
         float(text)
         return True
@@ -35,7 +38,9 @@ def _layout(path: str, block: bytes, header: str, label_column: str | int | None
     first = (block if cut < 0 else block[:cut]).rstrip(b"\r")  # not split(): that copies the block
     if not first.strip():
         raise InputError(f"{path}:1: the first line is empty (expected a header or a row of numbers)")
-    fields = [field.strip() for field in first.split(b",")]
+    # The csv module, not split(): a quoted header name may hold the delimiter ("b, c").
+    line = first.decode("utf-8", errors="replace")
+    fields = [field.strip() for field in next(csv.reader([line], skipinitialspace=True))]
     has_header = header == "yes" or (header == "auto" and not all(map(_is_number, fields)))
     if len(fields) < 2:
         raise InputError(f"{path}:1: found {len(fields)} column; CSV data needs feature columns and a label column")
@@ -49,7 +54,7 @@ def _layout(path: str, block: bytes, header: str, label_column: str | int | None
     else:
         if not has_header:
             raise InputError(f"{path}: label column {label_column!r} is a name, but the file has no header line")
-        names = [field.strip(b"\"'").decode(errors="replace") for field in fields]
+        names = [field.strip("\"'") for field in fields]
         if label_column not in names:
             raise InputError(f"{path}: no column named {label_column!r} in the header ({', '.join(names)})")
         index = names.index(label_column)
@@ -76,8 +81,8 @@ def _parse(path: str, block: bytes, first_line: int, skip_header: bool, n_fields
     line_of_record = line_of_record[:records]
     values = parse_floats(clean, records * n_fields)
     if values is None:
-        bad = first_unparsable(block, line_of_record, lambda text: text.split(b","))
-        raise line_error(path, first_line + max(bad, 0), "a field is not a number")
+        bad = first_unparsable(block, clean, line_of_record, np.full(records, n_fields))
+        raise unparsable_error(path, first_line, bad, "a field is not a number")
     values = values.reshape(records, n_fields)
     finite = np.isfinite(values)
     if not finite.all():
@@ -97,6 +102,10 @@ def read(path: str, comm, dtype: str, header: str = "auto", label_column: str | 
     the end), a header name, or ``None`` for the last column.
     """
     block, offset, stats = together(comm, read_own_lines, path, comm.size, comm.rank)
+    if offset == 0:
+        # A UTF-8 byte order mark (spreadsheets write one) is no part of the first field: left in,
+        # it made a headerless first row look like a header to --header auto, and it was dropped.
+        block = block.removeprefix(codecs.BOM_UTF8)
     first_line = exclusive_prefix(rank_values(comm, block.count(b"\n")), comm.rank)
     layout = np.zeros(3, dtype=np.int64)
     if comm.rank == 0:

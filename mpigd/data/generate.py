@@ -14,8 +14,11 @@ Rows come from :mod:`mpigd.data.synthetic`, so the file is the same whatever the
   ``repr``, which reads back to the same bits.
 
 Before anything is created, a data set larger than the free space of the target file system is
-refused; and if writing fails after all, every rank stops at the same point (each write step is
-agreed) and rank 0 removes the files it created or overwrote, so no partial data set is left.
+refused. Every file is written under a temporary name beside its final one (``.NAME.partialPID``,
+which no reader takes for data) and rank 0 renames it into place only after every rank has
+finished, so a gen that fails or is killed leaves no file under the final name, and an earlier data
+set there stays whole until the new one replaces it. If writing fails, every rank stops at the same
+point (each write step is agreed) and rank 0 removes the temporary files.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 from mpigd.data import synthetic
 from mpigd.data.textio import exclusive_prefix, rank_values, together
 from mpigd.errors import InputError, UsageError
-from mpigd.outputs import deepest_existing
+from mpigd.outputs import deepest_existing, unlink_if_present
 from mpigd.partition import block_range
 
 ROUND_ROWS = 65536
@@ -45,20 +48,21 @@ class Spec:
     seed: int
     format: str
     output: str
-    density: float = 1.0
+    density: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rows < 1 or self.features < 1 or self.seed < 0:
             raise UsageError("gen needs rows >= 1, features >= 1 and seed >= 0")
-        if not 0.0 < self.density <= 1.0:
-            raise UsageError(f"density must be in (0, 1], got {self.density}")
+        # The range and meaning of train's --density (Config): 0 is dense, every entry non-zero.
+        if not 0.0 <= self.density < 1.0:
+            raise UsageError(f"density must lie in [0, 1), got {self.density}")
         if self.task not in ("regression", "classification"):
             raise UsageError(f"task must be regression or classification, got {self.task!r}")
         if self.format not in ("npy", "hdf5", "csv", "libsvm"):
             raise UsageError(f"gen writes npy, hdf5, csv or libsvm, not {self.format!r}")
 
     def rows_of(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        return synthetic.generate(self.task, self.features, self.seed, start, stop, "float64", self.density)
+        return synthetic.generate(self.task, self.features, self.seed, start, stop, "float64", self.density or 1.0)
 
 
 def _labels(spec: Spec, y: np.ndarray) -> list[str]:
@@ -94,23 +98,24 @@ def _os_step(action, *args):
         raise InputError(f"cannot write the data set: {error}") from None
 
 
-def _create_text(spec: Spec) -> int:
+def _create_text(spec: Spec, path: str) -> int:
     header = _csv_header(spec) if spec.format == "csv" else b""
-    with open(spec.output, "wb") as handle:
+    with open(path, "wb") as handle:
         handle.write(header)
     return len(header)
 
 
-def _write_text(spec: Spec, comm) -> int:
+def _write_text(spec: Spec, comm, paths: list[str]) -> None:
+    (path,) = paths
     base = np.zeros(1, dtype=np.int64)
     if comm.rank == 0:
-        base[0] = together(comm, _os_step, _create_text, spec)
+        base[0] = together(comm, _os_step, _create_text, spec, path)
     else:
         together(comm, lambda: None)
     comm.broadcast(base)
     offset = int(base[0])
     fmt = csv_bytes if spec.format == "csv" else libsvm_bytes
-    descriptor = together(comm, _os_step, os.open, spec.output, os.O_WRONLY)
+    descriptor = together(comm, _os_step, os.open, path, os.O_WRONLY)
     try:
         per_round = ROUND_ROWS * comm.size
         for first in range(0, spec.rows, per_round):
@@ -123,8 +128,7 @@ def _write_text(spec: Spec, comm) -> int:
             offset += int(lengths.sum())
     finally:
         os.close(descriptor)
-    comm.barrier()  # the file is whole before gen returns on any rank
-    return offset
+    comm.barrier()  # the file is whole before rank 0 renames it
 
 
 def _pwrite_all(descriptor: int, data: bytes, start: int) -> None:
@@ -133,8 +137,7 @@ def _pwrite_all(descriptor: int, data: bytes, start: int) -> None:
         written += os.pwrite(descriptor, memoryview(data)[written:], start + written)
 
 
-def _write_npy(spec: Spec, comm) -> int:
-    paths = os.path.join(spec.output, "X.npy"), os.path.join(spec.output, "y.npy")
+def _write_npy(spec: Spec, comm, paths: list[str]) -> None:
     shapes = (spec.rows, spec.features), (spec.rows,)
 
     def create() -> None:
@@ -153,21 +156,21 @@ def _write_npy(spec: Spec, comm) -> int:
     y_all.flush()
     del X_all, y_all
     comm.barrier()
-    return sum(os.path.getsize(path) for path in paths)
 
 
-def _write_hdf5(spec: Spec, comm) -> int:
+def _write_hdf5(spec: Spec, comm, paths: list[str]) -> None:
     from mpigd.data.hdf5 import h5py_module
 
+    (path,) = paths
     h5py = together(comm, h5py_module)
 
     def create() -> None:
-        with h5py.File(spec.output, "w") as handle:
+        with h5py.File(path, "w") as handle:
             handle.create_dataset("X", shape=(spec.rows, spec.features), dtype="f8")
             handle.create_dataset("y", shape=(spec.rows,), dtype="f8")
 
     def write_own_rows(lo: int, hi: int) -> None:
-        with h5py.File(spec.output, "r+") as handle:
+        with h5py.File(path, "r+") as handle:
             for start in range(lo, hi, ROUND_ROWS):
                 stop = min(start + ROUND_ROWS, hi)
                 handle["X"][start:stop], handle["y"][start:stop] = spec.rows_of(start, stop)
@@ -177,7 +180,6 @@ def _write_hdf5(spec: Spec, comm) -> int:
     for turn in range(comm.size):
         # The agreement ends each turn as the barrier did, and stops every rank if the writer failed.
         together(comm, _hdf5_step, write_own_rows if turn == comm.rank and hi > lo else (lambda *_: None), lo, hi)
-    return os.path.getsize(spec.output)
 
 
 def _hdf5_step(action, *args):
@@ -192,20 +194,42 @@ def _hdf5_step(action, *args):
 def write(spec: Spec, comm) -> int:
     """Write the data set ``spec`` describes; return its size in bytes. Collective.
 
-    Refuses (before creating anything) a data set that cannot fit in the free space; on a failure
-    rank 0 removes the files this call created or changed, so no partial data set is left.
+    Refuses (before creating anything) a data set that cannot fit in the free space. The files are
+    written under temporary names and renamed into place once every rank has finished; on a
+    failure rank 0 removes them, so no partial data set is left under any name.
     """
     writer = {"csv": _write_text, "libsvm": _write_text, "npy": _write_npy, "hdf5": _write_hdf5}[spec.format]
     together(comm, check_free_space if comm.rank == 0 else (lambda _: None), spec)
-    files = _output_files(spec)
-    before = {path: _identity(path) for path in files}
+    finals = _output_files(spec)
+    token = _shared_token(comm)
+    temporaries = [_temporary_name(path, token) for path in finals]
     directory_existed = spec.format != "npy" or os.path.lexists(spec.output)
     try:
-        return writer(spec, comm)
+        writer(spec, comm, temporaries)  # returns on every rank once all have finished writing
+        together(comm, _os_step, _rename_all if comm.rank == 0 else (lambda *_: None), temporaries, finals)
     except BaseException:
         if comm.rank == 0:
-            _remove_partial(spec, before, directory_existed)
+            _remove_partial(spec, temporaries, directory_existed)
         raise
+    return sum(os.path.getsize(path) for path in finals)
+
+
+def _shared_token(comm) -> int:
+    """Rank 0's process id, on every rank: it names this gen's temporary files. Collective."""
+    token = np.array([os.getpid()], dtype=np.int64)
+    comm.broadcast(token)
+    return int(token[0])
+
+
+def _temporary_name(path: str, token: int) -> str:
+    """Beside ``path``, hidden, and with an ending no reader takes for a data file."""
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial{token}")
+
+
+def _rename_all(temporaries: list[str], finals: list[str]) -> None:
+    # For npy, y.npy goes first: X.npy is what marks the directory as a data set.
+    for temporary, final in reversed(list(zip(temporaries, finals))):
+        os.replace(temporary, final)
 
 
 def estimated_bytes(spec: Spec) -> int:
@@ -222,8 +246,9 @@ def estimated_bytes(spec: Spec) -> int:
 
 def check_free_space(spec: Spec) -> None:
     """Refuse, with a :class:`UsageError`, a data set larger than the free space where it goes
-    (counting the files it would replace): failing part-way would waste the time and, for
-    memory-mapped npy, kill the ranks with SIGBUS on a full disk."""
+    (the files it replaces are removed only when the new ones are whole, so they do not count):
+    failing part-way would waste the time and, for memory-mapped npy, kill the ranks with SIGBUS
+    on a full disk."""
     target = spec.output if spec.format == "npy" else os.path.dirname(os.path.normpath(spec.output))
     existing = deepest_existing(target)
     try:
@@ -231,9 +256,8 @@ def check_free_space(spec: Spec) -> None:
     except OSError:  # a file system that does not say: the write itself will tell
         return
     free = stats.f_bavail * stats.f_frsize
-    replaced = sum(os.stat(path).st_size for path in _output_files(spec) if os.path.isfile(path))
     needed = estimated_bytes(spec)
-    if needed > free + replaced:
+    if needed > free:
         raise UsageError(f"the data set needs about {_human_bytes(needed)} but {existing} has "
                          f"{_human_bytes(free)} free; write fewer rows or elsewhere")
 
@@ -251,25 +275,14 @@ def _output_files(spec: Spec) -> list[str]:
     return [spec.output]
 
 
-def _identity(path: str) -> tuple[int, int, int] | None:
-    """What tells whether ``path`` was created or changed since: None if absent."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return None
-    return info.st_ino, info.st_size, info.st_mtime_ns
-
-
-def _remove_partial(spec: Spec, before: dict[str, tuple[int, int, int] | None], directory_existed: bool) -> None:
-    """Remove the output files created or changed by a failed write (an unchanged file, one
-    that could not even be opened, is the user's and stays), and the npy directory if it was
-    created and is now empty. Best effort: the write's own error is the one reported."""
-    for path, identity in before.items():
-        if _identity(path) not in (None, identity):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+def _remove_partial(spec: Spec, temporaries: list[str], directory_existed: bool) -> None:
+    """Remove the temporary files of a failed write, and the npy directory if it was created and is
+    now empty. Best effort: the write's own error is the one reported."""
+    for path in temporaries:
+        try:
+            unlink_if_present(path)
+        except OSError:
+            pass
     if not directory_existed:
         try:
             os.rmdir(spec.output)

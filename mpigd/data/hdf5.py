@@ -43,4 +43,4 @@ def read(path: str, x_key: str, y_key: str, size: int, rank: int, dtype: str) ->
             datasets.append(item)
         X_all, y_all = datasets
         check_arrays(path, X_all, y_all)
-        return slice_shard(path, X_all, y_all, size, rank, dtype, "hdf5")
+        return slice_shard(path, X_all, y_all, size, rank, dtype, "hdf5", (x_key, y_key))

@@ -16,16 +16,10 @@ from mpigd import kernels
 from mpigd.data.csr import CSRMatrix
 from mpigd.data.shard import Shard
 from mpigd.data.textio import (exclusive_prefix, first_unparsable, line_error, parse_floats,
-                               rank_values, read_own_lines, together)
+                               rank_values, read_own_lines, together, unparsable_error)
 from mpigd.errors import InputError
 
 _NO_INDEX = np.iinfo(np.int64).max
-
-
-def _tokens(line: bytes) -> list[bytes]:
-    tokens = line.split(b"#", 1)[0].split()
-    return [tokens[0]] + [part for token in tokens[1:] if not token.startswith(b"qid:")
-                          for part in token.split(b":")] if tokens else []
 
 
 def _parse(path: str, block: bytes, first_line: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -44,8 +38,8 @@ def _parse(path: str, block: bytes, first_line: int) -> tuple[np.ndarray, np.nda
     np.cumsum(nnz, out=indptr[1:])
     numbers = parse_floats(clean, records + 2 * int(indptr[-1]))
     if numbers is None:
-        bad = first_unparsable(block, line_of_record, _tokens)
-        raise line_error(path, first_line + max(bad, 0), "a label, index or value is not a number")
+        bad = first_unparsable(block, clean, line_of_record, 1 + 2 * nnz)  # the label, then index:value pairs
+        raise unparsable_error(path, first_line, bad, "a label, index or value is not a number")
     # Record k is: label, then nnz[k] (index, value) pairs.
     label_at = indptr[:-1] * 2 + np.arange(records)
     labels = numbers[label_at]

@@ -10,14 +10,10 @@ import os
 
 import numpy as np
 
-from mpigd.data.npz import HEADER_ERRORS, read_error
+from mpigd.data.npz import HEADER_ERRORS, HEADER_READERS, REAL_KINDS, check_stored_size, read_error
 from mpigd.data.shard import Shard
 from mpigd.errors import InputError
 from mpigd.partition import block_counts, block_range
-
-# Integer and floating-point kinds only: complex values would lose their imaginary part when cast
-# to the training dtype, and timedelta (which NumPy counts as a number) and bool are not features.
-REAL_KINDS = "iuf"
 
 
 def paths(data: str, labels: str | None) -> tuple[str, str]:
@@ -36,6 +32,14 @@ def open_array(path: str) -> np.ndarray:
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such data file")
     try:
+        with open(path, "rb") as raw:
+            read_header = HEADER_READERS.get(np.lib.format.read_magic(raw))
+            # Version 3.0 headers (only written for non-Latin-1 field names, which are refused as
+            # not real numbers anyway) are left to numpy.load.
+            if read_header is not None:
+                shape, _, dtype = read_header(raw)
+                if not dtype.hasobject:  # numpy.load refuses those, in its own words
+                    check_stored_size(path, shape, dtype, os.fstat(raw.fileno()).st_size - raw.tell())
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, *HEADER_ERRORS) as error:
         raise InputError(f"{path}: cannot read as .npy ({read_error(error)})") from None
@@ -52,14 +56,27 @@ def check_arrays(source: str, X: np.ndarray, y: np.ndarray) -> None:
                          f"got {X.dtype} and {y.dtype}")
 
 
-def slice_shard(source: str, X_all, y_all, size: int, rank: int, dtype: str, fmt: str) -> Shard:
-    """This rank's block of rows of two row-indexable arrays (memory maps, HDF5 datasets)."""
+def slice_shard(source: str, X_all, y_all, size: int, rank: int, dtype: str, fmt: str,
+                names: tuple[str, str] = ("X", "y")) -> Shard:
+    """This rank's block of rows of two row-indexable arrays (memory maps, HDF5 datasets).
+
+    ``names`` name the two arrays in errors: an array that fails as its rows are read (an HDF5
+    chunk that does not decompress, say) is an :class:`InputError` naming the file and array.
+    Only the rank whose rows hold the damage sees it; the caller makes every rank agree.
+    """
     n = X_all.shape[0]
     start, stop = block_range(n, size, rank)
-    # Slicing reads only this rank's rows. Always copy: a view of a read-only memory map would
-    # keep the file open and could not be standardized in place.
-    X = np.array(X_all[start:stop], dtype=dtype, order="C", copy=True)
-    y = np.array(y_all[start:stop], dtype=dtype, order="C", copy=True)
+
+    def rows(name: str, array) -> np.ndarray:
+        # Slicing reads only this rank's rows. Always copy: a view of a read-only memory map would
+        # keep the file open and could not be standardized in place.
+        try:
+            return np.array(array[start:stop], dtype=dtype, order="C", copy=True)
+        except OSError as error:
+            raise InputError(f"{source}: cannot read dataset {name!r} (rows {start} to {stop - 1}): "
+                             f"{read_error(error)}") from None
+
+    X, y = rows(names[0], X_all), rows(names[1], y_all)
     return Shard(X, y, n, start, source, block_counts(n, size), {"format": fmt})
 
 

@@ -7,6 +7,7 @@ so we map it there directly. Nothing is unpickled: object arrays are refused.
 
 from __future__ import annotations
 
+import math
 import struct
 import tokenize
 import zipfile
@@ -20,6 +21,10 @@ from mpigd.errors import InputError
 # tokenizer's and literal_eval's own errors through, and a short read of the magic string is an
 # EOFError. Shared with the .npy reader and the model loader, which parse the same headers.
 HEADER_ERRORS: tuple[type[Exception], ...] = (ValueError, SyntaxError, TypeError, EOFError, tokenize.TokenError)
+
+# Integer and floating-point kinds only: complex values would lose their imaginary part when cast
+# to the training dtype, and timedelta (which NumPy counts as a number) and bool are not features.
+REAL_KINDS = "iuf"
 
 # What zipfile raises on a damaged archive: BadZipFile; struct.error when it ends inside a local
 # header; zlib.error for a corrupt compressed member; RuntimeError (NotImplementedError among
@@ -35,11 +40,23 @@ def read_error(error: Exception) -> str:
     return " ".join(str(error).split()) or type(error).__name__  # on one line, whatever NumPy quotes
 
 
-_HEADER_READERS = {
+HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
 }
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # the zip local file header, 30 bytes
+
+
+def check_stored_size(what: str, shape: tuple[int, ...], dtype: np.dtype, stored: int) -> None:
+    """Refuse an array whose header describes more or fewer bytes than are stored after it.
+
+    A memory map trusts the header: one claiming more rows would read the bytes that follow the
+    array (the next member, the zip directory) as data; one claiming fewer would drop rows.
+    """
+    expected = math.prod(shape) * dtype.itemsize
+    if stored != expected:
+        raise InputError(f"{what} is truncated or corrupt: its header describes {shape} {dtype} "
+                         f"({expected:,} bytes), but {stored:,} bytes are stored")
 
 
 def open_member(path: str, name: str) -> np.ndarray:
@@ -62,9 +79,10 @@ def open_member(path: str, name: str) -> np.ndarray:
             if fields[0] != b"PK\x03\x04":
                 raise InputError(f"{path}: damaged zip archive (bad local header for {name!r})")
             name_length, extra_length = fields[-2], fields[-1]
-            raw.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
+            member_start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+            raw.seek(member_start)
             version = np.lib.format.read_magic(raw)
-            read_header = _HEADER_READERS.get(version)
+            read_header = HEADER_READERS.get(version)
             if read_header is None:
                 raise InputError(f"{path}: array {name!r} uses .npy format {version}, which mpigd does not read")
             shape, fortran_order, dtype = read_header(raw)
@@ -75,6 +93,8 @@ def open_member(path: str, name: str) -> np.ndarray:
         raise InputError(f"{path}: array {name!r} holds Python objects; only numeric arrays are read")
     if fortran_order:
         raise InputError(f"{path}: array {name!r} is in Fortran order; save a C-ordered array")
+    # The member is stored uncompressed: its size in the zip directory is the header plus the data.
+    check_stored_size(f"{path}: array {name!r}", shape, dtype, info.file_size - (data_offset - member_start))
     if 0 in shape:
         return np.empty(shape, dtype=dtype)
     try:

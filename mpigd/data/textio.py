@@ -108,7 +108,7 @@ def line_error(path: str, line: int, problem: str) -> InputError:
     return InputError(f"{path}:{line + 1}: malformed line: {problem}")
 
 
-def parse_floats(clean: np.ndarray, expected: int) -> np.ndarray | None:
+def parse_floats(clean: np.ndarray | bytes, expected: int) -> np.ndarray | None:
     """The ``expected`` numbers of a cleaned, space-separated block, or ``None`` when some token is
     not a number or the count is off (then the caller looks for the culprit line slowly)."""
     if expected == 0:
@@ -121,18 +121,44 @@ def parse_floats(clean: np.ndarray, expected: int) -> np.ndarray | None:
     return values if values.size == expected else None
 
 
-def first_unparsable(block: bytes, line_of_record: np.ndarray, tokens: Callable[[bytes], list[bytes]]) -> int:
-    """The block-local index of the first record line holding a token that ``float`` rejects
-    (``tokens`` splits a line into its number tokens); -1 if none does. The slow path, taken
-    only once the fast parse has failed."""
-    lines = block.split(b"\n")
-    for line in line_of_record:
-        for token in tokens(lines[line]):
-            try:
-                float(token)
-            except ValueError:
-                return int(line)
-    return -1
+def first_unparsable(block: bytes, clean: np.ndarray, line_of_record: np.ndarray,
+                     numbers_per_record: np.ndarray) -> int:
+    """The block-local index of the first record line that :func:`parse_floats` refuses; -1 if
+    none does on its own. The slow path, taken only once the fast parse of the whole block failed.
+
+    ``clean`` is the scanner's cleaned copy of ``block`` and ``numbers_per_record`` how many
+    numbers each record holds. Records are judged by the fast path's own parser on the same
+    cleaned bytes (not by ``float``, which takes tokens such as ``1_0`` that NumPy refuses), and
+    found by bisection: a run of records that parses is clean, so the culprit is in the other half.
+    """
+    newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
+    line_start = np.concatenate(([0], newlines + 1))
+    line_stop = np.append(newlines, len(block))
+    first_number = np.concatenate(([0], np.cumsum(numbers_per_record)))
+
+    def parses(lo: int, hi: int) -> bool:  # records [lo, hi)
+        # A bytes copy: its terminating NUL stops strtod, which a view's last digit would not.
+        text = clean[line_start[line_of_record[lo]]:line_stop[line_of_record[hi - 1]]].tobytes()
+        return parse_floats(text, int(first_number[hi] - first_number[lo])) is not None
+
+    lo, hi = 0, len(line_of_record)
+    if hi == 0 or parses(lo, hi):
+        return -1
+    while hi - lo > 1:  # records [lo, hi) do not parse
+        middle = (lo + hi) // 2
+        if parses(lo, middle):
+            lo = middle
+        else:
+            hi = middle
+    return int(line_of_record[lo]) if not parses(lo, lo + 1) else -1
+
+
+def unparsable_error(path: str, first_line: int, bad: int, problem: str) -> InputError:
+    """The error for a block the fast parse refused, at block-local line ``bad`` from
+    :func:`first_unparsable`; with no line number when no line was found (never a made-up one)."""
+    if bad < 0:
+        return InputError(f"{path}: malformed data: {problem} (on a line that could not be located)")
+    return line_error(path, first_line + bad, problem)
 
 
 def together(comm, step: Callable[..., T], *args: object) -> T:

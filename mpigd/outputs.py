@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import tempfile
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -15,17 +16,24 @@ from mpigd.errors import MpigdError, UsageError
 
 
 def check_output_file(option: str, path: str) -> None:
-    """Refuse a file path that is an existing directory, or under something that is not a writable
-    directory (:class:`UsageError` naming ``option``). Directories missing above it are allowed:
-    :func:`parent_made` creates them when the file is written."""
+    """Refuse an empty file path, one that is an existing directory, or one under something that is
+    not a writable directory (:class:`UsageError` naming ``option``). Directories missing above it
+    are allowed: :func:`parent_made` creates them when the file is written. A device or FIFO that
+    exists (``/dev/stdout``) is written directly (see :func:`written`), so only it must be writable."""
+    _check_not_empty(option, path)
     if os.path.isdir(path) or path.endswith(("/", os.sep)):
         raise UsageError(f"{option} {path}: is a directory; give a file name")
+    if os.path.exists(path) and not os.path.isfile(path):
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{option} {path}: cannot write it (permission denied)")
+        return
     _check_existing_part(option, path, os.path.dirname(os.path.normpath(path)))
 
 
 def check_output_directory(option: str, path: str) -> None:
     """Refuse a directory path that exists as something else, or lies under something that is not
-    a writable directory (:class:`UsageError` naming ``option``)."""
+    a writable directory, or is empty (:class:`UsageError` naming ``option``)."""
+    _check_not_empty(option, path)
     if os.path.lexists(path) and not os.path.isdir(path):
         raise UsageError(f"{option} {path}: exists and is not a directory")
     _check_existing_part(option, path, os.path.normpath(path))
@@ -39,13 +47,33 @@ def deepest_existing(path: str) -> str:
     return existing
 
 
+def _check_not_empty(option: str, path: str) -> None:
+    # An empty path is no file at all; read as "no path" it would silently write elsewhere or nothing.
+    if not path:
+        raise UsageError(f"{option}: the path is empty")
+
+
 def _check_existing_part(option: str, path: str, directory: str) -> None:
-    """Refuse ``directory`` when its deepest existing part is not a writable directory."""
+    """Refuse ``directory`` when its deepest existing part is not a directory where a file can be
+    created. ``os.access`` answers for a user; root it lets through everywhere, ``/proc`` included,
+    so root tries by creating (and removing) a file. Only root: every rank runs this check, and a
+    thousand ranks creating files in one directory of a parallel file system would be a metadata
+    storm at start-up."""
     existing = deepest_existing(directory)
     if not os.path.isdir(existing):
         raise UsageError(f"{option} {path}: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {path}: cannot write in {existing} (permission denied)")
+    read_only = hasattr(os, "statvfs") and os.statvfs(existing).f_flag & os.ST_RDONLY
+    if read_only or not os.access(existing, os.W_OK | os.X_OK):
+        reason = "read-only file system" if read_only else "permission denied"
+        raise UsageError(f"{option} {path}: cannot write in {existing} ({reason})")
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".mpigd-probe-", dir=existing)
+    except OSError as error:
+        raise UsageError(f"{option} {path}: cannot write in {existing} ({error.strerror or error})") from None
+    os.close(descriptor)
+    unlink_if_present(probe)
 
 
 def parent_made(path: str) -> str:
@@ -148,14 +176,16 @@ class RunOutputs:
         self.active = active and directory is not None
         self._metrics = None
 
-    def open(self, resume_step: int | None = None) -> None:
+    def open(self, resume_epoch: int | None = None) -> None:
         """Create the directory and start ``metrics.jsonl``; call once the input is known good.
 
         ``params.npz``, ``model.json`` and ``summary.json`` of an earlier run are removed: they are written again
         when this run completes, so a run that fails or diverges leaves none that looks valid.
-        Resuming from the checkpoint of step ``resume_step`` keeps the earlier records up to that
-        step and appends; records of later steps (from a run that crashed after the checkpoint)
-        are dropped, since the resumed run writes them again.
+        Resuming at epoch ``resume_epoch`` (the checkpoint's) keeps the records of the epochs before
+        it and appends; records from that epoch on (from a run that went on after the checkpoint)
+        are dropped, since the resumed run writes them again. By epoch, not step: a checkpoint
+        taken at an epoch's last step comes before that epoch's evaluation, which the resumed run
+        makes again, while the one written at the end of a run comes after it.
         """
         if not self.active:
             return
@@ -163,11 +193,11 @@ class RunOutputs:
         for name in ("params.npz", "summary.json", "model.json"):
             unlink_if_present(os.path.join(self.directory, name))
         path = os.path.join(self.directory, "metrics.jsonl")
-        if resume_step is not None and os.path.isfile(path):
+        if resume_epoch is not None and os.path.isfile(path):
             with open(path, encoding="utf-8") as handle:
-                kept = [line for line in handle if _step_of(line) < resume_step]
+                kept = [line for line in handle if _epoch_of(line) < resume_epoch]
             atomic_write(path, "".join(kept).encode())
-        self._metrics = open(path, "a" if resume_step is not None else "w", encoding="utf-8")
+        self._metrics = open(path, "a" if resume_epoch is not None else "w", encoding="utf-8")
 
     def metric(self, record: dict[str, Any]) -> None:
         if self._metrics is not None:
@@ -194,9 +224,9 @@ class RunOutputs:
             self._metrics = None
 
 
-def _step_of(line: str) -> float:
-    """The step of a ``metrics.jsonl`` record; a torn last line counts as after every step."""
+def _epoch_of(line: str) -> float:
+    """The epoch of a ``metrics.jsonl`` record; a torn last line counts as after every epoch."""
     try:
-        return json.loads(line)["step"]
+        return json.loads(line)["epoch"]
     except (ValueError, KeyError, TypeError):
         return float("inf")

@@ -9,6 +9,7 @@ import pytest
 
 from mpigd.bench import kernel
 from mpigd.cli import main
+from mpirun import mpigd, refused_in_one_line
 
 ROWS, FEATURES, CLASSES, HIDDEN, DENSITY = 301, 6, 3, (4,), 0.3
 MODELS = ("linear", "logistic", "softmax", "mlp")
@@ -91,3 +92,23 @@ def test_cli_writes_json_with_metadata_and_csv(tmp_path, capsys):
 def test_cli_rejects_an_unknown_model(capsys):
     assert main(["bench", "kernel", "--models", "linear,svm", "--rows", "8"]) != 0
     assert "svm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,words", [
+    (("--hidden", "0"), "argument --hidden: expected widths >= 1"),
+    (("--hidden", "8,-1"), "argument --hidden: expected widths >= 1"),
+    (("--rows", "1000000000", "--features", "1000"), "1,000,000,000 rows x 1,000 features needs about"),
+], ids=["hidden-0", "hidden-negative", "too-large"])
+def test_cli_refuses_what_it_cannot_run_in_one_line(args, words):
+    refused_in_one_line(mpigd(1, "bench", "kernel", "--rows", "100", "--features", "3", "--repeats", "1", *args),
+                        words)
+
+
+def test_the_internal_solvers_worker_is_left_out_of_the_help_but_still_runs(tmp_path):
+    shown = mpigd(1, "bench", "--help")
+    assert shown.returncode == 0 and "solvers," in shown.stdout and "solvers-worker" not in shown.stdout
+    assert "solvers-worker" not in mpigd(1, "bench").stderr  # the usage line of a missing subcommand
+    output = tmp_path / "w.json"
+    job = mpigd(1, "bench", "solvers-worker", "--model", "linear", "--rows", "200", "--features", "3", "--l2",
+                "0.001", "--target", "1e30", "--repeats", "1", "--output", str(output))
+    assert job.returncode == 0 and isinstance(json.loads(output.read_text()), (list, dict)), job.stderr

@@ -7,8 +7,10 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -20,7 +22,7 @@ from mpigd.comm import self_comm
 from mpigd.comm.costmodel import CostModel
 from mpigd.data import generate
 from mpigd.errors import CheckpointError, InputError, UsageError
-from mpirun import ROOT, mpigd, refused_in_one_line
+from mpirun import ROOT, mpigd, refused_in_one_line, start_mpi
 
 PLAN = ("plan", "--nodes", "4", "--rows", "1000", "--features", "10", "--compute-rate", "1e6")
 
@@ -47,8 +49,10 @@ def places(tmp_path):
 def test_output_path_check_accepts_new_nested_paths_and_refuses_unusable_ones(places):
     check_output_paths({"--json": str(places / "new" / "deeper" / "r.json")},
                        {"--out": str(places / "a_dir"), "--checkpoint-dir": str(places / "x" / "y")})
-    check_output_paths({"--json": None}, {"--out": ""})
+    check_output_paths({"--json": None}, {"--out": None})
     for files, directories, words in (
+            ({"--json": ""}, {}, "empty"),
+            ({}, {"--out": ""}, "empty"),
             ({"--json": str(places / "a_dir")}, {}, "is a directory"),
             ({"--json": str(places / "a_file" / "r.json")}, {}, "is not a directory"),
             ({"--json": str(places / "a_file" / "more" / "r.json")}, {}, "is not a directory"),
@@ -94,6 +98,30 @@ def test_train_refuses_unusable_out_and_checkpoint_dir_once_on_two_ranks(places)
     assert os.listdir(places / "a_dir") == ["checkpoints"]
 
 
+TRAIN = ("train", "--rows", "100", "--features", "3", "--epochs", "1", "--quiet")
+
+
+@pytest.mark.parametrize("ranks,command", [
+    (2, (*TRAIN, "--out")),
+    (2, (*TRAIN, "--checkpoint-every", "1", "--checkpoint-dir")),
+    (2, ("predict", "--params", "PARAMS", "--output")),  # a params file that exists: the output is checked first
+    (2, ("evaluate", "--params", "PARAMS", "--output")),
+    (2, ("tune", "--max-bytes", "1K", "--repeats", "1", "--output")),
+    (2, ("bench", "scaling", "--rows", "10", "--features", "2", "--steps", "2", "--output")),
+    (2, ("bench", "allreduce", "--max-bytes", "64", "--repeats", "1", "--json")),
+    (2, ("gen", "--rows", "10", "--features", "2", "--format", "npy", "--output")),
+    (1, (*PLAN, "--plot")),
+    (1, ("bench", "kernel", "--rows", "100", "--features", "4", "--repeats", "1", "--csv")),
+], ids=["train-out", "checkpoint-dir", "predict", "evaluate", "tune", "scaling", "allreduce", "gen", "plan", "kernel"])
+@pytest.mark.parametrize("path,words", [("", "expected a path"), ("/proc/mpigd-out/o", "cannot write in /proc")],
+                         ids=["empty", "proc"])
+def test_an_empty_or_uncreatable_output_path_is_refused_once_before_any_work(places, ranks, command, path, words):
+    # os.access says /proc is writable (to root), and an empty path was read as "no path".
+    command = tuple(str(places / "a_file") if part == "PARAMS" else part for part in command)
+    refused_in_one_line(mpigd(ranks, *command, path, timeout=60), words)
+    assert sorted(os.listdir(places)) == ["a_dir", "a_file"]
+
+
 def test_tune_refuses_a_directory_as_output_and_leaves_no_temporary_file(places):
     refused_in_one_line(mpigd(2, "tune", "--max-bytes", "1K", "--repeats", "1", "--output", str(places / "a_dir")),
              "is a directory")
@@ -113,6 +141,13 @@ def test_bench_scaling_refuses_an_output_below_a_file(places):
     refused_in_one_line(mpigd(2, "bench", "scaling", "--rows", "1000", "--features", "4", "--steps", "2",
                    "--output", str(places / "a_file" / "s.jsonl")), "is not a directory")
     assert (places / "a_file").read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_missing_params_file_is_named_before_the_model_json_beside_it(tmp_path, command):
+    job = mpigd(2, command, "--params", str(tmp_path / "nonexist.npz"), "--output", str(tmp_path / "o.out"))
+    refused_in_one_line(job, f"{tmp_path / 'nonexist.npz'}: cannot load the model (no such file)")
+    assert "model.json" not in job.stderr and os.listdir(tmp_path) == []
 
 
 # -- plan parameters ---------------------------------------------------------------------------------
@@ -267,6 +302,70 @@ def test_gen_keeps_an_existing_file_it_could_not_open(tmp_path, monkeypatch):
     with pytest.raises(InputError):
         generate.write(generate.Spec(100, 3, "regression", 0, "csv", str(output)), self_comm())
     assert output.read_text() == "someone's data\n"
+
+
+def test_a_failed_gen_keeps_the_earlier_data_set_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    output = tmp_path / "g.csv"
+    output.write_text("x0,y\n1.0,0\n")  # an earlier data set under the same name
+    monkeypatch.setattr(generate, "ROUND_ROWS", 10)
+    monkeypatch.setattr(generate.os, "pwrite", _failing_on_call(os.pwrite, 3))
+    with pytest.raises(InputError, match="No space left"):
+        generate.write(generate.Spec(100, 3, "regression", 0, "csv", str(output)), self_comm())
+    assert output.read_text() == "x0,y\n1.0,0\n" and os.listdir(tmp_path) == ["g.csv"]
+
+
+# Sizes that take a few seconds to write on two ranks, so that the job is still writing when killed.
+KILLED_GEN = {"npy": ("4000000", "25"), "hdf5": ("4000000", "25"), "csv": ("1000000", "10"),
+              "libsvm": ("1000000", "10")}
+
+
+@pytest.mark.parametrize("fmt", sorted(KILLED_GEN))
+def test_a_gen_killed_while_writing_leaves_no_file_under_the_final_name(tmp_path, fmt):
+    if fmt == "hdf5":
+        pytest.importorskip("h5py")
+    rows, features = KILLED_GEN[fmt]
+    output = tmp_path / "out" / "g" if fmt == "npy" else tmp_path / "out" / f"g.{fmt}"
+    (tmp_path / "out").mkdir()
+    job = start_mpi(2, ["-m", "mpigd", "gen", "--rows", rows, "--features", features, "--format", fmt,
+                        "--output", str(output)])
+    try:
+        deadline = time.monotonic() + 60
+        while not _files_under(tmp_path / "out") and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.killpg(job.pid, signal.SIGKILL)  # as a node failure or an out-of-time job would
+    finally:
+        job.communicate(timeout=60)
+    left = _files_under(tmp_path / "out")
+    assert left, "the job ended before it wrote anything: make it larger"
+    assert not output.exists() or (fmt == "npy" and not {"X.npy", "y.npy"} & set(os.listdir(output))), left
+    assert all(os.path.basename(name).startswith(".") and ".partial" in name for name in left), left
+
+
+def _files_under(directory) -> list[str]:
+    return [os.path.join(root, name) for root, _, names in os.walk(directory) for name in names]
+
+
+@pytest.mark.parametrize("fmt", ["npy", "hdf5", "csv", "libsvm"])
+def test_a_gen_leaves_only_its_data_set(tmp_path, fmt):
+    if fmt == "hdf5":
+        pytest.importorskip("h5py")
+    output = tmp_path / ("g" if fmt == "npy" else f"g.{fmt}")
+    job = mpigd(2, "gen", "--rows", "300", "--features", "3", "--format", fmt, "--output", str(output), "--quiet")
+    assert job.returncode == 0, job.stderr
+    expected = [str(output / "X.npy"), str(output / "y.npy")] if fmt == "npy" else [str(output)]
+    assert sorted(_files_under(tmp_path)) == expected
+
+
+@pytest.mark.parametrize("command", ["gen", "train"])
+def test_gen_and_train_take_the_same_density_range(tmp_path, command):
+    args = (("gen", "--rows", "50", "--features", "4", "--format", "csv", "--output", str(tmp_path / "d.csv"))
+            if command == "gen" else ("train", "--rows", "50", "--features", "4", "--epochs", "1"))
+    for refused in ("1", "-0.1", "1.5"):
+        refused_in_one_line(mpigd(1, *args, "--density", refused, "--quiet"), "density must lie in [0, 1)")
+    assert mpigd(1, *args, "--density", "0", "--quiet").returncode == 0  # 0: dense
+    if command == "gen":
+        values = np.loadtxt(tmp_path / "d.csv", delimiter=",", skiprows=1)[:, :-1]
+        assert values.shape == (50, 4) and np.all(values != 0)
 
 
 # -- reports that cannot be written to the end ---------------------------------------------------------

@@ -154,3 +154,26 @@ def test_cli_rejects_bad_numbers():
 
     assert main(["plan", "--nodes", "0", "--rows", "10", "--features", "2", "--compute-rate", "1"]) != 0
     assert main(["plan", "--nodes", "4", "--rows", "10", "--features", "2", "--compute-rate", "-1"]) != 0
+
+
+def _plan(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mpigd", "plan", "--nodes", "4", "--rows", "100", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", ["p.txt", "p"])
+def test_the_plot_is_a_png_under_exactly_the_name_given(tmp_path: Path, name: str):
+    pytest.importorskip("matplotlib")
+    # matplotlib refused an unknown extension (after the work), and added .png to a name without one.
+    done = _plan("--features", "3", "--compute-rate", "1e6", "--plot", str(tmp_path / "o" / name))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [name]
+    assert (tmp_path / "o" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_rate_measurement_that_cannot_fit_memory_is_refused_in_one_line():
+    done = _plan("--features", "1000000000")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("mpigd: error: measuring the rate on 100 rows x 1,000,000,000 features needs about")
+    assert lines[0].endswith("give --compute-rate, or fewer --sample-rows")

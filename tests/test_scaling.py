@@ -6,7 +6,7 @@ import json
 import pytest
 
 from mpigd.bench.scaling import report
-from mpirun import mpigd
+from mpirun import mpigd, refused_in_one_line
 
 
 def _record(mode, ranks, seconds):
@@ -46,3 +46,17 @@ def test_sweep_at_one_and_two_ranks_writes_records_tables_and_plots(tmp_path, mo
     assert float(table[1]["efficiency"]) == pytest.approx(expected)
     png = (tmp_path / f"plot-{mode}.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+@pytest.mark.parametrize("content,words", [
+    ('{"a": 1}\n', "records.jsonl: line 1: not a scaling record ('mode' missing"),
+    ("\n[1, 2]\n", "records.jsonl: line 2: a scaling record is a JSON object, not a list"),
+    ("{not json\n", "records.jsonl: line 1: not JSON"),
+    ("\n", "records.jsonl: no scaling records"),
+], ids=["no-mode", "list", "not-json", "empty"])
+def test_a_report_from_lines_that_are_not_records_is_refused_naming_the_line(tmp_path, content, words):
+    records = tmp_path / "records.jsonl"
+    records.write_text(content)
+    refused_in_one_line(mpigd(1, "bench", "scaling-report", str(records), "--csv", str(tmp_path / "r.csv")),
+                        words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records.jsonl"]

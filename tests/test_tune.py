@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from mpirun import mpigd
+from mpirun import mpigd, refused_in_one_line
 
 from mpigd.comm.strategies.auto import CANDIDATES
 from mpigd.comm.strategies.ring import SEGMENT_CANDIDATES
@@ -75,3 +75,10 @@ def test_an_unusable_tune_file_is_one_line_and_exit_code_2(tmp_path, strategy, c
     lines = job.stderr.strip().splitlines()
     assert len(lines) == 1 and f"cannot use the tune file for --strategy {strategy}: " in lines[0], job.stderr
     assert message in lines[0]
+
+
+@pytest.mark.parametrize("command", [("tune",), ("bench", "allreduce")])
+def test_a_max_bytes_that_cannot_fit_memory_is_refused_once_before_any_rank_allocates(command):
+    # It was a MemoryError on every rank, each printing its own line.
+    refused_in_one_line(mpigd(2, *command, "--max-bytes", "100000G", "--repeats", "1", timeout=60),
+                        "--max-bytes 107,374,182,400,000 needs about")

@@ -172,5 +172,5 @@ def plot(path: str, metadata: dict[str, Any], rows: list[dict[str, Any]]) -> Non
     figure.suptitle(f"allreduce, {metadata['ranks']} ranks, {metadata.get('dtype', '')}, "
                     f"{metadata['mpi_library']}", fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, format="png")  # PNG whatever the name says (see plan_report.plot)
     plt.close(figure)

@@ -63,6 +63,15 @@ def make_data(layout: str, rows: int, features: int, density: float, dtype: str,
     return Data("sparse", X, S, (X.indptr, X.indices, X.data), X.nnz)
 
 
+def data_bytes(layout: str, rows: int, features: int, density: float, dtype: str) -> int:
+    """About the memory :func:`make_data` takes at its peak: dense rows are drawn in float64, then
+    converted to ``dtype``; CSR rows hold a value and an int64 index per non-zero, and SciPy's copy."""
+    itemsize = np.dtype(dtype).itemsize
+    if layout == "dense":
+        return rows * features * (8 + itemsize)
+    return int(2 * rows * features * density * (itemsize + 8)) + 16 * (rows + 1)
+
+
 def labels(model, rows: int, dtype: str, seed: int) -> np.ndarray:
     """Targets the model accepts: real values (linear), 0/1, or class numbers, in ``dtype``."""
     rng = np.random.default_rng(seed + 1)

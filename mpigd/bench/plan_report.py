@@ -128,7 +128,9 @@ def plot(path: str, plan: dict[str, Any]) -> None:
         f"compute {p['rate_rows_per_s']:.3g} rows/s per rank [{_short(plan['sources']['rate'])}]",
         fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    # PNG whatever the name says: matplotlib would refuse an unknown extension after the work,
+    # and add ".png" to a name without one (the file would then not be where it was asked for).
+    figure.savefig(path, dpi=110, format="png")
     plt.close(figure)
 
 

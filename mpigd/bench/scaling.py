@@ -11,6 +11,7 @@ figure is the median over the timed steps after warm-up steps.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -22,7 +23,8 @@ from mpigd.algorithms import make_algorithm
 from mpigd.config import Config
 from mpigd.data import load_shard
 from mpigd.models import make_model
-from mpigd.outputs import json_text
+from mpigd.errors import MpigdError
+from mpigd.outputs import json_text, parent_made
 
 
 def measure(comm, mode: str, rows: int, features: int, model: str, dtype: str, steps: int,
@@ -60,10 +62,54 @@ def measure(comm, mode: str, rows: int, features: int, model: str, dtype: str, s
     }
 
 
+# The fields of a record that the report, its table and its plots read, with their types.
+RECORD_FIELDS = {"mode": str, "ranks": int, "rows": (int, float), "features": int, "model": str, "dtype": str,
+                 "step_seconds": (int, float), "compute_seconds": (int, float),
+                 "communication_seconds": (int, float), "other_seconds": (int, float), "mpi_library": str}
+
+
 def append_record(path: str, record: dict[str, Any]) -> None:
-    """Add one run's record to a JSON-lines file (rank 0 calls this)."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json_text(record) + "\n")
+    """Add one run's record to a JSON-lines file (rank 0 calls this); a write that fails is one line
+    (:class:`~mpigd.errors.MpigdError`)."""
+    try:
+        with open(parent_made(path), "a", encoding="utf-8") as handle:
+            handle.write(json_text(record) + "\n")
+    except OSError as error:
+        raise MpigdError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def read_records(path: str) -> list[dict[str, Any]]:
+    """The records of the JSON-lines file ``path`` (blank lines skipped). A line that is not such a
+    record, or a file with none, raises ``ValueError`` naming the line."""
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                records.append(_record(line, number))
+    if not records:
+        raise ValueError("no scaling records (write them with 'mpigd bench scaling --output')")
+    return records
+
+
+def _record(line: str, number: int) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except ValueError as error:
+        raise ValueError(f"line {number}: not JSON ({error})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"line {number}: a scaling record is a JSON object, not a {type(record).__name__}")
+    for name, kind in RECORD_FIELDS.items():
+        value = record.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"line {number}: not a scaling record ({name!r} missing or not a {_type_name(kind)})")
+    if record["mode"] not in ("strong", "weak") or record["ranks"] < 1 or not record["step_seconds"] > 0:
+        raise ValueError(f"line {number}: not a scaling record (mode {record['mode']!r}, ranks {record['ranks']}, "
+                         f"step_seconds {record['step_seconds']})")
+    return record
+
+
+def _type_name(kind) -> str:
+    return "number" if isinstance(kind, tuple) else {str: "string", int: "integer"}[kind]
 
 
 def report(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -132,5 +178,5 @@ def plot(rows: list[dict[str, Any]], mode: str, path: str) -> None:
     figure.suptitle(f"{runs[0]['model']}, {runs[0]['features']} features, {runs[0]['dtype']}, "
                     f"{runs[0]['mpi_library']}")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, format="png")  # PNG whatever the name says (see plan_report.plot)
     plt.close(figure)

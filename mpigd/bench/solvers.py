@@ -83,7 +83,7 @@ def worker(comm, model: str, rows: int, features: int, l2: float, target: float,
                     break
             elapsed = np.array([time.perf_counter() - start])
             comm.allreduce_max(elapsed)
-            return float(elapsed[0]), algorithm.steps, getattr(algorithm, "evaluations", algorithm.steps), value
+            return float(elapsed[0]), algorithm.steps, algorithm.evaluations, value
 
         fit()  # warm-up: JIT, first touch
         runs = [fit() for _ in range(repeats)]

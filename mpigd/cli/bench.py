@@ -8,8 +8,8 @@ import json
 import math
 import sys
 
-from mpigd.cli.common import (Parser, at_least, check_output_paths, check_size_range, choice_list, fractions,
-                              size_range, strategy_names, widths, world_for)
+from mpigd.cli.common import (Parser, at_least, check_fits_memory, check_output_paths, check_size_range, choice_list,
+                              fractions, nonempty_path, size_range, strategy_names, widths, world_for)
 from mpigd.config import DTYPES, MODELS, STRATEGIES
 from mpigd.errors import EXIT_OK, UsageError
 from mpigd.outputs import json_text, parent_made, write_json_report, written
@@ -31,8 +31,9 @@ def register(commands) -> None:
     kernel.add_argument("--hidden", type=widths, default="64", help="mlp hidden widths, comma-separated")
     kernel.add_argument("--dtype", choices=DTYPES + ("both",), default="both")
     kernel.add_argument("--repeats", type=int, default=7, help="timed runs after one warm-up (median, min, max)")
-    kernel.add_argument("--json", metavar="FILE", help="also write the results and their metadata as JSON")
-    kernel.add_argument("--csv", metavar="FILE", help="also write the results as CSV")
+    kernel.add_argument("--json", type=nonempty_path, metavar="FILE",
+                        help="also write the results and their metadata as JSON")
+    kernel.add_argument("--csv", type=nonempty_path, metavar="FILE", help="also write the results as CSV")
     kernel.set_defaults(run=_bench_kernel)
 
     scaling = benches.add_parser("scaling", help="time per training step at this rank count (one launch per count)")
@@ -43,7 +44,8 @@ def register(commands) -> None:
     scaling.add_argument("--dtype", choices=DTYPES, default="float64")
     scaling.add_argument("--steps", type=at_least(1), default=20)
     scaling.add_argument("--strategy", choices=STRATEGIES, default="native")
-    scaling.add_argument("--output", metavar="FILE", help="append the record to this JSON-lines file")
+    scaling.add_argument("--output", type=nonempty_path, metavar="FILE",
+                         help="append the record to this JSON-lines file")
     scaling.set_defaults(run=_bench_scaling)
 
     solvers = benches.add_parser("solvers", help="time to accuracy of lbfgs/normal/gd on 1..P ranks vs scikit-learn")
@@ -54,19 +56,23 @@ def register(commands) -> None:
     solvers.add_argument("--l2", type=float, default=1e-4, help="L2 penalty of the logistic problem")
     solvers.add_argument("--ranks", type=at_least(1), nargs="+", default=[1, 2])
     solvers.add_argument("--repeats", type=at_least(1), default=5)
-    solvers.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    solvers.add_argument("--json", type=nonempty_path, metavar="FILE", help="also write the results as JSON")
     solvers.set_defaults(run=_bench_solvers)
-    worker = benches.add_parser("solvers-worker", help="(launched by 'bench solvers' under mpiexec)")
+    # Launched by 'bench solvers' under mpiexec, not by users: no help=, so it is not listed, and kept
+    # out of the choices shown in the usage (benches.metavar below).
+    worker = benches.add_parser("solvers-worker")
     for name, kind in (("--model", str), ("--rows", int), ("--features", int), ("--l2", float),
                        ("--target", float), ("--repeats", int), ("--output", str)):
         worker.add_argument(name, type=kind, required=True)
     worker.set_defaults(run=_bench_solvers_worker)
 
     scaling_report = benches.add_parser("scaling-report", help="speedup and efficiency from scaling records")
-    scaling_report.add_argument("records", help="JSON-lines file written by 'mpigd bench scaling --output'")
-    scaling_report.add_argument("--csv", metavar="FILE")
-    scaling_report.add_argument("--json", metavar="FILE")
-    scaling_report.add_argument("--plot", metavar="PREFIX", help="write PREFIX-strong.png / PREFIX-weak.png")
+    scaling_report.add_argument("records", type=nonempty_path,
+                                help="JSON-lines file written by 'mpigd bench scaling --output'")
+    scaling_report.add_argument("--csv", type=nonempty_path, metavar="FILE")
+    scaling_report.add_argument("--json", type=nonempty_path, metavar="FILE")
+    scaling_report.add_argument("--plot", type=nonempty_path, metavar="PREFIX",
+                                help="write PREFIX-strong.png / PREFIX-weak.png")
     scaling_report.set_defaults(run=_bench_scaling_report)
 
     sparse = benches.add_parser("sparse", help="CSR kernels: time against non-zeros, vs the dense kernel")
@@ -75,7 +81,7 @@ def register(commands) -> None:
     sparse.add_argument("--densities", type=fractions, default="0.001,0.003,0.01,0.03,0.1")
     sparse.add_argument("--classes", type=at_least(1), default=1, help="1: logistic kernel; k > 1: softmax kernel")
     sparse.add_argument("--repeats", type=at_least(1), default=5)
-    sparse.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    sparse.add_argument("--json", type=nonempty_path, metavar="FILE", help="also write the results as JSON")
     sparse.set_defaults(run=_bench_sparse)
 
     reduce = benches.add_parser("allreduce", help="allreduce strategies vs MPI's own, per message size")
@@ -85,18 +91,21 @@ def register(commands) -> None:
     reduce.add_argument("--strategies", type=strategy_names, default=",".join(STRATEGIES),
                         help="comma-separated, from " + ",".join(STRATEGIES))
     reduce.add_argument("--repeats", type=at_least(1), default=7, help="timed repeats per size (median reported)")
-    reduce.add_argument("--tune-file", metavar="FILE", help="calibration for auto and ring (as in train)")
-    reduce.add_argument("--json", metavar="FILE", help="write the results and metadata as JSON")
-    reduce.add_argument("--csv", metavar="FILE", help="write the results as CSV")
-    reduce.add_argument("--plot", metavar="FILE", help="write a PNG of bandwidth vs size (needs matplotlib)")
+    reduce.add_argument("--tune-file", type=nonempty_path, metavar="FILE",
+                        help="calibration for auto and ring (as in train)")
+    reduce.add_argument("--json", type=nonempty_path, metavar="FILE", help="write the results and metadata as JSON")
+    reduce.add_argument("--csv", type=nonempty_path, metavar="FILE", help="write the results as CSV")
+    reduce.add_argument("--plot", type=nonempty_path, metavar="FILE",
+                        help="write a PNG of bandwidth vs size (needs matplotlib)")
     reduce.set_defaults(run=_bench_allreduce)
+    benches.metavar = "{" + ",".join(name for name in benches.choices if name != "solvers-worker") + "}"
 
     tune = commands.add_parser(
         "tune", help="calibrate the cost model, the ring's segment and auto's crossover on these ranks")
     size_range(tune, "8", "64M")
     tune.add_argument("--dtype", choices=DTYPES, default="float64")
     tune.add_argument("--repeats", type=at_least(1), default=7, help="timed repeats per size (median used)")
-    tune.add_argument("--output", metavar="FILE",
+    tune.add_argument("--output", type=nonempty_path, metavar="FILE",
                       help="where to write (default ~/.cache/mpigd/tune-<hostname>-<ranks>ranks.json)")
     tune.set_defaults(run=_tune)
     _register_plan(commands)
@@ -122,17 +131,19 @@ def _register_plan(commands) -> None:
                       help="rows per second per rank (default: measure the model's kernel here)")
     plan.add_argument("--sample-rows", type=int, default=200_000, help="rows timed to measure the rate")
     plan.add_argument("--repeats", type=int, default=5, help="timed kernel calls after a warm-up (median)")
-    plan.add_argument("--tune-file", metavar="FILE", help="calibration (default: $MPIGD_TUNE_FILE, the default "
-                                                          "path of 'mpigd tune', else built-in defaults)")
+    plan.add_argument("--tune-file", type=nonempty_path, metavar="FILE",
+                      help="calibration (default: $MPIGD_TUNE_FILE, the default path of 'mpigd tune', else "
+                           "built-in defaults)")
     plan.add_argument("--network", choices=("ib100",),
                       help="replace alpha and beta between nodes with a preset: ib100 = 100 Gb/s InfiniBand-like, "
                            "alpha 2 us, beta 1/(12 GB/s) (the calibration is intra-node)")
     plan.add_argument("--alpha", type=float, metavar="SECONDS", help="latency between nodes (overrides)")
     plan.add_argument("--beta", type=float, metavar="S_PER_BYTE", help="inverse bandwidth between nodes (overrides)")
     plan.add_argument("--gamma", type=float, metavar="S_PER_BYTE", help="local add cost per byte (overrides)")
-    plan.add_argument("--json", metavar="FILE", help="write the projection and its parameters as JSON")
-    plan.add_argument("--csv", metavar="FILE", help="write the projection as CSV")
-    plan.add_argument("--plot", metavar="FILE", help="write a PNG (needs matplotlib)")
+    plan.add_argument("--json", type=nonempty_path, metavar="FILE",
+                      help="write the projection and its parameters as JSON")
+    plan.add_argument("--csv", type=nonempty_path, metavar="FILE", help="write the projection as CSV")
+    plan.add_argument("--plot", type=nonempty_path, metavar="FILE", help="write a PNG (needs matplotlib)")
     plan.set_defaults(run=_plan)
 
 
@@ -143,6 +154,10 @@ def _bench_kernel(args: argparse.Namespace) -> int:
         raise UsageError("bench kernel needs --rows, --features, --repeats >= 1, --classes >= 2, 0 < --density <= 1")
     check_output_paths({"--json": args.json, "--csv": args.csv})
     dtypes = DTYPES if args.dtype == "both" else (args.dtype,)
+    # One layout's rows in one dtype are held at a time.
+    check_fits_memory(max(kernel.data_bytes(layout, args.rows, args.features, args.density, dtype)
+                          for layout in args.layout for dtype in dtypes),
+                      f"{args.rows:,} rows x {args.features:,} features")
     results = []
     for dtype in dtypes:
         rows = kernel.run(args.rows, args.features, dtype, args.repeats, models=args.models, layouts=args.layout,
@@ -185,9 +200,10 @@ def _bench_scaling_report(args: argparse.Namespace) -> int:
                         "--plot": args.plot and f"{args.plot}-strong.png"})
     _check_plotting(args.plot)
     try:
-        with open(args.records, encoding="utf-8") as handle:
-            rows = scaling.report([json.loads(line) for line in handle if line.strip()])
-    except (OSError, ValueError) as error:
+        rows = scaling.report(scaling.read_records(args.records))
+    except OSError as error:
+        raise UsageError(f"{args.records}: {error.strerror or error}") from None
+    except ValueError as error:  # a line that is not a record (named), or no one-rank baseline
         raise UsageError(f"{args.records}: {error}") from None
     print(scaling.table(rows))
     if args.json:
@@ -318,6 +334,13 @@ def _plan(args: argparse.Namespace) -> int:
             raise UsageError(f"{option} must be a finite number; got {value}")
     check_output_paths({"--json": args.json, "--csv": args.csv, "--plot": args.plot})
     _check_plotting(args.plot)
+    if args.compute_rate is None:
+        from mpigd.bench.kernel import data_bytes
+
+        sample = min(args.rows, args.sample_rows)
+        check_fits_memory(data_bytes("dense", sample, args.features, 1.0, args.dtype),
+                          f"measuring the rate on {sample:,} rows x {args.features:,} features",
+                          "give --compute-rate, or fewer --sample-rows")
     try:
         result = plan.make_plan(args.model, args.rows, args.features, args.nodes, args.dtype, args.classes,
                                 tuple(args.hidden), args.ranks_per_node, args.mode, args.compute_rate,

@@ -7,7 +7,7 @@ import argparse
 from typing import Mapping
 
 from mpigd.config import DATA_FORMATS, DTYPES, HEADER_CHOICES, STRATEGIES, Config
-from mpigd.environment import expected_ranks, launch_rank
+from mpigd.environment import expected_ranks, launch_rank, physical_memory_bytes
 from mpigd.outputs import check_output_directory, check_output_file
 from mpigd.errors import UsageError
 
@@ -39,17 +39,17 @@ def world_for(strategy: str, tune_file: str | None = None):
 
 def check_output_paths(files: Mapping[str, str | None] | None = None,
                        directories: Mapping[str, str | None] | None = None) -> None:
-    """Refuse, before any work, output paths that cannot be written: ``files`` and ``directories``
-    map an option's name (for the message) to its path; ``None`` or empty paths are skipped.
+    """Refuse, before any work, output paths that cannot be written (an empty one too): ``files``
+    and ``directories`` map an option's name (for the message) to its path; ``None`` is skipped.
 
     Called first in a command's handler, on every rank alike, so that a :class:`UsageError` is
     printed once by rank 0 and nothing has been computed or written (see :mod:`mpigd.outputs`).
     """
     for option, path in (files or {}).items():
-        if path:
+        if path is not None:
             check_output_file(option, path)
     for option, path in (directories or {}).items():
-        if path:
+        if path is not None:
             check_output_directory(option, path)
 
 
@@ -63,11 +63,23 @@ def numbers(metrics: dict) -> str:
     return "  ".join(f"{k} {v:.6g}" for k, v in metrics.items() if isinstance(v, (int, float)))
 
 
+def nonempty_path(text: str) -> str:
+    """An argparse type: a file or directory name. An empty one is refused: taken as "no path" it
+    would silently mean the default (or nothing), which is not what was asked for."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path; got ''")
+    return text
+
+
 def widths(text: str) -> tuple[int, ...]:
+    """An argparse type: layer widths such as ``64,32``, each at least 1."""
     try:
-        return tuple(int(part) for part in text.split(","))
+        values = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected widths such as 64,32; got {text!r}") from None
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected widths >= 1 such as 64,32; got {text!r}")
+    return values
 
 
 def at_least(low: int):
@@ -131,18 +143,35 @@ def size_range(parser: argparse.ArgumentParser, low: str, high: str) -> None:
     parser.add_argument("--max-bytes", type=byte_count, default=byte_count(high), help=f"(default {high})")
 
 
+# Copies of the largest message a rank holds while timing it: the message, tree's receive buffer or
+# tune's output, and auto's saved copy during its trial.
+MESSAGE_COPIES = 3
+
+
 def check_size_range(args: argparse.Namespace) -> None:
-    """Refuse ``--min-bytes`` above ``--max-bytes`` (the same on every rank, before any collective)."""
+    """Refuse ``--min-bytes`` above ``--max-bytes``, and a ``--max-bytes`` whose buffers cannot fit
+    this node's memory (the same on every rank, before any collective)."""
     if args.min_bytes > args.max_bytes:
         raise UsageError(f"--min-bytes ({args.min_bytes}) is larger than --max-bytes ({args.max_bytes})")
+    check_fits_memory(MESSAGE_COPIES * args.max_bytes, f"--max-bytes {args.max_bytes:,}")
+
+
+def check_fits_memory(need: int, what: str, advice: str = "") -> None:
+    """Refuse, in one line (:class:`UsageError`), work whose arrays need more than this node's memory:
+    caught before they are allocated, as train refuses synthetic data that cannot fit, instead of
+    a MemoryError on every rank. ``advice`` ends the message."""
+    memory = physical_memory_bytes()
+    if memory is not None and need > memory:
+        raise UsageError(f"{what} needs about {need / 1e9:,.0f} GB per rank, more than this node's "
+                         f"{memory / 1e9:,.0f} GB{'; ' + advice if advice else ''}")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, defaults: Config) -> None:
     add = parser.add_argument
-    add("--data", default=defaults.data,
+    add("--data", type=nonempty_path, default=defaults.data,
         help="'synthetic', or a data file: .npz (X and y, or a CSR: indptr, indices, data, shape, y), "
              ".npy (with --labels), a directory of X.npy and y.npy, .csv, .libsvm/.svm/.svmlight, .h5/.hdf5")
-    add("--labels", default=None, help="the labels .npy file when --data is a features .npy file")
+    add("--labels", type=nonempty_path, default=None, help="the labels .npy file when --data is a features .npy file")
     add("--format", choices=("auto",) + DATA_FORMATS, default=defaults.format,
         help="data format (default: from the file name)")
     add("--label-column", default=None, help="CSV: label column index (negative from the end) or header name; "
@@ -157,6 +186,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, defaults: Config) -> Non
     add("--y-key", default=defaults.y_key, help="HDF5: dataset of the labels")
     add("--rows", type=int, default=defaults.rows, help="rows of synthetic data (global)")
     add("--features", type=int, default=defaults.features, help="features of synthetic data")
-    add("--density", type=float, default=defaults.density, help="synthetic data: fraction of non-zeros (CSR)")
+    add("--density", type=float, default=defaults.density,
+        help="synthetic data: fraction of non-zeros in [0, 1) (CSR); 0: dense")
     add("--dtype", choices=DTYPES, default=defaults.dtype)
     add("--seed", type=int, default=defaults.seed)

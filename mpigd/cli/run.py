@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mpigd.cli.common import add_data_arguments, check_output_paths, config_from, numbers, widths, world_for
+from mpigd.cli.common import (add_data_arguments, check_output_paths, config_from, nonempty_path, numbers, widths,
+                              world_for)
 from mpigd.config import ACTIVATIONS, ALGORITHMS, MODELS, OPTIMIZERS, SCHEDULES, STRATEGIES, TASKS, Config
 from mpigd.errors import EXIT_OK
 from mpigd.outputs import json_text, written
@@ -18,8 +19,9 @@ def register(commands) -> None:
     add("--model", choices=MODELS, default=defaults.model)
     add_data_arguments(train, defaults)
     add("--standardize", action="store_true", help="scale features to global mean 0, variance 1 (saved in params.npz)")
-    add("--test-data", default=None, help="held-out data, same format rules; test metrics go to summary.json")
-    add("--test-labels", default=None, help="the labels .npy file of --test-data")
+    add("--test-data", type=nonempty_path, default=None,
+        help="held-out data, same format rules; test metrics go to summary.json")
+    add("--test-labels", type=nonempty_path, default=None, help="the labels .npy file of --test-data")
     add("--classes", type=int, default=defaults.classes,
         help="classes of softmax/mlp (0: the labels found; K: labels 0..K-1)")
     add("--hidden", type=widths, default=defaults.hidden, help="mlp hidden widths, e.g. 64,32")
@@ -47,16 +49,18 @@ def register(commands) -> None:
         help="stop after this many evaluations without a better held-out loss (0: off)")
     add("--holdout", type=float, default=defaults.holdout, help="fraction of rows held out for evaluation")
     add("--strategy", choices=STRATEGIES, default=defaults.strategy, help="allreduce strategy")
-    add("--tune-file", default=defaults.tune_file, metavar="FILE",
+    add("--tune-file", type=nonempty_path, default=defaults.tune_file, metavar="FILE",
         help="calibration for --strategy auto and ring (default: $MPIGD_TUNE_FILE, then mpigd tune's default path)")
     add("--eval-every", type=int, default=defaults.eval_every, help="epochs between evaluations (0: auto)")
-    add("--out", default=None, help="directory for summary.json, metrics.jsonl, params.npz, model.json")
+    add("--out", type=nonempty_path, default=None,
+        help="directory for summary.json, metrics.jsonl, params.npz, model.json")
     add("--quiet", action="store_true", help="print nothing but errors")
     ft = train.add_argument_group("fault tolerance (see README: Fault tolerance and checkpoints)").add_argument
     ft("--checkpoint-every", type=int, default=defaults.checkpoint_every, metavar="N", help="steps between checkpoints")
     ft("--checkpoint-seconds", type=float, default=defaults.checkpoint_seconds, metavar="S",
        help="seconds between checkpoints (rank 0's clock, agreed by all ranks)")
-    ft("--checkpoint-dir", default=None, metavar="DIR", help="where checkpoints go (default OUT/checkpoints)")
+    ft("--checkpoint-dir", type=nonempty_path, default=None, metavar="DIR",
+       help="where checkpoints go (default OUT/checkpoints)")
     ft("--keep", type=int, default=defaults.keep, metavar="K", help="keep the newest K checkpoints")
     ft("--resume", action="store_true", help="continue from the newest valid checkpoint, if any")
     ft("--step-timeout", type=float, default=defaults.step_timeout, metavar="T",
@@ -71,18 +75,21 @@ def register(commands) -> None:
     gen.add_argument("--task", choices=("regression", "classification"), default="classification")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--format", choices=("npy", "hdf5", "libsvm", "csv"), required=True)
-    gen.add_argument("--density", type=float, default=1.0,
-                     help="fraction of non-zero features, every format (LIBSVM leaves the zeros out)")
-    gen.add_argument("--output", required=True, help="file to write (npy: a directory for X.npy and y.npy)")
+    gen.add_argument("--density", type=float, default=0.0,
+                     help="fraction of non-zero features in [0, 1), as train's; 0 (default): dense, every feature "
+                          "non-zero; every format (LIBSVM leaves the zeros out)")
+    gen.add_argument("--output", type=nonempty_path, required=True,
+                     help="file to write (npy: a directory for X.npy and y.npy)")
     gen.add_argument("--quiet", action="store_true")
     gen.set_defaults(run=_gen)
 
     for name, helptext, run in (("predict", "write the predictions of a trained model to a .npy file", _predict),
                                 ("evaluate", "the loss and metrics of a trained model on a data set", _evaluate)):
         command = commands.add_parser(name, help=helptext)
-        command.add_argument("--params", required=True, help="params.npz of a run (model.json beside it)")
+        command.add_argument("--params", type=nonempty_path, required=True,
+                             help="params.npz of a run (model.json beside it)")
         add_data_arguments(command, defaults)
-        command.add_argument("--output", required=name == "predict",
+        command.add_argument("--output", type=nonempty_path, required=name == "predict",
                              help="predictions (.npy)" if name == "predict" else "also write the metrics (JSON)")
         command.add_argument("--quiet", action="store_true")
         command.set_defaults(run=run)

@@ -5,7 +5,7 @@ allocates nothing in its loop; each has a NumPy twin in the tests as its oracle.
 """
 
 from mpigd.kernels.glm import LOGISTIC, SQUARED, glm_loss_grad, glm_loss_grad_rows, logistic_eval, squared_eval
-from mpigd.kernels.gram import DEFAULT as gram_default, gram_blas, gram_numba
+from mpigd.kernels.gram import DEFAULT as gram_default, gram_blas, gram_csr, gram_numba
 from mpigd.kernels.jit import kernel
 from mpigd.kernels.mlp import RELU, SOFTMAX_HEAD, SQUARED_HEAD, TANH, mlp_loss_grad, mlp_outputs, softmax_loss_grad
 from mpigd.kernels.prox import soft_threshold
@@ -33,6 +33,7 @@ __all__ = [
     "glm_loss_grad",
     "glm_loss_grad_rows",
     "gram_blas",
+    "gram_csr",
     "gram_default",
     "gram_numba",
     "kernel",

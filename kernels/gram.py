@@ -120,4 +120,33 @@ def gram_blas(X: np.ndarray, y: np.ndarray, G: np.ndarray, block_rows: int = BLO
         G += block.T @ block
 
 
+@kernel
+def gram_csr(indptr, indices, data, y, G):
+    """:func:`gram_numba` for rows in CSR form: each row adds the products of its non-zeros (with
+    the 1 and y of the augmented row), ``nnz²`` per row instead of ``d²``. Duplicate column
+    indices in a row are summed, as in the product of the row with itself."""
+    n = indptr.size - 1
+    m = G.shape[0]
+    d = m - 2
+    G[:, :] = 0.0
+    for i in range(n):
+        lo, hi = indptr[i], indptr[i + 1]
+        yi = np.float64(y[i])
+        for a in range(lo, hi):
+            ja, va = indices[a], np.float64(data[a])
+            G[ja, ja] += va * va
+            for b in range(a + 1, hi):
+                jb, product = indices[b], va * np.float64(data[b])
+                G[ja, jb] += product
+                G[jb, ja] += product
+            G[ja, d] += va
+            G[d, ja] += va
+            G[ja, d + 1] += va * yi
+            G[d + 1, ja] += va * yi
+        G[d, d] += 1.0
+        G[d, d + 1] += yi
+        G[d + 1, d] += yi
+        G[d + 1, d + 1] += yi * yi
+
+
 DEFAULT = gram_numba

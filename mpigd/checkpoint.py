@@ -25,7 +25,7 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -54,6 +54,10 @@ class Checkpoint:
     metadata: dict[str, Any]
     hyper: dict[str, Any]
     name: str
+    # The trainer's stopping state (mpigd.stopping): numbers in the manifest, arrays in the .npz.
+    # Empty in a checkpoint written before it was saved.
+    stopping: dict[str, Any] = field(default_factory=dict)
+    stopping_arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def data_fingerprint(X, y: np.ndarray, comm) -> str:
@@ -102,17 +106,20 @@ class CheckpointStore:
         return sorted((int(m[1]) for m in map(_MANIFEST.fullmatch, names) if m), reverse=True)
 
     def save(self, step: int, epoch: int, params: np.ndarray, optimizer: dict[str, np.ndarray],
-             ranks: list[dict[str, Any]], metadata: dict[str, Any], hyper: dict[str, Any]) -> str:
+             ranks: list[dict[str, Any]], metadata: dict[str, Any], hyper: dict[str, Any],
+             stopping: tuple[dict[str, Any], dict[str, np.ndarray]] = ({}, {})) -> str:
         """Write the checkpoint of ``step`` (``.npz`` first, manifest last), then prune; its name."""
         stem = f"ckpt-{step:010d}"
         self.check()
         os.makedirs(self.directory, exist_ok=True)
         if step not in self.steps():  # the state after a given step is always the same: keep the old
-            image = npz_bytes({"params": params, **{f"optimizer.{k}": v for k, v in optimizer.items()}})
+            numbers, arrays = stopping
+            image = npz_bytes({"params": params, **{f"optimizer.{k}": v for k, v in optimizer.items()},
+                               **{f"stopping.{k}": v for k, v in arrays.items()}})
             manifest = {
                 "format": FORMAT, "step": step, "epoch": epoch, "npz": stem + ".npz",
                 "npz_sha256": hashlib.sha256(image).hexdigest(), "npz_bytes": len(image),
-                "metadata": metadata, "hyper": hyper, "ranks": ranks,
+                "metadata": metadata, "hyper": hyper, "ranks": ranks, "stopping": numbers,
             }
             atomic_write(self._path(stem + ".npz"), image)
             atomic_write(self._path(stem + ".json"), (json.dumps(manifest, indent=1) + "\n").encode())
@@ -144,9 +151,11 @@ class CheckpointStore:
         try:
             with np.load(io.BytesIO(image), allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
+            stopping = {k.removeprefix("stopping."): arrays.pop(k) for k in list(arrays) if k.startswith("stopping.")}
             found = Checkpoint(step, int(manifest["epoch"]), arrays.pop("params"),
                                {k.removeprefix("optimizer."): v for k, v in arrays.items()},
-                               list(manifest["ranks"]), dict(manifest["metadata"]), dict(manifest["hyper"]), stem)
+                               list(manifest["ranks"]), dict(manifest["metadata"]), dict(manifest["hyper"]), stem,
+                               dict(manifest.get("stopping", {})), stopping)
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{stem}: incomplete checkpoint ({error})") from None
         _check_contents(found)
@@ -194,7 +203,7 @@ def _check_contents(found: Checkpoint) -> None:
         raise CheckpointError(f"{stem}.json: the state of some rank is missing or not an object")
     if any(state.keys() != found.ranks[0].keys() for state in found.ranks):
         raise CheckpointError(f"{stem}.json: the ranks' states do not have the same fields")
-    for name, array in {"params": found.params, **found.optimizer}.items():
+    for name, array in {"params": found.params, **found.optimizer, **found.stopping_arrays}.items():
         if array.dtype.kind not in "fiu":
             raise CheckpointError(f"{stem}.npz: {name} is of type {array.dtype}, not numbers")
         if not np.isfinite(array).all():

@@ -24,17 +24,22 @@ from mpigd.errors import InputError, MpigdError, UsageError
 from mpigd.evaluation import evaluate
 from mpigd.models import Model, from_description
 from mpigd.outputs import check_output_file
-from mpigd.prepare import check, encode_labels
+from mpigd.prepare import check, encode_labels, too_large
 
 
 def load_model(params_path: str) -> tuple[Model, np.ndarray, Scaler | None]:
     """The model described by ``model.json`` beside ``params_path``, its parameter buffer, and the
     scaler a ``--standardize`` run saved with it (or ``None``)."""
     description_path = os.path.join(os.path.dirname(os.path.abspath(params_path)), "model.json")
+    if not os.path.isfile(params_path):  # named first: model.json beside it is then missing too
+        raise InputError(f"{params_path}: cannot load the model (no such file)")
     try:
         with open(description_path, encoding="utf-8") as handle:
             description = json.load(handle)
         model = from_description(description)
+        too_big = too_large(model, np.dtype(np.float64).itemsize, description_path)
+        if too_big is not None:
+            raise too_big
         with np.load(params_path, allow_pickle=False) as saved:
             # arrays() lists the named arrays in buffer order: concatenating them rebuilds the buffer.
             names = list(model.arrays(np.zeros(model.n_params)).keys())
@@ -107,6 +112,10 @@ def _load(config: Config, params_path: str, comm) -> tuple[Model, np.ndarray, Sh
     config = config.replace(model=model.name, task=model.task if model.name == "mlp" else "",
                             classes=classes if classes > 2 else 0)
     shard = load_shard(config, comm)
+    if shard.meta.get("format") == "libsvm" and shard.n_features < model.n_features:
+        # LIBSVM states no feature count: a file whose highest index is below the model's is
+        # padded with zero columns, as a --test-data file is in training.
+        shard = dataclasses.replace(shard, X=dataclasses.replace(shard.X, shape=(shard.X.shape[0], model.n_features)))
     if shard.n_features != model.n_features:
         comm.agree(InputError(f"{shard.source}: {shard.n_features} features, but the model expects "
                               f"{model.n_features}"))

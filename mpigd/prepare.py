@@ -120,7 +120,7 @@ def prepare(config: Config, comm) -> Prepared:
         values = tuple(range(config.classes)) if config.classes else class_labels(shards, comm)
     model = make_model(config.model, shard.n_features, len(values) if values else 2, config.hidden,
                        config.activation, config.task_of_model)
-    comm.agree(_too_large(model, np.dtype(config.dtype).itemsize, shard.source))
+    comm.agree(too_large(model, np.dtype(config.dtype).itemsize, shard.source))
     if model.name == "logistic":
         model.label_values = binary_label_values(shards, comm)
     elif values:
@@ -138,7 +138,7 @@ def prepare(config: Config, comm) -> Prepared:
     return Prepared(shard, test, model, scaler)
 
 
-def _too_large(model: Model, itemsize: int, source: str) -> InputError | None:
+def too_large(model: Model, itemsize: int, source: str) -> InputError | None:
     """An error if the model's buffers cannot fit this node's memory (a LIBSVM index of 10^11, a
     huge --classes or --hidden), so that it is refused in one line instead of a MemoryError."""
     memory = physical_memory_bytes()

@@ -26,6 +26,7 @@ from mpigd.config import Config
 from mpigd.errors import CheckpointError, DivergedError, Preempted
 from mpigd.outputs import npz_bytes
 from mpigd.signals import PreemptionFlag, Watchdog
+from mpigd.stopping import Stopping
 
 
 def warn(message: str) -> None:
@@ -48,12 +49,15 @@ class RunControl:
         The parameter buffer the algorithm updates in place (the same on every rank).
     preemption
         The installed :class:`~mpigd.signals.PreemptionFlag`.
+    stopping
+        The run's :class:`~mpigd.stopping.Stopping`, saved and restored with the checkpoints (the
+        held-out loss to beat and the best parameters so far, for ``--patience``).
     """
 
     def __init__(self, config: Config, comm, shard, algorithm, params: np.ndarray,
-                 preemption: PreemptionFlag) -> None:
+                 preemption: PreemptionFlag, stopping: Stopping) -> None:
         self.config, self.comm, self.shard, self.algorithm, self.params = config, comm, shard, algorithm, params
-        self.preemption = preemption
+        self.preemption, self.stopping = preemption, stopping
         self.first_epoch, self.epoch = 1, 1
         # The solvers (lbfgs, owlqn, normal) keep no resumable state: preemption stops them, unsaved.
         self.resumable = hasattr(algorithm, "state_dict")
@@ -153,7 +157,7 @@ class RunControl:
             try:
                 self._saved_name = self.store.save(
                     self.algorithm.steps, epoch, self.params, self.algorithm.optimizer.state_dict(),
-                    [json.loads(state) for state in states], metadata, self._hyper())
+                    [json.loads(state) for state in states], metadata, self._hyper(), self.stopping.state_dict())
             except (OSError, CheckpointError) as caught:
                 error = CheckpointError(f"writing a checkpoint in {self.store.directory} failed: {caught}")
         self.comm.agree(error)
@@ -182,8 +186,10 @@ class RunControl:
                     for key, value in found.hyper.items():
                         if self._hyper().get(key) != value:
                             warn(f"{key} was {value} before the resume and is {self._hyper()[key]} now")
-                    arrays = npz_bytes({"params": found.params, **found.optimizer})
-                    header = json.dumps({"step": found.step, "epoch": found.epoch, "ranks": found.ranks}).encode()
+                    arrays = npz_bytes({"params": found.params, **found.optimizer,
+                                        **{f"stopping.{k}": v for k, v in found.stopping_arrays.items()}})
+                    header = json.dumps({"step": found.step, "epoch": found.epoch, "ranks": found.ranks,
+                                         "stopping": found.stopping}).encode()
             except CheckpointError as caught:
                 error = caught
         self.comm.agree(error)
@@ -200,9 +206,13 @@ class RunControl:
         error = None
         try:
             with np.load(io.BytesIO(arrays), allow_pickle=False) as archive:
-                self.params[:] = archive["params"]
-                self.algorithm.optimizer.load_state_dict({k: archive[k] for k in archive.files if k != "params"})
+                saved = {k: archive[k] for k in archive.files}
+            self.params[:] = saved.pop("params")
+            stopping = {k.removeprefix("stopping."): saved.pop(k) for k in list(saved) if k.startswith("stopping.")}
+            self.algorithm.optimizer.load_state_dict(saved)
             self.algorithm.load_state_dict(state["ranks"][self.comm.rank])
+            if state["stopping"]:  # empty in a checkpoint from before the stopping state was saved
+                self.stopping.load_state_dict(state["stopping"], stopping, self.params)
         except (KeyError, IndexError, TypeError, ValueError) as caught:
             error = CheckpointError(f"{self.store.directory}/{name} cannot be resumed "
                                     f"on rank {self.comm.rank}: bad state {caught!r}")

@@ -4,6 +4,7 @@ improving (``patience``). Fed only allreduced values, so every rank decides the 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -48,9 +49,37 @@ class Stopping:
             return True
         return False
 
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """What a resumed run needs to stop where an uninterrupted one would: JSON-able numbers
+        (an infinite loss as ``None``) and the best parameters so far, if any."""
+        numbers = {"previous": _finite_or_none(self.previous), "best": _finite_or_none(self.best),
+                   "best_epoch": self.best_epoch, "bad_evaluations": self.bad_evaluations}
+        return numbers, ({} if self.best_params is None else {"best_params": self.best_params})
+
+    def load_state_dict(self, numbers: dict[str, Any], arrays: dict[str, np.ndarray], params: np.ndarray) -> None:
+        """Take back :meth:`state_dict`'s state; a ``ValueError`` or ``TypeError`` if it does not fit ``params``."""
+        previous, best = numbers["previous"], numbers["best"]
+        self.previous = math.inf if previous is None else float(previous)
+        self.best = math.inf if best is None else float(best)
+        self.best_epoch, self.bad_evaluations = _count(numbers["best_epoch"]), _count(numbers["bad_evaluations"])
+        best_params = arrays.get("best_params")
+        if best_params is not None and (best_params.shape != params.shape or best_params.dtype != params.dtype):
+            raise ValueError(f"best parameters {best_params.dtype}{best_params.shape} do not fit the model")
+        self.best_params = None if best_params is None else best_params.copy()
+
     def restore_best(self, params: np.ndarray) -> bool:
         """Put the best held-out parameters back into ``params`` when patience stopped the run."""
         if self.reason == "patience" and self.best_params is not None:
             params[:] = self.best_params
             return True
         return False
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _count(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError(f"{value!r} is not a count")
+    return value

@@ -70,18 +70,18 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
     shard, test, model = prepared.shard, prepared.test, prepared.model
     params = model.init_params(np.dtype(config.dtype), config.seed)
     algorithm = make_algorithm(config, model, shard, comm)
-    control = RunControl(config, comm, shard, algorithm, params, preemption)
+    # The solvers (lbfgs, owlqn, normal) apply their own tolerance, from allreduced values alone.
+    stopping = Stopping(0.0 if config.algo in SOLVERS else config.tol, config.patience)
+    control = RunControl(config, comm, shard, algorithm, params, preemption, stopping)
     resumed = control.restore() if config.resume else None
 
     is_root = comm.rank == 0
     outputs = RunOutputs(config.out, is_root)
-    outputs.open(resumed)
+    outputs.open(control.first_epoch if resumed is not None else None)
     progress = Progress(config.epochs, shard.n_global, is_root and not config.quiet)
     interval = config.evaluation_interval()
     compute_before = algorithm.gradient.compute_seconds
     eval_seconds = 0.0
-    # The solvers (lbfgs, owlqn, normal) apply their own tolerance, from allreduced values alone.
-    stopping = Stopping(0.0 if config.algo in SOLVERS else config.tol, config.patience)
     first_step_at = first_step_done = None
     epoch = 0
     evaluated = None  # (metrics, held-out metrics) of the parameters as they are now, if known
@@ -130,6 +130,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
     arrays = model.arrays(params)
     if prepared.scaler is not None:
         arrays.update(prepared.scaler.arrays())
+    per_step = getattr(algorithm, "reduced_bytes_per_step", algorithm.gradient.buffer.nbytes)
     summary = {
         "mpigd_version": __version__,
         "config": config.to_dict(),
@@ -146,7 +147,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
         "steps": algorithm.steps,
         "resumed_from_step": resumed,
         # Full passes over the data by the optimiser (lbfgs/owlqn: one per function evaluation).
-        "evaluations": getattr(algorithm, "evaluations", algorithm.steps),
+        "evaluations": algorithm.evaluations,
         "stopped": {"reason": getattr(algorithm, "stop_reason", "") or stopping.reason, "epoch": epoch,
                     "restored_best_epoch": stopping.best_epoch if restored else None},
         "final_loss": final["loss"],
@@ -163,9 +164,10 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
         },
         "jit": jit_cache_stats(),
         "bytes_allreduced": comm.bytes_reduced,
-        "bytes_allreduced_per_step": algorithm.gradient.buffer.nbytes,
-        # The training reductions alone (gradients, or parameters in local SGD), without evaluations.
-        "bytes_allreduced_training": algorithm.gradient.reductions * algorithm.gradient.buffer.nbytes,
+        "bytes_allreduced_per_step": per_step,
+        # The training reductions alone (gradients, parameters in local SGD, the normal solver's
+        # Gram matrix), without evaluations.
+        "bytes_allreduced_training": getattr(algorithm, "reduced_bytes", algorithm.gradient.reductions * per_step),
         "allreduce_calls": comm.allreduce_calls,
     }
     if test_metrics is not None:

@@ -62,6 +62,24 @@ def test_resume_after_a_finished_run_extends_it_exactly(tmp_path):
     train(short, self_comm())  # the final checkpoint goes between epochs 2 and 3
     resumed = train(short.replace(epochs=4, resume=True), self_comm())
     assert np.array_equal(resumed.params, whole.params)
+    # Every epoch's record once: the one at the final checkpoint's step used to be dropped.
+    epochs = [json.loads(line)["epoch"] for line in open(os.path.join(short.out, "metrics.jsonl"))]
+    assert epochs == [json.loads(line)["epoch"] for line in open(tmp_path / "whole" / "metrics.jsonl")] == [1, 2, 3, 4]
+
+
+def test_early_stopping_resumes_with_its_best_loss_and_parameters(tmp_path, monkeypatch):
+    """--patience's state (the held-out loss to beat, the best parameters, the evaluations without
+    progress) goes into the checkpoint: the resumed run stops and restores as the whole one did."""
+    run = dict(model="logistic", algo="sgd", batch_size=64, rows=1000, features=6, holdout=0.3, patience=2,
+               eval_every=1, epochs=30, lr=2.0)
+    whole = train(_config(tmp_path, "whole", **run), self_comm())
+    stopped = whole.summary["stopped"]
+    assert stopped["reason"] == "patience" and stopped["epoch"] < 30  # what the test relies on
+    steps_per_epoch = -(-700 // 64)
+    for step in (stopped["epoch"] - 1) * steps_per_epoch - 3, (stopped["epoch"] - 1) * steps_per_epoch:
+        resumed = _preempt_then_resume(_config(tmp_path, f"cut{step}", **run), monkeypatch, step)
+        assert resumed.summary["stopped"] == stopped
+        assert np.array_equal(resumed.params, whole.params)
 
 
 def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(tmp_path, capsys):

@@ -177,3 +177,77 @@ def test_a_trained_logistic_model_holds_to_its_own_labels():
     assert plus_minus.check_labels(y) is None
     assert np.array_equal(plus_minus.encode_labels(y), [1.0, 0.0, 0.0])
     assert np.array_equal(plus_minus.predict(np.eye(3), np.array([1.0, -1.0, 0.0, 0.0])), [1, -1, -1])
+
+
+DAMAGED_DESCRIPTIONS = {
+    "labels beyond float64 (1e400 reads as inf)": ({"labels": [float("inf"), 1]}, "not integers in increasing order"),
+    "labels in reverse order (would flip every prediction)": ({"labels": [1, 0]}, "not integers in increasing order"),
+    "fractional labels": ({"labels": [0.5, 1]}, "not integers in increasing order"),
+    "n_features as text": ({"n_features": "3"}, "n_features is '3', not an integer"),
+    "fractional n_features": ({"n_features": 3.5}, "n_features is 3.5, not an integer"),
+    "a task the model does not have": ({"task": "regression"}, "task 'regression' does not fit model 'logistic'"),
+    "an unknown model": ({"model": "forest"}, "names model 'forest'"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_DESCRIPTIONS))
+def test_a_damaged_model_description_is_refused(case):
+    from mpigd.models import from_description
+
+    change, message = DAMAGED_DESCRIPTIONS[case]
+    with pytest.raises(ValueError, match=message):
+        from_description({"model": "logistic", "task": "classification", "n_features": 3, "classes": 2,
+                          "labels": [0, 1], **change})
+
+
+def test_every_model_description_rebuilds_its_model():
+    from mpigd.models import from_description, make_model
+
+    for model in (make_model("linear", 3), make_model("logistic", 3), make_model("softmax", 3, 4),
+                  make_model("mlp", 3, 4, (5, 2), "tanh"), make_model("mlp", 3, 0, (5,), "relu", "regression")):
+        description = json.loads(json.dumps(model.describe()))  # as model.json holds it
+        assert from_description(description).describe() == model.describe()
+
+
+def test_a_model_description_too_large_for_memory_is_one_line(tmp_path):
+    from mpirun import mpigd, refused_in_one_line
+
+    done = mpigd(1, "train", "--model", "logistic", "--rows", "50", "--features", "3", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path / "m"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    description = json.loads((tmp_path / "m" / "model.json").read_text())
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**description, "n_features": 10**13}))
+    done = mpigd(2, "evaluate", "--params", str(tmp_path / "m" / "params.npz"), "--rows", "10", "--features", "3",
+                 timeout=120)
+    refused_in_one_line(done, "model.json: a logistic model of 10,000,000,000,001 parameters needs about")
+
+
+def test_predict_pads_a_libsvm_file_whose_highest_index_is_below_the_models(tmp_path):
+    from mpirun import mpigd
+
+    rng = np.random.default_rng(5)
+    X = np.round(rng.standard_normal((40, 6)), 3)
+    y = (X[:, 0] > 0).astype(int)
+
+    def libsvm(path, rows):
+        path.write_text("".join(f"{label} " + " ".join(f"{j + 1}:{v}" for j, v in enumerate(row) if v) + "\n"
+                                for row, label in zip(*rows)))
+
+    libsvm(tmp_path / "train.svm", (X, y))
+    narrow = X.copy()
+    narrow[:, 4:] = 0.0  # no index above 4 in the file
+    libsvm(tmp_path / "narrow.svm", (narrow, y))
+    np.save(tmp_path / "narrow_X.npy", narrow)
+    np.save(tmp_path / "narrow_y.npy", y)
+    done = mpigd(1, "train", "--data", str(tmp_path / "train.svm"), "--epochs", "5", "--quiet",
+                 "--out", str(tmp_path / "m"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    params = str(tmp_path / "m" / "params.npz")
+    for data, output in ((tmp_path / "narrow.svm", "p1.npy"), (tmp_path / "narrow_X.npy", "p2.npy")):
+        labels = ["--labels", str(tmp_path / "narrow_y.npy")] if output == "p2.npy" else []
+        done = mpigd(1, "predict", "--params", params, "--data", str(data), *labels,
+                     "--output", str(tmp_path / output), timeout=120)
+        assert done.returncode == 0, done.stderr
+    assert np.array_equal(np.load(tmp_path / "p1.npy"), np.load(tmp_path / "p2.npy"))
+    done = mpigd(1, "evaluate", "--params", params, "--data", str(tmp_path / "narrow.svm"), timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -52,6 +52,33 @@ def test_normal_equations_match_scikit_learn_linear_regression():
     assert result.summary["steps"] == 1 and result.summary["epochs"] == 1
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_normal_equations_split_a_duplicated_column_evenly_and_solve_a_tiny_feature(seed):
+    from mpigd.algorithms.normal import solve
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((1000, 3)) * rng.uniform(0.1, 10) + rng.uniform(-3, 3)
+    y = X @ [5.0, 1.0, 2.0] + 0.1 * rng.standard_normal(1000)
+    duplicated = np.column_stack([X, X[:, 1]])
+    A = np.column_stack([duplicated, np.ones(1000), y])
+    theta, _ = solve(A.T @ A, 0.0)
+    minimum_norm = np.linalg.lstsq(A[:, :5], y, rcond=None)[0]
+    assert np.allclose(theta, minimum_norm, rtol=1e-8, atol=1e-10) and theta[1] == pytest.approx(theta[3])
+    tiny = X * [1.0, 1e-6, 1.0]  # badly scaled, not collinear: solved exactly
+    A = np.column_stack([tiny, np.ones(1000), y])
+    theta, _ = solve(A.T @ A, 0.0)
+    assert np.allclose(theta, np.linalg.lstsq(A[:, :4], y, rcond=None)[0], rtol=1e-7)
+
+
+def test_normal_equations_take_sparse_rows_and_count_the_gram_matrix_they_reduce():
+    result = _fit(model="linear", algo="normal", density=0.3, l2=0.1)
+    reference = _fit(model="linear", algo="lbfgs", density=0.3, l2=0.1, tol=1e-12)
+    assert result.summary["data"]["sparse"]
+    assert _relative(result.params, reference.params) <= 1e-6
+    gram_bytes = (FEATURES + 2) ** 2 * 8
+    assert result.summary["bytes_allreduced_per_step"] == result.summary["bytes_allreduced_training"] == gram_bytes
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_lbfgs_logistic_reaches_scikit_learn(dtype):
     from sklearn.linear_model import LogisticRegression

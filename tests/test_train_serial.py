@@ -76,6 +76,9 @@ def test_sgd_lowers_the_objective_and_is_reproducible(dtype):
     start = train(config.replace(epochs=1, lr=1e-12), self_comm()).summary["final_loss"]
     assert first.summary["final_loss"] < 0.8 * start
     assert first.summary["steps"] == 3 * -(-5000 // 64)
+    assert first.summary["evaluations"] == 3  # full passes, not steps
+    local = train(config.replace(algo="local-sgd", local_steps=4), self_comm()).summary
+    assert local["steps"] == 3 * -(-5000 // 64) and local["evaluations"] == 3
 
 
 def test_outputs_are_complete_and_load_without_pickle(tmp_path):

@@ -19,6 +19,9 @@ from mpigd.errors import MpigdError, UsageError
 
 WORKING_COPIES = 4  # the Gram matrix, its padded accumulator, the allreduce buffer, the factor
 MEMORY_FRACTION = 0.5  # refuse when those copies would need more than this share of free memory
+# A pivot of the unit-diagonal system's Cholesky factor below this (a condition number past
+# ~1e14) is collinearity: a duplicated column left 1e-8, independent features stay near 1.
+SINGULAR_PIVOT = 1e-6
 
 
 def available_memory() -> int | None:
@@ -46,7 +49,10 @@ def solve(gram: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
     """The parameters ``[w, b]`` and the objective from the summed augmented Gram matrix.
 
     Cholesky when the system is positive definite; a least-squares (minimum-norm) solution when
-    it is singular (collinear features and l2 = 0).
+    it is singular (collinear features and l2 = 0). The system is first scaled to a unit diagonal,
+    so that singular means collinear, not badly scaled: a feature a million times smaller than
+    the others is solved for, while a duplicated column, whose Cholesky factor rounding often
+    lets through with a pivot of ~1e-8, gets the minimum-norm split (as gd and lbfgs find it).
     """
     import scipy.linalg  # imported here: only this solver needs SciPy, and it costs start-up time
 
@@ -55,11 +61,16 @@ def solve(gram: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
     system = gram[:m, :m].copy()
     rhs = gram[:m, m].copy()
     system[np.arange(m - 1), np.arange(m - 1)] += n * l2
+    unit = np.sqrt(np.diag(system))
+    unit[unit == 0.0] = 1.0  # an all-zero feature: its weight stays 0
+    scaled = system / np.outer(unit, unit)
     try:
-        theta = scipy.linalg.cho_solve(scipy.linalg.cho_factor(system, lower=False, check_finite=False), rhs,
-                                       check_finite=False)
+        factor = scipy.linalg.cho_factor(scaled, lower=False, check_finite=False)
+        if np.abs(np.diag(factor[0])).min() < SINGULAR_PIVOT:
+            raise np.linalg.LinAlgError("numerically singular")
+        theta = scipy.linalg.cho_solve(factor, rhs / unit, check_finite=False) / unit
     except np.linalg.LinAlgError:
-        theta = scipy.linalg.lstsq(system, rhs, check_finite=False)[0]
+        theta = scipy.linalg.lstsq(scaled, rhs / unit, cond=SINGULAR_PIVOT**2, check_finite=False)[0] / unit
     # mean ½(Aθ − y)² + (l2/2)‖w‖² = (θᵀ(AᵀA + n·l2·D)θ − 2θᵀAᵀy + yᵀy) / 2n
     objective = (theta @ system @ theta - 2.0 * theta @ rhs + gram[m, m]) / (2.0 * n)
     return theta, float(objective)
@@ -77,6 +88,8 @@ class NormalEquations:
         self.value = float("nan")
         d = gradient.model.n_features
         self.gram = np.zeros((d + 2, d + 2))  # also the allreduce buffer: one contiguous block
+        # What the summary reports as the training's reductions: the Gram matrix, once.
+        self.reduced_bytes_per_step, self.reduced_bytes = self.gram.nbytes, 0
 
     def run_epoch(self, params: np.ndarray, epoch: int) -> float:
         """Build, sum and solve the normal equations; return the objective. Collective."""
@@ -84,7 +97,11 @@ class NormalEquations:
             return self.value
         shard = self.gradient.shard
         start = time.perf_counter()
-        kernels.gram_default(shard.X, shard.y, self.gram)
+        if shard.sparse:
+            X = shard.X
+            kernels.gram_csr(X.indptr, X.indices, X.data, shard.y, self.gram)
+        else:
+            kernels.gram_default(shard.X, shard.y, self.gram)
         self.gradient.compute_seconds += time.perf_counter() - start
         self.comm.allreduce(self.gram)
         result = np.empty(params.size + 1)
@@ -95,5 +112,6 @@ class NormalEquations:
         params[:] = result[:-1]
         self.value = float(result[-1])
         self.steps, self.evaluations = 1, 1
+        self.reduced_bytes = self.gram.nbytes
         self.converged, self.stop_reason = True, "solved exactly"
         return self.value

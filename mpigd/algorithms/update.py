@@ -36,10 +36,16 @@ class UpdateDriven:
     (what checkpoints and the fault hook read)."""
 
     update: Update
+    steps_per_epoch: int
 
     @property
     def steps(self) -> int:
         return self.update.steps
+
+    @property
+    def evaluations(self) -> int:
+        """Full passes over the data so far: one per epoch (gd: one per step)."""
+        return self.steps // self.steps_per_epoch
 
     @property
     def optimizer(self) -> SGD:

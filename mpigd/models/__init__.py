@@ -6,7 +6,7 @@ from typing import Sequence
 
 from mpigd.models.base import Model
 from mpigd.models.glm import LinearRegression, LogisticRegression
-from mpigd.models.mlp import MLP
+from mpigd.models.mlp import ACTIVATIONS, MLP
 from mpigd.models.softmax import SoftmaxRegression
 
 REGISTRY = {cls.name: cls for cls in (LinearRegression, LogisticRegression, SoftmaxRegression, MLP)}
@@ -26,16 +26,47 @@ def make_model(name: str, n_features: int, n_classes: int = 2, hidden: Sequence[
 
 
 def from_description(description: dict) -> Model:
-    """The model a ``model.json`` description (:meth:`describe`) names."""
-    model = make_model(description["model"], int(description["n_features"]), int(description.get("classes") or 2),
-                       tuple(description.get("hidden", (64,))), description.get("activation", "relu"),
-                       description.get("task", "classification"))
-    if model.name == "logistic":
-        low, high = (int(value) for value in description.get("labels", (0, 1)))
-        model.label_values, model.trained = (low, high), True
-    elif model.task == "classification":
-        values = tuple(int(value) for value in description.get("labels", range(model.n_classes)))
-        if len(values) != model.n_classes:
-            raise ValueError(f"model.json lists {len(values)} labels for {model.n_classes} classes")
-        model.label_values, model.trained = values, True
+    """The model a ``model.json`` description (:meth:`describe`) names.
+
+    A ``ValueError`` says what does not fit: the file may be damaged or edited by hand, and a wrong
+    type or value would otherwise fail later, or not at all (labels listed in another order would
+    flip every prediction).
+    """
+    if not isinstance(description, dict):
+        raise ValueError("model.json does not hold an object")
+    name = description.get("model")
+    if name not in REGISTRY:
+        raise ValueError(f"model.json names model {name!r}, not one of {', '.join(sorted(REGISTRY))}")
+    n_features = _count(description, "n_features", 1)
+    classes = _count(description, "classes", 2) if description.get("classes") else 2  # 0: a regression MLP
+    hidden = description.get("hidden", [64])
+    if not (isinstance(hidden, list) and hidden and all(_is_int(h) and h >= 1 for h in hidden)):
+        raise ValueError(f"model.json: hidden is {hidden!r}, not a list of positive integers")
+    activation = description.get("activation", "relu")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"model.json: activation is {activation!r}, not one of {', '.join(ACTIVATIONS)}")
+    own_task = getattr(REGISTRY[name], "task", "")  # none for the MLP, which takes either
+    task = description.get("task", own_task or "classification")
+    if task not in ("classification", "regression") or own_task not in ("", task):
+        raise ValueError(f"model.json: task {task!r} does not fit model {name!r}")
+    model = make_model(name, n_features, classes, tuple(hidden), activation, task)
+    if model.task == "classification":
+        labels = description.get("labels", [0, 1] if name == "logistic" else list(range(model.n_classes)))
+        if not (isinstance(labels, list) and all(_is_int(v) for v in labels)
+                and all(a < b for a, b in zip(labels, labels[1:]))):
+            raise ValueError(f"model.json: labels {labels!r} are not integers in increasing order")
+        if len(labels) != model.n_classes:
+            raise ValueError(f"model.json lists {len(labels)} labels for {model.n_classes} classes")
+        model.label_values, model.trained = tuple(labels), True
     return model
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _count(description: dict, key: str, least: int) -> int:
+    value = description.get(key)
+    if not (_is_int(value) and value >= least):
+        raise ValueError(f"model.json: {key} is {value!r}, not an integer of at least {least}")
+    return value

@@ -5,8 +5,7 @@ calibration, a tune file) with one method, ``allreduce(buffer)``, a ``name`` and
 which says what actually ran (``auto->ring``). They are chosen by name from :data:`REGISTRY`.
 
 Every strategy accepts any length (0 and 1 included) and any shape (summed item by item), float32
-and float64, and gives every rank
-the same bits, run after run on the same rank count.
+and float64, and gives every rank the same bits, run after run on the same rank count.
 """
 
 from __future__ import annotations

@@ -139,6 +139,11 @@ class Config:
                 raise UsageError(f"{name} must lie in [0, 1), got {value}")
         if self.holdout and self.test_data:
             raise UsageError("give either holdout or test_data, not both")
+        # Options that would otherwise be ignored without a word: the run would not do what was asked.
+        if self.patience and not (self.holdout or self.test_data):
+            raise UsageError("patience stops on a held-out loss: give holdout or test_data too")
+        if self.test_labels is not None and self.test_data is None:
+            raise UsageError("test_labels names the labels file of .npy test_data: give test_data too")
         if self.density and self.model == "mlp":
             raise UsageError("the mlp model reads dense input only (density must be 0)")
         _choice("strategy", self.strategy, STRATEGIES)

@@ -17,7 +17,7 @@ import numpy as np
 
 from mpigd.config import Config
 from mpigd.data import Shard, load_shard
-from mpigd.data.npz import HEADER_ERRORS, ZIP_ERRORS, read_error
+from mpigd.data.npz import HEADER_ERRORS, REAL_KINDS, ZIP_ERRORS, read_error
 from mpigd.data.standardize import Scaler
 from mpigd.data.textio import together
 from mpigd.errors import InputError, MpigdError, UsageError
@@ -43,7 +43,12 @@ def load_model(params_path: str) -> tuple[Model, np.ndarray, Scaler | None]:
         with np.load(params_path, allow_pickle=False) as saved:
             # arrays() lists the named arrays in buffer order: concatenating them rebuilds the buffer.
             names = list(model.arrays(np.zeros(model.n_params)).keys())
-            params = np.concatenate([np.asarray(saved[name], dtype=np.float64).ravel() for name in names])
+            arrays = [saved[name] for name in names]
+            for name, array in zip(names, arrays):
+                if array.dtype.kind not in REAL_KINDS:  # complex would lose its imaginary part
+                    raise InputError(f"{params_path}: cannot load the model ({name} holds {array.dtype}, "
+                                     "not real numbers)")
+            params = np.concatenate([np.asarray(array, dtype=np.float64).ravel() for array in arrays])
             scaler = None
             if "scaler_mean" in saved:
                 scaler = Scaler(np.asarray(saved["scaler_mean"], dtype=np.float64),
@@ -70,7 +75,8 @@ def _check_usable(params_path: str, model: Model, params: np.ndarray, scaler: Sc
                          f"{np.shape(scaler.scale)} scales for {model.n_features} features)")
     if not np.isfinite(scaler.mean).all():
         raise InputError(f"{params_path}: cannot load the model (the scaler means contain NaN or inf)")
-    if not (np.isfinite(scaler.scale).all() and (scaler.scale > 0).all()):
+    # Below the smallest normal float64 (a subnormal scale), dividing by it overflows.
+    if not (np.isfinite(scaler.scale).all() and (scaler.scale >= np.finfo(np.float64).tiny).all()):
         raise InputError(f"{params_path}: cannot load the model (the scaler scales must be finite and positive)")
 
 

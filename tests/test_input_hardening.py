@@ -218,6 +218,8 @@ UNUSABLE = {
     "zero scale": (lambda a: a["scaler_scale"].__setitem__(1, 0.0), "scaler scales must be finite and positive"),
     "negative scale": (lambda a: a["scaler_scale"].__setitem__(1, -2.0), "scaler scales must be finite and positive"),
     "NaN scale": (lambda a: a["scaler_scale"].__setitem__(0, np.nan), "scaler scales must be finite and positive"),
+    "complex coefficients": (lambda a: a.__setitem__("coef", a["coef"] + 1j), "coef holds complex128, not real numbers"),
+    "subnormal scale": (lambda a: a["scaler_scale"].__setitem__(0, 1e-320), "scaler scales must be finite and positive"),
     "inf mean": (lambda a: a["scaler_mean"].__setitem__(2, -np.inf), "scaler means contain NaN or inf"),
 }
 

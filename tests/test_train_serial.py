@@ -186,6 +186,16 @@ def test_invalid_configuration_is_refused(change):
         Config(**change)
 
 
+@pytest.mark.parametrize("change, message", [
+    (dict(patience=3), "patience stops on a held-out loss: give holdout or test_data too"),
+    (dict(test_labels="y.npy"), "test_labels names the labels file of .npy test_data"),
+])
+def test_an_option_that_would_be_ignored_is_refused(change, message):
+    with pytest.raises(UsageError, match=message):
+        Config(**change)
+    Config(**change, test_data="test.npy")  # with what it needs, accepted
+
+
 def test_the_command_runs_blas_on_one_thread_per_rank_unless_told_otherwise():
     # What threadpoolctl finds in NumPy once the CLI module is imported, as the console script does.
     probe = ("import mpigd.cli, numpy, threadpoolctl; "

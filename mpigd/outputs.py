@@ -130,6 +130,16 @@ def write_json_report(path: str, data: Any) -> None:
         handle.write(json_text(data, indent=2))
 
 
+def partial_paths(comm, paths: list[str]) -> list[str]:
+    """Where files written by every rank are made before rank 0 renames them to ``paths``: beside
+    each, hidden, ending in ``.partialPID`` (rank 0's process id, the same on every rank), which no
+    reader takes for data. A job killed while writing leaves nothing under the final names.
+    Collective (the id is broadcast)."""
+    token = np.array([os.getpid()], dtype=np.int64)
+    comm.broadcast(token)
+    return [os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial{int(token[0])}") for path in paths]
+
+
 def atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one, never a
     part: a temporary file in the same directory, fsync, rename, fsync of the directory."""

@@ -23,7 +23,7 @@ from mpigd.data.textio import together
 from mpigd.errors import InputError, MpigdError, UsageError
 from mpigd.evaluation import evaluate
 from mpigd.models import Model, from_description
-from mpigd.outputs import check_output_file
+from mpigd.outputs import check_output_file, partial_paths, unlink_if_present
 from mpigd.prepare import check, encode_labels, too_large
 
 
@@ -140,19 +140,43 @@ def predict(config: Config, params_path: str, output: str, comm) -> dict[str, ob
     model, params, shard = _load(config, params_path, comm)
     local = model.predict(shard.X, params)
     dtype = np.int64 if model.task == "classification" else np.float64
-    if comm.rank == 0:
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        created = np.lib.format.open_memmap(output, mode="w+", dtype=dtype, shape=(shard.n_global,))
-        created.flush()
-        del created
-    comm.barrier()  # the file exists, at full size, before any rank maps it
-    if shard.n_local:
-        mapped = np.lib.format.open_memmap(output, mode="r+")
-        mapped[shard.row_start : shard.row_start + shard.n_local] = local
-        mapped.flush()
-        del mapped
-    comm.barrier()
+    # Every rank writes its rows into a file at full size from the start: under its final name, a
+    # job killed part-way would leave a valid-looking .npy of zeros. So it is made under a
+    # temporary name and renamed once every rank has written.
+    (partial,) = partial_paths(comm, [os.path.abspath(output)])
+    try:
+        together(comm, _write_step, _create_npy if comm.rank == 0 else None, partial, dtype, shard.n_global)
+        together(comm, _write_step, _write_rows if shard.n_local else None, partial, shard.row_start, local)
+        together(comm, _write_step, os.replace if comm.rank == 0 else None, partial, output)
+    except BaseException:
+        if comm.rank == 0:
+            unlink_if_present(partial)
+        raise
     return {"rows": shard.n_global, "output": output, "model": model.describe()}
+
+
+def _write_step(action, *args) -> None:
+    """``action(*args)`` (nothing for ``None``), an OS error made one line every rank agrees on
+    (exit code 1, as for a report that cannot be written)."""
+    try:
+        if action is not None:
+            action(*args)
+    except OSError as error:
+        raise MpigdError(f"cannot write the predictions: {error.strerror or error}") from None
+
+
+def _create_npy(path: str, dtype, rows: int) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    created = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(rows,))
+    created.flush()
+    del created
+
+
+def _write_rows(path: str, start: int, rows: np.ndarray) -> None:
+    mapped = np.lib.format.open_memmap(path, mode="r+")
+    mapped[start : start + rows.size] = rows
+    mapped.flush()
+    del mapped
 
 
 def evaluate_file(config: Config, params_path: str, comm, output: str | None = None) -> dict[str, object]:

@@ -250,6 +250,25 @@ def test_a_sound_model_still_predicts(work, tmp_path):
                  "--output", str(output), timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr
     assert np.load(output).shape == (60,)
+    assert os.listdir(output.parent) == ["x.npy"]  # the temporary file was renamed, not left
+
+
+def test_predictions_that_cannot_be_written_leave_no_file(work, tmp_path, monkeypatch):
+    """Written under a temporary name and renamed once whole: a full disk (or a killed job) part-way
+    used to leave a valid-looking .npy at full size, its missing rows zero."""
+    import mpigd.predict
+    from mpigd import Config
+    from mpigd.comm import self_comm
+    from mpigd.errors import MpigdError
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mpigd.predict, "_write_rows", full_disk)
+    output = tmp_path / "out" / "x.npy"
+    with pytest.raises(MpigdError, match="cannot write the predictions: No space left on device"):
+        predict(Config(data=str(work / "d.csv")), str(work / "model" / "params.npz"), str(output), self_comm())
+    assert os.listdir(output.parent) == []
 
 
 # --- --output paths ---------------------------------------------------------------------------

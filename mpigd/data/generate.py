@@ -31,7 +31,7 @@ import numpy as np
 from mpigd.data import synthetic
 from mpigd.data.textio import exclusive_prefix, rank_values, together
 from mpigd.errors import InputError, UsageError
-from mpigd.outputs import deepest_existing, unlink_if_present
+from mpigd.outputs import deepest_existing, partial_paths, unlink_if_present
 from mpigd.partition import block_range
 
 ROUND_ROWS = 65536
@@ -201,8 +201,7 @@ def write(spec: Spec, comm) -> int:
     writer = {"csv": _write_text, "libsvm": _write_text, "npy": _write_npy, "hdf5": _write_hdf5}[spec.format]
     together(comm, check_free_space if comm.rank == 0 else (lambda _: None), spec)
     finals = _output_files(spec)
-    token = _shared_token(comm)
-    temporaries = [_temporary_name(path, token) for path in finals]
+    temporaries = partial_paths(comm, finals)
     directory_existed = spec.format != "npy" or os.path.lexists(spec.output)
     try:
         writer(spec, comm, temporaries)  # returns on every rank once all have finished writing
@@ -212,18 +211,6 @@ def write(spec: Spec, comm) -> int:
             _remove_partial(spec, temporaries, directory_existed)
         raise
     return sum(os.path.getsize(path) for path in finals)
-
-
-def _shared_token(comm) -> int:
-    """Rank 0's process id, on every rank: it names this gen's temporary files. Collective."""
-    token = np.array([os.getpid()], dtype=np.int64)
-    comm.broadcast(token)
-    return int(token[0])
-
-
-def _temporary_name(path: str, token: int) -> str:
-    """Beside ``path``, hidden, and with an ending no reader takes for a data file."""
-    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial{token}")
 
 
 def _rename_all(temporaries: list[str], finals: list[str]) -> None:

@@ -330,7 +330,9 @@ def test_a_gen_killed_while_writing_leaves_no_file_under_the_final_name(tmp_path
                         "--output", str(output)])
     try:
         deadline = time.monotonic() + 60
-        while not _files_under(tmp_path / "out") and job.poll() is None and time.monotonic() < deadline:
+        # Until a data file is being written (the output check's probe file comes and goes before).
+        while (not any(".partial" in name for name in _files_under(tmp_path / "out")) and job.poll() is None
+               and time.monotonic() < deadline):
             time.sleep(0.005)
         os.killpg(job.pid, signal.SIGKILL)  # as a node failure or an out-of-time job would
     finally:

@@ -1,5 +1,7 @@
 """L-BFGS, OWL-QN and the normal equations in one process: the exact optimum, and clear refusals."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -131,8 +133,11 @@ def test_lbfgs_stops_at_the_iteration_limit_and_counts_passes():
 
 
 def test_summary_records_start_up_time_and_jit_cache_use():
+    from mpigd.startup import process_start_time
+
     summary = _fit(model="linear", algo="normal").summary
-    assert 0 < summary["time"]["startup_seconds"] < 600
+    # In-process, start-up counts from pytest's own start: at most this process's age.
+    assert 0 < summary["time"]["startup_seconds"] <= time.time() - process_start_time() + 1
     assert "gram.gram_numba" in summary["jit"]["kernels"]
     assert summary["jit"]["cache_hits"] + summary["jit"]["cache_misses"] >= 1
 

@@ -110,6 +110,7 @@ class Config:
     memory: int = 10
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _choice("model", self.model, MODELS)
         _choice("algo", self.algo, ALGORITHMS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -229,6 +230,29 @@ def _non_negative(name: str, value: float) -> None:
 def _at_least(name: str, value: int, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_types(config: "Config") -> None:
+    """Refuse a value of the wrong type (``lr="fast"``) by name, before a comparison with it fails
+    as a bare ``TypeError``: numbers where the default is a number (an int where it is an int),
+    text where it is text, a flag where it is a flag. Fields whose default is ``None`` take several."""
+    for name, spec in config.__dataclass_fields__.items():
+        default, value = spec.default, getattr(config, name)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        else:
+            continue
+        if not ok:
+            raise UsageError(f"{name} must be {_KIND_NAMES[type(default)]}, got {value!r}")
+
+
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
 
 
 def _check_fault_tolerance(config: Config) -> None:

@@ -62,6 +62,10 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
         from mpigd.comm import world
 
         comm = world(config.strategy, config.tune_file)
+    elif not hasattr(comm, "strategy"):  # an mpi4py communicator: sum over its ranks as configured
+        from mpigd.comm import Communicator
+
+        comm = Communicator(comm, config.strategy, config.tune_file)
     elif comm.strategy.name != config.strategy or (config.tune_file and config.tune_file != comm.tune_file):
         # A communicator handed in gives the ranks; the configuration says how to sum over them.
         comm = comm.with_strategy(config.strategy, config.tune_file)

@@ -88,10 +88,43 @@ def test_sum_is_right_and_bitwise_identical(comm, strategy: str, dtype: str):
         agree(comm, as_on_rank_0(comm, result), f"{strategy} {dtype} n={n}: bits differ from rank 0's")
 
 
+def _read_only() -> np.ndarray:
+    array = np.zeros(8)
+    array.flags.writeable = False
+    return array
+
+
+REFUSED = {"non-contiguous": lambda: np.zeros(8)[::2], "bool (was OR-ed)": lambda: np.ones(8, dtype=bool),
+           "float16 (tree hung on 3 ranks)": lambda: np.ones(8, dtype=np.float16),
+           "int64": lambda: np.ones(8, dtype=np.int64), "read-only": _read_only}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_non_contiguous_buffer_is_refused(comm, strategy: str):
+def test_a_buffer_that_is_not_summable_in_place_is_refused_before_any_message(comm, strategy: str, case: str):
     with pytest.raises(TypeError):
-        allreduce(np.zeros(8)[::2], strategy, comm)
+        allreduce(REFUSED[case](), strategy, comm)
+    buffer = np.ones(8)  # and the strategy still works: no rank was left half-way through a sum
+    allreduce(buffer, strategy, comm)
+    agree(comm, bool(np.all(buffer == comm.Get_size())), f"{strategy} after refusing {case}")
+
+
+def test_allreduce_takes_a_communicator_too(comm):
+    from mpigd.comm import Communicator
+
+    buffer = np.ones(5)
+    allreduce(buffer, "ring", Communicator(comm))
+    agree(comm, bool(np.all(buffer == comm.Get_size())), "allreduce over a Communicator")
+
+
+def test_auto_does_not_keep_the_callers_buffer_alive(comm):
+    import weakref
+
+    buffer = np.ones(1000)
+    allreduce(buffer, "auto", comm)
+    alive = weakref.ref(buffer)
+    del buffer
+    agree(comm, alive() is None, "auto held the caller's buffer after its last use")
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

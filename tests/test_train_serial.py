@@ -180,10 +180,18 @@ def test_bad_input_is_refused_before_any_output(tmp_path):
 
 
 @pytest.mark.parametrize("change", [dict(model="svm"), dict(epochs=0), dict(lr=-1.0), dict(l2=float("nan")),
-                                    dict(dtype="float16"), dict(rows=True), dict(strategy="bogus")])
+                                    dict(dtype="float16"), dict(rows=True), dict(strategy="bogus"),
+                                    dict(lr="fast"), dict(epochs=2.5), dict(quiet=1), dict(model=3)])
 def test_invalid_configuration_is_refused(change):
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError):  # by name, not a bare TypeError from a comparison
         Config(**change)
+
+
+def test_train_takes_an_mpi4py_communicator():
+    from mpi4py import MPI
+
+    config = Config(model="linear", rows=300, features=3, epochs=3, quiet=True)
+    assert np.array_equal(train(config, MPI.COMM_SELF).params, train(config, self_comm()).params)
 
 
 @pytest.mark.parametrize("change, message", [

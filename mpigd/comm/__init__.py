@@ -88,9 +88,10 @@ def self_comm(strategy: str = "native") -> Communicator:
 # Strategies built by allreduce(), kept per (name, communicator) so that their scratch buffers
 # and tables outlive one call. The communicator is kept alive with them, so its id stays unique.
 _strategies: dict[tuple[str, int], tuple[MPI.Comm, Strategy]] = {}
+_SUMMABLE = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def allreduce(buffer: np.ndarray, strategy: str = "native", comm: MPI.Comm | None = None) -> None:
+def allreduce(buffer: np.ndarray, strategy: str = "native", comm: MPI.Comm | Communicator | None = None) -> None:
     """Sum a contiguous NumPy ``buffer`` in place across ``comm`` with the named strategy.
 
     Collective: must be called on every rank of ``comm`` (default: the world communicator) with
@@ -100,18 +101,32 @@ def allreduce(buffer: np.ndarray, strategy: str = "native", comm: MPI.Comm | Non
     Parameters
     ----------
     buffer
-        A C-contiguous float32 or float64 array of any shape; on return every rank holds the element-wise
-        sum over ranks, with the same bits on every rank.
+        A C-contiguous, writeable float32 or float64 array of any shape; on return every rank holds
+        the element-wise sum over ranks, with the same bits on every rank.
     strategy
-        ``native``, ``ring``, ``tree`` or ``auto`` (see :func:`strategy_names`).
+        ``native``, ``ring``, ``direct``, ``tree`` or ``auto`` (see :func:`strategy_names`).
     comm
-        An ``mpi4py`` communicator; by default a duplicate of ``COMM_WORLD``.
+        An ``mpi4py`` communicator or a :class:`Communicator` (its ranks); by default a duplicate of
+        ``COMM_WORLD``.
+
+    A buffer that is not such an array is refused with a ``TypeError`` on the rank that has it,
+    before any message: checked on every rank, so that a strategy never fails half-way through a
+    sum and leaves the other ranks waiting (a bool array would have been OR-ed, a float16 one
+    refused by one rank mid-way). Lengths and dtypes that differ between ranks are the caller's
+    error, as with ``MPI_Allreduce``: checking them would cost a collective per call.
     """
     if not (isinstance(buffer, np.ndarray) and buffer.flags.c_contiguous):
         raise TypeError("allreduce needs a C-contiguous numpy array")
+    if buffer.dtype not in _SUMMABLE:
+        raise TypeError(f"allreduce sums float32 or float64 arrays; got {buffer.dtype}")
+    if not buffer.flags.writeable:
+        raise TypeError("allreduce sums in place: the array is read-only")
     from mpigd.comm.strategies import make_strategy
 
-    comm = comm if comm is not None else _world()
+    if comm is None:
+        comm = _world()
+    elif hasattr(comm, "mpi_comm"):  # a Communicator: its MPI communicator
+        comm = comm.mpi_comm
     key = (strategy, id(comm))
     found = _strategies.get(key)
     if found is None:

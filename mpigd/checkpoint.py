@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import stat
@@ -35,7 +36,8 @@ from mpigd.outputs import atomic_write, npz_bytes, unlink_if_present
 
 FORMAT = "mpigd-checkpoint-1"
 # Metadata that must be equal for a resume to continue the same run exactly.
-MUST_MATCH = ("ranks", "model", "algo", "dtype", "strategy", "batch_size", "rows", "features", "data_sha256")
+MUST_MATCH = ("ranks", "model", "algo", "dtype", "strategy", "batch_size", "local_steps", "optimizer", "rows",
+              "features", "data_sha256")
 _MANIFEST = re.compile(r"ckpt-([0-9]{10})\.json")
 _LEFTOVER = re.compile(r"(\.ckpt-[0-9]{10}\.(json|npz)\.tmp[0-9]+|ckpt-[0-9]{10}\.npz)")
 
@@ -78,8 +80,10 @@ def data_fingerprint(X, y: np.ndarray, comm) -> str:
 
 def mismatches(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The :data:`MUST_MATCH` entries in which a checkpoint's metadata differ from this run's."""
+    # A key the checkpoint does not hold was not recorded when it was written (local_steps and
+    # optimizer came later): nothing to compare.
     return [f"{key} {saved.get(key)!r} in the checkpoint, {current.get(key)!r} now"
-            for key in MUST_MATCH if saved.get(key) != current.get(key)]
+            for key in MUST_MATCH if key in saved and saved[key] != current.get(key)]
 
 
 class CheckpointStore:
@@ -203,6 +207,19 @@ def _check_contents(found: Checkpoint) -> None:
         raise CheckpointError(f"{stem}.json: the state of some rank is missing or not an object")
     if any(state.keys() != found.ranks[0].keys() for state in found.ranks):
         raise CheckpointError(f"{stem}.json: the ranks' states do not have the same fields")
+    # The ranks step together: a state whose step count or place in the epoch differs from the
+    # others' (or whose loss is not a finite number) would send one rank into a different
+    # collective than the rest, and the resumed job would hang.
+    for field, expected in (("steps", found.step), ("cursor", found.ranks[0].get("cursor"))):
+        if any(state.get(field) != expected or isinstance(state.get(field), bool) for state in found.ranks):
+            raise CheckpointError(f"{stem}.json: the ranks' {field} are {[s.get(field) for s in found.ranks]}, "
+                                  f"not all {expected}")
+    cursor = found.ranks[0].get("cursor")
+    if cursor is not None and not (isinstance(cursor, int) and cursor >= 0):
+        raise CheckpointError(f"{stem}.json: cursor {cursor!r} is not a step of an epoch")
+    if not all(isinstance(state.get("total", 0.0), (int, float)) and math.isfinite(state.get("total", 0.0))
+               for state in found.ranks):
+        raise CheckpointError(f"{stem}.json: the ranks' totals are not all finite numbers")
     for name, array in {"params": found.params, **found.optimizer, **found.stopping_arrays}.items():
         if array.dtype.kind not in "fiu":
             raise CheckpointError(f"{stem}.npz: {name} is of type {array.dtype}, not numbers")

@@ -255,6 +255,9 @@ def _check_types(config: "Config") -> None:
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
 
 
+MAX_STEP_TIMEOUT = 1e9  # about 31 years
+
+
 def _check_fault_tolerance(config: Config) -> None:
     _at_least("checkpoint_every", config.checkpoint_every, 0)
     _at_least("keep", config.keep, 1)
@@ -262,6 +265,8 @@ def _check_fault_tolerance(config: Config) -> None:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < math.inf):
             raise UsageError(f"{name} must be a non-negative finite number (0: off), got {value!r}")
+    if config.step_timeout > MAX_STEP_TIMEOUT:  # beyond what faulthandler's timer takes (an OverflowError)
+        raise UsageError(f"step_timeout must be at most {MAX_STEP_TIMEOUT:g} seconds, got {config.step_timeout:g}")
     wanted = config.checkpoint_every or config.checkpoint_seconds or config.resume
     if wanted and config.checkpoint_directory is None:
         raise UsageError("checkpoints need a directory: give --out or --checkpoint-dir")

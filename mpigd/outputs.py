@@ -217,16 +217,23 @@ class RunOutputs:
     def finish(self, summary: dict[str, Any], arrays: dict[str, np.ndarray],
                model: dict[str, Any] | None = None) -> None:
         """Write the model's description (``model.json``, what ``mpigd predict`` rebuilds the model
-        from), the parameters and the summary, each atomically, and close ``metrics.jsonl``."""
+        from), the parameters and the summary, each atomically, and close ``metrics.jsonl``. A
+        write that fails (a full disk) removes all three and is one line (exit code 1)."""
         if not self.active:
             return
         self.close()
-        if model is not None:
-            text = json_text(model, indent=2, sort_keys=True) + "\n"
-            atomic_write(os.path.join(self.directory, "model.json"), text.encode())
-        atomic_write(os.path.join(self.directory, "params.npz"), npz_bytes(arrays))
-        text = json_text(summary, indent=2, sort_keys=True) + "\n"
-        atomic_write(os.path.join(self.directory, "summary.json"), text.encode())
+        files = {"model.json": model, "params.npz": arrays, "summary.json": summary}
+        files = {name: npz_bytes(content) if name == "params.npz" else
+                 (json_text(content, indent=2, sort_keys=True) + "\n").encode()
+                 for name, content in files.items() if content is not None}
+        try:
+            for name, data in files.items():
+                atomic_write(os.path.join(self.directory, name), data)
+        except OSError as error:
+            # All or none: a model.json without its params.npz would look like a model.
+            for name in files:
+                unlink_if_present(os.path.join(self.directory, name))
+            raise MpigdError(f"cannot write {self.directory}: {error.strerror or error}") from None
 
     def close(self) -> None:
         if self._metrics is not None:

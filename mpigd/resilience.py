@@ -125,8 +125,12 @@ class RunControl:
             self.watchdog.cancel()
 
     def _stop(self, signum: int, step: int) -> None:
-        where = (f"wrote checkpoint {self._saved_name} in {self.store.directory}; run again with --resume"
-                 if self.store is not None else "no checkpoint written (no --out or --checkpoint-dir)")
+        if self.store is not None:
+            where = f"wrote checkpoint {self._saved_name} in {self.store.directory}; run again with --resume"
+        elif not self.resumable:
+            where = f"no checkpoint: {self.config.algo} keeps none (a short solve: run it again)"
+        else:
+            where = "no checkpoint written (no --out or --checkpoint-dir)"
         raise Preempted(f"preempted ({signal.Signals(signum).name}): every rank stopped after step {step} "
                         f"(epoch {self.epoch}); {where}")
 
@@ -137,14 +141,18 @@ class RunControl:
             config, shard = self.config, self.shard
             self._metadata = {
                 "ranks": self.comm.size, "model": config.model, "algo": config.algo, "dtype": config.dtype,
-                "strategy": config.strategy, "batch_size": config.batch_size if config.algo == "sgd" else None,
+                "strategy": config.strategy, "optimizer": config.optimizer,
+                # What cuts the epochs into steps (and local SGD's steps into rounds).
+                "batch_size": config.batch_size if config.algo in ("sgd", "local-sgd") else None,
+                "local_steps": config.local_steps if config.algo == "local-sgd" else None,
                 "rows": shard.n_global, "features": shard.n_features,
                 "data_sha256": checkpoint.data_fingerprint(shard.X, shard.y, self.comm),
             }
         return self._metadata
 
     def _hyper(self) -> dict:
-        return {"lr": self.config.lr, "l2": self.config.l2, "clip_grad_norm": self.config.clip_grad_norm}
+        return {"lr": self.config.lr, "l2": self.config.l2, "l1": self.config.l1, "schedule": self.config.schedule,
+                "clip_grad_norm": self.config.clip_grad_norm}
 
     def save(self, epoch: int) -> None:
         """Write a checkpoint of the state after the current step; rank 0 writes. Collective."""

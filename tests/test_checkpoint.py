@@ -120,6 +120,7 @@ def test_no_valid_checkpoint_at_all_is_an_error_and_none_is_a_fresh_start(tmp_pa
     (dict(algo="gd"), "algo 'sgd' in the checkpoint, 'gd' now"),
     (dict(algo="sgd", batch_size=64, seed=1), "data_sha256"),
     (dict(algo="sgd", batch_size=64, dtype="float32"), "dtype 'float64' in the checkpoint, 'float32' now"),
+    (dict(algo="sgd", batch_size=64, optimizer="adam"), "optimizer 'sgd' in the checkpoint, 'adam' now"),
 ])
 def test_a_resume_that_does_not_match_the_checkpoint_is_refused(tmp_path, change, message):
     config = _config(tmp_path, "run", algo="sgd", batch_size=64, epochs=1, checkpoint_every=5)
@@ -127,6 +128,17 @@ def test_a_resume_that_does_not_match_the_checkpoint_is_refused(tmp_path, change
     with pytest.raises(CheckpointError, match="from a different run") as caught:
         train(config.replace(resume=True, **change), self_comm())
     assert message in str(caught.value) and caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(batch_size=32), "batch_size 64 in the checkpoint, 32 now"),
+    (dict(local_steps=2), "local_steps 4 in the checkpoint, 2 now"),
+])
+def test_local_sgd_resumes_only_with_its_own_batches_and_rounds(tmp_path, change, message):
+    config = _config(tmp_path, "run", algo="local-sgd", batch_size=64, local_steps=4, epochs=1, checkpoint_every=8)
+    train(config, self_comm())
+    with pytest.raises(CheckpointError, match=message):
+        train(config.replace(resume=True, **change), self_comm())
 
 
 def _store_with_one(tmp_path):

@@ -94,6 +94,23 @@ def test_an_exception_on_rank_2_is_reported_once_and_aborts_the_job_within_10_se
     assert stderr.count("RuntimeError: injected failure (MPIGD_FAULT) at step 5") == 1
 
 
+def test_sigint_to_one_rank_ends_the_whole_job(tmp_path):
+    """Ctrl-C reached one rank only: it used to leave with a KeyboardInterrupt while the others
+    waited for it in the allreduce, until killed from outside."""
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    job = start_mpi(2, ["-m", "mpigd", *LONG["gd"], "--out", str(tmp_path / "run")])
+    try:
+        _wait_for_progress(metrics, job)
+        sent = time.monotonic()
+        os.kill(_rank_pid(job.pid, 1), signal.SIGINT)
+        code, _, err = _finish(job, 60)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert time.monotonic() - sent < 10, err
+    assert code != 0 and "mpigd: rank 1 interrupted (SIGINT), aborting the job" in err, err
+
+
 def test_a_stuck_rank_is_caught_by_the_step_watchdog(tmp_path):
     start = time.monotonic()
     job = mpigd(2, *SMALL, "--step-timeout", "2", env={"MPIGD_FAULT": "hang@rank=1,step=5"}, timeout=60)

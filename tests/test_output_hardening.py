@@ -225,7 +225,14 @@ def test_a_checkpoint_with_non_finite_parameters_is_refused_at_load(tmp_path):
         train(config, self_comm())
 
 
-@pytest.mark.parametrize("change", ["cut", "rank1"])
+RANK1_EDITS = {  # only rank 1's state edited; the first two left the resumed job hanging
+    "steps": lambda content: content["ranks"][1].__setitem__("steps", content["ranks"][1]["steps"] - 1),
+    "total": lambda content: content["ranks"][1].__setitem__("total", "nan"),
+    "cursor": lambda content: content["ranks"][1].__setitem__("cursor", "x"),
+}
+
+
+@pytest.mark.parametrize("change", ["cut", *RANK1_EDITS])
 def test_a_hand_edited_manifest_stops_two_ranks_with_exit_2(tmp_path, change):
     data = tmp_path / "d.csv"
     assert mpigd(1, "gen", "--format", "csv", "--rows", "200", "--features", "4", "--output", str(data),
@@ -236,8 +243,8 @@ def test_a_hand_edited_manifest_stops_two_ranks_with_exit_2(tmp_path, change):
     (manifest,) = (out / "checkpoints").glob("*.json")
     if change == "cut":  # rank 1 would index past the end of the list
         _edit(manifest, lambda content: content.__setitem__("ranks", content["ranks"][:1]))
-    else:  # only rank 1 fails to apply its own state
-        _edit(manifest, lambda content: content["ranks"][1].__setitem__("cursor", "x"))
+    else:
+        _edit(manifest, RANK1_EDITS[change])
     job = mpigd(2, *common, "--epochs", "6", "--resume", timeout=60)
     assert job.returncode == 2, job.stderr
     assert "Traceback" not in job.stderr and job.stderr.count("mpigd: error: ") == 1, job.stderr
@@ -422,3 +429,18 @@ def test_a_report_to_a_device_is_written_to_it_directly():
     assert shown.returncode == 0, shown.stderr
     report = json.loads(shown.stdout[shown.stdout.index("\n{") + 1:shown.stdout.rindex("}") + 1])
     assert report["rows"] == 1000 and report["metadata"]["command"].endswith("--json /dev/stdout")
+
+
+@pytest.mark.parametrize("failing_call", [1, 2, 3])  # model.json, params.npz, summary.json
+def test_a_run_whose_outputs_cannot_be_written_leaves_none_of_them(tmp_path, monkeypatch, failing_call):
+    """A full disk while the results are written: one line (exit code 1), and no model.json without
+    the params.npz beside it."""
+    import mpigd.outputs
+    from mpigd.errors import MpigdError
+
+    monkeypatch.setattr(mpigd.outputs, "atomic_write", _failing_on_call(mpigd.outputs.atomic_write, failing_call))
+    out = tmp_path / "run"
+    with pytest.raises(MpigdError, match="No space left on device") as caught:
+        train(Config(model="linear", rows=200, features=3, epochs=2, quiet=True, out=str(out)), self_comm())
+    assert caught.value.exit_code == 1
+    assert os.listdir(out) == ["metrics.jsonl"]

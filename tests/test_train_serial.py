@@ -181,7 +181,8 @@ def test_bad_input_is_refused_before_any_output(tmp_path):
 
 @pytest.mark.parametrize("change", [dict(model="svm"), dict(epochs=0), dict(lr=-1.0), dict(l2=float("nan")),
                                     dict(dtype="float16"), dict(rows=True), dict(strategy="bogus"),
-                                    dict(lr="fast"), dict(epochs=2.5), dict(quiet=1), dict(model=3)])
+                                    dict(lr="fast"), dict(epochs=2.5), dict(quiet=1), dict(model=3),
+                                    dict(step_timeout=1e13)])
 def test_invalid_configuration_is_refused(change):
     with pytest.raises(UsageError):  # by name, not a bare TypeError from a comparison
         Config(**change)

@@ -10,6 +10,8 @@ from mpi4py import MPI
 
 from mpigd.errors import EXIT_FAILURE, MpigdError
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
 
 def run_or_abort(main: Callable[[], int], rank: int) -> int:
     """Run ``main`` and return its exit code; never let an exception leave other ranks waiting.
@@ -17,7 +19,8 @@ def run_or_abort(main: Callable[[], int], rank: int) -> int:
     An :class:`~mpigd.errors.MpigdError` is one the ranks agreed on (every rank raises it at the
     same point), so rank 0 prints it once and every rank returns its exit code. Any other
     exception is this rank's alone: it prints the rank and the traceback, then aborts the whole
-    job through ``MPI_Abort``, which ends every rank within seconds, as ``python -m mpi4py`` does.
+    job through ``MPI_Abort``, which ends every rank within seconds, as ``python -m mpi4py`` does;
+    so does an interrupt (SIGINT) on a job of several ranks, with exit code 130.
     """
     try:
         return main()
@@ -26,7 +29,13 @@ def run_or_abort(main: Callable[[], int], rank: int) -> int:
             print(f"mpigd: error: {error}", file=sys.stderr, flush=True)
         return error.exit_code
     except KeyboardInterrupt:
-        raise
+        # SIGINT to one rank (or Ctrl-C where the launcher forwards it to some ranks only): the
+        # others are waiting in a collective for this one, so end them all.
+        if MPI.COMM_WORLD.Get_size() == 1:
+            raise
+        print(f"mpigd: rank {rank} interrupted (SIGINT), aborting the job", file=sys.stderr, flush=True)
+        MPI.COMM_WORLD.Abort(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     except BaseException as error:  # noqa: BLE001 - any escape would leave the other ranks waiting
         if isinstance(error, SystemExit) and error.code in (0, None):
             raise

@@ -62,6 +62,23 @@ class Checkpoint:
     stopping_arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def pack_arrays(params: np.ndarray, optimizer: dict[str, np.ndarray],
+                stopping: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A checkpoint's arrays by their names in its ``.npz``: ``params``, ``optimizer.NAME``, ``stopping.NAME``."""
+    return {"params": params, **{f"optimizer.{k}": v for k, v in optimizer.items()},
+            **{f"stopping.{k}": v for k, v in stopping.items()}}
+
+
+def unpack_arrays(arrays: dict[str, np.ndarray]
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """:func:`pack_arrays` undone: the parameters, the optimizer's arrays and the stopping state's
+    (``KeyError`` without parameters)."""
+    stopping = {k.removeprefix("stopping."): v for k, v in arrays.items() if k.startswith("stopping.")}
+    optimizer = {k.removeprefix("optimizer."): v for k, v in arrays.items()
+                 if k != "params" and not k.startswith("stopping.")}
+    return arrays["params"], optimizer, stopping
+
+
 def data_fingerprint(X, y: np.ndarray, comm) -> str:
     """SHA-256 over every rank's SHA-256 of its rows, in rank order (hex). Collective.
 
@@ -118,8 +135,7 @@ class CheckpointStore:
         os.makedirs(self.directory, exist_ok=True)
         if step not in self.steps():  # the state after a given step is always the same: keep the old
             numbers, arrays = stopping
-            image = npz_bytes({"params": params, **{f"optimizer.{k}": v for k, v in optimizer.items()},
-                               **{f"stopping.{k}": v for k, v in arrays.items()}})
+            image = npz_bytes(pack_arrays(params, optimizer, arrays))
             manifest = {
                 "format": FORMAT, "step": step, "epoch": epoch, "npz": stem + ".npz",
                 "npz_sha256": hashlib.sha256(image).hexdigest(), "npz_bytes": len(image),
@@ -155,9 +171,8 @@ class CheckpointStore:
         try:
             with np.load(io.BytesIO(image), allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
-            stopping = {k.removeprefix("stopping."): arrays.pop(k) for k in list(arrays) if k.startswith("stopping.")}
-            found = Checkpoint(step, int(manifest["epoch"]), arrays.pop("params"),
-                               {k.removeprefix("optimizer."): v for k, v in arrays.items()},
+            params, optimizer, stopping = unpack_arrays(arrays)
+            found = Checkpoint(step, int(manifest["epoch"]), params, optimizer,
                                list(manifest["ranks"]), dict(manifest["metadata"]), dict(manifest["hyper"]), stem,
                                dict(manifest.get("stopping", {})), stopping)
         except (KeyError, TypeError, ValueError) as error:

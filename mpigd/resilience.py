@@ -194,8 +194,7 @@ class RunControl:
                     for key, value in found.hyper.items():
                         if self._hyper().get(key) != value:
                             warn(f"{key} was {value} before the resume and is {self._hyper()[key]} now")
-                    arrays = npz_bytes({"params": found.params, **found.optimizer,
-                                        **{f"stopping.{k}": v for k, v in found.stopping_arrays.items()}})
+                    arrays = npz_bytes(checkpoint.pack_arrays(found.params, found.optimizer, found.stopping_arrays))
                     header = json.dumps({"step": found.step, "epoch": found.epoch, "ranks": found.ranks,
                                          "stopping": found.stopping}).encode()
             except CheckpointError as caught:
@@ -214,10 +213,9 @@ class RunControl:
         error = None
         try:
             with np.load(io.BytesIO(arrays), allow_pickle=False) as archive:
-                saved = {k: archive[k] for k in archive.files}
-            self.params[:] = saved.pop("params")
-            stopping = {k.removeprefix("stopping."): saved.pop(k) for k in list(saved) if k.startswith("stopping.")}
-            self.algorithm.optimizer.load_state_dict(saved)
+                params, optimizer, stopping = checkpoint.unpack_arrays({k: archive[k] for k in archive.files})
+            self.params[:] = params
+            self.algorithm.optimizer.load_state_dict(optimizer)
             self.algorithm.load_state_dict(state["ranks"][self.comm.rank])
             if state["stopping"]:  # empty in a checkpoint from before the stopping state was saved
                 self.stopping.load_state_dict(state["stopping"], stopping, self.params)

@@ -46,7 +46,9 @@ def fit(shard: Shard, comm) -> Scaler:
     # Sums and squares are taken in units of a power of two at least each feature's largest
     # magnitude (scaling by a power of two is exact): no overflow for values up to float64's
     # largest, where squared deviations would reach Inf (a feature of 1e200 did).
-    largest = np.abs(X).max(axis=0, initial=0.0).astype(np.float64)
+    largest = np.zeros(X.shape[1], dtype=np.float64)
+    for lo in range(0, X.shape[0], CHUNK_ROWS):  # in chunks: |X| whole would be a copy of the data
+        np.maximum(largest, np.abs(X[lo:lo + CHUNK_ROWS]).max(axis=0), out=largest)
     comm.allreduce_max(largest)
     unit = np.where(largest > 0, np.ldexp(1.0, np.frexp(largest)[1]), 1.0)
     sums = np.zeros(X.shape[1], dtype=np.float64)

@@ -203,3 +203,49 @@ def test_gradient_clipping_bounds_the_step(tmp_path):
     free = train(config, self_comm()).params
     clipped = train(config.replace(clip_grad_norm=1e-3), self_comm()).params
     assert np.linalg.norm(free) > 1e-3 and np.linalg.norm(clipped) == pytest.approx(1e-3)
+
+
+def test_tol_stopping_resumes_with_the_objective_to_compare_against(tmp_path, monkeypatch):
+    """The last epoch's objective goes into the checkpoint: a run preempted in the epoch where
+    --tol stops it resumes and stops there too, not one epoch later."""
+    run = dict(algo="gd", epochs=500, lr=0.5, tol=1e-6)
+    whole = train(_config(tmp_path, "whole", **run), self_comm())
+    stopped = whole.summary["stopped"]
+    assert stopped["reason"] == "tol" and stopped["epoch"] < 500  # what the test relies on
+    resumed = _preempt_then_resume(_config(tmp_path, "cut", **run), monkeypatch, stopped["epoch"])
+    assert resumed.summary["stopped"] == stopped
+    assert np.array_equal(resumed.params, whole.params)
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_optimizer_state_is_resumed_bitwise(tmp_path, monkeypatch, optimizer):
+    run = dict(algo="sgd", batch_size=64, optimizer=optimizer, lr=0.05)
+    whole = train(_config(tmp_path, "whole", **run), self_comm())
+    resumed = _preempt_then_resume(_config(tmp_path, "cut", **run), monkeypatch, 37)
+    assert resumed.summary["resumed_from_step"] == 37 and np.array_equal(resumed.params, whole.params)
+
+
+def test_a_resume_onto_changed_labels_is_refused(tmp_path):
+    X, y = np.random.default_rng(0).standard_normal((300, 3)), np.zeros(300)
+    data = tmp_path / "d.npz"
+    np.savez(data, X=X, y=y)
+    config = Config(model="linear", data=str(data), algo="sgd", batch_size=64, epochs=1, checkpoint_every=2,
+                    out=str(tmp_path / "run"), quiet=True)
+    train(config, self_comm())
+    np.savez(data, X=X, y=y + 1.0)  # the same features, other targets: another data set
+    with pytest.raises(CheckpointError, match="data_sha256"):
+        train(config.replace(resume=True), self_comm())
+
+
+def test_resuming_from_an_older_checkpoint_rewrites_the_metrics_from_its_epoch_once(tmp_path):
+    # A run killed after its checkpoint of step 8 had gone on to write the records of epochs 8 to
+    # 10: those are dropped on resume and written again, once each.
+    config = _config(tmp_path, "run", algo="gd", epochs=10, eval_every=1, checkpoint_every=4, keep=5)
+    whole = train(config, self_comm())
+    directory = tmp_path / "run" / "checkpoints"
+    for suffix in ("json", "npz"):  # the final checkpoint (after epoch 10) never got written
+        os.unlink(directory / f"ckpt-0000000010.{suffix}")
+    resumed = train(config.replace(resume=True), self_comm())
+    assert resumed.summary["resumed_from_step"] == 8 and np.array_equal(resumed.params, whole.params)
+    epochs = [json.loads(line)["epoch"] for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert epochs == list(range(1, 11))

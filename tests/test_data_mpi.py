@@ -67,3 +67,27 @@ def test_a_file_whose_last_line_lacks_its_newline_reads_the_same(mpi_tmp_path, f
     dense = (lambda s: s.X.toarray()) if expected.sparse else (lambda s: s.X)
     assert _all(comm, shard.n_global == 2_000 and np.array_equal(dense(shard), dense(expected)))
     assert _all(comm, np.array_equal(shard.y, expected.y))
+
+
+@pytest.mark.mpi
+def test_a_csr_npz_is_split_by_rows_and_trains_as_on_one_rank(mpi_tmp_path):
+    from mpigd import train
+    from mpigd.comm import self_comm, world
+    from mpigd.data.csr import CSRMatrix
+    from mpigd.partition import block_range
+
+    comm = world()
+    rows = 301  # unequal blocks on 2 and 4 ranks
+    dense, y = synthetic.generate("regression", 6, SEED, 0, rows, "float64", 0.4)
+    X = CSRMatrix.from_dense(dense)
+    path = os.path.join(str(mpi_tmp_path), "csr.npz")
+    if comm.rank == 0:
+        np.savez(path, indptr=X.indptr, indices=X.indices, data=X.data, shape=np.array(X.shape), y=y)
+    comm.barrier()
+    config = Config(data=path, model="linear", epochs=30, lr=0.3, l2=0.01, quiet=True)
+    shard = load_shard(config, comm)
+    start, stop = block_range(rows, comm.size, comm.rank)
+    assert _all(comm, isinstance(shard.X, CSRMatrix) and shard.n_global == rows and shard.row_start == start)
+    assert _all(comm, np.array_equal(shard.X.toarray(), dense[start:stop]) and np.array_equal(shard.y, y[start:stop]))
+    got, alone = train(config, comm).params, train(config, self_comm()).params
+    assert _all(comm, np.allclose(got, alone, rtol=1e-10, atol=1e-13))

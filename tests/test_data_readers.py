@@ -195,7 +195,8 @@ def test_generated_sparse_rows_are_the_synthetic_rows(tmp_path):
 
 
 @pytest.mark.parametrize("changes", [{"format": "parquet"}, {"header": "maybe"}, {"test_data": "synthetic"},
-                                     {"labels": "y.npy"}, {"label_column": 1.5}])
+                                     {"labels": "y.npy"}, {"label_column": 1.5},
+                                     {"holdout": 0.2, "test_data": "test.npz"}])
 def test_config_rejects_bad_data_options(changes):
     with pytest.raises(UsageError):
         Config(**changes)

@@ -65,3 +65,31 @@ def test_every_optimizer_reaches_the_ridge_optimum(optimizer, lr):
                           **base), self_comm())
     assert np.allclose(result.params, reference.params, atol=1e-5)
     assert math.isclose(result.summary["final_loss"], reference.summary["final_loss"], rel_tol=1e-8)
+
+
+def test_step_and_invscaling_schedules_count_from_the_end_of_the_warmup():
+    step = Schedule(1.0, "step", warmup=3, step_size=2, gamma=0.5)
+    assert [step(t) for t in range(8)] == [1 / 3, 2 / 3, 1.0, 1.0, 1.0, 0.5, 0.5, 0.25]
+    inverse = Schedule(1.0, "invscaling", warmup=2, power=0.5)
+    assert (inverse(2), inverse(5)) == (1.0, pytest.approx(0.5))
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov"])
+def test_the_configured_schedule_and_momentum_drive_gradient_descent(optimizer):
+    """--momentum, --schedule step with --gamma/--step-size/--warmup reach the steps: full-batch GD on
+    ridge regression against the same updates written out in NumPy."""
+    from mpigd.data import synthetic
+
+    rows, d, l2, lr, mu = 400, 3, 0.05, 0.3, 0.5
+    config = Config(model="linear", rows=rows, features=d, seed=4, epochs=12, l2=l2, lr=lr, optimizer=optimizer,
+                    momentum=mu, schedule="step", warmup=2, step_size=3, gamma=0.5, power=0.9, quiet=True)
+    result = train(config, self_comm())
+    X, y = synthetic.generate("regression", d, 4, 0, rows, "float64")
+    w, v = np.zeros(d + 1), np.zeros(d + 1)
+    for t in range(12):
+        rate = lr * (t + 1) / 2 if t < 2 else lr * 0.5 ** ((t - 2) // 3)
+        residual = X @ w[:d] + w[d] - y
+        g = np.append(X.T @ residual, residual.sum()) / rows + np.append(l2 * w[:d], 0.0)
+        v = mu * v + g
+        w = w - rate * (g + mu * v if optimizer == "nesterov" else v)
+    assert np.allclose(result.params, w, rtol=1e-12, atol=1e-14)

@@ -1,5 +1,6 @@
 """L-BFGS, OWL-QN and the normal equations in one process: the exact optimum, and clear refusals."""
 
+import json
 import time
 
 import numpy as np
@@ -182,3 +183,9 @@ def test_lbfgs_softmax_reaches_scikit_learn_multinomial(tmp_path):
     assert _relative(results[1], expected) <= 1e-5
     for ranks in (2, 3, 4):
         assert np.max(np.abs(results[ranks] - results[1])) <= 1e-10 * np.max(np.abs(results[1]))
+
+
+def test_the_normal_equations_report_the_objective_they_solved_for(tmp_path):
+    _fit(model="linear", algo="normal", l2=0.1, out=str(tmp_path))
+    (record,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert record["train_loss"] == pytest.approx(record["loss"], rel=1e-10)

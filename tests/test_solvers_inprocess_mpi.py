@@ -34,3 +34,97 @@ def test_the_normal_equations_solve_alike_with_every_strategy(strategy):
     reference = train(Config(**config), world()).params
     result = train(Config(**config, strategy=strategy), world())
     assert np.allclose(result.params, reference, rtol=1e-10, atol=1e-12), (result.params, reference)
+
+
+def _reference_sgd(config, ranks):
+    """Synchronous SGD (``local_steps=1``) or local SGD, written out from the documented algorithm
+    for a linear model, with every rank of a ``ranks``-rank job emulated in one process: rank ``r``
+    holds its block of the training rows (held-out rows removed), shuffles them with its own
+    generator each epoch and takes the ``s``-th of ``S`` near-equal slices at step ``s``; its copy
+    moves by ``lr · (P · g_r / B_s + l2 · u)``, the copies are averaged after each round of up to
+    ``local_steps`` steps, and the round's L1 proximal step (threshold ``round · lr · l1``) follows.
+    ``lr`` is the rate of the round's first step: constant, or cosine over the run's steps after a
+    linear warm-up."""
+    from mpigd.data import synthetic
+    from mpigd.data.holdout import held_out
+    from mpigd.partition import block_counts, block_range
+
+    d, n = config.features, config.rows
+    X_all, y_all = synthetic.generate("regression", d, config.seed, 0, n, "float64")
+    local = []
+    for r in range(ranks):
+        start, stop = block_range(n, ranks, r)
+        keep = ~held_out(config.seed, start, stop, config.holdout) if config.holdout else slice(None)
+        local.append((X_all[start:stop][keep], y_all[start:stop][keep]))
+    counts = [len(y) for _, y in local]
+    steps = -(-sum(counts) // config.batch_size)
+    batch_rows = sum(block_counts(count, steps) for count in counts)
+    rngs = [np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(2, r))) for r in range(ranks)]
+    H = config.local_steps if config.algo == "local-sgd" else 1
+    horizon = config.epochs * steps - config.warmup
+
+    def rate(t):
+        if t < config.warmup:
+            return config.lr * (t + 1) / config.warmup
+        if config.schedule == "cosine":
+            return config.lr * 0.5 * (1 + np.cos(np.pi * (t - config.warmup) / horizon))
+        return config.lr
+
+    w, taken = np.zeros(d + 1), 0
+    for _ in range(config.epochs):
+        orders = [rng.permutation(count) for rng, count in zip(rngs, counts)]
+        s = 0
+        while s < steps:
+            length, lr = min(H, steps - s), rate(taken)
+            copies = [w.copy() for _ in range(ranks)]
+            for h in range(s, s + length):
+                for r, (X, y) in enumerate(local):
+                    lo, hi = block_range(counts[r], steps, h)
+                    rows = orders[r][lo:hi]
+                    u = copies[r]
+                    residual = X[rows] @ u[:d] + u[d] - y[rows]
+                    g = np.append(X[rows].T @ residual, residual.sum())
+                    penalty = np.append(config.l2 * u[:d], 0.0)
+                    copies[r] = u - lr * (ranks * g / batch_rows[h] + penalty)
+            w = np.mean(copies, axis=0)
+            w[:d] = np.sign(w[:d]) * np.maximum(np.abs(w[:d]) - length * lr * config.l1, 0.0)
+            s += length
+            taken += length
+    return w
+
+
+SGD_RUNS = [dict(algo="sgd", schedule="cosine", warmup=3), dict(algo="local-sgd", local_steps=4, schedule="cosine"),
+            dict(algo="local-sgd", local_steps=3, l1=0.01)]
+
+
+def _check_sgd_against_reference(comm, run):
+    from mpigd import Config, train
+
+    # Held-out rows give the ranks unequal training blocks; 10 steps an epoch of 48 to 49 rows.
+    config = Config(model="linear", rows=600, features=4, seed=2, holdout=0.2, batch_size=50, epochs=2, lr=0.05,
+                    l2=0.1, quiet=True, **run)
+    got = train(config, comm).params
+    expected = _reference_sgd(config, comm.size)
+    return np.allclose(got, expected, rtol=1e-10, atol=1e-12), (got, expected)
+
+
+@pytest.mark.parametrize("run", SGD_RUNS, ids=["sgd", "local-sgd", "local-sgd-l1"])
+def test_sgd_and_local_sgd_on_one_rank_follow_the_reference(run):
+    from mpigd.comm import self_comm
+
+    ok, detail = _check_sgd_against_reference(self_comm(), run)
+    assert ok, detail
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("run", SGD_RUNS, ids=["sgd", "local-sgd", "local-sgd-l1"])
+def test_sgd_and_local_sgd_follow_the_reference_on_every_rank_count(run):
+    """Each rank's own shuffle and slice, the global batch size from every rank's row count (unequal
+    here), the P · g_r / B_h scaling of the local steps and the average of the copies."""
+    from mpigd.comm import world
+
+    comm = world()
+    ok, detail = _check_sgd_against_reference(comm, run)
+    flag = np.array([1 if ok else 0], dtype=np.int64)
+    comm.allreduce_min(flag)
+    assert flag[0] == 1, detail

@@ -218,3 +218,14 @@ def test_the_command_runs_blas_on_one_thread_per_rank_unless_told_otherwise():
 
     assert blas_threads(untold) == 1
     assert blas_threads({**untold, "OMP_NUM_THREADS": "2"}) == 2
+
+
+def test_an_sgd_epochs_objective_is_the_mean_of_its_steps(tmp_path):
+    # 1024 rows in 16 batches of 64: the mean of the batches' mean losses is the mean loss over all
+    # rows; at a negligible learning rate it is the loss the evaluation after the epoch reports.
+    train(Config(model="linear", rows=1024, features=4, algo="sgd", batch_size=64, epochs=2, lr=1e-12, l2=0.1,
+                 eval_every=1, out=str(tmp_path), quiet=True), self_comm())
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for record in records:
+        assert record["train_loss"] == pytest.approx(record["loss"], rel=1e-9)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import numpy as np
 
@@ -27,9 +27,18 @@ from mpigd.outputs import check_output_file, partial_paths, unlink_if_present
 from mpigd.prepare import check, encode_labels, too_large
 
 
-def load_model(params_path: str) -> tuple[Model, np.ndarray, Scaler | None]:
-    """The model described by ``model.json`` beside ``params_path``, its parameter buffer, and the
-    scaler a ``--standardize`` run saved with it (or ``None``)."""
+class SavedModel(NamedTuple):
+    """What a training run saved: the model, its parameter buffer, the scaler of a ``--standardize``
+    run (or ``None``), and the index base of the LIBSVM file it was trained on (``None`` for others)."""
+
+    model: Model
+    params: np.ndarray
+    scaler: Scaler | None
+    libsvm_zero_based: bool | None
+
+
+def load_model(params_path: str) -> SavedModel:
+    """The model described by ``model.json`` beside ``params_path``, with what was saved beside it."""
     description_path = os.path.join(os.path.dirname(os.path.abspath(params_path)), "model.json")
     if not os.path.isfile(params_path):  # named first: model.json beside it is then missing too
         raise InputError(f"{params_path}: cannot load the model (no such file)")
@@ -37,6 +46,9 @@ def load_model(params_path: str) -> tuple[Model, np.ndarray, Scaler | None]:
         with open(description_path, encoding="utf-8") as handle:
             description = json.load(handle)
         model = from_description(description)
+        zero_based = description.get("libsvm_zero_based")
+        if not (zero_based is None or isinstance(zero_based, bool)):
+            raise ValueError(f"model.json: libsvm_zero_based is {zero_based!r}, not true or false")
         too_big = too_large(model, np.dtype(np.float64).itemsize, description_path)
         if too_big is not None:
             raise too_big
@@ -59,7 +71,7 @@ def load_model(params_path: str) -> tuple[Model, np.ndarray, Scaler | None]:
     if params.size != model.n_params:
         raise InputError(f"{params_path}: {params.size} parameters, but {description} needs {model.n_params}")
     _check_usable(params_path, model, params, scaler)
-    return model, params, scaler
+    return SavedModel(model, params, scaler, zero_based)
 
 
 def _check_usable(params_path: str, model: Model, params: np.ndarray, scaler: Scaler | None) -> None:
@@ -109,14 +121,17 @@ def _input_files(config: Config, params_path: str) -> list[str]:
 def _load(config: Config, params_path: str, comm) -> tuple[Model, np.ndarray, Shard]:
     model, params, scaler, error = None, None, None, None
     try:
-        model, params, scaler = load_model(params_path)
+        model, params, scaler, zero_based = load_model(params_path)
     except MpigdError as caught:
         error = caught
     comm.agree(error)
-    # Synthetic data is generated for the model's task and classes, as it was for training.
+    # Synthetic data is generated for the model's task and classes, as it was for training. A
+    # LIBSVM file is read with the training file's index base unless told otherwise: detected on
+    # its own, a zero-based file that never uses index 0 would shift every column by one.
     classes = int(model.describe().get("classes") or 0)
     config = config.replace(model=model.name, task=model.task if model.name == "mlp" else "",
-                            classes=classes if classes > 2 else 0)
+                            classes=classes if classes > 2 else 0,
+                            zero_based=zero_based if config.zero_based is None else config.zero_based)
     shard = load_shard(config, comm)
     if shard.meta.get("format") == "libsvm" and shard.n_features < model.n_features:
         # LIBSVM states no feature count: a file whose highest index is below the model's is

@@ -176,7 +176,12 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
     }
     if test_metrics is not None:
         summary["test"] = {"rows": test.n_global, "source": test.source, **test_metrics}
-    outputs.finish(summary, arrays, model.describe())
+    description = model.describe()
+    if shard.meta.get("format") == "libsvm":
+        # A file handed to predict later may never use index 0 where this one did; read with
+        # the training file's base, its columns line up with the model's.
+        description["libsvm_zero_based"] = shard.meta["zero_based"]
+    outputs.finish(summary, arrays, description)
     return TrainResult(arrays.get("coef"), arrays.get("intercept"), summary, params, arrays)
 
 

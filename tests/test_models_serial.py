@@ -251,3 +251,109 @@ def test_predict_pads_a_libsvm_file_whose_highest_index_is_below_the_models(tmp_
     assert np.array_equal(np.load(tmp_path / "p1.npy"), np.load(tmp_path / "p2.npy"))
     done = mpigd(1, "evaluate", "--params", params, "--data", str(tmp_path / "narrow.svm"), timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_last_parameters_are_kept_when_the_run_ends_before_patience_runs_out():
+    """--patience restores the best held-out parameters only when it stops the run; a run that
+    reaches --epochs first keeps its last parameters, as without --patience."""
+    run = dict(model="logistic", algo="sgd", batch_size=64, rows=1000, features=6, holdout=0.3, eval_every=1, lr=2.0,
+               quiet=True)
+    stopped = train(Config(**run, patience=2, epochs=30), self_comm()).summary["stopped"]
+    assert stopped["reason"] == "patience" and stopped["restored_best_epoch"] < stopped["epoch"]  # relied on
+    patient = train(Config(**run, patience=100, epochs=stopped["epoch"]), self_comm())
+    plain = train(Config(**run, epochs=stopped["epoch"]), self_comm())
+    assert patient.summary["stopped"]["reason"] == "max_epochs"
+    assert patient.summary["stopped"]["restored_best_epoch"] is None
+    assert np.array_equal(patient.params, plain.params)
+
+
+def test_a_standardized_model_scales_test_and_new_rows_with_the_training_statistics(tmp_path):
+    """--standardize fits mean and scale on the training rows; the test set, predict and evaluate
+    apply those same statistics to rows of another distribution (not statistics of their own)."""
+    from mpigd.predict import evaluate_file, predict
+
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((400, 3)) * [1.0, 5.0, 0.2] + [3.0, -2.0, 10.0]
+    coef = np.array([0.5, -0.3, 2.0])
+    X_new = 2.0 * rng.standard_normal((150, 3)) + [5.0, 0.0, 9.0]
+    y, y_new = X @ coef + 1.0 + 0.1 * rng.standard_normal(400), X_new @ coef + 1.0
+    out = tmp_path / "model"
+    config = Config(model="linear", data=_save_dense(tmp_path / "train.npz", X, y), epochs=100, lr=0.5, l2=0.01,
+                    standardize=True, test_data=_save_dense(tmp_path / "new.npz", X_new, y_new), out=str(out),
+                    quiet=True)
+    summary = train(config, self_comm()).summary
+    with np.load(out / "params.npz", allow_pickle=False) as saved:
+        assert np.allclose(saved["scaler_mean"], X.mean(axis=0), rtol=1e-14)
+        assert np.allclose(saved["scaler_scale"], X.std(axis=0), rtol=1e-13)
+        expected = (X_new - X.mean(axis=0)) / X.std(axis=0) @ saved["coef"] + saved["intercept"]
+    rmse = np.sqrt(np.mean((expected - y_new) ** 2))
+    assert summary["test"]["rmse"] == pytest.approx(rmse, rel=1e-10)
+    assert summary["test"]["loss"] == pytest.approx(0.5 * rmse**2, rel=1e-10)  # the mean loss, unpenalised
+    predict(Config(data=str(tmp_path / "new.npz")), str(out / "params.npz"), str(tmp_path / "p.npy"), self_comm())
+    assert np.allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-12, atol=1e-12)
+    evaluated = evaluate_file(Config(data=str(tmp_path / "new.npz")), str(out / "params.npz"), self_comm())
+    assert evaluated["rmse"] == pytest.approx(rmse, rel=1e-10)
+    assert evaluated["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-12)
+
+
+def test_a_libsvm_test_file_is_read_with_the_training_files_index_base(tmp_path):
+    """--test-data in training, and predict and evaluate later (from model.json), read a LIBSVM
+    file with the training file's index base."""
+    from mpigd.predict import evaluate_file, predict
+
+    # Zero-based training indices; the new file never uses index 0 (its feature 0 is zero
+    # throughout), so on its own it would be taken for one-based, every column one to the left.
+    rng = np.random.default_rng(0)
+    X = np.round(rng.standard_normal((200, 4)), 3)
+    y = X @ [1.0, -2.0, 0.5, 3.0] + 0.5
+    new = X[:50].copy()
+    new[:, 0] = 0.0
+
+    def libsvm(path, X, y):
+        path.write_text("".join(f"{label} " + " ".join(f"{j}:{v}" for j, v in enumerate(row) if v) + "\n"
+                                for row, label in zip(X, y)))
+        return str(path)
+
+    result = train(Config(model="linear", data=libsvm(tmp_path / "train.svm", X, y), epochs=100, lr=0.3,
+                          test_data=libsvm(tmp_path / "new.svm", new, y[:50]), out=str(tmp_path / "m"), quiet=True),
+                   self_comm())
+    expected = new @ result.coef + result.intercept[0]
+    rmse = np.sqrt(np.mean((expected - y[:50]) ** 2))
+    assert result.summary["test"]["rmse"] == pytest.approx(rmse, rel=1e-10)
+    params = str(tmp_path / "m" / "params.npz")
+    predict(Config(data=str(tmp_path / "new.svm")), params, str(tmp_path / "p.npy"), self_comm())
+    assert np.allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-12, atol=1e-12)
+    assert evaluate_file(Config(data=str(tmp_path / "new.svm")), params, self_comm())["rmse"] == pytest.approx(rmse, rel=1e-10)
+    # Told otherwise, predict reads the file as it is told (the columns then shift).
+    predict(Config(data=str(tmp_path / "new.svm"), zero_based=False), params, str(tmp_path / "q.npy"), self_comm())
+    assert not np.allclose(np.load(tmp_path / "q.npy"), expected)
+    description = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert description["libsvm_zero_based"] is True
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**description, "libsvm_zero_based": 1}))
+    with pytest.raises(InputError, match="libsvm_zero_based is 1, not true or false"):
+        evaluate_file(Config(data=str(tmp_path / "new.svm")), params, self_comm())
+
+
+def test_a_run_stopped_by_patience_reports_the_metrics_of_the_parameters_it_restored(tmp_path):
+    run = dict(model="logistic", algo="sgd", batch_size=64, rows=1000, features=6, holdout=0.3, patience=2,
+               eval_every=1, epochs=30, lr=2.0, out=str(tmp_path), quiet=True)
+    summary = train(Config(**run), self_comm()).summary
+    best = summary["stopped"]["restored_best_epoch"]
+    assert summary["stopped"]["reason"] == "patience" and best < summary["epochs"]  # what the test relies on
+    (record,) = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if r["epoch"] == best]
+    assert summary["final_loss"] == record["loss"] and summary["metrics"]["accuracy"] == record["accuracy"]
+    assert summary["test"]["loss"] == record["test_loss"] and summary["test"]["accuracy"] == record["test_accuracy"]
+
+
+def test_the_test_sets_labels_are_checked_and_count_among_the_classes(tmp_path):
+    rng = np.random.default_rng(2)
+    X, X_test = rng.standard_normal((60, 2)), rng.standard_normal((20, 2))
+    train_data = _save_dense(tmp_path / "train.npz", X, np.arange(60) % 2.0)
+    with pytest.raises(InputError, match="test.npz"):  # a label no logistic regression can take
+        train(Config(model="logistic", data=train_data, epochs=1, quiet=True,
+                     test_data=_save_dense(tmp_path / "test.npz", X_test, np.arange(20) % 3.0)), self_comm())
+    # A class that only the test rows hold is still one of the softmax model's classes.
+    softmax = train(Config(model="softmax", data=_save_dense(tmp_path / "three.npz", X, np.arange(60) % 3.0),
+                           test_data=_save_dense(tmp_path / "four.npz", X_test, np.arange(20) % 4.0), epochs=1,
+                           quiet=True), self_comm())
+    assert softmax.summary["model"]["classes"] == 4 and softmax.summary["test"]["rows"] == 20

@@ -59,6 +59,22 @@ def test_fit_never_returns_negative_latency():
     assert alpha >= 0 and beta >= 0
 
 
+def test_fit_minimises_the_relative_error_of_noisy_timings():
+    """The weighted least squares in closed form: rows ``[1/t, x/t]`` against ones (relative error)."""
+    import numpy as np
+
+    sizes = [8.0, 1024.0, 65536.0, float(1 << 20), float(1 << 23)]
+    seconds = [3.1e-6, 2.7e-6, 1.9e-5, 2.3e-4, 1.6e-3]  # noisy: no line goes through all of them
+    alpha, beta = fit_alpha_beta(sizes, seconds)
+    x, t = np.array(sizes), np.array(seconds)
+    expected, *_ = np.linalg.lstsq(np.column_stack([1 / t, x / t]), np.ones_like(t), rcond=None)
+    assert expected[0] > 0 and (alpha, beta) == pytest.approx(tuple(expected), rel=1e-9)
+    # A negative intercept falls back to the line through the origin of least relative error.
+    x, t = np.array([8.0, 16.0, 32.0]), np.array([1e-7, 1e-6, 2e-6])
+    alpha, beta = fit_alpha_beta(x, t)
+    assert alpha == 0.0 and beta == pytest.approx(np.sum(x / t) / np.sum((x / t) ** 2), rel=1e-12)
+
+
 def test_crossover_from_measurements_switches_at_geometric_midpoints():
     sizes = [8, 64, 512, 4096]
     seconds = {"native": [2, 2, 2, 2], "tree": [1, 1, 3, 9], "ring": [5, 4, 3, 1]}
@@ -67,6 +83,13 @@ def test_crossover_from_measurements_switches_at_geometric_midpoints():
     assert table.bounds == (int(math.sqrt(64 * 512)), int(math.sqrt(512 * 4096)))
     assert [table.choose(s) for s in sizes] == ["tree", "tree", "native", "ring"]
     assert table.choose(0) == "tree" and table.choose(1 << 40) == "ring"
+
+
+def test_a_message_of_exactly_a_bound_runs_the_choice_below_it():
+    """``bounds[i]`` is the largest message that runs ``choices[i]`` ("up to bounds[0] bytes")."""
+    table = Crossover((100, 10_000), ("tree", "native", "ring"))
+    assert [table.choose(n) for n in (99, 100, 101, 10_000, 10_001)] == ["tree", "tree", "native", "native", "ring"]
+    assert Crossover.from_list(table.as_list()).choose(100) == "tree"
 
 
 def test_a_lone_near_tie_is_smoothed_away_but_a_clear_win_is_kept():

@@ -39,6 +39,17 @@ def test_csr_gram_matches_the_dense_rows(dtype, rows, features, density):
     assert np.array_equal(G, G.T)
 
 
+@pytest.mark.parametrize("block_rows", [1, 4, 10, 11])
+def test_gram_blas_sums_every_row_block(block_rows):
+    """Rows in several blocks, the last one short: each block brings its own rows of X and y."""
+    rng = np.random.default_rng(block_rows)
+    X, y = rng.standard_normal((11, 3)), rng.standard_normal(11)
+    A = np.hstack([X, np.ones((11, 1)), y[:, None]])
+    G = np.full((5, 5), np.nan)
+    kernels.gram_blas(X, y, G, block_rows=block_rows)
+    assert np.allclose(G, A.T @ A, rtol=1e-12, atol=1e-12)
+
+
 def test_csr_gram_sums_duplicate_columns_of_a_row():
     # Row [2 at column 1, 3 at column 1] is the dense row [0, 5].
     G = np.zeros((4, 4))

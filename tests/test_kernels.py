@@ -103,6 +103,15 @@ def test_eval_kernels_match_numpy(dtype):
     assert stats[0] == pytest.approx(_numpy_logistic(X, labels, params)[0], rel=TOLERANCE[dtype] * 10)
 
 
+def test_logistic_eval_counts_a_zero_margin_as_class_0():
+    """At margin 0 (the all-zero start) the prediction is class 0, as the model's ``predict`` says."""
+    X, y, _ = _problem(np.float64)
+    labels = (y > 0).astype(np.float64)
+    stats = np.empty(2)
+    kernels.logistic_eval(X, labels, np.zeros(X.shape[1] + 1), stats)
+    assert stats[1] == np.sum(labels == 0) and stats[0] == pytest.approx(X.shape[0] * np.log(2.0), rel=1e-12)
+
+
 def test_stream_sum_reads_every_element():
     X = np.arange(12.0).reshape(3, 4)
     assert kernels.stream_sum(X) == 66.0

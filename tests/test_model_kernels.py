@@ -63,6 +63,21 @@ def test_softmax_is_stable_for_huge_logits():
     assert loss == pytest.approx(2000.0) and np.all(np.isfinite(grad))
 
 
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_softmax_is_stable_whichever_class_has_the_huge_logit(k):
+    """The shift by the largest logit must look at every class, the last one included."""
+    for sure in range(k):
+        params = np.zeros(k + k)  # one feature: W = 1000 at class ``sure``, 0 elsewhere; b = 0
+        params[sure] = 1000.0
+        grad = np.empty(k + k)
+        right = kernels.softmax_loss_grad(np.array([[1.0]]), np.array([float(sure)]), None, params, grad, k)
+        assert right == pytest.approx(0.0, abs=1e-12) and np.all(np.isfinite(grad))
+        wrong = (sure + 1) % k
+        loss = kernels.softmax_loss_grad(np.array([[1.0]]), np.array([float(wrong)]), None, params, grad, k)
+        assert loss == pytest.approx(1000.0) and np.all(np.isfinite(grad))
+        assert grad[sure] == pytest.approx(1.0) and grad[wrong] == pytest.approx(-1.0)
+
+
 def _csr(X, density_seed=1):
     rng = np.random.default_rng(density_seed)
     X = X * (rng.random(X.shape) < 0.3)  # mostly zeros, and some empty rows among them

@@ -129,6 +129,45 @@ def test_classification_metrics_match_scikit_learn():
     assert np.allclose(metrics["recall"], recall_score(labels, predicted, average=None, zero_division=0))
 
 
+def test_regression_metrics_match_scikit_learn_over_several_evaluation_chunks():
+    """More rows than one evaluation chunk (``metrics.CHUNK``): every chunk meets its own targets."""
+    from sklearn.metrics import mean_squared_error, r2_score
+
+    from mpigd.models import make_model
+    from mpigd.models.metrics import CHUNK
+
+    rng = np.random.default_rng(7)
+    n = CHUNK + 1234
+    X = rng.standard_normal((n, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.3 + rng.standard_normal(n) + np.linspace(0.0, 5.0, n)
+    params = np.array([0.9, -1.8, 0.4, 0.1])
+    model = make_model("linear", 3)
+    stats = np.empty(model.n_eval_stats)
+    model.eval_stats(X, y, params, stats)
+    got, predicted = model.metrics(stats, n), model.predict(X, params)
+    assert got["r2"] == pytest.approx(r2_score(y, predicted), rel=1e-10)
+    assert got["rmse"] == pytest.approx(np.sqrt(mean_squared_error(y, predicted)), rel=1e-10)
+    assert stats[0] == pytest.approx(0.5 * np.sum((predicted - y) ** 2), rel=1e-10)
+
+
+def test_logistic_metrics_match_scikit_learn_and_the_models_own_predictions():
+    from sklearn.metrics import accuracy_score, log_loss
+
+    from mpigd.models import make_model
+
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((500, 4))
+    y = (X[:, 0] + 0.5 * rng.standard_normal(500) > 0).astype(np.float64)
+    model = make_model("logistic", 4)
+    for params in (np.array([1.5, -0.2, 0.3, 0.0, 0.1]), np.zeros(5)):  # zeros: every margin exactly 0
+        stats = np.empty(model.n_eval_stats)
+        model.eval_stats(X, y, params, stats)
+        got = model.metrics(stats, len(y))
+        probability = 1.0 / (1.0 + np.exp(-(X @ params[:-1] + params[-1])))
+        assert got["log_loss"] == pytest.approx(log_loss(y, probability), rel=1e-10)
+        assert got["accuracy"] == accuracy_score(y, model.predict(X, params))
+
+
 def test_tol_stops_early_and_holdout_reports_a_test_section(tmp_path):
     result = train(Config(model="linear", rows=2000, features=5, epochs=500, lr=0.5, tol=1e-9, holdout=0.25,
                           out=str(tmp_path), quiet=True), self_comm())
@@ -187,6 +226,7 @@ DAMAGED_DESCRIPTIONS = {
     "fractional n_features": ({"n_features": 3.5}, "n_features is 3.5, not an integer"),
     "a task the model does not have": ({"task": "regression"}, "task 'regression' does not fit model 'logistic'"),
     "an unknown model": ({"model": "forest"}, "names model 'forest'"),
+    "a label listed twice (both classes would predict it)": ({"labels": [0, 0]}, "not integers in increasing order"),
 }
 
 
@@ -207,6 +247,20 @@ def test_every_model_description_rebuilds_its_model():
                   make_model("mlp", 3, 4, (5, 2), "tanh"), make_model("mlp", 3, 0, (5,), "relu", "regression")):
         description = json.loads(json.dumps(model.describe()))  # as model.json holds it
         assert from_description(description).describe() == model.describe()
+
+
+@pytest.mark.parametrize("activation, limit", [("relu", lambda fan_in, fan_out: np.sqrt(6.0 / fan_in)),
+                                               ("tanh", lambda fan_in, fan_out: np.sqrt(6.0 / (fan_in + fan_out)))])
+def test_mlp_starts_from_he_uniform_weights_under_relu_and_glorot_uniform_under_tanh(activation, limit):
+    from mpigd.models import make_model
+
+    model = make_model("mlp", 30, 3, (200,), activation)
+    arrays = model.arrays(model.init_params(np.float64, seed=1))
+    for name, (fan_in, fan_out) in zip(("W0", "W1"), model.shapes):
+        bound = limit(fan_in, fan_out)
+        # Uniform on [-bound, bound]: nothing beyond it, and thousands of draws come close to it.
+        assert np.max(np.abs(arrays[name])) <= bound and np.max(np.abs(arrays[name])) >= 0.98 * bound, name
+    assert not arrays["b0"].any() and not arrays["b1"].any()
 
 
 def test_a_model_description_too_large_for_memory_is_one_line(tmp_path):

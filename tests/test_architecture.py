@@ -25,7 +25,9 @@ def _top(name: str) -> str:
 
 def test_kernels_import_only_numpy_and_numba():
     for path in (ROOT / "kernels").rglob("*.py"):
-        bad = {name for name in _imports(path) if _top(name) not in KERNEL_ALLOWED}
+        # The JIT policy also stamps Numba's cache with a digest of the kernels' sources.
+        allowed = KERNEL_ALLOWED | ({"functools", "hashlib", "os"} if path.name == "jit.py" else set())
+        bad = {name for name in _imports(path) if _top(name) not in allowed}
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 

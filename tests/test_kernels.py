@@ -136,3 +136,42 @@ def test_vectorisable_exp_and_log1p_agree_with_libm_to_an_ulp_or_two():
     want = np.log1p(e)
     assert np.all(np.abs(got - want) <= 5e-16 * want + 5e-324)
     assert np.isnan(log1p_unit(np.nan))
+
+
+@pytest.mark.parametrize("cache", ["beside the kernels", "NUMBA_CACHE_DIR"])
+def test_a_kernel_is_compiled_again_when_a_kernel_it_calls_changes_in_another_file(tmp_path, cache):
+    """Numba stamps a cache entry with its own file only; the kernels' JIT policy stamps it with
+    every kernel source, so a caller never runs its callee's old machine code (an editable
+    install after a ``git pull`` that changed the callee alone)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    package = tmp_path / "kernelcopy"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    shutil.copy(os.path.join(os.path.dirname(kernels.__file__), "jit.py"), package / "jit.py")
+    callee = package / "callee.py"
+    callee.write_text("from .jit import kernel\n\n@kernel\ndef bump(x):\n    return x + 1.0\n")
+    (package / "caller.py").write_text("from .jit import kernel\nfrom .callee import bump\n\n"
+                                       "@kernel\ndef twice_bumped(x):\n    return 2.0 * bump(x)\n")
+    environment = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    if cache == "NUMBA_CACHE_DIR":
+        environment["NUMBA_CACHE_DIR"] = str(tmp_path / "cache")
+    else:
+        environment.pop("NUMBA_CACHE_DIR", None)
+
+    def run() -> tuple[float, int]:
+        done = subprocess.run([sys.executable, "-c", "from kernelcopy.caller import twice_bumped as f; "
+                               "print(f(1.0), sum(f.stats.cache_hits.values()))"],
+                              env=environment, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        value, hits = done.stdout.split()
+        return float(value), int(hits)
+
+    assert run() == (4.0, 0)
+    assert run() == (4.0, 1)  # served by the cache
+    callee.write_text(callee.read_text().replace("x + 1.0", "x + 2.0"))
+    assert run() == (6.0, 0)  # the old twice_bumped would give 4.0
+    assert run() == (6.0, 1)

@@ -53,3 +53,18 @@ def test_sub_communicator_holds_the_first_ranks():
         sub.allreduce(ones)
         ok = sub.size == comm.size - 1 and np.all(ones == comm.size - 1)
     assert _all(comm, ok)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_a_scaling_measurement_is_the_same_record_on_every_rank():
+    """Each step's time is the slowest rank's: the record (medians, min, max) must not be this rank's own."""
+    import json
+
+    from mpigd.bench.scaling import measure
+
+    comm = _world()
+    record = measure(comm, "weak", 2000, 4, "linear", "float64", steps=3, warmup=1)
+    text = json.dumps(record, sort_keys=True)
+    texts = comm.mpi_comm.allgather(text)
+    assert _all(comm, all(t == texts[0] for t in texts)), texts
+    assert record["rows"] == 2000 * comm.size and record["rows_per_rank"] == 2000

@@ -98,7 +98,8 @@ def test_sigint_to_one_rank_ends_the_whole_job(tmp_path):
     """Ctrl-C reached one rank only: it used to leave with a KeyboardInterrupt while the others
     waited for it in the allreduce, until killed from outside."""
     metrics = tmp_path / "run" / "metrics.jsonl"
-    job = start_mpi(2, ["-m", "mpigd", *LONG["gd"], "--out", str(tmp_path / "run")])
+    # Ended by the signal only: long enough that it lands mid-run on a loaded machine too.
+    job = start_mpi(2, ["-m", "mpigd", *LONG["gd"], "--epochs", "1000000", "--out", str(tmp_path / "run")])
     try:
         _wait_for_progress(metrics, job)
         sent = time.monotonic()
@@ -108,7 +109,7 @@ def test_sigint_to_one_rank_ends_the_whole_job(tmp_path):
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
     assert time.monotonic() - sent < 10, err
-    assert code != 0 and "mpigd: rank 1 interrupted (SIGINT), aborting the job" in err, err
+    assert code == 130 and "mpigd: rank 1 interrupted (SIGINT), aborting the job" in err, (code, err)
 
 
 def test_a_stuck_rank_is_caught_by_the_step_watchdog(tmp_path):
@@ -118,6 +119,14 @@ def test_a_stuck_rank_is_caught_by_the_step_watchdog(tmp_path):
     # Every rank's watchdog fires (the healthy one waits in the allreduce), and the two stack dumps
     # can interleave character by character on the shared stderr: look for the dump, not a line of it.
     assert "Timeout (0:00:02)!" in job.stderr and "File " in job.stderr
+
+
+def test_the_step_watchdog_leaves_a_healthy_run_longer_than_its_timeout_alone(tmp_path):
+    """The deadline follows the last finished step, not the first one."""
+    start = time.monotonic()
+    job = mpigd(2, *LONG["gd"], "--epochs", "60000", "--step-timeout", "1", timeout=120)
+    assert job.returncode == 0 and "Timeout" not in job.stderr, job.stderr
+    assert time.monotonic() - start > 3  # several timeouts long
 
 
 @pytest.mark.parametrize("args, fault, message", [
@@ -203,3 +212,66 @@ def test_the_slurm_script_forwards_usr1_requeues_and_resumes(tmp_path, tmp_path_
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
     assert np.array_equal(_params(out), _reference("gd", tmp_path_factory))
+
+
+def _sbatch_locally(script, args, tmp_path, **variables):
+    """Run a slurm/*.sbatch script as Slurm would start its batch shell, with mpiexec as the launcher."""
+    import subprocess
+    import sys
+
+    from mpirun import ROOT
+
+    env = dict(os.environ, **{"MPIGD_LAUNCHER": "mpiexec", "MPIGD_PYTHON": sys.executable, "MPIGD_VENV": sys.prefix,
+                              "SLURM_SUBMIT_DIR": str(ROOT), "SLURM_NTASKS": "2", "NUMBA_NUM_THREADS": "1", **variables})
+    if "SLURM_JOB_ID" not in variables:
+        env.pop("SLURM_JOB_ID", None)
+    return subprocess.run(["bash", str(ROOT / "slurm" / script), *args], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_the_slurm_script_passes_arguments_with_spaces_and_metacharacters_as_they_are(tmp_path):
+    out = tmp_path / "run 1 $(touch pwned);*"
+    job = _sbatch_locally("train.sbatch", [*SMALL[1:], "--epochs", "5", "--out", str(out)], tmp_path)
+    assert job.returncode == 0, job.stderr
+    assert (out / "params.npz").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_the_slurm_script_adds_resume_only_on_a_requeued_run(tmp_path):
+    out = tmp_path / "out"
+    args = [*SMALL[1:], "--epochs", "5", "--checkpoint-every", "2", "--out", str(out)]
+    first = _sbatch_locally("train.sbatch", args, tmp_path, SLURM_RESTART_COUNT="0")
+    assert first.returncode == 0, first.stderr
+    # A fresh (not requeued) job in a directory holding another run's checkpoints must not continue it.
+    fresh = _sbatch_locally("train.sbatch", args, tmp_path, SLURM_RESTART_COUNT="0")
+    assert fresh.returncode == 2 and "add --resume to continue it" in fresh.stderr, fresh.stderr
+    requeued = _sbatch_locally("train.sbatch", args, tmp_path, SLURM_RESTART_COUNT="1")
+    assert requeued.returncode == 0, requeued.stderr
+    import json
+
+    assert json.loads((out / "summary.json").read_text())["resumed_from_step"] == 5
+
+
+def test_the_slurm_script_requeues_a_preempted_run_only(tmp_path):
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/scontrol.log\n')
+    (stubs / "scontrol").chmod(0o755)
+    job = _sbatch_locally("train.sbatch", [*SMALL[1:], "--data", str(tmp_path / "missing.npz")], tmp_path,
+                          SLURM_JOB_ID="4242", PATH=f"{stubs}:{os.environ['PATH']}")
+    # A run that fails on its own would fail again: it keeps its exit code and is not requeued.
+    assert job.returncode == 2 and "no such data file" in job.stderr, job.stderr
+    assert not (tmp_path / "scontrol.log").exists()
+
+
+def test_the_slurm_script_refuses_a_launch_of_independent_one_rank_worlds(tmp_path):
+    """srun with the wrong --mpi plugin starts each task as a one-rank world (stubbed here: two plain
+    processes): the script's MPIGD_EXPECT_RANKS must stop them instead of training two copies."""
+    stubs, out = tmp_path / "bin", tmp_path / "out"
+    stubs.mkdir()
+    (stubs / "srun").write_text('#!/bin/sh\nwhile [ "${1#--}" != "$1" ]; do shift; done\n'
+                                '"$@" & "$@"; status=$?; wait $! || status=$?; exit $status\n')
+    (stubs / "srun").chmod(0o755)
+    job = _sbatch_locally("train.sbatch", [*SMALL[1:], "--out", str(out)], tmp_path, MPIGD_LAUNCHER="srun",
+                          PATH=f"{stubs}:{os.environ['PATH']}")
+    assert job.returncode == 2 and "should have 2 ranks but MPI sees 1" in job.stderr, job.stderr
+    assert not out.exists()

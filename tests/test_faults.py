@@ -48,6 +48,15 @@ def test_finite_and_clip_norm():
     assert clip_norm(grad, 1.0) == 5.0 and np.allclose(grad, [0.6, 0.8])
 
 
+@pytest.mark.parametrize("limit", [4.9, 4.0, 2.6])
+def test_clip_norm_brings_any_larger_norm_down_to_the_limit(limit):
+    grad = np.array([3.0, 4.0])
+    assert clip_norm(grad, limit) == 5.0
+    assert np.linalg.norm(grad) == pytest.approx(limit) and np.allclose(grad, np.array([0.6, 0.8]) * limit)
+    at_limit = np.array([3.0, 4.0])
+    assert clip_norm(at_limit, 5.0) == 5.0 and np.array_equal(at_limit, [3.0, 4.0])
+
+
 @pytest.mark.parametrize("changes, message", [
     (dict(checkpoint_every=5), "checkpoints need a directory"),
     (dict(resume=True), "checkpoints need a directory"),
@@ -65,3 +74,38 @@ def test_the_checkpoint_directory_defaults_to_out_checkpoints():
     assert Config(out="run").checkpoint_directory == "run/checkpoints"
     assert Config(out="run", checkpoint_dir="/scratch/ck").checkpoint_directory == "/scratch/ck"
     assert Config().checkpoint_directory is None
+
+
+def test_a_second_preemption_signal_of_the_same_kind_ends_the_process_at_once():
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import os, signal\n"
+              "from mpigd.signals import PreemptionFlag\n"
+              "flag = PreemptionFlag()\n"
+              "assert flag.install()\n"
+              "os.kill(os.getpid(), signal.SIGUSR1)\n"
+              "os.kill(os.getpid(), signal.SIGTERM)\n"
+              "print(flag.name, flag.raised, flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGTERM)\n"
+              "print('still running', flush=True)\n")
+    job = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    # The first of each kind is only remembered (the latest one named); a repeat gets the default action.
+    assert job.returncode == -signal.SIGTERM and job.stdout == "SIGTERM True\n", (job.returncode, job.stdout, job.stderr)
+
+
+def test_training_puts_the_signal_handlers_back():
+    import signal
+
+    from mpigd import train
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGUSR1)}
+    marker = lambda signum, frame: None  # noqa: E731 - a handler of the caller's own
+    signal.signal(signal.SIGUSR1, marker)
+    try:
+        train(Config(model="linear", rows=200, features=3, epochs=2, quiet=True))
+        assert signal.getsignal(signal.SIGUSR1) is marker and signal.getsignal(signal.SIGTERM) == before[signal.SIGTERM]
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)

@@ -2,10 +2,11 @@
 
 import csv
 import json
+import os
 
 import pytest
 
-from mpigd.bench.scaling import report
+from mpigd.bench.scaling import report, table
 from mpirun import mpigd, refused_in_one_line
 
 
@@ -24,18 +25,23 @@ def test_speedup_and_efficiency_follow_their_definitions():
         report([_record("strong", 2, 0.5)])
 
 
+DTYPE, ITEMSIZE = {"strong": "float64", "weak": "float32"}, {"strong": 8, "weak": 4}
+
+
 @pytest.mark.parametrize("mode", ["strong", "weak"])
 def test_sweep_at_one_and_two_ranks_writes_records_tables_and_plots(tmp_path, mode):
     records = tmp_path / "records.jsonl"
     for ranks in (1, 2):
         job = mpigd(ranks, "bench", "scaling", "--mode", mode, "--rows", "20000", "--features", "8",
-                    "--steps", "3", "--output", str(records))
+                    "--steps", "3", "--dtype", DTYPE[mode], "--output", str(records))
         assert job.returncode == 0, job.stderr
     lines = [json.loads(line) for line in records.read_text().splitlines()]
     assert [r["ranks"] for r in lines] == [1, 2]
     assert [r["rows"] for r in lines] == ([20000, 20000] if mode == "strong" else [20000, 40000])
     for r in lines:
-        assert r["step_seconds"] >= r["compute_seconds"] > 0 and r["bytes_per_allreduce"] == (8 + 2) * 8
+        assert r["step_seconds"] >= r["compute_seconds"] > 0 and r["bytes_per_allreduce"] == (8 + 2) * ITEMSIZE[mode]
+        assert r["dtype"] == DTYPE[mode]
+        assert r["rows_per_rank"] == r["rows"] / r["ranks"] and r["oversubscribed"] == (r["ranks"] > os.cpu_count())
     job = mpigd(1, "bench", "scaling-report", str(records), "--csv", str(tmp_path / "r.csv"),
                 "--plot", str(tmp_path / "plot"))
     assert job.returncode == 0, job.stderr
@@ -60,3 +66,16 @@ def test_a_report_from_lines_that_are_not_records_is_refused_naming_the_line(tmp
     refused_in_one_line(mpigd(1, "bench", "scaling-report", str(records), "--csv", str(tmp_path / "r.csv")),
                         words)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records.jsonl"]
+
+
+def test_the_scaling_table_puts_each_figure_under_its_heading():
+    records = [{"mode": "strong", "ranks": 1, "rows": 1000, "step_seconds": 0.010, "compute_seconds": 0.008,
+                "communication_seconds": 0.0005, "other_seconds": 0.0015},
+               {"mode": "strong", "ranks": 4, "rows": 1000, "step_seconds": 0.005, "compute_seconds": 0.002,
+                "communication_seconds": 0.00125, "other_seconds": 0.00175, "oversubscribed": True}]
+    lines = table(report(records)).splitlines()
+    assert lines[0].split() == ["mode", "ranks", "rows", "step", "ms", "compute", "allreduce", "other", "speedup",
+                                "effic."]
+    assert lines[1].split() == ["strong", "1", "1000", "10.00", "8.00", "0.500", "1.50", "1.00", "1.00"]
+    assert lines[2].split() == ["strong", "4", "1000", "5.00", "2.00", "1.250", "1.75", "2.00", "0.50",
+                                "(oversubscribed)"]

@@ -189,3 +189,24 @@ def test_the_normal_equations_report_the_objective_they_solved_for(tmp_path):
     _fit(model="linear", algo="normal", l2=0.1, out=str(tmp_path))
     (record,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert record["train_loss"] == pytest.approx(record["loss"], rel=1e-10)
+
+
+def test_start_up_time_counts_from_the_process_start_and_cache_hits_are_told_from_misses(tmp_path):
+    """In fresh processes: the start time is before the imports (here a 1 s sleep), and a kernel
+    compiled into an empty cache is a miss, then a hit for the next process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = ("import time; time.sleep(1.0)\n"
+              "import json, numpy as np\n"
+              "from mpigd.kernels import add_into\n"
+              "from mpigd.startup import jit_cache_stats, process_start_time\n"
+              "add_into(np.ones(3), np.ones(3))\n"
+              "print(json.dumps({'age': time.time() - process_start_time(), **jit_cache_stats()}))\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    runs = [json.loads(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                      timeout=120, check=True).stdout) for _ in range(2)]
+    assert all(run["age"] >= 1.0 for run in runs), runs
+    assert (runs[0]["cache_misses"], runs[0]["cache_hits"]) == (1, 0) and (runs[1]["cache_misses"], runs[1]["cache_hits"]) == (0, 1), runs

@@ -95,3 +95,55 @@ def test_bench_outputs(tmp_path):
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "r.csv").read_text().count("\n") == 5
     assert "native" in bench.table(rows)
+
+
+def test_bench_allreduce_on_two_ranks_reports_what_its_samples_say(tmp_path):
+    """A real two-rank run: every figure of the JSON, the CSV and the printed table follows from the
+    repeats' samples by its definition (median, min, max, us, bus bandwidth, paired ratios), and
+    --factor, --dtype and --repeats reach the run."""
+    import csv
+    import json
+    import statistics
+
+    from mpirun import mpigd
+
+    job = mpigd(2, "bench", "allreduce", "--min-bytes", "8", "--max-bytes", "128", "--factor", "4",
+                "--dtype", "float32", "--repeats", "5", "--strategies", "native,ring,auto",
+                "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv"), timeout=120)
+    assert job.returncode == 0, job.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    meta, rows = report["metadata"], report["results"]
+    assert meta["ranks"] == 2 and meta["dtype"] == "float32" and meta["repeats"] == 5
+    assert [(r["bytes"], r["strategy"]) for r in rows] == [(b, s) for b in (8, 32, 128) for s in ("native", "ring", "auto")]
+    by = {(r["bytes"], r["strategy"]): r for r in rows}
+    for r in rows:
+        samples = r["samples_s"]
+        assert r["dtype"] == "float32" and r["count"] == r["bytes"] // 4 and r["repeats"] == len(samples) == 5
+        assert r["median_s"] == statistics.median(samples)
+        assert r["min_s"] == min(samples) and r["max_s"] == max(samples)
+        assert r["latency_us"] == pytest.approx(r["median_s"] * 1e6)
+        assert r["busbw_gb_s"] == pytest.approx(2 * (2 - 1) / 2 * r["bytes"] / r["median_s"] / 1e9)
+        native = by[(r["bytes"], "native")]["samples_s"]
+        assert r["speedup_vs_native"] == pytest.approx(statistics.median(n / s for n, s in zip(native, samples)))
+        best = by[(r["bytes"], r["best"])]
+        assert r["best"] in ("native", "ring") and best["median_s"] == min(
+            by[(r["bytes"], s)]["median_s"] for s in ("native", "ring"))
+        assert r["vs_best"] == pytest.approx(statistics.median(s / b for s, b in zip(samples, best["samples_s"])))
+    with open(tmp_path / "r.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == len(rows)
+    for line, r in zip(table, rows):
+        assert (line["mpi_library"], line["ranks"], line["git_commit"]) == (
+            meta["mpi_library"], str(meta["ranks"]), meta["git_commit"] or "")
+        assert (int(line["bytes"]), line["strategy"]) == (r["bytes"], r["strategy"])
+        assert float(line["median_s"]) == pytest.approx(r["median_s"])
+        assert float(line["busbw_gb_s"]) == pytest.approx(r["busbw_gb_s"])
+    printed = [line for line in job.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert len(printed) == 3
+    for line, nbytes in zip(printed, (8, 32, 128)):
+        cells = [cell.split() for cell in line.split(" | ")]
+        assert cells[0] == [str(nbytes)]
+        for cell, name in zip(cells[1:4], ("native", "ring", "auto")):
+            r = by[(nbytes, name)]
+            assert cell == [f"{r['latency_us']:.1f}", f"{r['busbw_gb_s']:.2f}", f"{r['speedup_vs_native']:.2f}"]
+        assert cells[4] == [by[(nbytes, "auto")]["ran"], f"{by[(nbytes, 'auto')]['vs_best']:.2f}"]

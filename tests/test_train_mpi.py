@@ -128,3 +128,9 @@ def test_info_names_the_mpi_library_and_rank_count():
     assert job.returncode == 0, job.stderr
     assert "mpi library" in job.stdout and "\nranks " in job.stdout and " 2\n" in job.stdout
     assert job.stdout.count("numba threading layer") == 1
+
+
+def test_help_on_two_ranks_is_printed_once():
+    job = mpigd(2, "train", "--help", timeout=60)
+    assert job.returncode == 0, job.stderr
+    assert job.stdout.count("usage: mpigd train") == 1 and "--clip-grad-norm" in job.stdout

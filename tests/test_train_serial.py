@@ -188,6 +188,19 @@ def test_invalid_configuration_is_refused(change):
         Config(**change)
 
 
+@pytest.mark.parametrize("change, message", [
+    (dict(momentum=1.5), r"momentum must lie in \[0, 1\]"),
+    (dict(gamma=-0.1), r"gamma must lie in \[0, 1\]"),
+    (dict(seed=-1), "seed must be an integer >= 0"),
+    (dict(eval_every=-1), "eval_every must be an integer >= 0"),
+    (dict(holdout=0.2, test_data="test.npz"), "give either holdout or test_data, not both"),
+    (dict(model="mlp", density=0.1), "the mlp model reads dense input only"),
+])
+def test_a_value_outside_its_range_is_refused_by_name(change, message):
+    with pytest.raises(UsageError, match=message):
+        Config(**change)
+
+
 def test_train_takes_an_mpi4py_communicator():
     from mpi4py import MPI
 
@@ -229,3 +242,75 @@ def test_an_sgd_epochs_objective_is_the_mean_of_its_steps(tmp_path):
     assert len(records) == 2
     for record in records:
         assert record["train_loss"] == pytest.approx(record["loss"], rel=1e-9)
+
+
+def test_progress_lines_say_the_rate_and_appear_only_after_the_delay_and_interval():
+    import io
+    import re
+    import time as clock
+
+    from mpigd.progress import Progress
+
+    quick = io.StringIO()  # a run shorter than the delay prints nothing, even at its forced last epoch
+    short = Progress(10, 1000, True, delay=3600, stream=quick)
+    short.update(10, 0.1, force=True)
+    assert quick.getvalue() == ""
+    stream = io.StringIO()
+    progress = Progress(10, 1000, True, delay=0.0, interval=3600, stream=stream)
+    progress.start = clock.perf_counter() - 2.0  # two seconds into the run
+    progress.update(5, 0.25)
+    progress.update(6, 0.2)  # within the interval: no line
+    progress.update(10, 0.125, force=True)  # the last epoch: a line, as one was printed before
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch  5/10  loss 0.25  ") and lines[1].startswith("epoch 10/10")
+    rate, elapsed = re.search(r"([\d,]+) rows/s  ([\d.]+)s$", lines[0]).groups()
+    assert float(rate.replace(",", "")) == pytest.approx(5 * 1000 / 2.0, rel=0.05) and float(elapsed) >= 2.0
+    silent = io.StringIO()
+    Progress(10, 1000, False, delay=0.0, stream=silent).update(5, 0.25, force=True)
+    assert silent.getvalue() == ""
+
+
+def test_every_train_option_reaches_the_configuration_and_the_defaults_are_the_readmes():
+    from mpigd.cli import build_parser
+    from mpigd.cli.common import config_from
+
+    def parsed(*args):
+        return config_from(build_parser().parse_args(["train", *args]))
+
+    options = {
+        "--model": ("softmax", "model"), "--data": ("d.csv", "data"), "--labels": ("l.npy", "labels"),
+        "--format": ("csv", "format"), "--label-column": ("target", "label_column"), "--header": ("yes", "header"),
+        "--x-key": ("A", "x_key"), "--y-key": ("B", "y_key"), "--rows": ("123", "rows"),
+        "--features": ("7", "features"), "--density": ("0.25", "density"), "--dtype": ("float32", "dtype"),
+        "--seed": ("9", "seed"), "--test-data": ("t.csv", "test_data"), "--test-labels": ("tl.npy", "test_labels"),
+        "--classes": ("4", "classes"), "--hidden": ("8,4", "hidden"), "--activation": ("tanh", "activation"),
+        "--task": ("classification", "task"), "--algo": ("local-sgd", "algo"), "--epochs": ("17", "epochs"),
+        "--lr": ("0.03", "lr"), "--batch-size": ("64", "batch_size"), "--local-steps": ("3", "local_steps"),
+        "--optimizer": ("adam", "optimizer"), "--momentum": ("0.7", "momentum"), "--schedule": ("step", "schedule"),
+        "--warmup": ("5", "warmup"), "--step-size": ("11", "step_size"), "--gamma": ("0.5", "gamma"),
+        "--power": ("0.5", "power"), "--l1": ("0.01", "l1"), "--l2": ("0.02", "l2"), "--tol": ("0.001", "tol"),
+        "--memory": ("4", "memory"), "--patience": ("2", "patience"), "--strategy": ("ring", "strategy"),
+        "--tune-file": ("tf.json", "tune_file"), "--eval-every": ("3", "eval_every"), "--out": ("o", "out"),
+        "--checkpoint-every": ("6", "checkpoint_every"), "--checkpoint-seconds": ("2.5", "checkpoint_seconds"),
+        "--checkpoint-dir": ("ck", "checkpoint_dir"), "--keep": ("5", "keep"), "--step-timeout": ("30", "step_timeout"),
+        "--clip-grad-norm": ("1.5", "clip_grad_norm"),
+    }
+    flags = {"--standardize": "standardize", "--quiet": "quiet", "--resume": "resume", "--one-based": "zero_based"}
+    config = parsed(*[item for option, (text, _) in options.items() for item in (option, text)], *flags)
+    for option, (text, field) in options.items():
+        value = getattr(config, field)
+        default = Config.__dataclass_fields__[field].default
+        kind = {"hidden": lambda s: tuple(map(int, s.split(","))), "label_column": str}.get(field)
+        expected = (kind or (type(default) if default not in (None, "") else str))(text)
+        assert value == expected and value != getattr(Config(), field), option
+    assert (config.standardize, config.quiet, config.resume, config.zero_based) == (True, True, True, False)
+    assert parsed("--holdout", "0.2").holdout == 0.2 and parsed("--max-epochs", "7").epochs == 7
+    assert {field for _, field in options.values()} | set(flags.values()) | {"holdout"} == set(Config.__dataclass_fields__)
+    # No option given: Config's defaults, which are those the README's table of options states.
+    assert parsed() == Config()
+    readme = dict(model="logistic", data="synthetic", rows=200_000, features=32, density=0.0, classes=0, hidden=(64,),
+                  activation="relu", algo="gd", epochs=100, lr=0.5, batch_size=256, local_steps=8, optimizer="sgd",
+                  momentum=0.9, schedule="constant", warmup=0, step_size=100, gamma=0.1, power=0.25, l1=0.0, l2=0.0,
+                  tol=0.0, memory=10, patience=0, holdout=0.0, dtype="float64", seed=0, strategy="native",
+                  checkpoint_every=0, checkpoint_seconds=0.0, keep=3, step_timeout=0.0, clip_grad_norm=0.0)
+    assert {field: getattr(Config(), field) for field in readme} == readme

@@ -82,3 +82,18 @@ def test_a_max_bytes_that_cannot_fit_memory_is_refused_once_before_any_rank_allo
     # It was a MemoryError on every rank, each printing its own line.
     refused_in_one_line(mpigd(2, *command, "--max-bytes", "100000G", "--repeats", "1", timeout=60),
                         "--max-bytes 107,374,182,400,000 needs about")
+
+
+@pytest.mark.parametrize("choice", ["ring", "direct"])
+def test_bench_allreduce_runs_auto_with_the_tune_file_it_is_given(tmp_path, choice):
+    from mpigd.comm.costmodel import CostModel, Crossover
+    from mpigd.comm.tunefile import Tuning, save
+
+    tune = tmp_path / "tune.json"
+    save(Tuning(2, CostModel(), Crossover((), (choice,))), tune)
+    job = mpigd(2, "bench", "allreduce", "--max-bytes", "64", "--repeats", "1", "--strategies", "auto",
+                "--tune-file", str(tune), "--json", str(tmp_path / "r.json"), timeout=60)
+    assert job.returncode == 0, job.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["metadata"]["tune_file"] == str(tune)
+    assert {row["ran"] for row in report["results"]} == {f"auto->{choice}"}

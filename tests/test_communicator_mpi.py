@@ -1,5 +1,7 @@
 """The Communicator under pytest-mpi: run by run/test on 2 and 4 ranks (and skipped serially)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -58,8 +60,6 @@ def test_sub_communicator_holds_the_first_ranks():
 @pytest.mark.mpi(min_size=2)
 def test_a_scaling_measurement_is_the_same_record_on_every_rank():
     """Each step's time is the slowest rank's: the record (medians, min, max) must not be this rank's own."""
-    import json
-
     from mpigd.bench.scaling import measure
 
     comm = _world()

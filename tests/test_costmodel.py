@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from mpigd.comm.costmodel import CostModel, Crossover, fit_alpha_beta
@@ -61,8 +62,6 @@ def test_fit_never_returns_negative_latency():
 
 def test_fit_minimises_the_relative_error_of_noisy_timings():
     """The weighted least squares in closed form: rows ``[1/t, x/t]`` against ones (relative error)."""
-    import numpy as np
-
     sizes = [8.0, 1024.0, 65536.0, float(1 << 20), float(1 << 23)]
     seconds = [3.1e-6, 2.7e-6, 1.9e-5, 2.3e-4, 1.6e-3]  # noisy: no line goes through all of them
     alpha, beta = fit_alpha_beta(sizes, seconds)

@@ -1,8 +1,11 @@
 """Whole jobs that fail, hang, diverge or are preempted under mpiexec: they end quickly, say why
 once, and a preempted run resumes to bitwise the parameters of an uninterrupted one."""
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -185,9 +188,6 @@ def test_a_preempted_job_resumes_to_bitwise_the_uninterrupted_result(tmp_path, t
 def test_the_slurm_script_forwards_usr1_requeues_and_resumes(tmp_path, tmp_path_factory):
     """slurm/train.sbatch with stubbed ``srun`` (mpiexec on 2 ranks) and ``scontrol`` (records its
     arguments), as Lightning and submitit test requeueing without a cluster."""
-    import subprocess
-    import sys
-
     from mpirun import ROOT, mpiexec
 
     stubs, out = tmp_path / "bin", tmp_path / "out"
@@ -216,9 +216,6 @@ def test_the_slurm_script_forwards_usr1_requeues_and_resumes(tmp_path, tmp_path_
 
 def _sbatch_locally(script, args, tmp_path, **variables):
     """Run a slurm/*.sbatch script as Slurm would start its batch shell, with mpiexec as the launcher."""
-    import subprocess
-    import sys
-
     from mpirun import ROOT
 
     env = dict(os.environ, **{"MPIGD_LAUNCHER": "mpiexec", "MPIGD_PYTHON": sys.executable, "MPIGD_VENV": sys.prefix,
@@ -246,7 +243,6 @@ def test_the_slurm_script_adds_resume_only_on_a_requeued_run(tmp_path):
     assert fresh.returncode == 2 and "add --resume to continue it" in fresh.stderr, fresh.stderr
     requeued = _sbatch_locally("train.sbatch", args, tmp_path, SLURM_RESTART_COUNT="1")
     assert requeued.returncode == 0, requeued.stderr
-    import json
 
     assert json.loads((out / "summary.json").read_text())["resumed_from_step"] == 5
 

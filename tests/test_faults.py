@@ -1,5 +1,9 @@
 """The fault-injection request, the guards and the fault-tolerance settings, without MPI jobs."""
 
+import signal
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -77,10 +81,6 @@ def test_the_checkpoint_directory_defaults_to_out_checkpoints():
 
 
 def test_a_second_preemption_signal_of_the_same_kind_ends_the_process_at_once():
-    import signal
-    import subprocess
-    import sys
-
     script = ("import os, signal\n"
               "from mpigd.signals import PreemptionFlag\n"
               "flag = PreemptionFlag()\n"
@@ -96,8 +96,6 @@ def test_a_second_preemption_signal_of_the_same_kind_ends_the_process_at_once():
 
 
 def test_training_puts_the_signal_handlers_back():
-    import signal
-
     from mpigd import train
 
     before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGUSR1)}

@@ -1,5 +1,10 @@
 """Each kernel against its NumPy twin, in float32 and float64."""
 
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -143,11 +148,6 @@ def test_a_kernel_is_compiled_again_when_a_kernel_it_calls_changes_in_another_fi
     """Numba stamps a cache entry with its own file only; the kernels' JIT policy stamps it with
     every kernel source, so a caller never runs its callee's old machine code (an editable
     install after a ``git pull`` that changed the callee alone)."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-
     package = tmp_path / "kernelcopy"
     package.mkdir()
     (package / "__init__.py").write_text("")

@@ -1,6 +1,9 @@
 """L-BFGS, OWL-QN and the normal equations in one process: the exact optimum, and clear refusals."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -194,11 +197,6 @@ def test_the_normal_equations_report_the_objective_they_solved_for(tmp_path):
 def test_start_up_time_counts_from_the_process_start_and_cache_hits_are_told_from_misses(tmp_path):
     """In fresh processes: the start time is before the imports (here a 1 s sleep), and a kernel
     compiled into an empty cache is a miss, then a hit for the next process."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     script = ("import time; time.sleep(1.0)\n"
               "import json, numpy as np\n"
               "from mpigd.kernels import add_into\n"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import json
+
 import numpy as np
 import pytest
 
@@ -101,8 +104,6 @@ def test_bench_allreduce_on_two_ranks_reports_what_its_samples_say(tmp_path):
     """A real two-rank run: every figure of the JSON, the CSV and the printed table follows from the
     repeats' samples by its definition (median, min, max, us, bus bandwidth, paired ratios), and
     --factor, --dtype and --repeats reach the run."""
-    import csv
-    import json
     import statistics
 
     from mpirun import mpigd

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time as clock
 import warnings
 
 import numpy as np
@@ -247,7 +248,6 @@ def test_an_sgd_epochs_objective_is_the_mean_of_its_steps(tmp_path):
 def test_progress_lines_say_the_rate_and_appear_only_after_the_delay_and_interval():
     import io
     import re
-    import time as clock
 
     from mpigd.progress import Progress
 

@@ -14,6 +14,7 @@ import pytest
 from mpigd import Config
 from mpigd.data import generate, load_shard, synthetic
 from mpigd.data.textio import TAIL_CHUNK
+from mpigd.errors import MpigdError
 
 ROWS, FEATURES, SEED = 55_000, 10, 5
 
@@ -91,3 +92,95 @@ def test_a_csr_npz_is_split_by_rows_and_trains_as_on_one_rank(mpi_tmp_path):
     assert _all(comm, np.array_equal(shard.X.toarray(), dense[start:stop]) and np.array_equal(shard.y, y[start:stop]))
     got, alone = train(config, comm).params, train(config, self_comm()).params
     assert _all(comm, np.allclose(got, alone, rtol=1e-10, atol=1e-13))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("fmt", ["npy", "hdf5"])
+def test_parallel_gen_of_an_array_format_holds_every_synthetic_row(mpi_tmp_path, fmt):
+    # Every rank writes its own block of rows: a rank writing at another's offset (or not at all)
+    # left rows of zeros, which still train, on a wrong data set.
+    from mpigd.comm import world
+
+    if fmt == "hdf5":
+        h5py = pytest.importorskip("h5py")
+    comm = world()
+    rows = 4 * comm.size + 3  # unequal blocks
+    output = os.path.join(str(mpi_tmp_path), "g" if fmt == "npy" else "g.h5")
+    generate.write(generate.Spec(rows, 3, "regression", SEED, fmt, output), comm)
+    ok = True
+    if comm.rank == 0:
+        X, y = synthetic.generate("regression", 3, SEED, 0, rows, "float64")
+        if fmt == "npy":
+            got_X, got_y = np.load(os.path.join(output, "X.npy")), np.load(os.path.join(output, "y.npy"))
+        else:
+            with h5py.File(output, "r") as handle:
+                got_X, got_y = handle["X"][...], handle["y"][...]
+        ok = np.array_equal(got_X, X) and np.array_equal(got_y, y)
+    assert _all(comm, ok)
+
+
+@pytest.mark.mpi
+def test_parallel_text_gen_over_several_rounds_writes_the_rows_in_order(mpi_tmp_path):
+    # Text rows are written in rounds of ROUND_ROWS rows per rank, each rank at a prefix sum of the
+    # byte counts: from the second round on, a wrong offset overwrote or left gaps between rows.
+    from mpigd.comm import self_comm, world
+
+    comm = world()
+    rows = generate.ROUND_ROWS * comm.size + 7
+    path = os.path.join(str(mpi_tmp_path), "rounds.csv")
+    generate.write(generate.Spec(rows, 1, "regression", SEED, "csv", path), comm)
+    ok = True
+    if comm.rank == 0:
+        with open(path, "rb") as handle:
+            ok = handle.readline() == b"x0,y\n"
+        try:  # a damaged file must fail the test on every rank, not leave the others waiting
+            shard = load_shard(Config(data=path, model="linear"), self_comm())
+        except MpigdError:
+            ok = False
+        else:
+            X, y = synthetic.generate("regression", 1, SEED, 0, rows, "float64")
+            ok = ok and shard.n_global == rows and np.array_equal(shard.X, X) and np.array_equal(shard.y, y)
+    assert _all(comm, ok)
+
+
+@pytest.mark.mpi
+def test_standardize_uses_the_global_statistics_whatever_each_ranks_magnitudes(mpi_tmp_path):
+    # Each rank's rows of a feature may differ in size by orders of magnitude (rows sorted by
+    # time, say); the mean and scale must still be those of the whole column, as one rank finds.
+    from mpigd.comm import world
+    from mpigd.data import standardize
+    from mpigd.data.shard import Shard
+    from mpigd.partition import block_range
+
+    comm = world()
+    rows = 10 * comm.size + 3
+    index = np.arange(rows, dtype=np.float64)
+    X_all = np.column_stack([10.0 ** (index // 10) + index, np.sin(index) * 1e-3, np.full(rows, 0.1)])
+    start, stop = block_range(rows, comm.size, comm.rank)
+    scaler = standardize.fit(Shard(X_all[start:stop].copy(), np.zeros(stop - start), rows, start, "memory"), comm)
+    ok = (np.allclose(scaler.mean, X_all.mean(axis=0), rtol=1e-12)
+          and np.allclose(scaler.scale[:2], X_all[:, :2].std(axis=0), rtol=1e-9) and scaler.scale[2] == 1.0)
+    assert _all(comm, ok)
+
+
+@pytest.mark.mpi
+def test_libsvm_index_base_and_width_are_agreed_by_every_rank(mpi_tmp_path):
+    # Only the first line uses index 0 and only the last uses the highest index: every rank must
+    # read the file as zero-based and as wide as the whole file, as one rank does, even the ranks
+    # whose own lines hold neither.
+    from mpigd.comm import self_comm, world
+
+    comm = world()
+    rows = 12 * comm.size
+    lines = ["1 0:0.5 2:1"] + [f"{i % 2} {1 + i % 3}:{i}.25" for i in range(1, rows - 1)] + ["0 1:2 9:3"]
+    path = os.path.join(str(mpi_tmp_path), "base.svm")
+    if comm.rank == 0:
+        with open(path, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+    comm.barrier()
+    shard = load_shard(Config(data=path, model="logistic"), comm)
+    whole = load_shard(Config(data=path, model="logistic"), self_comm())
+    rows_here = slice(shard.row_start, shard.row_start + shard.n_local)
+    ok = shard.meta["zero_based"] is True and shard.X.shape[1] == whole.X.shape[1] == 10
+    ok = ok and np.array_equal(shard.X.toarray(), whole.X.toarray()[rows_here])
+    assert _all(comm, ok and np.array_equal(shard.y, whole.y[rows_here]))

@@ -159,6 +159,82 @@ def test_every_block_ends_with_a_newline_even_where_the_file_does_not(big_csv, t
     assert b"".join(blocks) == content
 
 
+# Short lines, empty lines, CRLF ends, a one-byte line: with every rank count up to the file's
+# length, a range boundary falls on every byte, so on a line's first byte, on its newline, and
+# inside it; some ranges hold no line start at all.
+SHORT_LINES = b"1,2,0\n\n3.5,-4,1\r\n7\n\r\n+.5,1e-3,0\n-inf,2E+2,1\n9,9,9"
+
+
+@pytest.mark.parametrize("content", [SHORT_LINES, SHORT_LINES + b"\n", b"x" * (3 * TAIL_CHUNK + 17) + b"\n1\n2\n"],
+                         ids=["no-final-newline", "final-newline", "line-longer-than-a-tail-chunk"])
+def test_every_line_goes_to_exactly_one_rank_wherever_the_boundaries_fall(tmp_path, content):
+    # The rank whose range holds a line's first byte takes the whole line, once: a line starting
+    # exactly at a range's first byte, a range ending just before a newline, and a range inside
+    # one line (a rank with no line) each lost or duplicated a line when the rule was off by one.
+    path = tmp_path / "lines.txt"
+    path.write_bytes(content)
+    whole = content if content.endswith(b"\n") else content + b"\n"
+    starts = [0] + [i + 1 for i in range(len(content) - 1) if content[i:i + 1] == b"\n"]
+    sizes = range(1, len(content) + 2) if len(content) < 200 else [*range(1, 9), len(content) // 3, len(content)]
+    for size in sizes:
+        blocks = []
+        for rank in range(size):
+            block, offset, stats = read_own_lines(str(path), size, rank)
+            lo, hi = stats["range_start"], stats["range_stop"]
+            own = [start for start in starts if lo <= start < hi]
+            assert (block == b"") == (not own), (size, rank)
+            if own:
+                assert offset == own[0] and whole[offset:offset + len(block)] == block, (size, rank)
+                assert block.count(b"\n") == len(own), (size, rank)
+            blocks.append(block)
+        assert b"".join(blocks) == whole, size
+
+
+def test_text_numbers_read_as_python_float_reads_them(tmp_path):
+    # Signs, a leading '+', '.5' and '5.', exponents of either case and sign, CRLF ends, blanks
+    # around fields, and a last line without its newline: each value is float() of its token.
+    # A blank CRLF line, and blanks before a CRLF end, are no values.
+    tokens = [["+.5", "-0.0", "1e-3"], ["5.", "-2E+2", "3 "], ["  7 ", "1.5e300", "-.25e-1"],
+              ["4.9e-324", "+1", "2.2250738585072014e-308"], ["123456789012345678", "0.1", "-1E2"]]
+    lines = [",".join(row) for row in tokens]
+    text = "\r\n".join(lines[:2] + [""] + lines[2:])  # no newline at the end
+    path = tmp_path / "numbers.csv"
+    path.write_text(text, newline="")
+    shard = csvfile.read(str(path), self_comm(), "float64", "no", None)
+    expected = np.array([[float(token) for token in row] for row in tokens])
+    assert shard.n_global == len(tokens)
+    np.testing.assert_array_equal(shard.X, expected[:, :2])
+    np.testing.assert_array_equal(shard.y, expected[:, 2])
+    svm = tmp_path / "numbers.svm"
+    svm.write_text("\r\n".join(f"{row[2]} 1:{row[0].strip()} 4:{row[1]} " for row in tokens), newline="")
+    sparse = libsvm.read(str(svm), self_comm(), "float64")
+    assert sparse.meta["zero_based"] is False and sparse.X.shape == (len(tokens), 4)
+    np.testing.assert_array_equal(sparse.X.toarray()[:, [0, 3]], expected[:, :2])
+    np.testing.assert_array_equal(sparse.y, expected[:, 2])
+
+
+def test_a_header_with_numeric_names_is_still_a_header(tmp_path):
+    # pandas writes integer column names: "0,1,label" is a header (one name is not a number), and
+    # its first data row is data.
+    path = tmp_path / "data.csv"
+    path.write_text("0,1,label\n5,6,1\n7,8,0\n")
+    shard = csvfile.read(str(path), self_comm(), "float64", "auto", None)
+    assert shard.meta["header"] is True and shard.n_global == 2
+    assert shard.X.tolist() == [[5, 6], [7, 8]] and shard.y.tolist() == [1, 0]
+
+
+def test_gen_writes_one_based_libsvm_that_scikit_learn_reads_as_the_synthetic_rows(tmp_path):
+    # LIBSVM indices count from 1 (libsvm's own tools, scikit-learn's default): a zero-based file
+    # would read back the same here (detected) but shifted by one column everywhere else.
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    path = str(tmp_path / "g.libsvm")
+    generate.write(generate.Spec(200, 5, "classification", 7, "libsvm", path, 0.5), self_comm())
+    X, y = synthetic.generate("classification", 5, 7, 0, 200, "float64", 0.5)
+    X_ref, y_ref = sklearn_datasets.load_svmlight_file(path, n_features=5, zero_based=False)
+    np.testing.assert_array_equal(X_ref.toarray(), X)
+    np.testing.assert_array_equal(y_ref, y)
+
+
 def test_standardize_is_exact_for_a_large_mean():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((1000, 3)) + np.array([1e9, 0.0, 5.0])
@@ -184,6 +260,19 @@ def test_standardize_takes_values_near_float64s_largest_and_inexact_constants():
     assert np.all(np.abs(shard.X[:, 1]) < 1e-15)
 
 
+def test_standardize_covers_every_row_beyond_the_first_chunk():
+    # Statistics and scaling go chunk by chunk (CHUNK_ROWS rows): every chunk counts, the last,
+    # partial one too, and every row comes out standardized.
+    rows = 2 * standardize.CHUNK_ROWS + 5
+    X = np.column_stack([np.arange(rows, dtype=np.float64), np.where(np.arange(rows) < 3, 1e3, 1.0)])
+    shard = Shard(X.copy(), np.zeros(rows), rows, 0, "memory")
+    scaler = standardize.fit(shard, self_comm())
+    np.testing.assert_allclose(scaler.mean, X.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(scaler.scale, X.std(axis=0), rtol=1e-9)
+    scaler.apply(shard.X)
+    np.testing.assert_allclose(shard.X, (X - X.mean(axis=0)) / X.std(axis=0), rtol=1e-9, atol=1e-12)
+
+
 def test_generated_sparse_rows_are_the_synthetic_rows(tmp_path):
     path = str(tmp_path / "s.libsvm")
     generate.write(generate.Spec(300, 6, "regression", 4, "libsvm", path, 0.3), self_comm())
@@ -206,3 +295,41 @@ def test_gen_spec_is_validated():
     for density in (1.0, -0.1):  # as train: [0, 1), 0 dense
         with pytest.raises(UsageError):
             generate.Spec(10, 2, "classification", 0, "csv", "x.csv", density=density)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz", "csr-npz", "hdf5"])
+def test_each_rank_of_an_array_format_reads_the_rows_at_its_own_offset(tmp_path, fmt):
+    # Rank r of p reads rows block_range(n, p, r), and says so in row_start: predict writes its
+    # rows there and the held-out split hashes those indices, so a block read from another
+    # rank's offset (still the same rows overall) misplaced predictions and changed the split.
+    from mpigd.data import _read_array
+    from mpigd.partition import block_range
+
+    rows = 23
+    dense, y = synthetic.generate("regression", 4, 9, 0, rows, "float64", 0.5)
+    labels = None
+    if fmt == "npy":
+        path = str(tmp_path / "X.npy")
+        np.save(path, dense)
+        np.save(tmp_path / "y.npy", y)
+        labels = str(tmp_path / "y.npy")
+    elif fmt == "npz":
+        path = str(tmp_path / "d.npz")
+        np.savez(path, X=dense, y=y)
+    elif fmt == "csr-npz":
+        path = str(tmp_path / "c.npz")
+        X = CSRMatrix.from_dense(dense)
+        np.savez(path, indptr=X.indptr, indices=X.indices, data=X.data, shape=np.array(X.shape), y=y)
+    else:
+        h5py = pytest.importorskip("h5py")
+        path = str(tmp_path / "d.h5")
+        with h5py.File(path, "w") as handle:
+            handle["X"], handle["y"] = dense, y
+    config = Config(data=path, labels=labels, model="linear")
+    for size in (1, 2, 3, 5):
+        for rank in range(size):
+            shard = _read_array(fmt.removeprefix("csr-"), path, labels, config, size, rank)
+            start, stop = block_range(rows, size, rank)
+            got = shard.X.toarray() if shard.sparse else shard.X
+            assert (shard.row_start, shard.n_local, shard.n_global) == (start, stop - start, rows), (size, rank)
+            assert np.array_equal(got, dense[start:stop]) and np.array_equal(shard.y, y[start:stop]), (size, rank)

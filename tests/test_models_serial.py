@@ -411,3 +411,22 @@ def test_the_test_sets_labels_are_checked_and_count_among_the_classes(tmp_path):
                            test_data=_save_dense(tmp_path / "four.npz", X_test, np.arange(20) % 4.0), epochs=1,
                            quiet=True), self_comm())
     assert softmax.summary["model"]["classes"] == 4 and softmax.summary["test"]["rows"] == 20
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_holdout_split_keeps_each_row_with_its_own_label(sparse):
+    # The held-out rows are chosen by global row index; the split must take exactly those rows
+    # (features and labels together) from a dense or a CSR block.
+    from mpigd.data.holdout import split
+    from mpigd.data.shard import Shard
+
+    rng = np.random.default_rng(3)
+    dense = rng.standard_normal((200, 5)) * (rng.random((200, 5)) < 0.5)
+    y = np.arange(200, dtype=np.float64)
+    X = CSRMatrix.from_dense(dense) if sparse else dense.copy()
+    train_part, test_part = split(Shard(X, y, 200, 0, "memory"), 0.3, 11, self_comm())
+    mask = held_out(11, 0, 200, 0.3)
+    as_dense = (lambda part: part.X.toarray()) if sparse else (lambda part: part.X)
+    assert np.array_equal(as_dense(train_part), dense[~mask]) and np.array_equal(train_part.y, y[~mask])
+    assert np.array_equal(as_dense(test_part), dense[mask]) and np.array_equal(test_part.y, y[mask])
+    assert train_part.n_global + test_part.n_global == 200 and test_part.n_global == mask.sum()

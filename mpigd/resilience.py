@@ -59,6 +59,7 @@ class RunControl:
         self.config, self.comm, self.shard, self.algorithm, self.params = config, comm, shard, algorithm, params
         self.preemption, self.stopping = preemption, stopping
         self.first_epoch, self.epoch = 1, 1
+        self.epochs_begun = 0  # the last epoch any step of which was taken (a resumed run's)
         # The solvers (lbfgs, owlqn, normal) keep no resumable state: preemption stops them, unsaved.
         self.resumable = hasattr(algorithm, "state_dict")
         directory = config.checkpoint_directory if self.resumable else None
@@ -145,14 +146,28 @@ class RunControl:
                 # What cuts the epochs into steps (and local SGD's steps into rounds).
                 "batch_size": config.batch_size if config.algo in ("sgd", "local-sgd") else None,
                 "local_steps": config.local_steps if config.algo == "local-sgd" else None,
+                # The architecture: a different one may still have as many parameters.
+                "classes": config.classes, "task": config.task,
+                "hidden": list(config.hidden) if config.model == "mlp" else None,
+                "activation": config.activation if config.model == "mlp" else None,
                 "rows": shard.n_global, "features": shard.n_features,
                 "data_sha256": checkpoint.data_fingerprint(shard.X, shard.y, self.comm),
             }
         return self._metadata
 
     def _hyper(self) -> dict:
-        return {"lr": self.config.lr, "l2": self.config.l2, "l1": self.config.l1, "schedule": self.config.schedule,
-                "clip_grad_norm": self.config.clip_grad_norm}
+        """What a resume may change, with a warning: the values the run's steps and stops depend on."""
+        config = self.config
+        hyper = {"lr": config.lr, "l2": config.l2, "l1": config.l1, "schedule": config.schedule,
+                 "warmup": config.warmup, "clip_grad_norm": config.clip_grad_norm, "tol": config.tol,
+                 "patience": config.patience}
+        if config.schedule == "step":
+            hyper.update(step_size=config.step_size, gamma=config.gamma)
+        if config.schedule == "invscaling":
+            hyper["power"] = config.power
+        if config.optimizer in ("momentum", "nesterov"):
+            hyper["momentum"] = config.momentum
+        return hyper
 
     def save(self, epoch: int) -> None:
         """Write a checkpoint of the state after the current step; rank 0 writes. Collective."""
@@ -191,9 +206,12 @@ class RunControl:
                     if problems:
                         raise CheckpointError(f"{self.store.directory}/{found.name} is from a different run: "
                                               + "; ".join(problems))
+                    now = self._hyper()
                     for key, value in found.hyper.items():
-                        if self._hyper().get(key) != value:
-                            warn(f"{key} was {value} before the resume and is {self._hyper()[key]} now")
+                        # A key only one side has belongs to a schedule or optimizer the other lacks,
+                        # or to a checkpoint from before it was recorded: the change shows elsewhere.
+                        if key in now and now[key] != value:
+                            warn(f"{key} was {value} before the resume and is {now[key]} now")
                     arrays = npz_bytes(checkpoint.pack_arrays(found.params, found.optimizer, found.stopping_arrays))
                     header = json.dumps({"step": found.step, "epoch": found.epoch, "ranks": found.ranks,
                                          "stopping": found.stopping}).encode()
@@ -224,5 +242,6 @@ class RunControl:
                                     f"on rank {self.comm.rank}: bad state {caught!r}")
         self.comm.agree(error)
         self.first_epoch = self.epoch = int(state["epoch"])
+        self.epochs_begun = self.first_epoch - (0 if self.algorithm.mid_epoch else 1)
         self._saved_step, self._saved_name = int(state["step"]), name
         return int(state["step"])

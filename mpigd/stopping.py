@@ -9,6 +9,9 @@ from typing import Any
 import numpy as np
 
 
+REASONS = ("max_epochs", "tol", "patience")
+
+
 class Stopping:
     """Tracks the objective per epoch and the held-out loss per evaluation; keeps the best parameters.
 
@@ -25,6 +28,11 @@ class Stopping:
         self.best_epoch = 0
         self.bad_evaluations = 0
         self.reason = "max_epochs"
+
+    @property
+    def stopped(self) -> bool:
+        """Whether ``tol`` or ``patience`` ended the run (a resumed run that had stopped stays stopped)."""
+        return self.reason != "max_epochs"
 
     def after_epoch(self, objective: float) -> bool:
         """Whether the relative change of the objective fell to ``tol`` or below."""
@@ -53,7 +61,7 @@ class Stopping:
         """What a resumed run needs to stop where an uninterrupted one would: JSON-able numbers
         (an infinite loss as ``None``) and the best parameters so far, if any."""
         numbers = {"previous": _finite_or_none(self.previous), "best": _finite_or_none(self.best),
-                   "best_epoch": self.best_epoch, "bad_evaluations": self.bad_evaluations}
+                   "best_epoch": self.best_epoch, "bad_evaluations": self.bad_evaluations, "reason": self.reason}
         return numbers, ({} if self.best_params is None else {"best_params": self.best_params})
 
     def load_state_dict(self, numbers: dict[str, Any], arrays: dict[str, np.ndarray], params: np.ndarray) -> None:
@@ -62,6 +70,10 @@ class Stopping:
         self.previous = math.inf if previous is None else float(previous)
         self.best = math.inf if best is None else float(best)
         self.best_epoch, self.bad_evaluations = _count(numbers["best_epoch"]), _count(numbers["bad_evaluations"])
+        reason = numbers.get("reason", "max_epochs")  # not in checkpoints from before it was saved
+        if reason not in REASONS:
+            raise ValueError(f"stop reason {reason!r} is not one of {', '.join(REASONS)}")
+        self.reason = reason
         best_params = arrays.get("best_params")
         if best_params is not None and (best_params.shape != params.shape or best_params.dtype != params.dtype):
             raise ValueError(f"best parameters {best_params.dtype}{best_params.shape} do not fit the model")

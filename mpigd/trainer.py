@@ -14,7 +14,7 @@ import numpy as np
 from mpigd import __version__
 from mpigd.algorithms import make_algorithm
 from mpigd.config import SOLVERS, Config
-from mpigd.errors import DivergedError
+from mpigd.errors import DivergedError, UsageError
 from mpigd.evaluation import evaluate, flat
 from mpigd.outputs import RunOutputs
 from mpigd.prepare import prepare
@@ -78,6 +78,9 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
     stopping = Stopping(0.0 if config.algo in SOLVERS else config.tol, config.patience)
     control = RunControl(config, comm, shard, algorithm, params, preemption, stopping)
     resumed = control.restore() if config.resume else None
+    if control.epochs_begun > config.epochs:  # known alike on every rank, before any output is touched
+        raise UsageError(f"--epochs {config.epochs}: the checkpoint resumed is {control.epochs_begun} epochs into "
+                         f"its run; give --epochs {control.epochs_begun} or more")
 
     is_root = comm.rank == 0
     outputs = RunOutputs(config.out, is_root)
@@ -87,10 +90,12 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
     compute_before = algorithm.gradient.compute_seconds
     eval_seconds = 0.0
     first_step_at = first_step_done = None
-    epoch = 0
+    epoch = control.first_epoch - 1  # the last epoch done: 0, or a resumed run's
+    # A resumed run that had stopped on --tol or --patience is over: it ends where it ended.
+    last_epoch = epoch if stopping.stopped else config.epochs
     evaluated = None  # (metrics, held-out metrics) of the parameters as they are now, if known
     try:
-        for epoch in range(control.first_epoch, config.epochs + 1):
+        for epoch in range(control.first_epoch, last_epoch + 1):
             if first_step_at is None:
                 first_step_at = time.time()
             loss = control.run_epoch(epoch)

@@ -9,7 +9,7 @@ import pytest
 from mpigd import Config, train
 from mpigd.checkpoint import CheckpointStore
 from mpigd.comm import self_comm
-from mpigd.errors import CheckpointError, DivergedError, InputError, Preempted
+from mpigd.errors import CheckpointError, DivergedError, InputError, Preempted, UsageError
 
 BASE = dict(model="linear", rows=1500, features=4, epochs=4, lr=0.3, quiet=True)
 RUNS = {"gd": dict(algo="gd", epochs=30), "sgd": dict(algo="sgd", batch_size=64)}
@@ -139,6 +139,69 @@ def test_local_sgd_resumes_only_with_its_own_batches_and_rounds(tmp_path, change
     train(config, self_comm())
     with pytest.raises(CheckpointError, match=message):
         train(config.replace(resume=True, **change), self_comm())
+
+
+def test_an_mlp_resumes_only_with_its_own_architecture(tmp_path):
+    """A different activation has as many parameters; so may other hidden widths."""
+    config = _config(tmp_path, "run", model="mlp", hidden=(5,), epochs=2, checkpoint_every=1)
+    train(config, self_comm())
+    with pytest.raises(CheckpointError, match="activation 'relu' in the checkpoint, 'tanh' now"):
+        train(config.replace(resume=True, activation="tanh"), self_comm())
+
+
+RUNS_THAT_STOP_EARLY = {
+    "tol": dict(epochs=50, tol=1e-2, checkpoint_every=5),
+    "patience": dict(model="logistic", algo="sgd", batch_size=20, rows=300, features=12, holdout=0.3, patience=1,
+                     eval_every=1, epochs=40, lr=0.8, checkpoint_every=7),
+}
+
+
+@pytest.mark.parametrize("stop", list(RUNS_THAT_STOP_EARLY))
+def test_resuming_a_run_that_stopped_early_ends_where_it_ended(tmp_path, stop):
+    """A requeued or repeated --resume of a run that --tol or --patience ended trains no further."""
+    config = _config(tmp_path, "run", **RUNS_THAT_STOP_EARLY[stop])
+    first = train(config, self_comm())
+    assert first.summary["stopped"]["reason"] == stop and first.summary["epochs"] < config.epochs  # relied on
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
+    again = train(config.replace(resume=True), self_comm())
+    assert np.array_equal(again.params, first.params)
+    for key in ("epochs", "steps", "stopped", "final_loss", "metrics"):
+        assert again.summary[key] == first.summary[key], key
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == metrics
+
+
+def test_resuming_a_finished_run_reports_its_epochs_and_fewer_epochs_are_refused(tmp_path):
+    config = _config(tmp_path, "run", epochs=8, checkpoint_every=3)  # the final checkpoint goes after epoch 8
+    first = train(config, self_comm())
+    again = train(config.replace(resume=True), self_comm())
+    assert again.summary["epochs"] == again.summary["stopped"]["epoch"] == 8
+    assert np.array_equal(again.params, first.params)
+    outputs = {name: (tmp_path / "run" / name).read_bytes() for name in ("metrics.jsonl", "summary.json")}
+    for epochs, done in ((5, 8), (7, 8)):
+        with pytest.raises(UsageError, match=f"--epochs {epochs}: the checkpoint resumed is {done} epochs into"):
+            train(config.replace(resume=True, epochs=epochs), self_comm())
+    # A checkpoint taken at the last step of epoch 8, before its evaluation, is 8 epochs in too.
+    config = _config(tmp_path, "at-last-step", epochs=8, checkpoint_every=4)
+    train(config, self_comm())
+    with pytest.raises(UsageError, match="--epochs 7: the checkpoint resumed is 8 epochs into"):
+        train(config.replace(resume=True, epochs=7), self_comm())
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in outputs} == outputs
+
+
+@pytest.mark.parametrize("change, warning", [
+    (dict(momentum=0.5), "momentum was 0.9 before the resume and is 0.5 now"),
+    (dict(warmup=4), "warmup was 0 before the resume and is 4 now"),
+    (dict(gamma=0.9), "gamma was 0.1 before the resume and is 0.9 now"),
+    (dict(step_size=1), "step_size was 3 before the resume and is 1 now"),
+    (dict(tol=1e-3), "tol was 0.0 before the resume and is 0.001 now"),
+])
+def test_a_resume_that_changes_the_steps_warns(tmp_path, capsys, change, warning):
+    config = _config(tmp_path, "run", optimizer="momentum", schedule="step", step_size=3, epochs=4, checkpoint_every=2)
+    train(config, self_comm())
+    capsys.readouterr()
+    train(config.replace(resume=True, epochs=6, **change), self_comm())
+    err = capsys.readouterr().err
+    assert err.count("before the resume") == 1 and warning in err, err
 
 
 def _store_with_one(tmp_path):

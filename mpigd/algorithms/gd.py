@@ -37,6 +37,11 @@ class GradientDescent(UpdateDriven):
         self._done = 0
         return self._loss
 
+    @property
+    def mid_epoch(self) -> bool:
+        """Whether the current epoch's step has been taken (a checkpoint made before its evaluation)."""
+        return bool(self._done)
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state for an exact resume (see :mod:`mpigd.checkpoint`)."""
         return {"steps": self.steps, "cursor": self._done, "total": self._loss}

@@ -66,6 +66,11 @@ class MiniBatchSGD(UpdateDriven):
         self.update(params, self.gradient.grad, self.update.rate())
         return 1, loss
 
+    @property
+    def mid_epoch(self) -> bool:
+        """Whether some of the current epoch's steps have been taken."""
+        return bool(self._cursor)
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state of this rank for an exact resume (see :mod:`mpigd.checkpoint`)."""
         # Between epochs (cursor 0) the next epoch starts from the generator as it is now.

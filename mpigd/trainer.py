@@ -14,6 +14,7 @@ import numpy as np
 from mpigd import __version__
 from mpigd.algorithms import make_algorithm
 from mpigd.config import SOLVERS, Config
+from mpigd.data.textio import together
 from mpigd.errors import DivergedError, UsageError
 from mpigd.evaluation import evaluate, flat
 from mpigd.outputs import RunOutputs
@@ -186,7 +187,9 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
         # A file handed to predict later may never use index 0 where this one did; read with
         # the training file's base, its columns line up with the model's.
         description["libsvm_zero_based"] = shard.meta["zero_based"]
-    outputs.finish(summary, arrays, description)
+    # Agreed: every rank returns once the files are there (a script may read them next), or raises
+    # rank 0's error (a full disk) with it.
+    together(comm, outputs.finish, summary, arrays, description)
     return TrainResult(arrays.get("coef"), arrays.get("intercept"), summary, params, arrays)
 
 

@@ -128,3 +128,23 @@ def test_sgd_and_local_sgd_follow_the_reference_on_every_rank_count(run):
     flag = np.array([1 if ok else 0], dtype=np.int64)
     comm.allreduce_min(flag)
     assert flag[0] == 1, detail
+
+
+@pytest.mark.mpi(min_size=2)
+def test_train_returns_on_every_rank_once_its_outputs_are_written(tmp_path):
+    """Rank 0 writes the results; a script that goes on to read them on every rank (evaluate_file
+    straight after train) found no params.npz on the other ranks, which had returned already."""
+    import os
+
+    from mpi4py import MPI
+
+    from mpigd.comm import world
+    from mpigd.predict import evaluate_file
+
+    comm = world()
+    out = MPI.COMM_WORLD.bcast(str(tmp_path / "run"), root=0)  # rank 0's directory, for every rank
+    result = train(Config(model="logistic", rows=3000, features=5, epochs=3, out=out, quiet=True), comm)
+    evaluated = evaluate_file(Config(rows=3000, features=5), os.path.join(out, "params.npz"), comm)
+    same = np.array([evaluated["accuracy"] == result.summary["metrics"]["accuracy"]], dtype=np.int64)
+    comm.allreduce_min(same)
+    assert same[0] == 1

@@ -165,6 +165,11 @@ class Config:
         if self.algo in SOLVERS and (self.checkpoint_every or self.checkpoint_seconds or self.resume):
             raise UsageError(f"checkpoints and --resume are for gd, sgd and local-sgd; {self.algo} runs are "
                              "short full-batch solves: run them again")
+        if self.algo in SOLVERS and (self.optimizer != "sgd" or self.schedule != "constant" or self.warmup):
+            raise UsageError(f"{self.algo} takes its own steps: optimizer, schedule and warmup are for gd, sgd and "
+                             "local-sgd")
+        if self.algo == "normal" and self.patience:
+            raise UsageError("patience stops between epochs: algo normal solves in one")
         if self.algo == "normal" and self.model != "linear":
             raise UsageError(f"algo normal solves linear regression only; got model {self.model}")
         if not self.data:

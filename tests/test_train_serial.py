@@ -196,6 +196,11 @@ def test_invalid_configuration_is_refused(change):
     (dict(eval_every=-1), "eval_every must be an integer >= 0"),
     (dict(holdout=0.2, test_data="test.npz"), "give either holdout or test_data, not both"),
     (dict(model="mlp", density=0.1), "the mlp model reads dense input only"),
+    # Options a solver would ignore without a word.
+    (dict(algo="lbfgs", optimizer="adam"), "lbfgs takes its own steps: optimizer, schedule and warmup are for"),
+    (dict(algo="owlqn", l1=0.1, schedule="cosine"), "owlqn takes its own steps"),
+    (dict(algo="normal", warmup=5), "normal takes its own steps"),
+    (dict(algo="normal", holdout=0.2, patience=3), "patience stops between epochs: algo normal solves in one"),
 ])
 def test_a_value_outside_its_range_is_refused_by_name(change, message):
     with pytest.raises(UsageError, match=message):

@@ -36,8 +36,8 @@ from mpigd.outputs import atomic_write, npz_bytes, unlink_if_present
 
 FORMAT = "mpigd-checkpoint-1"
 # Metadata that must be equal for a resume to continue the same run exactly.
-MUST_MATCH = ("ranks", "model", "algo", "dtype", "strategy", "batch_size", "local_steps", "optimizer", "classes",
-              "task", "hidden", "activation", "rows", "features", "data_sha256")
+MUST_MATCH = ("ranks", "model", "algo", "dtype", "strategy", "batch_size", "local_steps", "optimizer", "hidden",
+              "activation", "rows", "features", "data_sha256")
 _MANIFEST = re.compile(r"ckpt-([0-9]{10})\.json")
 _LEFTOVER = re.compile(r"(\.ckpt-[0-9]{10}\.(json|npz)\.tmp[0-9]+|ckpt-[0-9]{10}\.npz)")
 

@@ -146,8 +146,8 @@ class RunControl:
                 # What cuts the epochs into steps (and local SGD's steps into rounds).
                 "batch_size": config.batch_size if config.algo in ("sgd", "local-sgd") else None,
                 "local_steps": config.local_steps if config.algo == "local-sgd" else None,
-                # The architecture: a different one may still have as many parameters.
-                "classes": config.classes, "task": config.task,
+                # The MLP's architecture: another may have as many parameters (classes and task
+                # change the parameter count, which is compared anyway).
                 "hidden": list(config.hidden) if config.model == "mlp" else None,
                 "activation": config.activation if config.model == "mlp" else None,
                 "rows": shard.n_global, "features": shard.n_features,

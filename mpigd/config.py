@@ -130,6 +130,10 @@ class Config:
         _at_least("local_steps", self.local_steps, 1)
         if self.classes == 1:
             raise UsageError("classes must be 0 (infer) or at least 2")
+        if self.classes and self.task_of_model == "regression":
+            raise UsageError(f"classes is for classifiers; model {self.model} here fits a regression")
+        if self.classes > 2 and self.model == "logistic":
+            raise UsageError(f"logistic regression has 2 classes: use model softmax for {self.classes}")
         for name in ("l1", "l2", "power"):
             _non_negative(name, getattr(self, name))
         for name, value in (("momentum", self.momentum), ("gamma", self.gamma)):

@@ -201,6 +201,9 @@ def test_invalid_configuration_is_refused(change):
     (dict(algo="owlqn", l1=0.1, schedule="cosine"), "owlqn takes its own steps"),
     (dict(algo="normal", warmup=5), "normal takes its own steps"),
     (dict(algo="normal", holdout=0.2, patience=3), "patience stops between epochs: algo normal solves in one"),
+    (dict(model="linear", classes=3), "classes is for classifiers; model linear here fits a regression"),
+    (dict(model="mlp", task="regression", classes=3), "model mlp here fits a regression"),
+    (dict(model="logistic", classes=3), "logistic regression has 2 classes: use model softmax for 3"),
 ])
 def test_a_value_outside_its_range_is_refused_by_name(change, message):
     with pytest.raises(UsageError, match=message):

@@ -57,7 +57,7 @@ class _WholePackageStamp:
 
 
 def _numba_caching(name: str):
-    """Numba's caching class ``name`` (spelt with a leading underscore before Numba 0.61)."""
+    """Numba's caching class ``name`` (public in Numba 0.68, spelt with a leading underscore in older releases)."""
     return getattr(caching, name, None) or getattr(caching, "_" + name)
 
 

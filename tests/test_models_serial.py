@@ -23,6 +23,13 @@ def _save_csr(path, X: CSRMatrix, y):
     return str(path)
 
 
+def _save_libsvm(path, X, y, first_index):
+    """LIBSVM lines with the zeros left out, feature j at index ``j + first_index``."""
+    path.write_text("".join(f"{label} " + " ".join(f"{j + first_index}:{v}" for j, v in enumerate(row) if v) + "\n"
+                            for row, label in zip(X, y)))
+    return str(path)
+
+
 def test_softmax_gd_reaches_scikit_learn_multinomial_logistic_regression(tmp_path):
     from sklearn.linear_model import LogisticRegression
 
@@ -283,14 +290,10 @@ def test_predict_pads_a_libsvm_file_whose_highest_index_is_below_the_models(tmp_
     X = np.round(rng.standard_normal((40, 6)), 3)
     y = (X[:, 0] > 0).astype(int)
 
-    def libsvm(path, rows):
-        path.write_text("".join(f"{label} " + " ".join(f"{j + 1}:{v}" for j, v in enumerate(row) if v) + "\n"
-                                for row, label in zip(*rows)))
-
-    libsvm(tmp_path / "train.svm", (X, y))
+    _save_libsvm(tmp_path / "train.svm", X, y, first_index=1)
     narrow = X.copy()
     narrow[:, 4:] = 0.0  # no index above 4 in the file
-    libsvm(tmp_path / "narrow.svm", (narrow, y))
+    _save_libsvm(tmp_path / "narrow.svm", narrow, y, first_index=1)
     np.save(tmp_path / "narrow_X.npy", narrow)
     np.save(tmp_path / "narrow_y.npy", y)
     done = mpigd(1, "train", "--data", str(tmp_path / "train.svm"), "--epochs", "5", "--quiet",
@@ -363,14 +366,10 @@ def test_a_libsvm_test_file_is_read_with_the_training_files_index_base(tmp_path)
     new = X[:50].copy()
     new[:, 0] = 0.0
 
-    def libsvm(path, X, y):
-        path.write_text("".join(f"{label} " + " ".join(f"{j}:{v}" for j, v in enumerate(row) if v) + "\n"
-                                for row, label in zip(X, y)))
-        return str(path)
-
-    result = train(Config(model="linear", data=libsvm(tmp_path / "train.svm", X, y), epochs=100, lr=0.3,
-                          test_data=libsvm(tmp_path / "new.svm", new, y[:50]), out=str(tmp_path / "m"), quiet=True),
-                   self_comm())
+    train_file = _save_libsvm(tmp_path / "train.svm", X, y, first_index=0)
+    new_file = _save_libsvm(tmp_path / "new.svm", new, y[:50], first_index=0)
+    result = train(Config(model="linear", data=train_file, epochs=100, lr=0.3, test_data=new_file,
+                          out=str(tmp_path / "m"), quiet=True), self_comm())
     expected = new @ result.coef + result.intercept[0]
     rmse = np.sqrt(np.mean((expected - y[:50]) ** 2))
     assert result.summary["test"]["rmse"] == pytest.approx(rmse, rel=1e-10)

@@ -376,7 +376,8 @@ def test_a_libsvm_test_file_is_read_with_the_training_files_index_base(tmp_path)
     params = str(tmp_path / "m" / "params.npz")
     predict(Config(data=str(tmp_path / "new.svm")), params, str(tmp_path / "p.npy"), self_comm())
     assert np.allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-12, atol=1e-12)
-    assert evaluate_file(Config(data=str(tmp_path / "new.svm")), params, self_comm())["rmse"] == pytest.approx(rmse, rel=1e-10)
+    evaluated = evaluate_file(Config(data=new_file), params, self_comm())
+    assert evaluated["rmse"] == pytest.approx(rmse, rel=1e-10)
     # Told otherwise, predict reads the file as it is told (the columns then shift).
     predict(Config(data=str(tmp_path / "new.svm"), zero_based=False), params, str(tmp_path / "q.npy"), self_comm())
     assert not np.allclose(np.load(tmp_path / "q.npy"), expected)
@@ -393,7 +394,8 @@ def test_a_run_stopped_by_patience_reports_the_metrics_of_the_parameters_it_rest
     summary = train(Config(**run), self_comm()).summary
     best = summary["stopped"]["restored_best_epoch"]
     assert summary["stopped"]["reason"] == "patience" and best < summary["epochs"]  # what the test relies on
-    (record,) = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if r["epoch"] == best]
+    records = map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+    (record,) = [r for r in records if r["epoch"] == best]
     assert summary["final_loss"] == record["loss"] and summary["metrics"]["accuracy"] == record["accuracy"]
     assert summary["test"]["loss"] == record["test_loss"] and summary["test"]["accuracy"] == record["test_accuracy"]
 

@@ -31,3 +31,8 @@ def block_offsets(n: int, size: int) -> np.ndarray:
     offsets = np.zeros(size + 1, dtype=np.int64)
     np.cumsum(block_counts(n, size), out=offsets[1:])
     return offsets
+
+
+def exclusive_prefix(values: np.ndarray, rank: int) -> int:
+    """The sum of the entries of ``values`` before ``rank``: where ``rank``'s part starts."""
+    return int(values[:rank].sum())

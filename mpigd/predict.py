@@ -19,7 +19,6 @@ from mpigd.config import Config
 from mpigd.data import Shard, load_shard
 from mpigd.data.npz import HEADER_ERRORS, REAL_KINDS, ZIP_ERRORS, read_error
 from mpigd.data.standardize import Scaler
-from mpigd.data.textio import together
 from mpigd.errors import InputError, MpigdError, UsageError
 from mpigd.evaluation import evaluate
 from mpigd.models import Model, from_description
@@ -151,7 +150,7 @@ def predict(config: Config, params_path: str, output: str, comm) -> dict[str, ob
     """Write the prediction of every row of ``config.data`` to the ``.npy`` file ``output`` (classes as
     int64, regression values as float64). Collective."""
     # Checked on every rank before any work and agreed: a refused output must not be created at all.
-    together(comm, check_output, output, _input_files(config, params_path))
+    comm.together(check_output, output, _input_files(config, params_path))
     model, params, shard = _load(config, params_path, comm)
     local = model.predict(shard.X, params)
     dtype = np.int64 if model.task == "classification" else np.float64
@@ -160,9 +159,9 @@ def predict(config: Config, params_path: str, output: str, comm) -> dict[str, ob
     # temporary name and renamed once every rank has written.
     (partial,) = partial_paths(comm, [os.path.abspath(output)])
     try:
-        together(comm, _write_step, _create_npy if comm.rank == 0 else None, partial, dtype, shard.n_global)
-        together(comm, _write_step, _write_rows if shard.n_local else None, partial, shard.row_start, local)
-        together(comm, _write_step, os.replace if comm.rank == 0 else None, partial, output)
+        comm.together(_write_step, _create_npy if comm.rank == 0 else None, partial, dtype, shard.n_global)
+        comm.together(_write_step, _write_rows if shard.n_local else None, partial, shard.row_start, local)
+        comm.together(_write_step, os.replace if comm.rank == 0 else None, partial, output)
     except BaseException:
         if comm.rank == 0:
             unlink_if_present(partial)
@@ -200,7 +199,7 @@ def evaluate_file(config: Config, params_path: str, comm, output: str | None = N
     ``output``, the file the caller will write the result to, is checked first (see
     :func:`check_output`), so that a bad one stops the run before any work."""
     if output:
-        together(comm, check_output, output, _input_files(config, params_path))
+        comm.together(check_output, output, _input_files(config, params_path))
     model, params, shard = _load(config, params_path, comm)
     check(model, [shard], comm)
     shard = encode_labels(model, shard)

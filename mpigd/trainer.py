@@ -14,7 +14,6 @@ import numpy as np
 from mpigd import __version__
 from mpigd.algorithms import make_algorithm
 from mpigd.config import SOLVERS, Config
-from mpigd.data.textio import together
 from mpigd.errors import DivergedError, UsageError
 from mpigd.evaluation import evaluate, flat
 from mpigd.outputs import RunOutputs
@@ -189,7 +188,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
         description["libsvm_zero_based"] = shard.meta["zero_based"]
     # Agreed: every rank returns once the files are there (a script may read them next), or raises
     # rank 0's error (a full disk) with it.
-    together(comm, outputs.finish, summary, arrays, description)
+    comm.together(outputs.finish, summary, arrays, description)
     return TrainResult(arrays.get("coef"), arrays.get("intercept"), summary, params, arrays)
 
 

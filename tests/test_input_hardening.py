@@ -13,6 +13,7 @@ import pytest
 from data_helpers import TIMEOUT
 from mpirun import mpigd, refused_in_one_line
 
+from mpigd.comm import self_comm
 from mpigd.errors import InputError, UsageError
 from mpigd.predict import evaluate_file, load_model, predict
 
@@ -258,7 +259,6 @@ def test_predictions_that_cannot_be_written_leave_no_file(work, tmp_path, monkey
     used to leave a valid-looking .npy at full size, its missing rows zero."""
     import mpigd.predict
     from mpigd import Config
-    from mpigd.comm import self_comm
     from mpigd.errors import MpigdError
 
     def full_disk(*args):
@@ -309,16 +309,6 @@ def test_predict_refuses_a_bad_output_and_writes_nothing(work, tmp_path, case):
     assert not any((tmp_path / "a_directory").iterdir())
 
 
-class _OneRank:
-    """What predict and evaluate_file need of a communicator before they read anything: agree()."""
-
-    rank, size = 0, 1
-
-    def agree(self, error):
-        if error is not None:
-            raise error
-
-
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_the_output_is_refused_in_process_before_any_work(work, tmp_path, case, command):
@@ -330,7 +320,7 @@ def test_the_output_is_refused_in_process_before_any_work(work, tmp_path, case, 
     before = _snapshot(work)
     with pytest.raises(UsageError, match=message):
         if command == "predict":
-            predict(Config(data=data), params, output, _OneRank())
+            predict(Config(data=data), params, output, self_comm())
         else:
-            evaluate_file(Config(data=data), params, _OneRank(), output=output)
+            evaluate_file(Config(data=data), params, self_comm(), output=output)
     assert _snapshot(work) == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Callable, TypeVar
 
 import numpy as np
 from mpi4py import MPI
@@ -10,6 +11,8 @@ from mpi4py import MPI
 from mpigd.comm.strategies import Strategy, make_strategy
 from mpigd import errors
 from mpigd.errors import MpigdError
+
+T = TypeVar("T")
 
 
 class Communicator:
@@ -106,6 +109,27 @@ class Communicator:
         text = message.copy() if self.rank == culprit else np.empty(int(length[0]), np.uint8)
         self.broadcast(text, root=culprit)
         raise kinds[int(code[0])](text.tobytes().decode())
+
+    def together(self, step: Callable[..., T], *args: object) -> T:
+        """Run ``step(*args)`` on every rank; if it raises an :class:`MpigdError` on any rank, raise
+        that error (the lowest failing rank's) on every rank. Collective."""
+        result, error = None, None
+        try:
+            result = step(*args)
+        except MpigdError as caught:
+            error = caught
+        self.agree(error)
+        return result  # type: ignore[return-value]
+
+    def rank_values(self, value: int) -> np.ndarray:
+        """Every rank's ``value``, in rank order, from one allreduce in which each rank fills only
+        its own slot (no allgather needed). Collective."""
+        values = np.zeros(self.size, dtype=np.int64)
+        values[self.rank] = value
+        # Counts are never negative, so a maximum gives the same as a sum; it also keeps these
+        # start-up reductions out of the training run's allreduce statistics.
+        self.allreduce_max(values)
+        return values
 
     def abort(self, code: int = 1) -> None:
         """End the whole job now, from this rank alone: no other rank is left waiting."""

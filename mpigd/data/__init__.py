@@ -13,7 +13,6 @@ import numpy as np
 from mpigd.config import DATA_FORMATS, Config
 from mpigd.data import csr, csvfile, hdf5, libsvm, npy, npz, synthetic, synthetic_models
 from mpigd.data.shard import Shard
-from mpigd.data.textio import together
 from mpigd.environment import physical_memory_bytes
 from mpigd.errors import InputError, UsageError
 from mpigd.partition import block_counts, block_range
@@ -64,7 +63,7 @@ def load_shard(config: Config, comm, test: bool = False, n_features: int | None 
         comm.agree(_synthetic_too_large(config, comm.size))
         shard = _synthetic_shard(config, comm.size, comm.rank)
     else:
-        fmt = together(comm, infer_format, path, config.format)
+        fmt = comm.together(infer_format, path, config.format)
         # A value too large for --dtype float32 becomes Inf as it is narrowed; _check_finite then
         # refuses it with its row, in one line, without NumPy's warning before it.
         with np.errstate(over="ignore"):
@@ -73,8 +72,8 @@ def load_shard(config: Config, comm, test: bool = False, n_features: int | None 
             elif fmt == "libsvm":
                 shard = libsvm.read(path, comm, config.dtype, zero_based if test else config.zero_based, n_features)
             else:
-                shard = together(comm, _read_array, fmt, path, labels, config, comm.size, comm.rank)
-    together(comm, _check_finite, shard)
+                shard = comm.together(_read_array, fmt, path, labels, config, comm.size, comm.rank)
+    comm.together(_check_finite, shard)
     if n_features is not None and shard.n_features != n_features:
         raise InputError(f"{path}: has {shard.n_features} features, but the training data has {n_features}")
     return shard

@@ -15,9 +15,9 @@ import numpy as np
 
 from mpigd import kernels
 from mpigd.data.shard import Shard
-from mpigd.data.textio import (exclusive_prefix, first_unparsable, line_error, parse_floats,
-                               rank_values, read_own_lines, together, unparsable_error)
+from mpigd.data.textio import first_unparsable, line_error, parse_floats, read_own_lines, unparsable_error
 from mpigd.errors import InputError
+from mpigd.partition import exclusive_prefix
 
 DELIMITER = ord(",")
 
@@ -101,22 +101,22 @@ def read(path: str, comm, dtype: str, header: str = "auto", label_column: str | 
     number), ``"yes"`` or ``"no"``; ``label_column`` is a column index (negative counts from
     the end), a header name, or ``None`` for the last column.
     """
-    block, offset, stats = together(comm, read_own_lines, path, comm.size, comm.rank)
+    block, offset, stats = comm.together(read_own_lines, path, comm.size, comm.rank)
     if offset == 0:
         # A UTF-8 byte order mark (spreadsheets write one) is no part of the first field: left in,
         # it made a headerless first row look like a header to --header auto, and it was dropped.
         block = block.removeprefix(codecs.BOM_UTF8)
-    first_line = exclusive_prefix(rank_values(comm, block.count(b"\n")), comm.rank)
+    first_line = exclusive_prefix(comm.rank_values(block.count(b"\n")), comm.rank)
     layout = np.zeros(3, dtype=np.int64)
     if comm.rank == 0:
-        layout = together(comm, _layout, path, block, header, label_column)
+        layout = comm.together(_layout, path, block, header, label_column)
     else:
-        together(comm, lambda: None)
+        comm.together(lambda: None)
     comm.broadcast(layout)
     n_fields, label, has_header = (int(v) for v in layout)
-    X, y = together(comm, _parse, path, block, first_line, comm.rank == 0 and bool(has_header),
+    X, y = comm.together(_parse, path, block, first_line, comm.rank == 0 and bool(has_header),
                     n_fields, label, dtype)
-    counts = rank_values(comm, X.shape[0])
+    counts = comm.rank_values(X.shape[0])
     if counts.sum() == 0:
         raise InputError(f"{path}: no data rows")
     meta = {"format": "csv", "header": bool(has_header), "label_column": label,

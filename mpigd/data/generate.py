@@ -29,10 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpigd.data import synthetic
-from mpigd.data.textio import exclusive_prefix, rank_values, together
 from mpigd.errors import InputError, UsageError
 from mpigd.outputs import deepest_existing, partial_paths, unlink_if_present
-from mpigd.partition import block_range
+from mpigd.partition import block_range, exclusive_prefix
 
 ROUND_ROWS = 65536
 SIZE_SAMPLE_VALUES = 100_000  # values formatted to estimate the size of a text data set
@@ -109,22 +108,22 @@ def _write_text(spec: Spec, comm, paths: list[str]) -> None:
     (path,) = paths
     base = np.zeros(1, dtype=np.int64)
     if comm.rank == 0:
-        base[0] = together(comm, _os_step, _create_text, spec, path)
+        base[0] = comm.together(_os_step, _create_text, spec, path)
     else:
-        together(comm, lambda: None)
+        comm.together(lambda: None)
     comm.broadcast(base)
     offset = int(base[0])
     fmt = csv_bytes if spec.format == "csv" else libsvm_bytes
-    descriptor = together(comm, _os_step, os.open, path, os.O_WRONLY)
+    descriptor = comm.together(_os_step, os.open, path, os.O_WRONLY)
     try:
         per_round = ROUND_ROWS * comm.size
         for first in range(0, spec.rows, per_round):
             count = min(per_round, spec.rows - first)
             lo, hi = block_range(count, comm.size, comm.rank)
             data = fmt(spec, *spec.rows_of(first + lo, first + hi))
-            lengths = rank_values(comm, len(data))
+            lengths = comm.rank_values(len(data))
             start = offset + exclusive_prefix(lengths, comm.rank)
-            together(comm, _os_step, _pwrite_all, descriptor, data, start)
+            comm.together(_os_step, _pwrite_all, descriptor, data, start)
             offset += int(lengths.sum())
     finally:
         os.close(descriptor)
@@ -145,7 +144,7 @@ def _write_npy(spec: Spec, comm, paths: list[str]) -> None:
         for path, shape in zip(paths, shapes):
             np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape).flush()
 
-    together(comm, _os_step, create if comm.rank == 0 else (lambda: None))
+    comm.together(_os_step, create if comm.rank == 0 else (lambda: None))
     comm.barrier()
     X_all, y_all = (np.load(path, mmap_mode="r+") for path in paths)
     lo, hi = block_range(spec.rows, comm.size, comm.rank)
@@ -162,7 +161,7 @@ def _write_hdf5(spec: Spec, comm, paths: list[str]) -> None:
     from mpigd.data.hdf5 import h5py_module
 
     (path,) = paths
-    h5py = together(comm, h5py_module)
+    h5py = comm.together(h5py_module)
 
     def create() -> None:
         with h5py.File(path, "w") as handle:
@@ -175,11 +174,11 @@ def _write_hdf5(spec: Spec, comm, paths: list[str]) -> None:
                 stop = min(start + ROUND_ROWS, hi)
                 handle["X"][start:stop], handle["y"][start:stop] = spec.rows_of(start, stop)
 
-    together(comm, _hdf5_step, create if comm.rank == 0 else (lambda: None))
+    comm.together(_hdf5_step, create if comm.rank == 0 else (lambda: None))
     lo, hi = block_range(spec.rows, comm.size, comm.rank)
     for turn in range(comm.size):
         # The agreement ends each turn as the barrier did, and stops every rank if the writer failed.
-        together(comm, _hdf5_step, write_own_rows if turn == comm.rank and hi > lo else (lambda *_: None), lo, hi)
+        comm.together(_hdf5_step, write_own_rows if turn == comm.rank and hi > lo else (lambda *_: None), lo, hi)
 
 
 def _hdf5_step(action, *args):
@@ -199,13 +198,13 @@ def write(spec: Spec, comm) -> int:
     failure rank 0 removes them, so no partial data set is left under any name.
     """
     writer = {"csv": _write_text, "libsvm": _write_text, "npy": _write_npy, "hdf5": _write_hdf5}[spec.format]
-    together(comm, check_free_space if comm.rank == 0 else (lambda _: None), spec)
+    comm.together(check_free_space if comm.rank == 0 else (lambda _: None), spec)
     finals = _output_files(spec)
     temporaries = partial_paths(comm, finals)
     directory_existed = spec.format != "npy" or os.path.lexists(spec.output)
     try:
         writer(spec, comm, temporaries)  # returns on every rank once all have finished writing
-        together(comm, _os_step, _rename_all if comm.rank == 0 else (lambda *_: None), temporaries, finals)
+        comm.together(_os_step, _rename_all if comm.rank == 0 else (lambda *_: None), temporaries, finals)
     except BaseException:
         if comm.rank == 0:
             _remove_partial(spec, temporaries, directory_existed)

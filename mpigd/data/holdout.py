@@ -6,7 +6,7 @@ import numpy as np
 
 from mpigd.data.csr import CSRMatrix
 from mpigd.data.shard import Shard
-from mpigd.data.textio import exclusive_prefix, rank_values
+from mpigd.partition import exclusive_prefix
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -31,7 +31,7 @@ def held_out(seed: int, start: int, stop: int, fraction: float) -> np.ndarray:
 def _select(shard: Shard, mask: np.ndarray, comm, label: str) -> Shard:
     rows = np.flatnonzero(mask)
     X = shard.X.take(rows) if isinstance(shard.X, CSRMatrix) else np.ascontiguousarray(shard.X[rows])
-    counts = rank_values(comm, rows.size)  # every rank's share: SGD sizes its global batches from them
+    counts = comm.rank_values(rows.size)  # every rank's share: SGD sizes its global batches from them
     return Shard(X, np.ascontiguousarray(shard.y[rows]), int(counts.sum()), exclusive_prefix(counts, comm.rank),
                  f"{shard.source} [{label}]", counts, dict(shard.meta))
 

@@ -15,9 +15,9 @@ import numpy as np
 from mpigd import kernels
 from mpigd.data.csr import CSRMatrix
 from mpigd.data.shard import Shard
-from mpigd.data.textio import (exclusive_prefix, first_unparsable, line_error, parse_floats,
-                               rank_values, read_own_lines, together, unparsable_error)
+from mpigd.data.textio import first_unparsable, line_error, parse_floats, read_own_lines, unparsable_error
 from mpigd.errors import InputError
+from mpigd.partition import exclusive_prefix
 
 _NO_INDEX = np.iinfo(np.int64).max
 
@@ -76,11 +76,11 @@ def read(path: str, comm, dtype: str, zero_based: bool | None = None, n_features
     training set's count, when reading a test set), is the column count to use: a file whose
     largest index is smaller is padded with zero columns, one whose index is larger is refused.
     """
-    block, offset, stats = together(comm, read_own_lines, path, comm.size, comm.rank)
-    first_line = exclusive_prefix(rank_values(comm, block.count(b"\n")), comm.rank)
-    labels, indptr, indices, values, lines = together(comm, _parse, path, block, first_line)
+    block, offset, stats = comm.together(read_own_lines, path, comm.size, comm.rank)
+    first_line = exclusive_prefix(comm.rank_values(block.count(b"\n")), comm.rank)
+    labels, indptr, indices, values, lines = comm.together(_parse, path, block, first_line)
     del block
-    counts = rank_values(comm, labels.size)
+    counts = comm.rank_values(labels.size)
     if counts.sum() == 0:
         raise InputError(f"{path}: no data rows")
     extremes = np.array([indices.max(initial=-1)], dtype=np.int64)
@@ -96,7 +96,7 @@ def read(path: str, comm, dtype: str, zero_based: bool | None = None, n_features
             record = int(np.searchsorted(indptr, int(np.argmin(indices)), side="right")) - 1
             raise line_error(path, first_line + int(lines[record]), "feature index 0 in a file read as one-based")
 
-    together(comm, check_base)
+    comm.together(check_base)
     found = max(int(extremes[0]) + 1 - base, 0)
     if n_features is not None and found > n_features:
         raise InputError(f"{path}: has {found} features, but the training data has {n_features}")

@@ -1,4 +1,4 @@
-"""Reading one rank's lines of a text file, and the small collectives every reader shares.
+"""Reading one rank's lines of a text file, and the line and parse errors every text reader shares.
 
 A file of ``B`` bytes is split into ``p`` byte ranges ``block_range(B, p, r)``. A line belongs
 to the rank whose range holds its first byte (the rule of Hadoop's and Spark's text inputs), so
@@ -10,15 +10,13 @@ from the start, and the ranks' blocks of whole lines tile the file in rank order
 from __future__ import annotations
 
 import os
-from typing import Callable, TypeVar
 
 import numpy as np
 
-from mpigd.errors import InputError, MpigdError
+from mpigd.errors import InputError
 from mpigd.partition import block_range
 
 TAIL_CHUNK = 1024  # read granularity past the range's end, looking for the end of the last line
-T = TypeVar("T")
 
 
 class CountingFile:
@@ -159,31 +157,3 @@ def unparsable_error(path: str, first_line: int, bad: int, problem: str) -> Inpu
     if bad < 0:
         return InputError(f"{path}: malformed data: {problem} (on a line that could not be located)")
     return line_error(path, first_line + bad, problem)
-
-
-def together(comm, step: Callable[..., T], *args: object) -> T:
-    """Run ``step(*args)`` on every rank; if it raises an :class:`MpigdError` on any rank, raise
-    that error (the lowest failing rank's) on every rank. Collective."""
-    result, error = None, None
-    try:
-        result = step(*args)
-    except MpigdError as caught:
-        error = caught
-    comm.agree(error)
-    return result  # type: ignore[return-value]
-
-
-def rank_values(comm, value: int) -> np.ndarray:
-    """Every rank's ``value``, in rank order, from one allreduce in which each rank fills only its
-    own slot (no allgather needed). Collective."""
-    values = np.zeros(comm.size, dtype=np.int64)
-    values[comm.rank] = value
-    # Counts are never negative, so a maximum gives the same as a sum; it also keeps these
-    # start-up reductions out of the training run's allreduce statistics.
-    comm.allreduce_max(values)
-    return values
-
-
-def exclusive_prefix(values: np.ndarray, rank: int) -> int:
-    """The sum of the entries of ``values`` before ``rank``."""
-    return int(values[:rank].sum())

@@ -1,6 +1,8 @@
-"""The errors mpigd raises on purpose, and the exit code each one maps to."""
+"""The errors mpigd raises on purpose, the exit code each one maps to, and its warnings."""
 
 from __future__ import annotations
+
+import sys
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # an unexpected exception on some rank: the job is aborted
@@ -50,3 +52,8 @@ class Preempted(MpigdError):
 # Every class here, in a fixed order: ranks agree on an error by its index in this tuple.
 KINDS: tuple[type[MpigdError], ...] = (MpigdError, UsageError, InputError, DivergedError, CheckpointError,
                                       Preempted)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr, one line (callers print on rank 0 only)."""
+    print(f"mpigd: warning: {message}", file=sys.stderr, flush=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import signal
-import sys
 import time
 
 import numpy as np
@@ -23,15 +22,10 @@ from mpigd import checkpoint, faults
 from mpigd.checkpoint import CheckpointStore
 from mpigd.comm.gather import broadcast_bytes, gather_bytes
 from mpigd.config import Config
-from mpigd.errors import CheckpointError, DivergedError, Preempted
+from mpigd.errors import CheckpointError, DivergedError, Preempted, warn
 from mpigd.outputs import npz_bytes
 from mpigd.signals import PreemptionFlag, Watchdog
 from mpigd.stopping import Stopping
-
-
-def warn(message: str) -> None:
-    """A warning on stderr (callers print on rank 0 only)."""
-    print(f"mpigd: warning: {message}", file=sys.stderr, flush=True)
 
 
 class RunControl:

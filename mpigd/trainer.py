@@ -20,6 +20,7 @@ from mpigd.outputs import RunOutputs
 from mpigd.prepare import prepare
 from mpigd.progress import Progress
 from mpigd.resilience import RunControl
+from mpigd.runlock import RunLock, lock_run_directories
 from mpigd.signals import PreemptionFlag
 from mpigd.startup import jit_cache_stats, process_start_time
 from mpigd.stopping import Stopping
@@ -44,20 +45,23 @@ def train(config: Config, comm=None) -> TrainResult:
 
     Collective: call it on every rank of ``comm`` (an :class:`mpigd.comm.Communicator`; by
     default one over every rank of the job). The sums use ``config.strategy`` either way. Bad input raises one
-    :class:`~mpigd.errors.InputError` on every rank; rank 0 alone writes ``config.out``.
+    :class:`~mpigd.errors.InputError` on every rank; rank 0 alone writes ``config.out``, and holds a
+    lock on it and on ``config.checkpoint_dir`` for the run (a second run there is refused).
     SIGTERM or SIGUSR1 during the run (main thread only) stops every rank after the same step
     with a checkpoint and :class:`~mpigd.errors.Preempted`; see :mod:`mpigd.resilience`.
     """
     # Installed first, so that a signal during start-up is not lost: it stops the first step.
     preemption = PreemptionFlag()
     preemption.install()
+    lock = RunLock()
     try:
-        return _train(config, comm, preemption)
+        return _train(config, comm, preemption, lock)
     finally:
+        lock.release()
         preemption.restore()
 
 
-def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
+def _train(config: Config, comm, preemption: PreemptionFlag, lock: RunLock) -> TrainResult:
     if comm is None:
         from mpigd.comm import world
 
@@ -72,6 +76,8 @@ def _train(config: Config, comm, preemption: PreemptionFlag) -> TrainResult:
     wall_start = time.perf_counter()
     prepared = prepare(config, comm)
     shard, test, model = prepared.shard, prepared.test, prepared.model
+    # Once the input is known good, and before a file of the run's directories is read or changed.
+    comm.together(lock_run_directories if comm.rank == 0 else (lambda *_: None), lock, config)
     params = model.init_params(np.dtype(config.dtype), config.seed)
     algorithm = make_algorithm(config, model, shard, comm)
     # The solvers (lbfgs, owlqn, normal) apply their own tolerance, from allreduced values alone.

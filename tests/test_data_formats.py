@@ -119,7 +119,7 @@ def test_two_other_integer_labels_train_as_zero_one_and_predict_in_their_own_ter
         target.write(source.read() + "0 1:0.5\n")
     done = run_mpi(2, ["-m", "mpigd", "evaluate", "--params", os.path.join(out, "params.npz"), "--data",
                        str(tmp_path / "three.libsvm")], timeout=TIMEOUT)
-    assert done.returncode == 2 and f"needs labels {low} and {high}, as in training; found 0" in done.stderr
+    assert done.returncode == 2 and f"needs labels {low} and {high}, as in training; found label 0" in done.stderr
     done = run_mpi(2, TRAIN + ["--data", str(tmp_path / "three.libsvm"), "--out", str(tmp_path / "out3")],
                    timeout=TIMEOUT)
     assert done.returncode == 2 and "logistic regression needs two labels (0 and 1, or" in done.stderr
@@ -163,7 +163,7 @@ def test_multiclass_labels_one_to_k_train_k_classes_and_predict_in_their_own_ter
     done = run_mpi(2, ["-m", "mpigd", "evaluate", "--params", os.path.join(out, "params.npz"), "--data",
                        str(tmp_path / "unseen.libsvm")], timeout=TIMEOUT)
     assert done.returncode == 2, done.stderr
-    assert "labels must be those of the 3 classes of training (1, 2, 3); found 0" in done.stderr
+    assert "labels must be those of the 3 classes of training (1, 2, 3); found label 0" in done.stderr
 
 
 def test_classifier_labels_with_gaps_are_the_classes_and_fractions_are_refused(tmp_path):
@@ -181,5 +181,5 @@ def test_classifier_labels_with_gaps_are_the_classes_and_fractions_are_refused(t
         for key in arrays["plain"]:
             assert np.array_equal(arrays["plain"][key], arrays["gapped"][key]), (model, key)
     np.savez(tmp_path / "fraction.npz", X=X, y=np.where(y == 2, 1.5, y))
-    with pytest.raises(mpigd.errors.InputError, match="class labels must be integers; found 1.5"):
+    with pytest.raises(mpigd.errors.InputError, match="class labels must be integers; found label 1.5"):
         mpigd.train(mpigd.Config(model="softmax", data=str(tmp_path / "fraction.npz"), quiet=True), self_comm())

@@ -10,7 +10,7 @@ from mpigd.comm import self_comm
 from mpigd.data import csvfile, generate, libsvm, load_shard, standardize, synthetic
 from mpigd.data.csr import CSRMatrix
 from mpigd.data.shard import Shard
-from mpigd.data.textio import TAIL_CHUNK, read_own_lines
+from mpigd.data.textio import FLOAT32_OVERFLOW, TAIL_CHUNK, read_own_lines, unusable
 from mpigd.errors import InputError, UsageError
 
 SVM_TEXT = b"""# a comment line
@@ -108,6 +108,18 @@ def test_csv_utf8_bom_is_not_taken_for_a_header(tmp_path, header):
     assert shard.X.tolist() == [[1, 2], [3, 4]] and shard.y.tolist() == [0, 1] and shard.n_global == 2
     if header:  # the first name is "a", not "\ufeffa"
         assert csvfile.read(str(path), self_comm(), "float64", "auto", "a").y.tolist() == [1, 3]
+
+
+def test_a_text_value_is_unusable_as_float32_exactly_when_numpy_narrows_it_to_inf():
+    largest = float(np.finfo(np.float32).max)
+    near = [largest, np.nextafter(largest, np.inf), FLOAT32_OVERFLOW, np.nextafter(FLOAT32_OVERFLOW, 0.0),
+            np.nextafter(FLOAT32_OVERFLOW, np.inf), 1e300, 1.0, 0.0]
+    values = np.array(near + [-v for v in near] + [np.nan, np.inf, -np.inf])
+    with np.errstate(over="ignore"):
+        narrowed_to_inf = ~np.isfinite(values.astype(np.float32))
+    assert np.array_equal(unusable(values, "float32"), narrowed_to_inf)
+    assert unusable(values, "float32")[:8].tolist() == [False, False, True, False, True, True, False, False]
+    assert np.array_equal(unusable(values, "float64"), ~np.isfinite(values))
 
 
 def test_an_unparsable_block_whose_line_cannot_be_found_names_no_line(tmp_path, monkeypatch):

@@ -188,14 +188,14 @@ def test_tol_stops_early_and_holdout_reports_a_test_section(tmp_path):
 
 def test_softmax_labels_are_checked_and_classes_inferred(tmp_path):
     X = np.ones((6, 2))
-    with pytest.raises(InputError, match="class labels must be integers; found 0.5"):
+    with pytest.raises(InputError, match="class labels must be integers; found label 0.5"):
         train(Config(model="softmax", data=_save_dense(tmp_path / "a.npz", X, np.array([0, 1, 2, 1, 0.5, 2])),
                      epochs=1, quiet=True), self_comm())
     result = train(Config(model="softmax", data=_save_dense(tmp_path / "b.npz", X, np.array([0, 4, 2, 1, 0, 2.0])),
                           epochs=1, quiet=True), self_comm())
     # Labels 0, 1, 2 and 4 are four classes (not five with an empty class 3).
     assert (result.summary["model"]["classes"], result.summary["model"]["labels"]) == (4, [0, 1, 2, 4])
-    with pytest.raises(InputError, match="class numbers 0 to 2; found 4"):
+    with pytest.raises(InputError, match="class numbers 0 to 2; found label 4"):
         train(Config(model="softmax", data=str(tmp_path / "b.npz"), classes=3, epochs=1, quiet=True), self_comm())
 
 
@@ -217,7 +217,7 @@ def test_a_trained_logistic_model_holds_to_its_own_labels():
 
     older = from_description({"model": "logistic", "n_features": 3})  # a model.json without "labels"
     assert older.check_labels(np.array([1.0, -1.0])) == \
-        "logistic regression needs labels 0 and 1, as in training; found -1"
+        "logistic regression needs labels 0 and 1, as in training; found label -1"
     plus_minus = from_description({"model": "logistic", "n_features": 3, "labels": [-1, 1]})
     y = np.array([1.0, -1.0, -1.0])
     assert plus_minus.check_labels(y) is None

@@ -56,10 +56,11 @@ def test_sweep_at_one_and_two_ranks_writes_records_tables_and_plots(tmp_path, mo
 
 @pytest.mark.parametrize("content,words", [
     ('{"a": 1}\n', "records.jsonl: line 1: not a scaling record ('mode' missing"),
-    ("\n[1, 2]\n", "records.jsonl: line 2: a scaling record is a JSON object, not a list"),
+    ('{"mode": "strong", "ranks": "2"}\n', "records.jsonl: line 1: not a scaling record ('ranks' missing or not an integer)"),
+    ("\n[1, 2]\n", "records.jsonl: line 2: a scaling record is a JSON object, not an array"),
     ("{not json\n", "records.jsonl: line 1: not JSON"),
     ("\n", "records.jsonl: no scaling records"),
-], ids=["no-mode", "list", "not-json", "empty"])
+], ids=["no-mode", "ranks-a-string", "list", "not-json", "empty"])
 def test_a_report_from_lines_that_are_not_records_is_refused_naming_the_line(tmp_path, content, words):
     records = tmp_path / "records.jsonl"
     records.write_text(content)

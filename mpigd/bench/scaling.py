@@ -97,11 +97,11 @@ def _record(line: str, number: int) -> dict[str, Any]:
     except ValueError as error:
         raise ValueError(f"line {number}: not JSON ({error})") from None
     if not isinstance(record, dict):
-        raise ValueError(f"line {number}: a scaling record is a JSON object, not a {type(record).__name__}")
+        raise ValueError(f"line {number}: a scaling record is a JSON object, not {_type_name(type(record))}")
     for name, kind in RECORD_FIELDS.items():
         value = record.get(name)
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise ValueError(f"line {number}: not a scaling record ({name!r} missing or not a {_type_name(kind)})")
+            raise ValueError(f"line {number}: not a scaling record ({name!r} missing or not {_type_name(kind)})")
     if record["mode"] not in ("strong", "weak") or record["ranks"] < 1 or not record["step_seconds"] > 0:
         raise ValueError(f"line {number}: not a scaling record (mode {record['mode']!r}, ranks {record['ranks']}, "
                          f"step_seconds {record['step_seconds']})")
@@ -109,7 +109,12 @@ def _record(line: str, number: int) -> dict[str, Any]:
 
 
 def _type_name(kind) -> str:
-    return "number" if isinstance(kind, tuple) else {str: "string", int: "integer"}[kind]
+    """``kind`` (a JSON value's type, or RECORD_FIELDS' tuple of number types) with its article."""
+    if isinstance(kind, tuple):
+        return "a number"
+    names = {str: "a string", int: "an integer", float: "a number", list: "an array", bool: "a boolean",
+             type(None): "null"}
+    return names.get(kind, f"a {kind.__name__}")
 
 
 def report(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

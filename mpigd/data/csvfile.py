@@ -15,7 +15,8 @@ import numpy as np
 
 from mpigd import kernels
 from mpigd.data.shard import Shard
-from mpigd.data.textio import first_unparsable, line_error, parse_floats, read_own_lines, unparsable_error
+from mpigd.data.textio import (first_unparsable, line_error, parse_floats, read_own_lines, unparsable_error, unusable,
+                               value_error)
 from mpigd.errors import InputError
 from mpigd.partition import exclusive_prefix
 
@@ -84,11 +85,11 @@ def _parse(path: str, block: bytes, first_line: int, skip_header: bool, n_fields
         bad = first_unparsable(block, clean, line_of_record, np.full(records, n_fields))
         raise unparsable_error(path, first_line, bad, "a field is not a number")
     values = values.reshape(records, n_fields)
-    finite = np.isfinite(values)
-    if not finite.all():
-        row, column = np.argwhere(~finite)[0]
+    bad = unusable(values, dtype)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
         kind = "label" if column == label else "features"
-        raise InputError(f"{path}:{first_line + line_of_record[row] + 1}: NaN or Inf in the {kind}")
+        raise value_error(path, first_line + int(line_of_record[row]), values[row, column], kind)
     y = np.ascontiguousarray(values[:, label], dtype=dtype)
     X = np.ascontiguousarray(np.delete(values, label, axis=1), dtype=dtype)
     return X, y

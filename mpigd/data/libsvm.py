@@ -15,14 +15,16 @@ import numpy as np
 from mpigd import kernels
 from mpigd.data.csr import CSRMatrix
 from mpigd.data.shard import Shard
-from mpigd.data.textio import first_unparsable, line_error, parse_floats, read_own_lines, unparsable_error
+from mpigd.data.textio import (first_unparsable, line_error, parse_floats, read_own_lines, unparsable_error, unusable,
+                               value_error)
 from mpigd.errors import InputError
 from mpigd.partition import exclusive_prefix
 
 _NO_INDEX = np.iinfo(np.int64).max
 
 
-def _parse(path: str, block: bytes, first_line: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _parse(path: str, block: bytes, first_line: int, dtype: str
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(labels, indptr, indices, values, line of each record)`` of this rank's lines; indices as
     written in the file (the base is resolved once every rank has parsed)."""
     raw = np.frombuffer(block, dtype=np.uint8)
@@ -60,12 +62,12 @@ def _parse(path: str, block: bytes, first_line: int) -> tuple[np.ndarray, np.nda
     increasing[1:] = indices[1:] > indices[:-1]
     increasing[indptr[:-1][nnz > 0]] = True  # the first entry of a line follows nothing
     fail(~increasing, "feature indices must be strictly increasing")
-    if not np.isfinite(labels).all():
-        row = int(np.argmax(~np.isfinite(labels)))
-        raise InputError(f"{path}:{first_line + line_of_record[row] + 1}: NaN or Inf in the label")
-    if not np.isfinite(values).all():
-        row = int(record_of[np.argmax(~np.isfinite(values))])
-        raise InputError(f"{path}:{first_line + line_of_record[row] + 1}: NaN or Inf in the features")
+    for kind, found, record in (("label", labels, None), ("features", values, record_of)):
+        bad = unusable(found, dtype)
+        if bad.any():
+            entry = int(np.argmax(bad))
+            row = entry if record is None else int(record[entry])
+            raise value_error(path, first_line + int(line_of_record[row]), found[entry], kind)
     return labels, indptr, indices, values, line_of_record
 
 
@@ -78,7 +80,7 @@ def read(path: str, comm, dtype: str, zero_based: bool | None = None, n_features
     """
     block, offset, stats = comm.together(read_own_lines, path, comm.size, comm.rank)
     first_line = exclusive_prefix(comm.rank_values(block.count(b"\n")), comm.rank)
-    labels, indptr, indices, values, lines = comm.together(_parse, path, block, first_line)
+    labels, indptr, indices, values, lines = comm.together(_parse, path, block, first_line, dtype)
     del block
     counts = comm.rank_values(labels.size)
     if counts.sum() == 0:

@@ -17,6 +17,7 @@ from mpigd.errors import InputError
 from mpigd.partition import block_range
 
 TAIL_CHUNK = 1024  # read granularity past the range's end, looking for the end of the last line
+FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # the smallest magnitude float32 rounds to Inf (half an ulp past its largest)
 
 
 class CountingFile:
@@ -99,6 +100,24 @@ def read_own_lines(path: str, size: int, rank: int) -> tuple[bytes, int, dict[st
         stats = {"range_start": lo, "range_stop": hi, "read_start": handle.low if handle.low is not None else lo,
                  "read_stop": handle.high if handle.high is not None else lo, "bytes_read": handle.bytes_read}
     return block, first + start, stats
+
+
+def unusable(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Where the parsed (float64) ``values`` are NaN or Inf, or would become Inf as ``dtype``."""
+    bad = ~np.isfinite(values)
+    if np.dtype(dtype) == np.float32:
+        bad |= np.abs(values) >= FLOAT32_OVERFLOW
+    return bad
+
+
+def value_error(path: str, line: int, value: float, kind: str) -> InputError:
+    """The one-line error for an unusable ``value`` (see :func:`unusable`) on the 0-based global
+    ``line``: NaN or Inf, or a number float32 cannot hold."""
+    if np.isfinite(value):
+        problem = f"{value:g} in the {kind} is too large for --dtype float32 (at most {np.finfo(np.float32).max:.3g})"
+    else:
+        problem = f"NaN or Inf in the {kind}"
+    return InputError(f"{path}:{line + 1}: {problem}")
 
 
 def line_error(path: str, line: int, problem: str) -> InputError:

@@ -124,8 +124,8 @@ class LogisticRegression(GeneralizedLinearModel):
             return None
         if not self.trained:  # the data did not hold exactly two integer labels
             return f"logistic regression needs two labels (0 and 1, or two other integers such as -1 and +1); " \
-                   f"found {y[bad][0]:g}"
-        return f"logistic regression needs labels {low} and {high}, as in training; found {y[bad][0]:g}"
+                   f"found label {y[bad][0]:g}"
+        return f"logistic regression needs labels {low} and {high}, as in training; found label {y[bad][0]:g}"
 
     def encode_labels(self, y: np.ndarray) -> np.ndarray:
         """``y`` (checked) as classes 0 and 1: ``y`` itself where the labels already are."""

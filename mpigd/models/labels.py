@@ -49,15 +49,15 @@ def problem(y: np.ndarray, values: Sequence[int], trained: bool) -> str | None:
     trained model's, not found in the data."""
     fractional = y != np.round(y)
     if fractional.any():
-        return f"class labels must be integers; found {y[fractional][0]:g}"
+        return f"class labels must be integers; found label {y[fractional][0]:g}"
     if is_identity(values) and not trained:
         bad = (y < 0) | (y >= len(values))
-        return f"labels must be the class numbers 0 to {len(values) - 1}; found {y[bad][0]:g}" if bad.any() else None
+        return f"labels must be the class numbers 0 to {len(values) - 1}; found label {y[bad][0]:g}" if bad.any() else None
     bad = unknown_label(y, values)
     if bad is None:
         return None
     return f"labels must be those of the {len(values)} classes{' of training' if trained else ''} " \
-           f"({describe(values)}); found {bad:g}"
+           f"({describe(values)}); found label {bad:g}"
 
 
 class ClassLabels:

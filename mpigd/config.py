@@ -90,6 +90,7 @@ class Config:
     keep: int = 3
     resume: bool = False
     step_timeout: float = 0.0
+    startup_timeout: float = 0.0
     clip_grad_norm: float = 0.0
     classes: int = 0
     hidden: tuple[int, ...] = (64,)
@@ -270,12 +271,13 @@ MAX_STEP_TIMEOUT = 1e9  # about 31 years
 def _check_fault_tolerance(config: Config) -> None:
     _at_least("checkpoint_every", config.checkpoint_every, 0)
     _at_least("keep", config.keep, 1)
-    for name in ("checkpoint_seconds", "step_timeout", "clip_grad_norm"):
+    for name in ("checkpoint_seconds", "step_timeout", "startup_timeout", "clip_grad_norm"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < math.inf):
             raise UsageError(f"{name} must be a non-negative finite number (0: off), got {value!r}")
-    if config.step_timeout > MAX_STEP_TIMEOUT:  # beyond what faulthandler's timer takes (an OverflowError)
-        raise UsageError(f"step_timeout must be at most {MAX_STEP_TIMEOUT:g} seconds, got {config.step_timeout:g}")
+    for name in ("step_timeout", "startup_timeout"):
+        if getattr(config, name) > MAX_STEP_TIMEOUT:  # beyond what faulthandler's timer takes (an OverflowError)
+            raise UsageError(f"{name} must be at most {MAX_STEP_TIMEOUT:g} seconds, got {getattr(config, name):g}")
     wanted = config.checkpoint_every or config.checkpoint_seconds or config.resume
     if wanted and config.checkpoint_directory is None:
         raise UsageError("checkpoints need a directory: give --out or --checkpoint-dir")

@@ -43,22 +43,23 @@ class RunControl:
         The parameter buffer the algorithm updates in place (the same on every rank).
     preemption
         The installed :class:`~mpigd.signals.PreemptionFlag`.
+    watchdog
+        The started :class:`~mpigd.signals.Watchdog`, petted after every step.
     stopping
         The run's :class:`~mpigd.stopping.Stopping`, saved and restored with the checkpoints (the
         held-out loss to beat and the best parameters so far, for ``--patience``).
     """
 
     def __init__(self, config: Config, comm, shard, algorithm, params: np.ndarray,
-                 preemption: PreemptionFlag, stopping: Stopping) -> None:
+                 preemption: PreemptionFlag, watchdog: Watchdog, stopping: Stopping) -> None:
         self.config, self.comm, self.shard, self.algorithm, self.params = config, comm, shard, algorithm, params
-        self.preemption, self.stopping = preemption, stopping
+        self.preemption, self.watchdog, self.stopping = preemption, watchdog, stopping
         self.first_epoch, self.epoch = 1, 1
         self.epochs_begun = 0  # the last epoch any step of which was taken (a resumed run's)
         # The solvers (lbfgs, owlqn, normal) keep no resumable state: preemption stops them, unsaved.
         self.resumable = hasattr(algorithm, "state_dict")
         directory = config.checkpoint_directory if self.resumable else None
         self.store = CheckpointStore(directory, config.keep) if directory else None
-        self.watchdog = Watchdog(config.step_timeout) if config.step_timeout > 0 else None
         self._flags = np.zeros(2, dtype=np.int64)  # [preemption signal number, checkpoint now]
         self._last_save_time = time.monotonic()
         self._saved_step, self._saved_name = -1, ""
@@ -95,8 +96,7 @@ class RunControl:
 
     def after_step(self) -> None:
         """Between steps: pet the watchdog, agree on preemption and checkpoints, act. Collective."""
-        if self.watchdog is not None:
-            self.watchdog.pet()
+        self.watchdog.pet()
         config, flags = self.config, self._flags
         flags[0] = self.preemption.signum or 0
         flags[1] = int(self.comm.rank == 0 and config.checkpoint_seconds > 0
@@ -116,8 +116,7 @@ class RunControl:
 
     def stop(self) -> None:
         """Disarm the watchdog (also on the way out of a failure)."""
-        if self.watchdog is not None:
-            self.watchdog.cancel()
+        self.watchdog.cancel()
 
     def _stop(self, signum: int, step: int) -> None:
         if self.store is not None:

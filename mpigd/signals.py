@@ -61,26 +61,39 @@ class PreemptionFlag:
 
 
 class Watchdog:
-    """Ends this process, with every thread's stack on stderr, when no step finishes for ``timeout`` s.
+    """Ends this process, with every thread's stack on stderr, when the first step has not finished
+    ``startup`` s after :meth:`start`, or no later step finishes for ``timeout`` s (0: no limit).
 
     Built on ``faulthandler.dump_traceback_later(exit=True)``, which runs in a C thread that
     needs no GIL, so it fires even when the main thread is blocked inside MPI or a kernel. Under
     mpiexec one rank's exit ends the job. Re-arming restarts that thread, so :meth:`pet` re-arms
     only when a tenth of the timeout has passed: the deadline is then between 0.9 and 1 times
-    ``timeout`` after the last finished step, at a cost of one clock read per step.
+    ``timeout`` after the last finished step, at a cost of one clock read per step. The start-up
+    limit is its own because the first step follows the data's reading and may compile kernels.
     """
 
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
+    def __init__(self, timeout: float, startup: float = 0.0) -> None:
+        self.timeout, self.startup = timeout, startup
         self._armed_at = -float("inf")
+        self._starting = False
+
+    def start(self) -> None:
+        """Training begins: the first step must finish within ``startup`` seconds."""
+        if self.startup > 0:
+            faulthandler.dump_traceback_later(self.startup, exit=True, file=sys.stderr)
+            self._starting = True
 
     def pet(self) -> None:
-        """A step finished: push the deadline back (cheaply)."""
+        """A step finished: push the deadline back (cheaply), or lift the start-up one."""
+        if self.timeout <= 0:
+            if self._starting:
+                self.cancel()
+            return
         now = time.monotonic()
-        if now - self._armed_at >= 0.1 * self.timeout:
+        if self._starting or now - self._armed_at >= 0.1 * self.timeout:
             faulthandler.dump_traceback_later(self.timeout, exit=True, file=sys.stderr)
-            self._armed_at = now
+            self._armed_at, self._starting = now, False
 
     def cancel(self) -> None:
         faulthandler.cancel_dump_traceback_later()
-        self._armed_at = -float("inf")
+        self._armed_at, self._starting = -float("inf"), False

@@ -21,7 +21,7 @@ from mpigd.prepare import prepare
 from mpigd.progress import Progress
 from mpigd.resilience import RunControl
 from mpigd.runlock import RunLock, lock_run_directories
-from mpigd.signals import PreemptionFlag
+from mpigd.signals import PreemptionFlag, Watchdog
 from mpigd.startup import jit_cache_stats, process_start_time
 from mpigd.stopping import Stopping
 
@@ -53,15 +53,18 @@ def train(config: Config, comm=None) -> TrainResult:
     # Installed first, so that a signal during start-up is not lost: it stops the first step.
     preemption = PreemptionFlag()
     preemption.install()
+    watchdog = Watchdog(config.step_timeout, config.startup_timeout)
+    watchdog.start()
     lock = RunLock()
     try:
-        return _train(config, comm, preemption, lock)
+        return _train(config, comm, preemption, watchdog, lock)
     finally:
+        watchdog.cancel()  # also when the input was refused: the timer would end the caller later
         lock.release()
         preemption.restore()
 
 
-def _train(config: Config, comm, preemption: PreemptionFlag, lock: RunLock) -> TrainResult:
+def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog, lock: RunLock) -> TrainResult:
     if comm is None:
         from mpigd.comm import world
 
@@ -82,7 +85,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag, lock: RunLock) -> T
     algorithm = make_algorithm(config, model, shard, comm)
     # The solvers (lbfgs, owlqn, normal) apply their own tolerance, from allreduced values alone.
     stopping = Stopping(0.0 if config.algo in SOLVERS else config.tol, config.patience)
-    control = RunControl(config, comm, shard, algorithm, params, preemption, stopping)
+    control = RunControl(config, comm, shard, algorithm, params, preemption, watchdog, stopping)
     resumed = control.restore() if config.resume else None
     if control.epochs_begun > config.epochs:  # known alike on every rank, before any output is touched
         raise UsageError(f"--epochs {config.epochs}: the checkpoint resumed is {control.epochs_begun} epochs into "

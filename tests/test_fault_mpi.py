@@ -124,6 +124,47 @@ def test_a_stuck_rank_is_caught_by_the_step_watchdog(tmp_path):
     assert "Timeout (0:00:02)!" in job.stderr and "File " in job.stderr
 
 
+def test_a_rank_stuck_in_the_first_step_is_caught_by_the_startup_watchdog(tmp_path):
+    """The step watchdog is armed only after the first step; the start-up one covers what comes before."""
+    start = time.monotonic()
+    job = mpigd(2, *SMALL, "--startup-timeout", "3", "--step-timeout", "2", env={"MPIGD_FAULT": "hang@rank=1,step=1"},
+                timeout=60)
+    assert job.returncode != 0 and time.monotonic() - start < 30
+    assert "Timeout (0:00:03)!" in job.stderr and "File " in job.stderr
+
+
+def test_the_startup_watchdog_is_lifted_by_the_first_step(tmp_path):
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    job = start_mpi(2, ["-m", "mpigd", *LONG["gd"], "--epochs", "1000000", "--out", str(tmp_path / "run"),
+                        "--startup-timeout", "2"])
+    try:
+        _wait_for_progress(metrics, job)
+        time.sleep(4)  # twice the start-up limit after the first step
+        os.kill(job.pid, signal.SIGUSR1)
+        code, _, err = _finish(job, 60)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert code == 75 and "Timeout" not in err, (code, err)  # stopped by the signal, not by the watchdog
+
+
+def test_train_in_process_leaves_no_watchdog_behind_when_it_returns_or_raises(tmp_path):
+    """faulthandler's timer is process-wide: a run that returns, or input refused before the first
+    step, must disarm it, or it would end the caller's process a few seconds later."""
+    script = ("import time; from mpigd import Config, InputError, train\n"
+              "from mpigd.comm import self_comm\n"
+              "train(Config(model='linear', rows=200, features=3, epochs=3, quiet=True, startup_timeout=60.0,"
+              " step_timeout=1.0), self_comm())\n"
+              "try:\n"
+              f"    train(Config(data={str(tmp_path / 'absent.csv')!r}, startup_timeout=2.0), self_comm())\n"
+              "except InputError:\n"
+              "    pass\n"
+              "time.sleep(3.0)\n"
+              "print('alive')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "alive\n", done.stderr
+
+
 def test_the_step_watchdog_leaves_a_healthy_run_longer_than_its_timeout_alone(tmp_path):
     """The deadline follows the last finished step, not the first one."""
     start = time.monotonic()

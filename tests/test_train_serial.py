@@ -301,6 +301,7 @@ def test_every_train_option_reaches_the_configuration_and_the_defaults_are_the_r
         "--tune-file": ("tf.json", "tune_file"), "--eval-every": ("3", "eval_every"), "--out": ("o", "out"),
         "--checkpoint-every": ("6", "checkpoint_every"), "--checkpoint-seconds": ("2.5", "checkpoint_seconds"),
         "--checkpoint-dir": ("ck", "checkpoint_dir"), "--keep": ("5", "keep"), "--step-timeout": ("30", "step_timeout"),
+        "--startup-timeout": ("600", "startup_timeout"),
         "--clip-grad-norm": ("1.5", "clip_grad_norm"),
     }
     flags = {"--standardize": "standardize", "--quiet": "quiet", "--resume": "resume", "--one-based": "zero_based"}
@@ -320,5 +321,6 @@ def test_every_train_option_reaches_the_configuration_and_the_defaults_are_the_r
                   activation="relu", algo="gd", epochs=100, lr=0.5, batch_size=256, local_steps=8, optimizer="sgd",
                   momentum=0.9, schedule="constant", warmup=0, step_size=100, gamma=0.1, power=0.25, l1=0.0, l2=0.0,
                   tol=0.0, memory=10, patience=0, holdout=0.0, dtype="float64", seed=0, strategy="native",
-                  checkpoint_every=0, checkpoint_seconds=0.0, keep=3, step_timeout=0.0, clip_grad_norm=0.0)
+                  checkpoint_every=0, checkpoint_seconds=0.0, keep=3, step_timeout=0.0, startup_timeout=0.0,
+                  clip_grad_norm=0.0)
     assert {field: getattr(Config(), field) for field in readme} == readme

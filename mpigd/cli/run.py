@@ -65,6 +65,9 @@ def register(commands) -> None:
     ft("--resume", action="store_true", help="continue from the newest valid checkpoint, if any")
     ft("--step-timeout", type=float, default=defaults.step_timeout, metavar="T",
        help="end the job, with every stack printed, if no step finishes for T seconds (0: off)")
+    ft("--startup-timeout", type=float, default=defaults.startup_timeout, metavar="S",
+       help="end the job, with every stack printed, if the first step has not finished S seconds after "
+            "training began: data reading and kernel compilation included (0: off)")
     ft("--clip-grad-norm", type=float, default=defaults.clip_grad_norm, metavar="C",
        help="scale the global gradient to norm at most C (0: off)")
     train.set_defaults(run=_train)

@@ -8,6 +8,7 @@ PID files at the end; munged is stopped only if this fixture started it.
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -118,6 +119,10 @@ class LocalSlurm:
             "ReturnToService=2",
             "KillWait=5",
             "JobRequeue=1",
+            # MPICH under srun names its shared-memory segment after the job and step ids. A rank
+            # killed by an earlier cluster's test leaves its segment in /dev/shm, and a job of this
+            # cluster with the same ids then read it and failed MPI_Init (seen here): ids of our own.
+            f"FirstJobId={random.randrange(10_000, 60_000_000)}",
             f"NodeName={self.host} CPUs={cpus} RealMemory=8000 State=UNKNOWN",
             f"PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES",
             "",

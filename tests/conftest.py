@@ -1,4 +1,5 @@
 import atexit
+import glob
 import os
 import shutil
 import tempfile
@@ -30,3 +31,38 @@ def slurm(tmp_path_factory):
         pytest.skip(f"no local Slurm cluster: {reason}")
     yield cluster
     cluster.stop()
+
+
+SHARED_MEMORY = "/dev/shm/mpich_shm_*"
+
+
+def _in_use(paths: set[str]) -> set[str]:
+    """Those of ``paths`` that some process has open or mapped (from /proc)."""
+    used = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/maps") as maps:
+                used.update(line.split(None, 5)[-1].strip().removesuffix(" (deleted)") for line in maps
+                            if "/dev/shm/" in line)
+            used.update(os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+        except OSError:  # the process ended, or is not ours to read
+            continue
+    return paths & used
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_shared_memory_left_behind(request):
+    """The fault tests kill ranks on purpose; MPICH then leaves their shared-memory segments in
+    /dev/shm (2-4 MB each, about 30 a run), where they add up over runs and a later job that
+    happens to get the same name reads a stale one. Remove, after the session, the segments that
+    appeared during it and that no process uses. Not under --with-mpi: its ranks hold their own."""
+    before = set(glob.glob(SHARED_MEMORY))
+    yield
+    if request.config.getoption("--with-mpi", default=False):
+        return
+    new = set(glob.glob(SHARED_MEMORY)) - before
+    for path in new - _in_use(new):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

@@ -17,6 +17,7 @@ import fcntl
 import os
 import socket
 import time
+from contextlib import suppress
 
 from mpigd.checkpoint import CheckpointStore
 from mpigd.config import Config
@@ -35,7 +36,7 @@ class RunLock:
 
     def acquire(self, option: str, directory: str) -> None:
         """Lock ``directory`` (created if missing) for this run, or raise :class:`UsageError` naming
-        ``option`` and the run that holds it."""
+        it as ``option`` names it, and the run that holds it."""
         real = os.path.realpath(directory)
         if real in self._held:
             return  # one lock per directory: a process's second lock on a file would not conflict
@@ -62,7 +63,8 @@ class RunLock:
                                      "give each run its own directory") from None
                 warn(f"cannot lock {directory} ({error.strerror or error}): two runs started at once on it "
                      "would not be caught")
-                _remove(path)
+                with suppress(OSError):
+                    os.unlink(path)
                 return
             # The holder before us may have removed the file after we opened it and before it let
             # go: then our lock is on a name nobody else will open. Lock the file the path names now.
@@ -77,14 +79,13 @@ class RunLock:
         """Remove the lock files, then let go: a run that waits on one finds its name gone and
         retries on a fresh file (see :meth:`acquire`)."""
         for real, descriptor in self._held.items():
-            _remove(os.path.join(real, LOCK_NAME))
+            with suppress(OSError):
+                os.unlink(os.path.join(real, LOCK_NAME))
             os.close(descriptor)
         self._held.clear()
         for directory in self._made:
-            try:
+            with suppress(OSError):
                 os.rmdir(directory)  # only if the run left nothing in it (refused before writing)
-            except OSError:
-                pass
         self._made.clear()
 
 
@@ -96,14 +97,7 @@ def lock_run_directories(lock: RunLock, config: Config) -> None:
     directory = config.checkpoint_directory
     if directory and (config.checkpoint_dir or config.checkpoint_every or config.checkpoint_seconds or config.resume):
         CheckpointStore(directory, config.keep).check()  # never lock through a planted link
-        lock.acquire("--checkpoint-dir", directory)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+        lock.acquire("--checkpoint-dir" if config.checkpoint_dir else "the checkpoint directory", directory)
 
 
 def _same_file(descriptor: int, path: str) -> bool:

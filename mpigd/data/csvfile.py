@@ -116,7 +116,7 @@ def read(path: str, comm, dtype: str, header: str = "auto", label_column: str | 
     comm.broadcast(layout)
     n_fields, label, has_header = (int(v) for v in layout)
     X, y = comm.together(_parse, path, block, first_line, comm.rank == 0 and bool(has_header),
-                    n_fields, label, dtype)
+                         n_fields, label, dtype)
     counts = comm.rank_values(X.shape[0])
     if counts.sum() == 0:
         raise InputError(f"{path}: no data rows")

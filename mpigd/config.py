@@ -27,7 +27,8 @@ HEADER_CHOICES = ("auto", "yes", "no")
 
 @dataclass(frozen=True)
 class Config:
-    """Everything a training run depends on. Invalid values raise :class:`~mpigd.errors.UsageError`.
+    """Everything a training run depends on. Invalid values raise :class:`~mpigd.errors.UsageError`,
+    whose message names fields in backquotes (`batch_size`; the command line shows its options).
 
     ``data`` is ``"synthetic"`` (generated from ``seed``, ``rows`` and ``features``, the same data
     whatever the rank count) or the path of a data file: ``.npz`` (arrays ``X`` and ``y``),
@@ -121,37 +122,37 @@ class Config:
             _choice("task", self.task, TASKS)
             implied = {"linear": "regression", "logistic": "classification", "softmax": "classification"}
             if implied.get(self.model, self.task) != self.task:
-                raise UsageError(f"task {self.task!r} does not fit model {self.model!r}")
+                raise UsageError(f"`task` {self.task!r} does not fit `model` {self.model!r}")
         object.__setattr__(self, "hidden", tuple(self.hidden))
         if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
-            raise UsageError(f"hidden must list one or more layer widths >= 1, got {self.hidden!r}")
+            raise UsageError(f"`hidden` must list one or more layer widths >= 1, got {self.hidden!r}")
         for name in ("classes", "warmup", "patience"):
             _at_least(name, getattr(self, name), 0)
         _at_least("step_size", self.step_size, 1)
         _at_least("local_steps", self.local_steps, 1)
         if self.classes == 1:
-            raise UsageError("classes must be 0 (infer) or at least 2")
+            raise UsageError("`classes` must be 0 (infer) or at least 2")
         if self.classes and self.task_of_model == "regression":
-            raise UsageError(f"classes is for classifiers; model {self.model} here fits a regression")
+            raise UsageError(f"`classes` is for classifiers; `model` {self.model} here fits a regression")
         if self.classes > 2 and self.model == "logistic":
-            raise UsageError(f"logistic regression has 2 classes: use model softmax for {self.classes}")
+            raise UsageError(f"logistic regression has 2 classes: use `model` softmax for {self.classes}")
         for name in ("l1", "l2", "power"):
             _non_negative(name, getattr(self, name))
         for name, value in (("momentum", self.momentum), ("gamma", self.gamma)):
             if not 0.0 <= value <= 1.0:
-                raise UsageError(f"{name} must lie in [0, 1], got {value}")
+                raise UsageError(f"`{name}` must lie in [0, 1], got {value}")
         for name, value in (("holdout", self.holdout), ("density", self.density)):
             if not 0.0 <= value < 1.0:
-                raise UsageError(f"{name} must lie in [0, 1), got {value}")
+                raise UsageError(f"`{name}` must lie in [0, 1), got {value}")
         if self.holdout and self.test_data:
-            raise UsageError("give either holdout or test_data, not both")
+            raise UsageError("give either `holdout` or `test_data`, not both")
         # Options that would otherwise be ignored without a word: the run would not do what was asked.
         if self.patience and not (self.holdout or self.test_data):
-            raise UsageError("patience stops on a held-out loss: give holdout or test_data too")
+            raise UsageError("`patience` stops on a held-out loss: give `holdout` or `test_data` too")
         if self.test_labels is not None and self.test_data is None:
-            raise UsageError("test_labels names the labels file of .npy test_data: give test_data too")
+            raise UsageError("`test_labels` names the labels file of .npy `test_data`: give `test_data` too")
         if self.density and self.model == "mlp":
-            raise UsageError("the mlp model reads dense input only (density must be 0)")
+            raise UsageError("the mlp model reads dense input only (`density` must be 0)")
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("dtype", self.dtype, DTYPES)
         _at_least("rows", self.rows, 1)
@@ -161,34 +162,34 @@ class Config:
         _at_least("eval_every", self.eval_every, 0)
         _at_least("seed", self.seed, 0)
         if not (self.lr > 0 and self.lr < float("inf")):
-            raise UsageError(f"lr must be a positive finite number, got {self.lr}")
+            raise UsageError(f"`lr` must be a positive finite number, got {self.lr}")
         if not (self.tol >= 0 and self.tol < 1):
-            raise UsageError(f"tol must be a number in [0, 1), got {self.tol}")
+            raise UsageError(f"`tol` must be a number in [0, 1), got {self.tol}")
         _at_least("memory", self.memory, 1)
         if self.l1 > 0 and self.algo in ("lbfgs", "normal"):
-            raise UsageError(f"l1 > 0 needs a proximal algorithm (gd, sgd, local-sgd) or owlqn; got {self.algo}")
+            raise UsageError(f"`l1` > 0 needs a proximal `algo` (gd, sgd, local-sgd) or owlqn; got {self.algo}")
         if self.algo in SOLVERS and (self.checkpoint_every or self.checkpoint_seconds or self.resume):
-            raise UsageError(f"checkpoints and --resume are for gd, sgd and local-sgd; {self.algo} runs are "
+            raise UsageError(f"checkpoints and `resume` are for gd, sgd and local-sgd; {self.algo} runs are "
                              "short full-batch solves: run them again")
         if self.algo in SOLVERS and (self.optimizer != "sgd" or self.schedule != "constant" or self.warmup):
-            raise UsageError(f"{self.algo} takes its own steps: optimizer, schedule and warmup are for gd, sgd and "
-                             "local-sgd")
+            raise UsageError(f"{self.algo} takes its own steps: `optimizer`, `schedule` and `warmup` are for gd, "
+                             "sgd and local-sgd")
         if self.algo == "normal" and self.patience:
-            raise UsageError("patience stops between epochs: algo normal solves in one")
+            raise UsageError("`patience` stops between epochs: `algo` normal solves in one")
         if self.algo == "normal" and self.model != "linear":
-            raise UsageError(f"algo normal solves linear regression only; got model {self.model}")
+            raise UsageError(f"`algo` normal solves linear regression only; got `model` {self.model}")
         if not self.data:
-            raise UsageError("data must be 'synthetic' or the path of a data file")
+            raise UsageError("`data` must be 'synthetic' or the path of a data file")
         _choice("format", self.format, ("auto",) + DATA_FORMATS)
         _choice("header", self.header, HEADER_CHOICES)
         if self.test_data is not None and self.test_data in ("", "synthetic"):
-            raise UsageError("test_data must be the path of a data file")
+            raise UsageError("`test_data` must be the path of a data file")
         if self.labels is not None and self.synthetic:
-            raise UsageError("labels names the labels file of .npy data, not of synthetic data")
+            raise UsageError("`labels` names the labels file of .npy data, not of synthetic data")
         if self.label_column is not None and not isinstance(self.label_column, (str, int)):
-            raise UsageError(f"label_column must be a column index or name, got {self.label_column!r}")
+            raise UsageError(f"`label_column` must be a column index or name, got {self.label_column!r}")
         if not (self.x_key and self.y_key):
-            raise UsageError("x_key and y_key must name HDF5 datasets")
+            raise UsageError("`x_key` and `y_key` must name HDF5 datasets")
         _check_fault_tolerance(self)
 
     @property
@@ -229,17 +230,17 @@ class Config:
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise UsageError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        raise UsageError(f"`{name}` must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def _non_negative(name: str, value: float) -> None:
     if not (value >= 0 and value < float("inf")):
-        raise UsageError(f"{name} must be a non-negative finite number, got {value}")
+        raise UsageError(f"`{name}` must be a non-negative finite number, got {value}")
 
 
 def _at_least(name: str, value: int, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise UsageError(f"`{name}` must be an integer >= {low}, got {value!r}")
 
 
 def _check_types(config: "Config") -> None:
@@ -259,7 +260,7 @@ def _check_types(config: "Config") -> None:
         else:
             continue
         if not ok:
-            raise UsageError(f"{name} must be {_KIND_NAMES[type(default)]}, got {value!r}")
+            raise UsageError(f"`{name}` must be {_KIND_NAMES[type(default)]}, got {value!r}")
 
 
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
@@ -274,10 +275,10 @@ def _check_fault_tolerance(config: Config) -> None:
     for name in ("checkpoint_seconds", "step_timeout", "startup_timeout", "clip_grad_norm"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < math.inf):
-            raise UsageError(f"{name} must be a non-negative finite number (0: off), got {value!r}")
+            raise UsageError(f"`{name}` must be a non-negative finite number (0: off), got {value!r}")
     for name in ("step_timeout", "startup_timeout"):
         if getattr(config, name) > MAX_STEP_TIMEOUT:  # beyond what faulthandler's timer takes (an OverflowError)
-            raise UsageError(f"{name} must be at most {MAX_STEP_TIMEOUT:g} seconds, got {getattr(config, name):g}")
+            raise UsageError(f"`{name}` must be at most {MAX_STEP_TIMEOUT:g} seconds, got {getattr(config, name):g}")
     wanted = config.checkpoint_every or config.checkpoint_seconds or config.resume
     if wanted and config.checkpoint_directory is None:
-        raise UsageError("checkpoints need a directory: give --out or --checkpoint-dir")
+        raise UsageError("checkpoints need a directory: give `out` or `checkpoint_dir`")

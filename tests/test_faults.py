@@ -64,12 +64,12 @@ def test_clip_norm_brings_any_larger_norm_down_to_the_limit(limit):
 @pytest.mark.parametrize("changes, message", [
     (dict(checkpoint_every=5), "checkpoints need a directory"),
     (dict(resume=True), "checkpoints need a directory"),
-    (dict(keep=0, out="o"), "keep must be an integer >= 1"),
-    (dict(step_timeout=-1.0), "step_timeout must be a non-negative finite number"),
-    (dict(startup_timeout=float("inf")), "startup_timeout must be a non-negative finite number"),
-    (dict(startup_timeout=2e9), "startup_timeout must be at most 1e\\+09 seconds"),
-    (dict(clip_grad_norm=float("nan")), "clip_grad_norm must be"),
-    (dict(checkpoint_seconds=float("inf"), out="o"), "checkpoint_seconds must be"),
+    (dict(keep=0, out="o"), "`keep` must be an integer >= 1"),
+    (dict(step_timeout=-1.0), "`step_timeout` must be a non-negative finite number"),
+    (dict(startup_timeout=float("inf")), "`startup_timeout` must be a non-negative finite number"),
+    (dict(startup_timeout=2e9), "`startup_timeout` must be at most 1e\\+09 seconds"),
+    (dict(clip_grad_norm=float("nan")), "`clip_grad_norm` must be"),
+    (dict(checkpoint_seconds=float("inf"), out="o"), "`checkpoint_seconds` must be"),
 ])
 def test_bad_fault_tolerance_settings_are_refused(changes, message):
     with pytest.raises(UsageError, match=message):

@@ -147,11 +147,11 @@ def test_summary_records_start_up_time_and_jit_cache_use():
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(algo="normal", model="logistic"), "algo normal solves linear regression only"),
-    (dict(algo="lbfgs", l1=0.1), "l1 > 0 needs a proximal algorithm .gd, sgd, local-sgd. or owlqn"),
-    (dict(algo="lbfgs", resume=True), "checkpoints and --resume are for gd, sgd and local-sgd"),
-    (dict(tol=-1.0), "tol must be"),
-    (dict(memory=0), "memory must be"),
+    (dict(algo="normal", model="logistic"), "`algo` normal solves linear regression only"),
+    (dict(algo="lbfgs", l1=0.1), "`l1` > 0 needs a proximal `algo` .gd, sgd, local-sgd. or owlqn"),
+    (dict(algo="lbfgs", resume=True), "checkpoints and `resume` are for gd, sgd and local-sgd"),
+    (dict(tol=-1.0), "`tol` must be"),
+    (dict(memory=0), "`memory` must be"),
 ])
 def test_solver_options_are_validated(change, message):
     with pytest.raises(UsageError, match=message):

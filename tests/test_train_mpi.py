@@ -60,7 +60,7 @@ def test_sgd_on_two_ranks_trains_and_reports(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["train", "--model", "svm"], "invalid choice: 'svm'"),
-    (["train", "--epochs", "0"], "epochs must be an integer >= 1"),
+    (["train", "--epochs", "0"], "--epochs must be an integer >= 1"),
     (["train", "--data", "/nonexistent/data.npz"], "/nonexistent/data.npz: no such data file"),
     (["train", "--algo", "sgd", "--batch-size", "2"], "batch_size (2) must be at least the rank count (3)"),
 ])

@@ -11,6 +11,8 @@ import warnings
 import numpy as np
 import pytest
 
+from mpirun import mpigd, refused_in_one_line
+
 from mpigd import Config, DivergedError, InputError, UsageError, train
 from mpigd.comm import self_comm
 from mpigd.data import synthetic
@@ -190,24 +192,36 @@ def test_invalid_configuration_is_refused(change):
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(momentum=1.5), r"momentum must lie in \[0, 1\]"),
-    (dict(gamma=-0.1), r"gamma must lie in \[0, 1\]"),
-    (dict(seed=-1), "seed must be an integer >= 0"),
-    (dict(eval_every=-1), "eval_every must be an integer >= 0"),
-    (dict(holdout=0.2, test_data="test.npz"), "give either holdout or test_data, not both"),
+    (dict(momentum=1.5), r"`momentum` must lie in \[0, 1\]"),
+    (dict(gamma=-0.1), r"`gamma` must lie in \[0, 1\]"),
+    (dict(seed=-1), "`seed` must be an integer >= 0"),
+    (dict(eval_every=-1), "`eval_every` must be an integer >= 0"),
+    (dict(holdout=0.2, test_data="test.npz"), "give either `holdout` or `test_data`, not both"),
     (dict(model="mlp", density=0.1), "the mlp model reads dense input only"),
     # Options a solver would ignore without a word.
-    (dict(algo="lbfgs", optimizer="adam"), "lbfgs takes its own steps: optimizer, schedule and warmup are for"),
+    (dict(algo="lbfgs", optimizer="adam"), "lbfgs takes its own steps: `optimizer`, `schedule` and `warmup` are for"),
     (dict(algo="owlqn", l1=0.1, schedule="cosine"), "owlqn takes its own steps"),
     (dict(algo="normal", warmup=5), "normal takes its own steps"),
-    (dict(algo="normal", holdout=0.2, patience=3), "patience stops between epochs: algo normal solves in one"),
-    (dict(model="linear", classes=3), "classes is for classifiers; model linear here fits a regression"),
-    (dict(model="mlp", task="regression", classes=3), "model mlp here fits a regression"),
-    (dict(model="logistic", classes=3), "logistic regression has 2 classes: use model softmax for 3"),
+    (dict(algo="normal", holdout=0.2, patience=3), "`patience` stops between epochs: `algo` normal solves in one"),
+    (dict(model="linear", classes=3), "`classes` is for classifiers; `model` linear here fits a regression"),
+    (dict(model="mlp", task="regression", classes=3), "`model` mlp here fits a regression"),
+    (dict(model="logistic", classes=3), "logistic regression has 2 classes: use `model` softmax for 3"),
 ])
 def test_a_value_outside_its_range_is_refused_by_name(change, message):
     with pytest.raises(UsageError, match=message):
         Config(**change)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--patience", "3"], "--patience stops on a held-out loss: give --holdout or --test-data too"),
+    (["train", "--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+    (["train", "--algo", "lbfgs", "--optimizer", "adam"],
+     "lbfgs takes its own steps: --optimizer, --schedule and --warmup are for gd, sgd and local-sgd"),
+    (["evaluate", "--params", "p.npz", "--data", "synthetic", "--density", "1.5"],
+     "--density must lie in [0, 1), got 1.5"),
+])
+def test_the_command_line_names_a_refused_setting_by_its_option(args, message):
+    refused_in_one_line(mpigd(1, *args), message)
 
 
 def test_train_takes_an_mpi4py_communicator():
@@ -218,8 +232,8 @@ def test_train_takes_an_mpi4py_communicator():
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(patience=3), "patience stops on a held-out loss: give holdout or test_data too"),
-    (dict(test_labels="y.npy"), "test_labels names the labels file of .npy test_data"),
+    (dict(patience=3), "`patience` stops on a held-out loss: give `holdout` or `test_data` too"),
+    (dict(test_labels="y.npy"), "`test_labels` names the labels file of .npy `test_data`"),
 ])
 def test_an_option_that_would_be_ignored_is_refused(change, message):
     with pytest.raises(UsageError, match=message):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from typing import Mapping
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # an unexpected exception on some rank: the job is aborted
@@ -52,6 +54,22 @@ class Preempted(MpigdError):
 # Every class here, in a fixed order: ranks agree on an error by its index in this tuple.
 KINDS: tuple[type[MpigdError], ...] = (MpigdError, UsageError, InputError, DivergedError, CheckpointError,
                                       Preempted)
+
+
+_FIELD = re.compile(r"`(\w+)`")  # how a message names a setting: by its field, `batch_size`
+_option_names: dict[str, str] = {}
+
+
+def name_fields_as(options: Mapping[str, str]) -> None:
+    """From now on, :func:`describe` names each field as ``options`` does (the command line: its
+    options, ``batch_size`` -> ``--batch-size``)."""
+    _option_names.clear()
+    _option_names.update(options)
+
+
+def describe(error: BaseException) -> str:
+    """The message of ``error`` for the user, each `field` in it named as :func:`name_fields_as` says."""
+    return _FIELD.sub(lambda field: _option_names.get(field[1], field[0]), str(error))
 
 
 def warn(message: str) -> None:

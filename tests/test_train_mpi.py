@@ -62,7 +62,7 @@ def test_sgd_on_two_ranks_trains_and_reports(tmp_path):
     (["train", "--model", "svm"], "invalid choice: 'svm'"),
     (["train", "--epochs", "0"], "--epochs must be an integer >= 1"),
     (["train", "--data", "/nonexistent/data.npz"], "/nonexistent/data.npz: no such data file"),
-    (["train", "--algo", "sgd", "--batch-size", "2"], "batch_size (2) must be at least the rank count (3)"),
+    (["train", "--algo", "sgd", "--batch-size", "2"], "--batch-size (2) must be at least the rank count (3)"),
 ])
 def test_bad_arguments_give_one_message_and_exit_code_2(tmp_path, args, message):
     out = tmp_path / "out"

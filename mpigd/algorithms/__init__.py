@@ -44,7 +44,7 @@ def make_algorithm(config: Config, model, shard, comm):
         steps_per_epoch = 1
     else:
         if config.batch_size < comm.size:
-            raise UsageError(f"batch_size ({config.batch_size}) must be at least the rank count ({comm.size})")
+            raise UsageError(f"`batch_size` ({config.batch_size}) must be at least the rank count ({comm.size})")
         steps_per_epoch = -(-shard.n_global // config.batch_size)
     update = Update(optimizer, make_schedule(config, config.epochs * steps_per_epoch), config.l1, model.n_penalized)
     if config.algo == "gd":

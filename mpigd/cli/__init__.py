@@ -13,8 +13,8 @@ one_thread_per_rank()  # before the imports below load NumPy and its BLAS
 
 from mpigd import __version__  # noqa: E402
 from mpigd.cli import bench, run  # noqa: E402
-from mpigd.cli.common import Parser  # noqa: E402
-from mpigd.errors import EXIT_USAGE, MpigdError  # noqa: E402
+from mpigd.cli.common import Parser, option_names  # noqa: E402
+from mpigd.errors import EXIT_USAGE, MpigdError, describe, name_fields_as  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,15 +23,28 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     run.register(commands)
     bench.register(commands)
+    _remember_option_names(parser)
     return parser
+
+
+def _remember_option_names(parser: argparse.ArgumentParser) -> None:
+    """Give each command's parser its options by field, for :func:`main` to name fields with."""
+    commands = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    for action in commands:
+        for command in action.choices.values():
+            _remember_option_names(command)
+    if not commands:
+        parser.set_defaults(option_names=option_names(parser))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mpigd`` console script and of ``python -m mpigd``."""
     try:
         args = build_parser().parse_args(argv)
+        # Messages name settings by their field (`batch_size`); here, by the option typed (--batch-size).
+        name_fields_as(args.option_names)
         return args.run(args)
     except MpigdError as error:  # raised identically on every rank before any collective
         if launch_rank() == 0:
-            print(f"mpigd: error: {error}", file=sys.stderr)
+            print(f"mpigd: error: {describe(error)}", file=sys.stderr)
         return error.exit_code if error.exit_code else EXIT_USAGE

@@ -4,7 +4,6 @@ communicator check, and turning parsed arguments into a Config."""
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Mapping
 
 from mpigd.config import DATA_FORMATS, DTYPES, HEADER_CHOICES, STRATEGIES, Config
@@ -54,9 +53,6 @@ def check_output_paths(files: Mapping[str, str | None] | None = None,
             check_output_directory(option, path)
 
 
-FIELD = re.compile(r"`(\w+)`")  # how Config's messages name a field
-
-
 def option_names(parser: argparse.ArgumentParser) -> dict[str, str]:
     """Each destination of ``parser``'s options, by the long option that sets it (``batch_size`` ->
     ``--batch-size``, ``zero_based`` -> ``--one-based``)."""
@@ -69,14 +65,8 @@ def option_names(parser: argparse.ArgumentParser) -> dict[str, str]:
 
 
 def config_from(args: argparse.Namespace) -> Config:
-    """The Config of the parsed ``args``. Config's messages name its fields (`batch_size`); here
-    they name the options the user typed (--batch-size), through the command's ``option_names``."""
     fields = Config.__dataclass_fields__
-    try:
-        return Config(**{name: value for name, value in vars(args).items() if name in fields and value is not None})
-    except UsageError as error:
-        options = getattr(args, "option_names", {})
-        raise type(error)(FIELD.sub(lambda field: options.get(field[1], field[0]), str(error))) from None
+    return Config(**{name: value for name, value in vars(args).items() if name in fields and value is not None})
 
 
 def numbers(metrics: dict) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mpigd.cli.common import (add_data_arguments, check_output_paths, config_from, nonempty_path, numbers, option_names,
-                              widths, world_for)
+from mpigd.cli.common import (add_data_arguments, check_output_paths, config_from, nonempty_path, numbers, widths,
+                              world_for)
 from mpigd.config import ACTIVATIONS, ALGORITHMS, MODELS, OPTIMIZERS, SCHEDULES, STRATEGIES, TASKS, Config
 from mpigd.errors import EXIT_OK
 from mpigd.outputs import json_text, written
@@ -70,7 +70,7 @@ def register(commands) -> None:
             "training began: data reading and kernel compilation included (0: off)")
     ft("--clip-grad-norm", type=float, default=defaults.clip_grad_norm, metavar="C",
        help="scale the global gradient to norm at most C (0: off)")
-    train.set_defaults(run=_train, option_names=option_names(train))
+    train.set_defaults(run=_train)
 
     gen = commands.add_parser("gen", help="write a synthetic data set to a file (in parallel under mpiexec)")
     gen.add_argument("--rows", type=int, required=True)
@@ -95,7 +95,7 @@ def register(commands) -> None:
         command.add_argument("--output", type=nonempty_path, required=name == "predict",
                              help="predictions (.npy)" if name == "predict" else "also write the metrics (JSON)")
         command.add_argument("--quiet", action="store_true")
-        command.set_defaults(run=run, option_names=option_names(command))
+        command.set_defaults(run=run)
 
     info = commands.add_parser("info", help="MPI library, rank count, Numba and threading set-up")
     info.set_defaults(run=_info)

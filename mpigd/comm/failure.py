@@ -8,7 +8,7 @@ from typing import Callable
 
 from mpi4py import MPI
 
-from mpigd.errors import EXIT_FAILURE, MpigdError
+from mpigd.errors import EXIT_FAILURE, MpigdError, describe
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
@@ -26,7 +26,7 @@ def run_or_abort(main: Callable[[], int], rank: int) -> int:
         return main()
     except MpigdError as error:
         if rank == 0:
-            print(f"mpigd: error: {error}", file=sys.stderr, flush=True)
+            print(f"mpigd: error: {describe(error)}", file=sys.stderr, flush=True)
         return error.exit_code
     except KeyboardInterrupt:
         # SIGINT to one rank (or Ctrl-C where the launcher forwards it to some ranks only): the

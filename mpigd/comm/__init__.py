@@ -46,6 +46,7 @@ __all__ = [
     "Communicator",
     "REGISTRY",
     "allreduce",
+    "as_communicator",
     "install_excepthook",
     "run_or_abort",
     "self_comm",
@@ -83,6 +84,26 @@ def self_comm(strategy: str = "native") -> Communicator:
     from mpigd.comm.communicator import Communicator
 
     return Communicator(MPI.COMM_SELF, strategy)
+
+
+def as_communicator(comm: MPI.Comm | Communicator | None = None, strategy: str | None = None,
+                    tune_file: str | None = None) -> Communicator:
+    """The :class:`Communicator` a public function works on, from what its caller passed. Collective.
+
+    ``None``: every rank of the job (:func:`world`); an ``mpi4py`` communicator: its ranks; a
+    :class:`Communicator`: itself. ``strategy`` and ``tune_file``, when given, say how to sum over
+    those ranks (a Communicator with another strategy is rebuilt on its ranks, as
+    :func:`mpigd.train` does); otherwise ``native``, or the Communicator's own.
+    """
+    if comm is None:
+        return world(strategy or "native", tune_file)
+    if not hasattr(comm, "mpi_comm"):  # an mpi4py communicator
+        from mpigd.comm.communicator import Communicator
+
+        return Communicator(comm, strategy or "native", tune_file)
+    if (strategy and strategy != comm.strategy.name) or (tune_file and tune_file != comm.tune_file):
+        return comm.with_strategy(strategy or comm.strategy.name, tune_file)
+    return comm
 
 
 # Strategies built by allreduce(), kept per (name, communicator) so that their scratch buffers

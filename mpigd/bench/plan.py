@@ -30,9 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from mpigd.checks import check_choice, check_finite, check_fits_memory
 from mpigd.comm.costmodel import CostModel
 from mpigd.comm.tunefile import default_path, load
+from mpigd.config import DTYPES, MODELS
 from mpigd.environment import TUNE_FILE_VARIABLE, tune_file_from_env
+from mpigd.errors import UsageError
 from mpigd.models import make_model
 
 STRATEGIES = ("ring", "tree")
@@ -214,17 +217,68 @@ def measure_rate(model: str, features: int, dtype: str, classes: int = 2, hidden
             "cpu_count": os.cpu_count()}
 
 
-def make_plan(model: str, rows: int, features: int, max_nodes: int, dtype: str = "float64", classes: int = 2,
+def make_plan(model: str, rows: int, features: int, max_nodes: int = 1024, dtype: str = "float64", classes: int = 10,
               hidden: tuple[int, ...] = (64,), ranks_per_node: int = 1, mode: str = "strong",
               rate: float | None = None, sample_rows: int = 200_000, repeats: int = 5,
               tune_file: str | None = None, network: str | None = None, alpha: float | None = None,
               beta: float | None = None, gamma: float | None = None) -> dict[str, Any]:
-    """Measure the compute rate (unless ``rate`` is given), resolve the cost model, project.
+    """Measure the compute rate (unless ``rate`` is given), resolve the cost model, project: ``mpigd plan``.
 
+    Not collective, and imports no MPI. The options of ``mpigd plan`` map one to one, with the same
+    defaults: ``max_nodes`` is ``--nodes``, ``rate`` is ``--compute-rate``.
     Returns what :mod:`mpigd.bench.plan_report` prints and writes: the inputs, the parameters,
-    where each came from (``sources``), the records of :func:`project` and the node count where
-    efficiency falls below 50%.
+    where each came from (``sources``), the records of :func:`project`, the node count where
+    efficiency falls below 50%, and ``metadata`` (versions and machine). Anything the command
+    refuses (a value out of range, a tune file that cannot be read, a rate measurement that cannot
+    fit this node's memory) raises :class:`~mpigd.errors.UsageError` with the command's message.
     """
+    _check_plan_arguments(model, rows, features, max_nodes, dtype, classes, hidden, ranks_per_node, mode, rate,
+                          sample_rows, repeats, network, alpha, beta, gamma)
+    try:
+        plan = _make_plan(model, rows, features, max_nodes, dtype, classes, tuple(hidden), ranks_per_node, mode,
+                          rate, sample_rows, repeats, tune_file, network, alpha, beta, gamma)
+    except (OSError, ValueError) as error:  # an unreadable or invalid tune file, named by the error
+        raise UsageError(str(error)) from None
+    from mpigd.bench.metadata import describe
+
+    plan["metadata"] = describe()
+    return plan
+
+
+def _check_plan_arguments(model: str, rows: int, features: int, max_nodes: int, dtype: str, classes: int,
+                          hidden: tuple[int, ...], ranks_per_node: int, mode: str, rate: float | None,
+                          sample_rows: int, repeats: int, network: str | None, alpha: float | None,
+                          beta: float | None, gamma: float | None) -> None:
+    """What ``mpigd plan`` refuses, each in one line naming its option."""
+    check_choice("--model", model, MODELS)
+    check_choice("--dtype", dtype, DTYPES)
+    check_choice("--mode", mode, ("strong", "weak"))
+    if network is not None:
+        check_choice("--network", network, tuple(NETWORKS))
+    if min(max_nodes, ranks_per_node, rows, features, sample_rows, repeats) < 1:
+        raise UsageError("plan needs --nodes, --ranks-per-node, --rows, --features, --sample-rows, --repeats >= 1")
+    if not hidden or min(hidden) < 1:
+        raise UsageError(f"plan needs --hidden widths >= 1 such as 64,32; got {hidden!r}")
+    if classes < 2 or any(v is not None and v < 0 for v in (alpha, beta, gamma)):
+        raise UsageError("plan needs --classes >= 2 and --alpha, --beta, --gamma >= 0")
+    if rate is not None and rate <= 0:
+        raise UsageError("--compute-rate must be > 0")
+    # float("nan") and float("inf") pass every comparison above.
+    for option, value in (("--alpha", alpha), ("--beta", beta), ("--gamma", gamma), ("--compute-rate", rate)):
+        check_finite(option, value)
+    if rate is None:
+        from mpigd.bench.kernel import data_bytes
+
+        sample = min(rows, sample_rows)
+        check_fits_memory(data_bytes("dense", sample, features, 1.0, dtype),
+                          f"measuring the rate on {sample:,} rows x {features:,} features",
+                          "give --compute-rate, or fewer --sample-rows")
+
+
+def _make_plan(model: str, rows: int, features: int, max_nodes: int, dtype: str, classes: int,
+               hidden: tuple[int, ...], ranks_per_node: int, mode: str, rate: float | None, sample_rows: int,
+               repeats: int, tune_file: str | None, network: str | None, alpha: float | None,
+               beta: float | None, gamma: float | None) -> dict[str, Any]:
     n_params, nbytes = gradient_bytes(model, features, dtype, classes, hidden)
     intra, inter, sources = cost_models(tune_file, network, alpha, beta, gamma)
     measured = None

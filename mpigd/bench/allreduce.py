@@ -16,15 +16,25 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mpigd.checks import check_choice, check_choices, check_message_sizes
 from mpigd.comm.strategies.auto import CANDIDATES as BEST_OF
 from mpigd.comm.timing import iterations_for, median, time_interleaved
+from mpigd.config import DTYPES, STRATEGIES
+from mpigd.errors import UsageError
 from mpigd.outputs import json_text
 
 
-def message_sizes(min_bytes: int, max_bytes: int, factor: int = 2) -> list[int]:
-    """``min_bytes, min_bytes * factor, ...`` up to ``max_bytes``, which is always included."""
-    if min_bytes < 1 or max_bytes < min_bytes or factor < 2:
-        raise ValueError(f"bad size range {min_bytes}..{max_bytes} by {factor}")
+def message_sizes(min_bytes: int = 8, max_bytes: int = 64 << 20, factor: int = 2) -> list[int]:
+    """``min_bytes, min_bytes * factor, ...`` up to ``max_bytes``, which is always included: the sizes
+    ``mpigd bench allreduce`` and ``mpigd tune`` time (their defaults: 8 B to 64 MiB by 2).
+
+    A range the commands refuse (``--min-bytes`` above ``--max-bytes``, a size below one byte, a
+    factor below 2) raises :class:`~mpigd.errors.UsageError` with the command's message.
+    """
+    if min_bytes > max_bytes:
+        raise UsageError(f"--min-bytes ({min_bytes}) is larger than --max-bytes ({max_bytes})")
+    if min_bytes < 1 or factor < 2:
+        raise UsageError(f"message sizes need --min-bytes >= 1 and --factor >= 2; got {min_bytes} and {factor}")
     sizes = []
     size = min_bytes
     while size < max_bytes:
@@ -38,14 +48,30 @@ def bus_bandwidth(nbytes: int, seconds: float, ranks: int) -> float:
     return 2 * (ranks - 1) / ranks * nbytes / seconds / 1e9 if seconds > 0 else 0.0
 
 
-def run(comm, sizes: Sequence[int], dtype: str, strategies: Sequence[str], repeats: int) -> list[dict[str, Any]]:
-    """Time every strategy at every size; one row per (size, strategy). Collective.
+def run(comm=None, sizes: Sequence[int] | None = None, dtype: str = "float64",
+        strategies: Sequence[str] = STRATEGIES, repeats: int = 7, tune_file: str | None = None) -> list[dict[str, Any]]:
+    """Time every strategy at every size; one row per (size, strategy): ``mpigd bench allreduce``.
 
-    ``comm`` is a :class:`mpigd.comm.Communicator`; the strategies are built on its ranks once
-    (``auto`` with its tune file) and share one buffer, sliced to each size.
+    Collective: call it on every rank of ``comm`` (a :class:`mpigd.comm.Communicator`, an ``mpi4py``
+    communicator, or ``None`` for every rank of the job); every rank returns the same rows (each
+    time is the slowest rank's). ``sizes`` in bytes, from :func:`message_sizes` (default: its range,
+    the command's). The strategies are built on those ranks once (``auto`` and ``ring`` with
+    ``tune_file``, else the communicator's) and share one buffer, sliced to each size. Print the rows
+    with :func:`table`; :func:`write_json`, :func:`write_csv` and :func:`plot` take them with
+    :func:`mpigd.bench.metadata.run_metadata`. Arguments the command refuses raise
+    :class:`~mpigd.errors.UsageError` on every rank alike, before any message.
     """
+    from mpigd.comm import as_communicator
+
+    check_choice("--dtype", dtype, DTYPES)
+    check_choices("--strategies", strategies, STRATEGIES)
+    sizes = message_sizes() if sizes is None else list(sizes)
+    if repeats < 1 or not sizes:
+        raise UsageError(f"bench allreduce needs --repeats >= 1 and at least one size; got {repeats} and {list(sizes)}")
+    check_message_sizes(sizes)
+    comm = as_communicator(comm, tune_file=tune_file)
     kind = np.dtype(dtype)
-    runners = {name: comm.with_strategy(name) for name in strategies}
+    runners = {name: comm.with_strategy(name, tune_file) for name in strategies}
     largest = np.zeros(max(1, max(sizes) // kind.itemsize), dtype=kind)
     rows = []
     for nbytes in sizes:

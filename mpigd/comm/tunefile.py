@@ -103,8 +103,14 @@ def load(path: str | os.PathLike) -> Tuning:
             raise ValueError(f"{path}: not a tune file ({error})") from None
 
 
-def save(tuning: Tuning, path: str | os.PathLike) -> None:
-    """Write ``tuning`` as JSON, through a temporary name and a rename (:func:`mpigd.outputs.written`:
-    a full disk leaves no half file and is one line)."""
-    with written(str(path)) as temporary:
+def save(tuning: Tuning, path: str | os.PathLike | None = None) -> Path:
+    """Write ``tuning`` as JSON and return where: ``path``, or (``None``, as ``mpigd tune`` without
+    ``--output``) :func:`default_path` for its rank count, where ``auto`` and ``ring`` look.
+
+    Through a temporary name and a rename (:func:`mpigd.outputs.written`: a full disk leaves no half
+    file and is one line). Not collective: call it on one rank (rank 0), as the command does.
+    """
+    target = Path(default_path(tuning.ranks) if path is None else path)
+    with written(str(target)) as temporary:
         Path(temporary).write_text(json.dumps(tuning.as_dict(), indent=2) + "\n", encoding="utf-8")
+    return target

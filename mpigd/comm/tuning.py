@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import math
 import platform
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from mpi4py import MPI
 
+from mpigd.checks import check_choice, check_message_sizes
 from mpigd.comm.costmodel import CostModel, Crossover, fit_alpha_beta
 from mpigd.comm.strategies.auto import CANDIDATES as MEASURED
 from mpigd.comm.strategies.auto import candidates
@@ -34,7 +35,12 @@ from mpigd.comm.strategies.ring import SEGMENT_CANDIDATES, RingAllreduce
 from mpigd.comm.timing import iterations_for, median, time_calls, time_interleaved
 # The file format lives in a module without MPI; re-exported here, where callers have found it.
 from mpigd.comm.tunefile import FORMAT, Tuning, default_path, find_tune_file, load, save
+from mpigd.config import DTYPES
+from mpigd.errors import UsageError
 from mpigd.kernels import add_into
+
+if TYPE_CHECKING:
+    from mpigd.comm.communicator import Communicator
 
 __all__ = ["FORMAT", "Tuning", "calibrate", "default_path", "find_tune_file", "load", "save"]
 
@@ -54,13 +60,33 @@ _SEGMENT_TIE = 1.03
 #   Within 10% of the fastest, the choice still meets auto's target in the launch measured.
 LARGE_BYTES = 1 << 20
 NATIVE_MARGIN = 1.10
+# mpigd tune's sweep without --min-bytes/--max-bytes: powers of two from 8 B to 64 MiB.
+DEFAULT_SIZES = tuple(8 << k for k in range(24))
 
 
-def calibrate(comm: MPI.Comm, sizes: list[int], dtype: str = "float64", repeats: int = 5) -> Tuning:
-    """Measure this communicator: the cost model and the fastest strategy at each size. Collective.
+def calibrate(comm: MPI.Comm | Communicator | None = None, sizes: Sequence[int] | None = None,
+              dtype: str = "float64", repeats: int = 7) -> Tuning:
+    """Measure this communicator: the cost model and the fastest strategy at each size (``mpigd tune``).
 
-    Every rank returns the same :class:`Tuning` (the timings are maxima over ranks).
+    Collective: call it on every rank of ``comm`` (an ``mpi4py`` communicator, a
+    :class:`~mpigd.comm.Communicator`, or ``None`` for every rank of the job). Every rank returns the
+    same :class:`Tuning` (the timings are maxima over ranks); write it from one rank with
+    :func:`save` (to :func:`default_path` ``(tuning.ranks)`` where ``auto`` and ``ring`` look by
+    default). ``sizes`` are message sizes in bytes (default: ``mpigd tune``'s, 8 B to 64 MiB by 2;
+    :func:`mpigd.bench.allreduce.message_sizes` makes others). Arguments the command refuses raise
+    :class:`~mpigd.errors.UsageError` on every rank alike, before any message.
     """
+    check_choice("--dtype", dtype, DTYPES)
+    if repeats < 1:
+        raise UsageError(f"tune needs --repeats >= 1; got {repeats}")
+    sizes = list(DEFAULT_SIZES if sizes is None else sizes)
+    check_message_sizes(sizes)
+    if comm is None:
+        from mpigd.comm import _world
+
+        comm = _world()
+    elif hasattr(comm, "mpi_comm"):  # a Communicator: its ranks
+        comm = comm.mpi_comm
     p = comm.Get_size()
     kind = np.dtype(dtype)
     alpha, beta = _fit_exchange(comm, kind, repeats) if p > 1 else (0.0, 0.0)

@@ -28,8 +28,17 @@ def _threading_layer() -> str:
         return f"unavailable ({error})"
 
 
-def describe(comm) -> dict[str, str]:
-    """Versions and settings; ``comm`` is an :class:`mpigd.comm.Communicator`."""
+def describe(comm=None) -> dict[str, str]:
+    """Versions and settings, as ``mpigd info`` prints them (name -> text).
+
+    ``comm``: a :class:`mpigd.comm.Communicator`, an ``mpi4py`` communicator, or ``None`` for every
+    rank of the job (its rank count is reported). Collective when ``comm`` is ``None``: the world's
+    duplicate is made on first use, on every rank. Each rank describes its own process; ``mpigd
+    info`` prints rank 0's.
+    """
+    from mpigd.comm import as_communicator
+
+    comm = as_communicator(comm)
     return {
         "mpigd": __version__,
         "python": f"{platform.python_version()} ({sys.executable})",

@@ -30,7 +30,8 @@ import numpy as np
 
 from mpigd.data import synthetic
 from mpigd.errors import InputError, UsageError
-from mpigd.outputs import deepest_existing, partial_paths, unlink_if_present
+from mpigd.outputs import (check_output_directory, check_output_file, deepest_existing, partial_paths,
+                           unlink_if_present)
 from mpigd.partition import block_range, exclusive_prefix
 
 ROUND_ROWS = 65536
@@ -39,7 +40,9 @@ SIZE_SAMPLE_VALUES = 100_000  # values formatted to estimate the size of a text 
 
 @dataclass(frozen=True)
 class Spec:
-    """What to generate; invalid values raise :class:`~mpigd.errors.UsageError`."""
+    """What to generate (``mpigd gen``'s options; its defaults are ``task="classification"``,
+    ``seed=0``); invalid values raise :class:`~mpigd.errors.UsageError`. ``format`` is ``npy`` (then
+    ``output`` is a directory for ``X.npy`` and ``y.npy``), ``hdf5``, ``csv`` or ``libsvm``."""
 
     rows: int
     features: int
@@ -190,13 +193,25 @@ def _hdf5_step(action, *args):
         raise InputError(f"cannot write the data set: {str(error).splitlines()[0] if str(error) else error!r}") from None
 
 
-def write(spec: Spec, comm) -> int:
-    """Write the data set ``spec`` describes; return its size in bytes. Collective.
+def write(spec: Spec, comm=None) -> int:
+    """Write the data set ``spec`` describes; return its size in bytes: ``mpigd gen``.
 
-    Refuses (before creating anything) a data set that cannot fit in the free space. The files are
-    written under temporary names and renamed into place once every rank has finished; on a
-    failure rank 0 removes them, so no partial data set is left under any name.
+    Collective: call it on every rank of ``comm`` (a :class:`mpigd.comm.Communicator`, an ``mpi4py``
+    communicator, or ``None`` for every rank of the job); each rank writes its own rows, and the
+    file is the same whatever the rank count. Refuses (:class:`~mpigd.errors.UsageError`, on every
+    rank alike, before creating anything) an output the command refuses (``--output`` under a file,
+    unwritable, a directory where a file is wanted) and a data set that cannot fit in the free
+    space. The files are written under temporary names and renamed into place once every rank has
+    finished; on a failure rank 0 removes them, so no partial data set is left under any name.
     """
+    from mpigd.comm import as_communicator
+
+    # Checked on every rank alike before any collective, so that all raise the same error.
+    if spec.format == "npy":
+        check_output_directory("--output", spec.output)
+    else:
+        check_output_file("--output", spec.output)
+    comm = as_communicator(comm)
     writer = {"csv": _write_text, "libsvm": _write_text, "npy": _write_npy, "hdf5": _write_hdf5}[spec.format]
     comm.together(check_free_space if comm.rank == 0 else (lambda _: None), spec)
     finals = _output_files(spec)

@@ -21,6 +21,9 @@ import numpy as np
 from mpigd import kernels
 from mpigd.bench import baselines
 from mpigd.bench.timing import measure
+from mpigd.checks import check_choices, check_fits_memory
+from mpigd.config import DTYPES
+from mpigd.errors import UsageError
 from mpigd.data.synthetic_models import generate_sparse
 from mpigd.models import make_model
 
@@ -98,11 +101,34 @@ def _record(variant: str, timing, nbytes: int, **fields) -> dict[str, Any]:
             "gb_per_s": nbytes / timing.median / 1e9}
 
 
+def check_arguments(rows: int, features: int, dtypes: Sequence[str], repeats: int, models: Sequence[str],
+                    layouts: Sequence[str], classes: int, hidden: Sequence[int], density: float) -> None:
+    """Refuse, in one line (:class:`~mpigd.errors.UsageError`), what ``mpigd bench kernel`` refuses:
+    values out of range, unknown names, and rows whose largest layout in any of ``dtypes`` cannot
+    fit this node's memory (one layout in one dtype is held at a time). :func:`run` calls it; the
+    command calls it first with every dtype it will run, so that nothing runs before a refusal."""
+    check_choices("--models", models, MODELS)
+    check_choices("--layout", layouts, LAYOUTS)
+    check_choices("--dtype", dtypes, DTYPES)
+    if rows < 1 or features < 1 or repeats < 1 or classes < 2 or not 0 < density <= 1:
+        raise UsageError("bench kernel needs --rows, --features, --repeats >= 1, --classes >= 2, 0 < --density <= 1")
+    if not hidden or min(hidden) < 1:
+        raise UsageError(f"bench kernel needs --hidden widths >= 1 such as 64,32; got {hidden!r}")
+    check_fits_memory(max(data_bytes(layout, rows, features, density, dtype) for layout in layouts for dtype in dtypes),
+                      f"{rows:,} rows x {features:,} features")
+
+
 def run(rows: int, features: int, dtype: str, repeats: int, seed: int = 0, models: Sequence[str] = ("linear",
         "logistic"), layouts: Sequence[str] = ("dense",), classes: int = 10, hidden: Sequence[int] = (64,),
         density: float = 0.01) -> list[dict[str, Any]]:
     """Records of one dtype: per layout a ``stream read``, then per model ``fused <loss>`` and
-    ``numpy|scipy <loss>`` with median seconds, GB/s and ratios (or a record with ``skipped``)."""
+    ``numpy|scipy <loss>`` with median seconds, GB/s and ratios (or a record with ``skipped``).
+
+    ``mpigd bench kernel`` for one ``--dtype``; print the records with :func:`table`, write them
+    with :func:`write_csv`. One process, not collective. Arguments the command refuses raise
+    :class:`~mpigd.errors.UsageError` (:func:`check_arguments`).
+    """
+    check_arguments(rows, features, (dtype,), repeats, models, layouts, classes, hidden, density)
     results = []
     for layout in layouts:
         data = make_data(layout, rows, features, density, dtype, seed)

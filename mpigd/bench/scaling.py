@@ -23,16 +23,28 @@ from mpigd.algorithms import make_algorithm
 from mpigd.config import Config
 from mpigd.data import load_shard
 from mpigd.models import make_model
-from mpigd.errors import MpigdError
+from mpigd.checks import check_choice
+from mpigd.errors import MpigdError, UsageError
 from mpigd.outputs import json_text, parent_made
 
 
-def measure(comm, mode: str, rows: int, features: int, model: str, dtype: str, steps: int,
-            warmup: int = 3) -> dict[str, Any]:
-    """Time ``steps`` gradient steps on ``comm``. Collective; the record is the same on every rank.
+def measure(comm=None, mode: str = "strong", rows: int = 1_000_000, features: int = 32, model: str = "logistic",
+            dtype: str = "float64", steps: int = 20, warmup: int = 3, strategy: str | None = None) -> dict[str, Any]:
+    """Time ``steps`` gradient steps on ``comm``: ``mpigd bench scaling`` (same defaults).
 
-    ``rows`` is the global row count (strong) or the rows per rank (weak).
+    Collective: call it on every rank of ``comm`` (a :class:`mpigd.comm.Communicator`, an ``mpi4py``
+    communicator, or ``None`` for every rank of the job); the record is the same on every rank.
+    ``rows`` is the global row count (strong) or the rows per rank (weak). The sums use
+    ``strategy`` (``--strategy``), by default the Communicator's own (``native`` for the others).
+    Append the record to a JSON-lines file with :func:`append_record` (from one rank). Arguments the
+    command refuses raise :class:`~mpigd.errors.UsageError` on every rank alike, before any message.
     """
+    from mpigd.comm import as_communicator
+
+    check_choice("--mode", mode, ("strong", "weak"))
+    if steps < 1 or warmup < 0:
+        raise UsageError(f"bench scaling needs --steps >= 1 (and warmup >= 0); got {steps} and {warmup}")
+    comm = as_communicator(comm, strategy)
     global_rows = rows if mode == "strong" else rows * comm.size
     config = Config(model=model, rows=global_rows, features=features, dtype=dtype, epochs=1, quiet=True)
     shard = load_shard(config, comm)
@@ -78,16 +90,22 @@ def append_record(path: str, record: dict[str, Any]) -> None:
         raise MpigdError(f"cannot write {path}: {error.strerror or error}") from None
 
 
-def read_records(path: str) -> list[dict[str, Any]]:
-    """The records of the JSON-lines file ``path`` (blank lines skipped). A line that is not such a
-    record, or a file with none, raises ``ValueError`` naming the line."""
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of the JSON-lines file ``path`` (blank lines skipped). A file that cannot be read,
+    a line that is not such a record, or a file with none raises :class:`~mpigd.errors.UsageError`
+    naming the file and the line, as ``mpigd bench scaling-report`` does."""
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                records.append(_record(line, number))
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    records.append(_record(line, number))
+    except OSError as error:
+        raise UsageError(f"{path}: {error.strerror or error}") from None
+    except ValueError as error:  # a line that is not a record, named; or not UTF-8
+        raise UsageError(f"{path}: {error}") from None
     if not records:
-        raise ValueError("no scaling records (write them with 'mpigd bench scaling --output')")
+        raise UsageError(f"{path}: no scaling records (write them with 'mpigd bench scaling --output')")
     return records
 
 
@@ -117,12 +135,24 @@ def _type_name(kind) -> str:
     return names.get(kind, f"a {kind.__name__}")
 
 
-def report(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def report(records: list[dict[str, Any]] | str | os.PathLike) -> list[dict[str, Any]]:
     """Speedup and efficiency of each record against the one-rank record of the same mode.
 
     Strong scaling: speedup = T(1) / T(p), efficiency = speedup / p. Weak scaling: the work per
     rank is constant, so efficiency = T(1) / T(p) and speedup = p · efficiency.
+
+    ``records``: the records, or the path of a JSON-lines file of them (``mpigd bench
+    scaling-report FILE``: read with :func:`read_records`, and every refusal is then a
+    :class:`~mpigd.errors.UsageError` naming the file). Records without a one-rank run of their
+    mode raise ``ValueError`` (given as a list) or that UsageError (given as a file). Print the rows
+    with :func:`table`, plot them with :func:`plot`. Not collective.
     """
+    if isinstance(records, (str, os.PathLike)):
+        path = records
+        try:
+            return report(read_records(path))
+        except ValueError as error:
+            raise UsageError(f"{path}: {error}") from None
     rows = []
     for mode in sorted({r["mode"] for r in records}):
         runs = sorted((r for r in records if r["mode"] == mode), key=lambda r: r["ranks"])

@@ -16,6 +16,7 @@ Adding a model is one entry in :data:`SOLVERS` (and its scikit-learn twin in :fu
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from mpigd.bench.timing import measure
+from mpigd.checks import check_choices
+from mpigd.errors import UsageError
 
 # Which mpigd solvers run for each model; gd gets ``max epochs`` and its learning rate.
 SOLVERS: dict[str, tuple[str, ...]] = {"linear": ("gd", "lbfgs", "normal"), "logistic": ("gd", "lbfgs"),
@@ -123,7 +126,22 @@ def _whole_process(model: str, algo: str, ranks: int, rows: int, features: int, 
 
 def run(models: list[str], rows: int, features: int, l2: float, ranks: list[int], repeats: int,
         rel: float = 1e-6) -> dict[str, Any]:
-    """Every measurement for ``models``; see the module docstring."""
+    """Every measurement for ``models``; see the module docstring: ``mpigd bench solvers``.
+
+    Call it from a plain process, not under mpiexec, and on one rank only: it launches its own
+    ``mpiexec`` jobs, one per rank count of ``ranks``, and needs scikit-learn. Print the result
+    with :func:`table`. Arguments the command refuses raise :class:`~mpigd.errors.UsageError`
+    before anything runs.
+    """
+    check_choices("--models", models, tuple(SOLVERS))
+    if min(rows, features, repeats) < 1 or isinstance(ranks, int) or not ranks or min(ranks) < 1:
+        raise UsageError(f"bench solvers needs --rows, --features, --repeats >= 1 and --ranks >= 1; got {rows}, "
+                         f"{features}, {repeats} and {ranks!r}")
+    # The logistic and softmax problems are regularized (scikit-learn's C is 1 / (rows * l2)).
+    if not (math.isfinite(l2) and l2 >= 0) or (l2 == 0 and set(models) - {"linear"}):
+        raise UsageError(f"bench solvers needs a finite --l2 > 0 for logistic and softmax; got {l2}")
+    if not 0 < rel < 1:
+        raise UsageError(f"bench solvers needs rel in (0, 1); got {rel}")
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from mpigd.data import synthetic, task_of

@@ -13,12 +13,26 @@ import numpy as np
 
 from mpigd import kernels
 from mpigd.bench.timing import measure
+from mpigd.checks import check_fits_memory
 from mpigd.data.synthetic_models import generate_sparse
+from mpigd.errors import UsageError
 
 
 def run(rows: int, features: int, densities: list[float], classes: int = 1, repeats: int = 5,
         seed: int = 0) -> list[dict[str, Any]]:
-    """One row per density: median seconds of the CSR kernel and of the dense kernel, ns per non-zero."""
+    """One row per density: median seconds of the CSR kernel and of the dense kernel, ns per non-zero.
+
+    ``mpigd bench sparse`` (print the rows with :func:`table`). One process, not collective.
+    ``classes`` 1 times the logistic kernel, more the softmax one. Arguments the command refuses
+    raise :class:`~mpigd.errors.UsageError`; the matrix is held dense too, so rows x features must
+    fit this node's memory.
+    """
+    if min(rows, features, classes, repeats) < 1:
+        raise UsageError("bench sparse needs --rows, --features, --classes, --repeats >= 1")
+    if isinstance(densities, str) or not densities or not all(0 < d <= 1 for d in densities):
+        raise UsageError(f"bench sparse needs --densities: fractions in (0, 1]; got {densities!r}")
+    check_fits_memory(rows * features * 8 + int(max(densities) * rows * features * 16),
+                      f"{rows:,} rows x {features:,} features")
     results = []
     task_classes = max(classes, 2)
     for density in densities:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import sys
 
-from mpigd.cli.common import (Parser, at_least, check_fits_memory, check_output_paths, check_size_range, choice_list,
-                              fractions, nonempty_path, size_range, strategy_names, widths, world_for)
+from mpigd.cli.common import (Parser, at_least, check_output_paths, choice_list, fractions, nonempty_path, size_range,
+                              strategy_names, widths, world_for)
 from mpigd.config import DTYPES, MODELS, STRATEGIES
 from mpigd.errors import EXIT_OK, UsageError
 from mpigd.outputs import json_text, parent_made, write_json_report, written
@@ -150,14 +149,10 @@ def _register_plan(commands) -> None:
 def _bench_kernel(args: argparse.Namespace) -> int:
     from mpigd.bench import kernel, metadata
 
-    if args.rows < 1 or args.features < 1 or args.repeats < 1 or args.classes < 2 or not 0 < args.density <= 1:
-        raise UsageError("bench kernel needs --rows, --features, --repeats >= 1, --classes >= 2, 0 < --density <= 1")
-    check_output_paths({"--json": args.json, "--csv": args.csv})
     dtypes = DTYPES if args.dtype == "both" else (args.dtype,)
-    # One layout's rows in one dtype are held at a time.
-    check_fits_memory(max(kernel.data_bytes(layout, args.rows, args.features, args.density, dtype)
-                          for layout in args.layout for dtype in dtypes),
-                      f"{args.rows:,} rows x {args.features:,} features")
+    kernel.check_arguments(args.rows, args.features, dtypes, args.repeats, args.models, args.layout, args.classes,
+                           args.hidden, args.density)
+    check_output_paths({"--json": args.json, "--csv": args.csv})
     results = []
     for dtype in dtypes:
         rows = kernel.run(args.rows, args.features, dtype, args.repeats, models=args.models, layouts=args.layout,
@@ -199,12 +194,7 @@ def _bench_scaling_report(args: argparse.Namespace) -> int:
     check_output_paths({"--json": args.json, "--csv": args.csv,
                         "--plot": args.plot and f"{args.plot}-strong.png"})
     _check_plotting(args.plot)
-    try:
-        rows = scaling.report(scaling.read_records(args.records))
-    except OSError as error:
-        raise UsageError(f"{args.records}: {error.strerror or error}") from None
-    except ValueError as error:  # a line that is not a record (named), or no one-rank baseline
-        raise UsageError(f"{args.records}: {error}") from None
+    rows = scaling.report(args.records)
     print(scaling.table(rows))
     if args.json:
         write_json_report(args.json, rows)
@@ -227,13 +217,12 @@ def _bench_allreduce(args: argparse.Namespace) -> int:
     from mpigd.bench.metadata import run_metadata
     from mpigd.comm import run_or_abort
 
-    check_size_range(args)
+    sizes = allreduce.message_sizes(args.min_bytes, args.max_bytes, args.factor)
     check_output_paths({"--json": args.json, "--csv": args.csv, "--plot": args.plot})
     _check_plotting(args.plot)
     comm = world_for("native", args.tune_file)
 
     def job() -> int:
-        sizes = allreduce.message_sizes(args.min_bytes, args.max_bytes, args.factor)
         rows = allreduce.run(comm, sizes, args.dtype, args.strategies, args.repeats)
         if comm.rank == 0:
             meta = run_metadata(comm, dtype=args.dtype, repeats=args.repeats, tune_file=args.tune_file,
@@ -294,16 +283,14 @@ def _tune(args: argparse.Namespace) -> int:
     from mpigd.bench.allreduce import message_sizes
     from mpigd.comm import run_or_abort, tuning, world
 
-    check_size_range(args)
+    sizes = message_sizes(args.min_bytes, args.max_bytes, 2)
     check_output_paths({"--output": args.output})
     comm = world()
 
     def job() -> int:
-        sizes = message_sizes(args.min_bytes, args.max_bytes, 2)
-        result = tuning.calibrate(comm.mpi_comm, sizes, args.dtype, args.repeats)
+        result = tuning.calibrate(comm, sizes, args.dtype, args.repeats)
         if comm.rank == 0:
-            path = args.output or str(tuning.default_path(comm.size))
-            tuning.save(result, path)
+            path = tuning.save(result, args.output)
             m = result.model
             print(f"alpha {m.alpha * 1e6:.2f} us, beta {m.beta * 1e9:.4f} ns/byte "
                   f"({1e-9 / m.beta if m.beta else float('inf'):.2f} GB/s), gamma {m.gamma * 1e9:.4f} ns/byte")
@@ -321,36 +308,12 @@ def _plan(args: argparse.Namespace) -> int:
     # Imports nothing from mpi4py: a projection needs no MPI, and may run on a login node.
     from mpigd.bench import plan, plan_report
 
-    if min(args.nodes, args.ranks_per_node, args.rows, args.features, args.sample_rows, args.repeats) < 1:
-        raise UsageError("plan needs --nodes, --ranks-per-node, --rows, --features, --sample-rows, --repeats >= 1")
-    if args.classes < 2 or any(v is not None and v < 0 for v in (args.alpha, args.beta, args.gamma)):
-        raise UsageError("plan needs --classes >= 2 and --alpha, --beta, --gamma >= 0")
-    if args.compute_rate is not None and args.compute_rate <= 0:
-        raise UsageError("--compute-rate must be > 0")
-    # argparse's float() accepts "nan" and "inf", which every comparison above lets through.
-    for option, value in (("--alpha", args.alpha), ("--beta", args.beta), ("--gamma", args.gamma),
-                          ("--compute-rate", args.compute_rate)):
-        if value is not None and not math.isfinite(value):
-            raise UsageError(f"{option} must be a finite number; got {value}")
     check_output_paths({"--json": args.json, "--csv": args.csv, "--plot": args.plot})
     _check_plotting(args.plot)
-    if args.compute_rate is None:
-        from mpigd.bench.kernel import data_bytes
-
-        sample = min(args.rows, args.sample_rows)
-        check_fits_memory(data_bytes("dense", sample, args.features, 1.0, args.dtype),
-                          f"measuring the rate on {sample:,} rows x {args.features:,} features",
-                          "give --compute-rate, or fewer --sample-rows")
-    try:
-        result = plan.make_plan(args.model, args.rows, args.features, args.nodes, args.dtype, args.classes,
-                                tuple(args.hidden), args.ranks_per_node, args.mode, args.compute_rate,
-                                args.sample_rows, args.repeats, args.tune_file, args.network, args.alpha,
-                                args.beta, args.gamma)
-    except (OSError, ValueError) as error:
-        raise UsageError(str(error)) from None
-    from mpigd.bench.metadata import describe
-
-    result["metadata"] = {**describe(), "command": "mpigd " + " ".join(sys.argv[1:])}
+    result = plan.make_plan(args.model, args.rows, args.features, args.nodes, args.dtype, args.classes,
+                            tuple(args.hidden), args.ranks_per_node, args.mode, args.compute_rate, args.sample_rows,
+                            args.repeats, args.tune_file, args.network, args.alpha, args.beta, args.gamma)
+    result["metadata"]["command"] = "mpigd " + " ".join(sys.argv[1:])
     print(plan_report.table(result), flush=True)
     for path, write in ((args.json, plan_report.write_json), (args.csv, plan_report.write_csv),
                         (args.plot, plan_report.plot)):

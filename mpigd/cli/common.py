@@ -7,7 +7,7 @@ import argparse
 from typing import Mapping
 
 from mpigd.config import DATA_FORMATS, DTYPES, HEADER_CHOICES, STRATEGIES, Config
-from mpigd.environment import expected_ranks, launch_rank, physical_memory_bytes
+from mpigd.environment import expected_ranks, launch_rank
 from mpigd.outputs import check_output_directory, check_output_file
 from mpigd.errors import UsageError
 
@@ -152,29 +152,6 @@ def choice_list(*allowed: str):
 def size_range(parser: argparse.ArgumentParser, low: str, high: str) -> None:
     parser.add_argument("--min-bytes", type=byte_count, default=byte_count(low), help=f"(default {low})")
     parser.add_argument("--max-bytes", type=byte_count, default=byte_count(high), help=f"(default {high})")
-
-
-# Copies of the largest message a rank holds while timing it: the message, tree's receive buffer or
-# tune's output, and auto's saved copy during its trial.
-MESSAGE_COPIES = 3
-
-
-def check_size_range(args: argparse.Namespace) -> None:
-    """Refuse ``--min-bytes`` above ``--max-bytes``, and a ``--max-bytes`` whose buffers cannot fit
-    this node's memory (the same on every rank, before any collective)."""
-    if args.min_bytes > args.max_bytes:
-        raise UsageError(f"--min-bytes ({args.min_bytes}) is larger than --max-bytes ({args.max_bytes})")
-    check_fits_memory(MESSAGE_COPIES * args.max_bytes, f"--max-bytes {args.max_bytes:,}")
-
-
-def check_fits_memory(need: int, what: str, advice: str = "") -> None:
-    """Refuse, in one line (:class:`UsageError`), work whose arrays need more than this node's memory:
-    caught before they are allocated, as train refuses synthetic data that cannot fit, instead of
-    a MemoryError on every rank. ``advice`` ends the message."""
-    memory = physical_memory_bytes()
-    if memory is not None and need > memory:
-        raise UsageError(f"{what} needs about {need / 1e9:,.0f} GB per rank, more than this node's "
-                         f"{memory / 1e9:,.0f} GB{'; ' + advice if advice else ''}")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, defaults: Config) -> None:

@@ -65,17 +65,10 @@ def train(config: Config, comm=None) -> TrainResult:
 
 
 def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog, lock: RunLock) -> TrainResult:
-    if comm is None:
-        from mpigd.comm import world
+    from mpigd.comm import as_communicator
 
-        comm = world(config.strategy, config.tune_file)
-    elif not hasattr(comm, "strategy"):  # an mpi4py communicator: sum over its ranks as configured
-        from mpigd.comm import Communicator
-
-        comm = Communicator(comm, config.strategy, config.tune_file)
-    elif comm.strategy.name != config.strategy or (config.tune_file and config.tune_file != comm.tune_file):
-        # A communicator handed in gives the ranks; the configuration says how to sum over them.
-        comm = comm.with_strategy(config.strategy, config.tune_file)
+    # A communicator handed in gives the ranks; the configuration says how to sum over them.
+    comm = as_communicator(comm, config.strategy, config.tune_file)
     wall_start = time.perf_counter()
     prepared = prepare(config, comm)
     shard, test, model = prepared.shard, prepared.test, prepared.model

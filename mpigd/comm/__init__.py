@@ -106,6 +106,13 @@ def as_communicator(comm: MPI.Comm | Communicator | None = None, strategy: str |
     return comm
 
 
+def mpi_comm_of(comm: MPI.Comm | Communicator | None) -> MPI.Comm:
+    """The ``mpi4py`` communicator behind what a caller passed (``None``: the world's duplicate)."""
+    if comm is None:
+        return _world()
+    return comm.mpi_comm if hasattr(comm, "mpi_comm") else comm
+
+
 # Strategies built by allreduce(), kept per (name, communicator) so that their scratch buffers
 # and tables outlive one call. The communicator is kept alive with them, so its id stays unique.
 _strategies: dict[tuple[str, int], tuple[MPI.Comm, Strategy]] = {}
@@ -144,10 +151,7 @@ def allreduce(buffer: np.ndarray, strategy: str = "native", comm: MPI.Comm | Com
         raise TypeError("allreduce sums in place: the array is read-only")
     from mpigd.comm.strategies import make_strategy
 
-    if comm is None:
-        comm = _world()
-    elif hasattr(comm, "mpi_comm"):  # a Communicator: its MPI communicator
-        comm = comm.mpi_comm
+    comm = mpi_comm_of(comm)
     key = (strategy, id(comm))
     found = _strategies.get(key)
     if found is None:

@@ -81,12 +81,9 @@ def calibrate(comm: MPI.Comm | Communicator | None = None, sizes: Sequence[int] 
         raise UsageError(f"tune needs --repeats >= 1; got {repeats}")
     sizes = list(DEFAULT_SIZES if sizes is None else sizes)
     check_message_sizes(sizes)
-    if comm is None:
-        from mpigd.comm import _world
+    from mpigd.comm import mpi_comm_of
 
-        comm = _world()
-    elif hasattr(comm, "mpi_comm"):  # a Communicator: its ranks
-        comm = comm.mpi_comm
+    comm = mpi_comm_of(comm)
     p = comm.Get_size()
     kind = np.dtype(dtype)
     alpha, beta = _fit_exchange(comm, kind, repeats) if p > 1 else (0.0, 0.0)

@@ -56,7 +56,9 @@ KINDS: tuple[type[MpigdError], ...] = (MpigdError, UsageError, InputError, Diver
                                       Preempted)
 
 
-_FIELD = re.compile(r"`(\w+)`")  # how a message names a setting: by its field, `batch_size`
+# How a message names a setting: by its field, `batch_size`. Not inside a path or a word the user
+# wrote ('/tmp/`lr`.csv'), which a message may quote.
+_FIELD = re.compile(r"(?<![\w/.`-])`(\w+)`(?![\w/.`-])")
 _option_names: dict[str, str] = {}
 
 

@@ -7,7 +7,8 @@ honour it between nodes, and the kernel drops it when the process ends however i
 killed run never leaves a lock that blocks its own ``--resume``. A file system that refuses
 locks (Lustre with ``noflock``, NFS without ``lockd``) gets a warning and the run goes on, as
 before the lock. One process on one rank takes it: a thousand ranks locking one file of a
-parallel file system would be a metadata storm at start-up.
+parallel file system would be a metadata storm at start-up. A POSIX lock is dropped when its
+process closes *any* descriptor of the file, so nothing else in the process may open it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import errno
 import fcntl
 import os
 import socket
+import stat
 import time
 from contextlib import suppress
 
@@ -52,6 +54,9 @@ class RunLock:
             except OSError as error:  # a planted link (O_NOFOLLOW), a directory turned read-only
                 raise UsageError(f"{option} {directory}: cannot create {LOCK_NAME} there "
                                  f"({error.strerror or error})") from None
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):  # a planted FIFO or device
+                os.close(descriptor)
+                raise UsageError(f"{option} {directory}: {LOCK_NAME} there is not a regular file; remove it")
             self._made.extend(m for m in missing if m not in self._made)  # deepest first: removal order
             try:
                 fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

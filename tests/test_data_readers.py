@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -120,6 +122,21 @@ def test_a_text_value_is_unusable_as_float32_exactly_when_numpy_narrows_it_to_in
     assert np.array_equal(unusable(values, "float32"), narrowed_to_inf)
     assert unusable(values, "float32")[:8].tolist() == [False, False, True, False, True, True, False, False]
     assert np.array_equal(unusable(values, "float64"), ~np.isfinite(values))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "libsvm"])
+def test_values_beyond_float32_are_reported_at_the_first_line_that_holds_one(tmp_path, fmt):
+    # Blank and comment lines before them: the line named is the file's, not the record's.
+    if fmt == "csv":
+        text, read = "a,b,y\n1,2,0\n\n3,4e38,1\n5,-5e38,0\n", csvfile.read
+    else:
+        text, read = "# data\n0 1:1\n\n1 1:4e38\n0 2:-5e38\n", libsvm.read
+    path = tmp_path / f"data.{fmt}"
+    path.write_text(text)
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}:4: 4e\+38 in the features is too large for "
+                                         r"--dtype float32 \(at most 3\.4e\+38\)$"):
+        read(str(path), self_comm(), "float32")
+    assert read(str(path), self_comm(), "float64").n_global == 3  # float64 holds them
 
 
 def test_an_unparsable_block_whose_line_cannot_be_found_names_no_line(tmp_path, monkeypatch):

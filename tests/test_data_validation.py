@@ -71,6 +71,10 @@ CASES = {
                                  f"data.csv:{BAD}: -4e+38 in the label is too large for --dtype float32 (at most 3.4e+38)"),
     "libsvm beyond float32": ({"data.svm": _libsvm({BAD: "1 2:3.5e38"})}, ["--data", "{dir}/data.svm", "--dtype", "float32"],
                               f"data.svm:{BAD}: 3.5e+38 in the features is too large for --dtype float32 (at most 3.4e+38)"),
+    "libsvm label beyond float32": ({"data.svm": _libsvm({BAD: "-3.5e38 1:1"})},
+                                    ["--data", "{dir}/data.svm", "--dtype", "float32", "--model", "linear"],
+                                    f"data.svm:{BAD}: -3.5e+38 in the label is too large for --dtype float32 "
+                                    "(at most 3.4e+38)"),
     "npz beyond float32": ({"data.npz": "big-npz"}, ["--data", "{dir}/data.npz", "--dtype", "float32"],
                            "NaN or Inf in the features (first at row 7; float32 holds at most 3.4e+38)"),
     "three classes": ({"data.csv": _csv(labels=(0, 1, 2))}, ["--data", "{dir}/data.csv"],

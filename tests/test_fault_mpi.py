@@ -133,6 +133,15 @@ def test_a_rank_stuck_in_the_first_step_is_caught_by_the_startup_watchdog(tmp_pa
     assert "Timeout (0:00:03)!" in job.stderr and "File " in job.stderr
 
 
+def test_after_the_first_step_the_step_limit_replaces_the_startup_one(tmp_path):
+    """A generous start-up limit does not carry over to the later steps: they get --step-timeout."""
+    start = time.monotonic()
+    job = mpigd(2, *SMALL, "--startup-timeout", "600", "--step-timeout", "2",
+                env={"MPIGD_FAULT": "hang@rank=1,step=5"}, timeout=30)
+    assert job.returncode != 0 and time.monotonic() - start < 30
+    assert "Timeout (0:00:02)!" in job.stderr and "File " in job.stderr
+
+
 def test_the_startup_watchdog_is_lifted_by_the_first_step(tmp_path):
     metrics = tmp_path / "run" / "metrics.jsonl"
     job = start_mpi(2, ["-m", "mpigd", *LONG["gd"], "--epochs", "1000000", "--out", str(tmp_path / "run"),

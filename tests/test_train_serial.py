@@ -206,6 +206,8 @@ def test_invalid_configuration_is_refused(change):
     (dict(model="linear", classes=3), "`classes` is for classifiers; `model` linear here fits a regression"),
     (dict(model="mlp", task="regression", classes=3), "`model` mlp here fits a regression"),
     (dict(model="logistic", classes=3), "logistic regression has 2 classes: use `model` softmax for 3"),
+    (dict(strategy="mesh"), "`strategy` must be one of "),
+    (dict(epochs="3"), "`epochs` must be an integer, got '3'"),
 ])
 def test_a_value_outside_its_range_is_refused_by_name(change, message):
     with pytest.raises(UsageError, match=message):
@@ -217,8 +219,11 @@ def test_a_value_outside_its_range_is_refused_by_name(change, message):
     (["train", "--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
     (["train", "--algo", "lbfgs", "--optimizer", "adam"],
      "lbfgs takes its own steps: --optimizer, --schedule and --warmup are for gd, sgd and local-sgd"),
+    # A path the user wrote is quoted as written, backquotes and all: only a message's field names change.
+    (["train", "--data", "/nonexistent/`lr`.csv"], "/nonexistent/`lr`.csv: no such data file"),
     (["evaluate", "--params", "p.npz", "--data", "synthetic", "--density", "1.5"],
      "--density must lie in [0, 1), got 1.5"),
+    (["train", "--checkpoint-every", "5"], "checkpoints need a directory: give --out or --checkpoint-dir"),
 ])
 def test_the_command_line_names_a_refused_setting_by_its_option(args, message):
     refused_in_one_line(mpigd(1, *args), message)

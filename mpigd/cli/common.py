@@ -54,8 +54,8 @@ def check_output_paths(files: Mapping[str, str | None] | None = None,
 
 
 def option_names(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """Each destination of ``parser``'s options, by the long option that sets it (``batch_size`` ->
-    ``--batch-size``, ``zero_based`` -> ``--one-based``)."""
+    """Each destination of ``parser``'s options, by the first long option that sets it (``batch_size``
+    -> ``--batch-size``, ``epochs`` -> ``--epochs`` rather than ``--max-epochs``)."""
     names: dict[str, str] = {}
     for action in parser._actions:
         for option in action.option_strings:

@@ -208,3 +208,19 @@ def test_start_up_time_counts_from_the_process_start_and_cache_hits_are_told_fro
                                       timeout=120, check=True).stdout) for _ in range(2)]
     assert all(run["age"] >= 1.0 for run in runs), runs
     assert (runs[0]["cache_misses"], runs[0]["cache_hits"]) == (1, 0) and (runs[1]["cache_misses"], runs[1]["cache_hits"]) == (0, 1), runs
+
+
+def test_bench_solvers_brings_every_solver_to_the_target_on_one_and_two_ranks(tmp_path):
+    """A whole `mpigd bench solvers` run, small: run as a plain process, it launches its own mpiexec jobs."""
+    report = tmp_path / "solvers.json"
+    job = subprocess.run([sys.executable, "-m", "mpigd", "bench", "solvers", "--models", "linear", "--rows", "400",
+                          "--features", "3", "--repeats", "1", "--ranks", "1", "2", "--json", str(report)],
+                         capture_output=True, text=True, timeout=300)
+    assert job.returncode == 0, job.stderr
+    result = json.loads(report.read_text())
+    ours = [record for record in result["records"] if not record["solver"].startswith("scikit-learn")]
+    assert sorted((record["solver"], record["ranks"]) for record in ours) == \
+        [(solver, ranks) for solver in ("gd", "lbfgs", "normal") for ranks in (1, 2)]
+    for record in ours:
+        assert record["reached"] and abs(record["rel_error"]) <= result["rel"], record
+    assert any(record["solver"].startswith("scikit-learn") for record in result["records"])

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from mpigd.checks import check_choice
 from mpigd.errors import UsageError
 
 MODELS = ("linear", "logistic", "softmax", "mlp")
@@ -229,8 +230,7 @@ class Config:
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise UsageError(f"`{name}` must be one of {', '.join(allowed)}; got {value!r}")
+    check_choice(f"`{name}`", value, allowed)
 
 
 def _non_negative(name: str, value: float) -> None:

@@ -1,4 +1,5 @@
-"""Numerical guards on the gradient path: cheap finiteness tests and global-norm clipping.
+"""Numerical guards: cheap finiteness tests and global-norm clipping on the gradient path, and the
+check that ends a run whose objective runs away.
 
 Plain NumPy on purpose: a finiteness test inside a ``fastmath`` Numba kernel can be optimised
 away (see ../shared/RELIABILITY.md), so the guards stay outside the kernels.
@@ -38,3 +39,37 @@ def nonfinite_error(rank: int, local: bool) -> DivergedError:
                              "(bad values in its rows, or an overflow)")
     return DivergedError("the global gradient is NaN or Inf although every rank's local gradient was finite "
                          "(the sum or the L2 term overflowed)")
+
+
+# A learning rate too large grows the objective geometrically; waiting for an overflow let such a
+# run end with exit 0 and a loss of 1e38 (float32's range), or go on for hundreds of epochs.
+# No run that is finding its way has an objective ten thousand times its first epoch's.
+RUNAWAY_GROWTH = 1e4
+# A first objective below this is an exact fit at the start, whose rounding noise may grow by any
+# factor without meaning anything.
+SMALLEST_REFERENCE = 1e-8
+
+
+class ObjectiveGuard:
+    """Ends a run whose objective is NaN or Inf, or more than :data:`RUNAWAY_GROWTH` times the
+    first value it was given (this launch's first epoch). Fed allreduced values only, so every
+    rank raises at the same epoch."""
+
+    def __init__(self, lr: float) -> None:
+        self.lr = lr
+        self.first: float | None = None
+        self.first_epoch = 0
+
+    def check(self, value: float, what: str, epoch: int, steps: int) -> None:
+        """A :class:`DivergedError` naming ``steps`` and ``epoch`` if ``value`` is not finite or ran away."""
+        if not math.isfinite(value):
+            self._diverged(f"{what} is {value}", epoch, steps)
+        if self.first is None:
+            self.first, self.first_epoch = value, epoch
+        elif value > RUNAWAY_GROWTH * max(self.first, SMALLEST_REFERENCE):
+            self._diverged(f"{what} grew to {value:.6g}, over {RUNAWAY_GROWTH:g} times its "
+                           f"{self.first:.6g} in epoch {self.first_epoch}", epoch, steps)
+
+    def _diverged(self, what: str, epoch: int, steps: int) -> None:
+        raise DivergedError(f"training diverged at step {steps} (epoch {epoch}): {what}; "
+                            f"try a smaller learning rate than {self.lr:g} or --clip-grad-norm")

@@ -3,7 +3,6 @@ communicator and never imports mpi4py itself."""
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from dataclasses import dataclass, field
@@ -14,8 +13,9 @@ import numpy as np
 from mpigd import __version__
 from mpigd.algorithms import make_algorithm
 from mpigd.config import SOLVERS, Config
-from mpigd.errors import DivergedError, UsageError
+from mpigd.errors import UsageError
 from mpigd.evaluation import evaluate, flat
+from mpigd.guards import ObjectiveGuard
 from mpigd.outputs import RunOutputs
 from mpigd.prepare import prepare
 from mpigd.progress import Progress
@@ -95,6 +95,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
     epoch = control.first_epoch - 1  # the last epoch done: 0, or a resumed run's
     # A resumed run that had stopped on --tol or --patience is over: it ends where it ended.
     last_epoch = epoch if stopping.stopped else config.epochs
+    guard = ObjectiveGuard(config.lr)
     evaluated = None  # (metrics, held-out metrics) of the parameters as they are now, if known
     try:
         for epoch in range(control.first_epoch, last_epoch + 1):
@@ -104,7 +105,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
             evaluated = None
             if first_step_done is None:
                 first_step_done = time.time()
-            _check_finite(loss, "the objective", epoch, algorithm.steps, config.lr)
+            guard.check(loss, "the objective", epoch, algorithm.steps)
             # Every value a decision reads below was allreduced: all ranks stop at the same epoch.
             stop = stopping.after_epoch(loss) or getattr(algorithm, "converged", False)
             if stop or epoch % interval == 0 or epoch == config.epochs:
@@ -112,7 +113,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
                 metrics = evaluate(model, shard, params, comm, config.l2, config.l1)
                 # The last update can overflow even when the objective before it was finite; on
                 # the last epoch no further step would catch it.
-                _check_finite(metrics["loss"], "the objective after the update", epoch, algorithm.steps, config.lr)
+                guard.check(metrics["loss"], "the objective after the update", epoch, algorithm.steps)
                 record = {"epoch": epoch, "step": algorithm.steps, "train_loss": loss, **metrics}
                 held_out = None
                 if test is not None:
@@ -194,8 +195,3 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
     return TrainResult(arrays.get("coef"), arrays.get("intercept"), summary, params, arrays)
 
 
-def _check_finite(value: float, what: str, epoch: int, steps: int, lr: float) -> None:
-    """A :class:`DivergedError` if ``value`` (allreduced: the same on every rank) is NaN or Inf."""
-    if not math.isfinite(value):
-        raise DivergedError(f"training diverged at step {steps} (epoch {epoch}): {what} is {value}; "
-                            f"try a smaller learning rate than {lr:g} or --clip-grad-norm")

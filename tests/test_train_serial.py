@@ -1,6 +1,7 @@
 """Training in one process (COMM_SELF): the optimum it reaches, and what it writes."""
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -17,6 +18,7 @@ from mpigd import Config, DivergedError, InputError, UsageError, train
 from mpigd.comm import self_comm
 from mpigd.data import synthetic
 from mpigd.environment import THREAD_VARIABLES
+from mpigd.guards import ObjectiveGuard
 
 ROWS, FEATURES = 2000, 5
 
@@ -139,16 +141,46 @@ def test_a_runaway_is_one_divergence_error_without_numpy_warnings(dtype):
 
 
 def test_an_update_that_overflows_on_the_last_epoch_is_a_divergence(tmp_path):
-    # Stop one epoch before the step that would have caught the divergence: the last update's
-    # parameters overflow the loss, and only the evaluation after it can tell.
-    with pytest.raises(DivergedError) as unlimited:
-        train(Config(**RUNAWAY, epochs=200), self_comm())
-    caught_at = int(re.search(r"at step (\d+)", str(unlimited.value)).group(1))
+    # One epoch: the objective before the update is finite, and only the evaluation after the
+    # last update can tell that it overflowed.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(DivergedError, match=rf"at step {caught_at - 1} .*after the update is inf"):
-            train(Config(**RUNAWAY, epochs=caught_at - 1, out=str(tmp_path / "o")), self_comm())
+        with pytest.raises(DivergedError, match=r"at step 1 \(epoch 1\): the objective after the update is inf"):
+            train(Config(**{**RUNAWAY, "lr": 1e200}, epochs=1, out=str(tmp_path / "o")), self_comm())
     assert not (tmp_path / "o" / "params.npz").exists() and not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_an_objective_that_runs_away_ends_the_run_long_before_it_overflows(tmp_path):
+    # lr 3 on this data multiplies the objective by about 5 a step: finite for some 400 epochs,
+    # and before the growth check such a run ended with exit 0 and a loss of 1e13 after 20.
+    config = dict(model="linear", rows=500, features=4, lr=3.0, quiet=True, out=str(tmp_path / "o"))
+    with pytest.raises(DivergedError) as caught:
+        train(Config(**config, epochs=20), self_comm())
+    found = re.search(r"at step (\d+) \(epoch (\d+)\): the objective(?: after the update)? grew to (\S+), "
+                      r"over 10000 times its (\S+) in epoch 1; try a smaller learning rate than 3 ", str(caught.value))
+    assert found, caught.value
+    step, epoch, value, first = int(found[1]), int(found[2]), float(found[3]), float(found[4])
+    assert step == epoch < 20 and 1e4 * first < value < 1e6 * first
+    assert not (tmp_path / "o" / "params.npz").exists()
+    # One epoch fewer than the one it was caught at runs to the end: the check is not early.
+    train(Config(**{**config, "out": None}, epochs=epoch - 1), self_comm())
+
+
+def test_the_runaway_check_is_exactly_ten_thousand_times_the_first_objective():
+    guard = ObjectiveGuard(lr=0.1)
+    guard.check(2.0, "the objective", 1, 1)
+    guard.check(2.0e4, "the objective", 2, 2)  # 10^4 times: allowed
+    with pytest.raises(DivergedError, match=r"step 3 \(epoch 3\): the objective grew to 20000, over 10000 "
+                                            r"times its 2 in epoch 1; try a smaller learning rate than 0.1 "):
+        guard.check(np.nextafter(2.0e4, np.inf), "the objective", 3, 3)
+    # A first objective of 0 (an exact fit at the start) is measured from 1e-8, not from 0.
+    exact = ObjectiveGuard(lr=0.1)
+    exact.check(0.0, "the objective", 1, 1)
+    exact.check(1e-4, "the objective", 2, 2)
+    with pytest.raises(DivergedError, match="grew to 0.00010"):
+        exact.check(1.0001e-4, "the objective", 3, 3)
+    with pytest.raises(DivergedError, match="the objective is nan"):
+        ObjectiveGuard(lr=0.1).check(math.nan, "the objective", 1, 1)
 
 
 def test_an_undefined_metric_is_null_in_standard_json(tmp_path):

@@ -16,6 +16,7 @@ from mpigd.comm import self_comm, tuning
 from mpigd.data import generate
 from mpigd.info import describe
 from mpigd.outputs import json_text
+from mpirun import mpigd, refused_in_one_line, run_mpi
 
 
 def cli_error(capsys, *args: str) -> str:
@@ -107,6 +108,42 @@ def test_info_from_python_has_what_the_command_prints(capsys):
     assert main(["info"]) == 0
     width = max(map(len, facts))
     assert capsys.readouterr().out.splitlines() == [f"{key:<{width}}  {value}" for key, value in facts.items()]
+
+
+LAUNCH_OF_TWO = {"MPIGD_EXPECT_RANKS": "2"}  # what slurm/*.sbatch sets; the job below has 1 rank
+EXPECTED_TWO = "this job should have 2 ranks but MPI sees 1: the launcher started independent processes"
+
+
+def test_a_python_caller_without_a_communicator_gets_the_launch_check_of_the_commands():
+    # As srun with the wrong --mpi plugin: one-rank worlds where the script asked for two.
+    script = """
+import numpy as np
+from mpigd import Config, UsageError, train
+import mpigd.comm
+for name, call in [("train", lambda: train(Config(model="linear", rows=50, features=2, epochs=1, quiet=True))),
+                   ("allreduce", lambda: mpigd.comm.allreduce(np.ones(3))),
+                   ("as_communicator", lambda: mpigd.comm.as_communicator(None))]:
+    try:
+        call()
+        print(name, "ran")
+    except UsageError as error:
+        print(name, "refused:", error)
+print("info sees", mpigd.comm.world(check_launch=False).size)
+"""
+    job = run_mpi(1, ["-c", script], timeout=120, env=LAUNCH_OF_TWO)
+    assert job.returncode == 0, job.stderr
+    lines = job.stdout.splitlines()
+    assert [line.split(" refused: ")[0] for line in lines[:3]] == ["train", "allreduce", "as_communicator"]
+    assert all(EXPECTED_TWO in line for line in lines[:3]), lines
+    assert lines[3] == "info sees 1"
+
+
+def test_every_command_that_starts_mpi_refuses_the_wrong_launch_but_info(tmp_path):
+    info = mpigd(1, "info", env=LAUNCH_OF_TWO)
+    assert info.returncode == 0 and any(line.split() == ["ranks", "1"] for line in info.stdout.splitlines()), info
+    # tune took the world without the check before the check moved into mpigd.comm
+    refused_in_one_line(mpigd(1, "tune", "--output", str(tmp_path / "t.json"), env=LAUNCH_OF_TWO), EXPECTED_TWO)
+    assert not (tmp_path / "t.json").exists()
 
 
 # -- plan -----------------------------------------------------------------------------------------------------

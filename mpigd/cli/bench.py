@@ -8,7 +8,7 @@ import json
 import sys
 
 from mpigd.cli.common import (Parser, at_least, check_output_paths, choice_list, fractions, nonempty_path, size_range,
-                              strategy_names, widths, world_for)
+                              strategy_names, widths)
 from mpigd.config import DTYPES, MODELS, STRATEGIES
 from mpigd.errors import EXIT_OK, UsageError
 from mpigd.outputs import json_text, parent_made, write_json_report, written
@@ -170,10 +170,10 @@ def _bench_kernel(args: argparse.Namespace) -> int:
 
 def _bench_scaling(args: argparse.Namespace) -> int:
     from mpigd.bench import scaling
-    from mpigd.comm import run_or_abort
+    from mpigd.comm import run_or_abort, world
 
     check_output_paths({"--output": args.output})
-    comm = world_for(args.strategy)
+    comm = world(args.strategy)
 
     def job() -> int:
         record = scaling.measure(comm, args.mode, args.rows, args.features, args.model, args.dtype, args.steps)
@@ -215,12 +215,12 @@ def _bench_scaling_report(args: argparse.Namespace) -> int:
 def _bench_allreduce(args: argparse.Namespace) -> int:
     from mpigd.bench import allreduce
     from mpigd.bench.metadata import run_metadata
-    from mpigd.comm import run_or_abort
+    from mpigd.comm import run_or_abort, world
 
     sizes = allreduce.message_sizes(args.min_bytes, args.max_bytes, args.factor)
     check_output_paths({"--json": args.json, "--csv": args.csv, "--plot": args.plot})
     _check_plotting(args.plot)
-    comm = world_for("native", args.tune_file)
+    comm = world("native", args.tune_file)
 
     def job() -> int:
         rows = allreduce.run(comm, sizes, args.dtype, args.strategies, args.repeats)
@@ -254,9 +254,9 @@ def _bench_solvers(args: argparse.Namespace) -> int:
 
 def _bench_solvers_worker(args: argparse.Namespace) -> int:
     from mpigd.bench import solvers
-    from mpigd.comm import run_or_abort
+    from mpigd.comm import run_or_abort, world
 
-    comm = world_for("native")
+    comm = world("native")
 
     def job() -> int:
         records = solvers.worker(comm, args.model, args.rows, args.features, args.l2, args.target, args.repeats)

@@ -7,7 +7,7 @@ import argparse
 from typing import Mapping
 
 from mpigd.config import DATA_FORMATS, DTYPES, HEADER_CHOICES, STRATEGIES, Config
-from mpigd.environment import expected_ranks, launch_rank
+from mpigd.environment import launch_rank
 from mpigd.outputs import check_output_directory, check_output_file
 from mpigd.errors import UsageError
 
@@ -21,20 +21,6 @@ class Parser(argparse.ArgumentParser):
     def _print_message(self, message, file=None):
         if launch_rank() == 0:
             super()._print_message(message, file)
-
-
-def world_for(strategy: str, tune_file: str | None = None):
-    """The job's communicator, refusing a launch that started independent one-rank worlds."""
-    from mpigd.comm import world
-
-    comm = world(strategy, tune_file)
-    expected = expected_ranks()
-    if expected is not None and expected != comm.size:
-        raise UsageError(
-            f"this job should have {expected} ranks but MPI sees {comm.size}: the launcher started independent "
-            "processes (with srun, pass the --mpi plugin your MPI needs, e.g. --mpi=pmi2 or --mpi=pmix)"
-        )
-    return comm
 
 
 def check_output_paths(files: Mapping[str, str | None] | None = None,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mpigd.cli.common import (add_data_arguments, check_output_paths, config_from, nonempty_path, numbers, widths,
-                              world_for)
+from mpigd.cli.common import add_data_arguments, check_output_paths, config_from, nonempty_path, numbers, widths
 from mpigd.config import ACTIVATIONS, ALGORITHMS, MODELS, OPTIMIZERS, SCHEDULES, STRATEGIES, TASKS, Config
 from mpigd.errors import EXIT_OK
 from mpigd.outputs import json_text, written
@@ -102,12 +101,12 @@ def register(commands) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mpigd.comm import run_or_abort
+    from mpigd.comm import run_or_abort, world
     from mpigd.trainer import train
 
     config = config_from(args)
     check_output_paths(directories={"--out": config.out, "--checkpoint-dir": config.checkpoint_directory})
-    comm = world_for(config.strategy, config.tune_file)
+    comm = world(config.strategy, config.tune_file)
 
     def job() -> int:
         result = train(config, comm)
@@ -129,11 +128,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _gen(args: argparse.Namespace) -> int:
-    from mpigd.comm import run_or_abort
+    from mpigd.comm import run_or_abort, world
     from mpigd.data import generate
 
     spec = generate.Spec(args.rows, args.features, args.task, args.seed, args.format, args.output, args.density)
-    comm = world_for("native")
+    comm = world("native")
 
     def job() -> int:
         written = generate.write(spec, comm)
@@ -154,12 +153,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace, what: str) -> int:
-    from mpigd.comm import run_or_abort
+    from mpigd.comm import run_or_abort, world
     from mpigd.predict import evaluate_file, predict
 
     config = config_from(args)
     check_output_paths({"--output": args.output})
-    comm = world_for(config.strategy)
+    comm = world(config.strategy)
 
     def job() -> int:
         if what == "predict":
@@ -182,7 +181,7 @@ def _info(args: argparse.Namespace) -> int:
     from mpigd.comm import world
     from mpigd.info import describe
 
-    comm = world()  # not world_for: info reports the rank count MPI sees, even when the launch is wrong
+    comm = world(check_launch=False)  # info reports the rank count MPI sees, even when the launch is wrong
     facts = describe(comm)
     if comm.rank == 0:
         width = max(map(len, facts))

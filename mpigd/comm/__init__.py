@@ -55,26 +55,49 @@ __all__ = [
 ]
 
 _world_dup: MPI.Comm | None = None
+_launch_checked = False
 
 
-def _world() -> MPI.Comm:
-    """One duplicate of ``COMM_WORLD`` per process, made on first use, so our tags stay ours."""
-    global _world_dup
+def _world(check_launch: bool = True) -> MPI.Comm:
+    """One duplicate of ``COMM_WORLD`` per process, made on first use, so our tags stay ours.
+
+    ``check_launch``: refuse, once, a world of another size than the ``MPIGD_EXPECT_RANKS`` the launch
+    script set, so that independent one-rank worlds (srun with the wrong ``--mpi``) do not train
+    N copies; for the CLI and for a Python caller who passes no communicator alike.
+    """
+    global _world_dup, _launch_checked
     from mpi4py import MPI
 
     if _world_dup is None:
         _world_dup = MPI.COMM_WORLD.Dup()
+    if check_launch and not _launch_checked:
+        _refuse_unexpected_size(_world_dup.Get_size())
+        _launch_checked = True
     return _world_dup
 
 
-def world(strategy: str = "native", tune_file: str | None = None) -> Communicator:
+def _refuse_unexpected_size(size: int) -> None:
+    from mpigd.environment import expected_ranks
+    from mpigd.errors import UsageError
+
+    expected = expected_ranks()
+    if expected is not None and expected != size:
+        raise UsageError(
+            f"this job should have {expected} ranks but MPI sees {size}: the launcher started independent "
+            "processes (with srun, pass the --mpi plugin your MPI needs, e.g. --mpi=pmi2 or --mpi=pmix)"
+        )
+
+
+def world(strategy: str = "native", tune_file: str | None = None, check_launch: bool = True) -> Communicator:
     """A :class:`Communicator` over (a duplicate of) every rank of the job. Collective.
 
-    ``tune_file`` is the calibration ``auto`` reads (see :mod:`mpigd.comm.tuning`).
+    ``tune_file`` is the calibration ``auto`` reads (see :mod:`mpigd.comm.tuning`). Raises
+    :class:`~mpigd.errors.UsageError` if ``MPIGD_EXPECT_RANKS`` is set and MPI sees another rank
+    count, unless ``check_launch`` is false (``mpigd info`` reports what MPI sees).
     """
     from mpigd.comm.communicator import Communicator
 
-    return Communicator(_world(), strategy, tune_file)
+    return Communicator(_world(check_launch), strategy, tune_file)
 
 
 def self_comm(strategy: str = "native") -> Communicator:
@@ -119,7 +142,8 @@ _strategies: dict[tuple[str, int], tuple[MPI.Comm, Strategy]] = {}
 _SUMMABLE = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def allreduce(buffer: np.ndarray, strategy: str = "native", comm: MPI.Comm | Communicator | None = None) -> None:
+def allreduce(buffer: np.ndarray, strategy: str = "native", comm: MPI.Comm | Communicator | None = None,
+              check: bool = False) -> None:
     """Sum a contiguous NumPy ``buffer`` in place across ``comm`` with the named strategy.
 
     Collective: must be called on every rank of ``comm`` (default: the world communicator) with
@@ -136,24 +160,66 @@ def allreduce(buffer: np.ndarray, strategy: str = "native", comm: MPI.Comm | Com
     comm
         An ``mpi4py`` communicator or a :class:`Communicator` (its ranks); by default a duplicate of
         ``COMM_WORLD``.
+    check
+        Agree first, in one small extra collective, that every rank's buffer is a usable array of
+        the same length and dtype; otherwise every rank raises (``TypeError`` or ``ValueError``,
+        naming the ranks), where a mismatch would have been a wrong sum, an MPI error or a hang.
+        Use it while writing a program; it costs one latency per call.
 
-    A buffer that is not such an array is refused with a ``TypeError`` on the rank that has it,
-    before any message: checked on every rank, so that a strategy never fails half-way through a
-    sum and leaves the other ranks waiting (a bool array would have been OR-ed, a float16 one
-    refused by one rank mid-way). Lengths and dtypes that differ between ranks are the caller's
-    error, as with ``MPI_Allreduce``: checking them would cost a collective per call.
+    Without ``check``, a buffer that is not such an array is refused with a ``TypeError`` on the
+    rank that has it, before any message: checked on every rank, so that a strategy never fails
+    half-way through a sum and leaves the other ranks waiting (a bool array would have been
+    OR-ed, a float16 one refused by one rank mid-way). Lengths and dtypes that differ between
+    ranks are then the caller's error, as with ``MPI_Allreduce``.
     """
-    if not (isinstance(buffer, np.ndarray) and buffer.flags.c_contiguous):
-        raise TypeError("allreduce needs a C-contiguous numpy array")
-    if buffer.dtype not in _SUMMABLE:
-        raise TypeError(f"allreduce sums float32 or float64 arrays; got {buffer.dtype}")
-    if not buffer.flags.writeable:
-        raise TypeError("allreduce sums in place: the array is read-only")
     from mpigd.comm.strategies import make_strategy
 
     comm = mpi_comm_of(comm)
+    if check:
+        _agree_on_buffers(buffer, comm)
+    else:
+        problem = _unusable(buffer)
+        if problem:
+            raise TypeError(problem)
     key = (strategy, id(comm))
     found = _strategies.get(key)
     if found is None:
         found = _strategies[key] = (comm, make_strategy(strategy, comm))
     found[1].allreduce(buffer)
+
+
+def _unusable(buffer: Any) -> str | None:
+    """Why ``buffer`` cannot be summed in place, or ``None``."""
+    if not (isinstance(buffer, np.ndarray) and buffer.flags.c_contiguous):
+        return "allreduce needs a C-contiguous numpy array"
+    if buffer.dtype not in _SUMMABLE:
+        return f"allreduce sums float32 or float64 arrays; got {buffer.dtype}"
+    if not buffer.flags.writeable:
+        return "allreduce sums in place: the array is read-only"
+    return None
+
+
+def _agree_on_buffers(buffer: Any, comm: MPI.Comm) -> None:
+    """``allreduce(check=True)``: raise on every rank alike unless every rank's buffer is usable and
+    of one length and dtype. One Allreduce of a few integers (each rank's facts, as max and -min)."""
+    from mpi4py import MPI
+
+    problem = _unusable(buffer)
+    rank = comm.Get_rank()
+    size = -1 if problem else buffer.size
+    kind = -1 if problem else _SUMMABLE.index(buffer.dtype)
+    mine = np.array([size, -size, kind, -kind, rank if problem else -1, -rank if problem else -comm.Get_size()],
+                    dtype=np.int64)
+    extremes = np.empty_like(mine)
+    comm.Allreduce(mine, extremes, op=MPI.MAX)
+    if problem:
+        raise TypeError(problem)
+    if extremes[4] >= 0:
+        first, last = -extremes[5], extremes[4]
+        ranks = f"rank {first}" if first == last else f"rank {first} (and others, up to rank {last})"
+        raise TypeError(f"allreduce: the buffer of {ranks} is not a C-contiguous, writeable float32 or float64 array")
+    if extremes[0] != -extremes[1]:
+        raise ValueError(f"allreduce needs the same length on every rank; lengths range from {-extremes[1]} "
+                         f"to {extremes[0]}")
+    if extremes[2] != -extremes[3]:
+        raise ValueError("allreduce needs the same dtype on every rank; some ranks have float32, others float64")

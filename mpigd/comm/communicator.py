@@ -133,7 +133,9 @@ class Communicator:
 
     def abort(self, code: int = 1) -> None:
         """End the whole job now, from this rank alone: no other rank is left waiting."""
-        self.mpi_comm.Abort(code)
+        from mpigd.comm.failure import abort_job
+
+        abort_job(code, self.mpi_comm)
 
     def library(self) -> str:
         """The MPI library's name and version, in one line."""

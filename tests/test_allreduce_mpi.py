@@ -109,6 +109,41 @@ def test_a_buffer_that_is_not_summable_in_place_is_refused_before_any_message(co
     agree(comm, bool(np.all(buffer == comm.Get_size())), f"{strategy} after refusing {case}")
 
 
+def _raised_on_every_rank(comm, call) -> str:
+    """The message of the exception ``call`` raised; agreed: it must raise on every rank."""
+    try:
+        call()
+    except (TypeError, ValueError) as error:
+        agree(comm, True, "raised")
+        return f"{type(error).__name__}: {error}"
+    agree(comm, False, "check=True let a mismatch through on this rank")
+    return ""
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_check_makes_every_rank_refuse_buffers_that_differ_between_ranks(comm, strategy: str):
+    rank, p = comm.Get_rank(), comm.Get_size()
+    if p < 2:
+        pytest.skip("needs two ranks")
+    longer = _raised_on_every_rank(comm, lambda: allreduce(np.ones(10 + (rank == p - 1)), strategy, comm, check=True))
+    assert longer == "ValueError: allreduce needs the same length on every rank; lengths range from 10 to 11"
+    dtype = np.float32 if rank == 1 else np.float64
+    mixed = _raised_on_every_rank(comm, lambda: allreduce(np.ones(10, dtype=dtype), strategy, comm, check=True))
+    assert mixed == "ValueError: allreduce needs the same dtype on every rank; some ranks have float32, others float64"
+    # A bad array on some ranks: its own reason there, the ranks named everywhere else.
+    bad = np.ones(8, dtype=np.int64) if rank >= 1 else np.ones(8)
+    message = _raised_on_every_rank(comm, lambda: allreduce(bad, strategy, comm, check=True))
+    named = "rank 1" if p == 2 else f"rank 1 (and others, up to rank {p - 1})"
+    assert message == ("TypeError: allreduce sums float32 or float64 arrays; got int64" if rank else
+                       f"TypeError: allreduce: the buffer of {named} is not a C-contiguous, writeable float32 or "
+                       "float64 array")
+    # Buffers that agree are summed as without the check, to the bit.
+    checked, unchecked = values(rank, 1001, "float64"), values(rank, 1001, "float64")
+    allreduce(checked, strategy, comm, check=True)
+    allreduce(unchecked, strategy, comm)
+    agree(comm, np.array_equal(bits(checked), bits(unchecked)), f"{strategy} with check=True")
+
+
 def test_allreduce_takes_a_communicator_too(comm):
     from mpigd.comm import Communicator
 

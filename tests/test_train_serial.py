@@ -1,5 +1,7 @@
 """Training in one process (COMM_SELF): the optimum it reaches, and what it writes."""
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -305,7 +307,6 @@ def test_an_sgd_epochs_objective_is_the_mean_of_its_steps(tmp_path):
 
 
 def test_progress_lines_say_the_rate_and_appear_only_after_the_delay_and_interval():
-    import io
     import re
 
     from mpigd.progress import Progress
@@ -327,6 +328,43 @@ def test_progress_lines_say_the_rate_and_appear_only_after_the_delay_and_interva
     silent = io.StringIO()
     Progress(10, 1000, False, delay=0.0, stream=silent).update(5, 0.25, force=True)
     assert silent.getvalue() == ""
+
+
+def _help_of(*command: str) -> str:
+    from mpigd.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as ended:
+        main([*command, "--help"])
+    assert ended.value.code == 0
+    return " ".join(out.getvalue().split())  # argparse wraps at the terminal's width
+
+
+def test_help_shows_every_default_of_train_by_group():
+    shown = _help_of("train")
+    groups = ["data:", "model:", "optimisation:", "stopping and evaluation:", "communication:", "output:",
+              "fault tolerance"]
+    assert all(f" {group}" in shown for group in groups)
+    assert [shown.index(f" {group}") for group in groups] == sorted(shown.index(f" {group}") for group in groups)
+    defaults = Config()
+    for option, field in [("--lr LR", "lr"), ("--epochs EPOCHS, --max-epochs EPOCHS", "epochs"),
+                          ("--batch-size BATCH_SIZE", "batch_size"), ("--strategy", "strategy"),
+                          ("--keep K", "keep"), ("--l2 L2", "l2"), ("--model", "model"), ("--seed SEED", "seed")]:
+        body = shown[shown.index(" options:"):]  # not the usage line
+        after = body[body.index(option):]
+        said = re.search(r"default: ([^)\s]+)\)?", after)[1]
+        assert said == str(getattr(defaults, field)), option
+    assert "--hidden HIDDEN mlp hidden widths, e.g. 64,32 (default: 64)" in shown  # a tuple, as typed
+    assert "--one-based LIBSVM: indices count from 1 --x-key" in shown  # a flag has no default to show
+
+
+@pytest.mark.parametrize("command", [("train",), ("gen",), ("predict",), ("evaluate",), ("tune",), ("plan",),
+                                     ("bench", "kernel"), ("bench", "allreduce"), ("bench", "scaling"),
+                                     ("bench", "solvers"), ("bench", "sparse"), ("bench", "scaling-report")])
+def test_no_help_shows_an_empty_default(command):
+    shown = _help_of(*command)
+    assert not re.search(r"default: (None|False|True|\(\))", shown), shown
+    assert "(default " not in shown  # one spelling: "default: X"
 
 
 def test_every_train_option_reaches_the_configuration_and_the_defaults_are_the_readmes():

@@ -105,7 +105,7 @@ def register(commands) -> None:
     tune.add_argument("--dtype", choices=DTYPES, default="float64")
     tune.add_argument("--repeats", type=at_least(1), default=7, help="timed repeats per size (median used)")
     tune.add_argument("--output", type=nonempty_path, metavar="FILE",
-                      help="where to write (default ~/.cache/mpigd/tune-<hostname>-<ranks>ranks.json)")
+                      help="where to write (default: ~/.cache/mpigd/tune-<hostname>-<ranks>ranks.json)")
     tune.set_defaults(run=_tune)
     _register_plan(commands)
 
@@ -116,11 +116,11 @@ def _register_plan(commands) -> None:
         description="Project the time per full-batch gradient step and the parallel efficiency on 1, 2, 4, ... "
                     "nodes from the alpha-beta-gamma cost model (calibrated by 'mpigd tune') and the compute "
                     "rate of the model's kernel measured here. A MODEL, not a measurement. Runs without MPI.")
-    plan.add_argument("--nodes", type=int, default=1024, help="largest node count (default 1024)")
+    plan.add_argument("--nodes", type=int, default=1024, help="largest node count")
     plan.add_argument("--ranks-per-node", type=int, default=1,
-                      help="ranks per node; > 1 models a reduce/broadcast inside each node (default 1)")
+                      help="ranks per node; > 1 models a reduce/broadcast inside each node")
     plan.add_argument("--rows", type=int, required=True, help="global rows (strong) or rows per rank (weak)")
-    plan.add_argument("--features", type=int, required=True)
+    plan.add_argument("--features", type=int, required=True, help="features per row")
     plan.add_argument("--mode", choices=("strong", "weak"), default="strong")
     plan.add_argument("--model", choices=MODELS, default="logistic")
     plan.add_argument("--classes", type=int, default=10, help="classes of the softmax and mlp models")

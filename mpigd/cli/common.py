@@ -4,6 +4,7 @@ communicator check, and turning parsed arguments into a Config."""
 from __future__ import annotations
 
 import argparse
+import copy
 from typing import Mapping
 
 from mpigd.config import DATA_FORMATS, DTYPES, HEADER_CHOICES, STRATEGIES, Config
@@ -12,8 +13,29 @@ from mpigd.outputs import check_output_directory, check_output_file
 from mpigd.errors import UsageError
 
 
+class DefaultsShown(argparse.HelpFormatter):
+    """``--help`` with each option's default, unless its text already speaks of it or it has none
+    (``None``; a flag): users look for the defaults there, not in the README's tables."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        default = action.default
+        shown = (action.option_strings and action.nargs != 0 and not action.required
+                 and default is not None and default != "" and default is not argparse.SUPPRESS
+                 and "default" not in (action.help or "") and action.help is not argparse.SUPPRESS)
+        if shown:
+            value = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
+            said = f"default: {value}".replace("%", "%%")  # the help text is a %-format
+            action = copy.copy(action)
+            action.help = f"{action.help} ({said})" if action.help else said
+        return super()._format_action(action)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, and prints help on rank 0 only."""
+    """argparse that raises instead of exiting, prints help on rank 0 only, and shows defaults."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsShown)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UsageError(f"{message} (see '{self.prog} --help')")
@@ -136,11 +158,12 @@ def choice_list(*allowed: str):
 
 
 def size_range(parser: argparse.ArgumentParser, low: str, high: str) -> None:
-    parser.add_argument("--min-bytes", type=byte_count, default=byte_count(low), help=f"(default {low})")
-    parser.add_argument("--max-bytes", type=byte_count, default=byte_count(high), help=f"(default {high})")
+    parser.add_argument("--min-bytes", type=byte_count, default=byte_count(low), help=f"smallest message in bytes, e.g. 512, 64K, 16M (default: {low})")
+    parser.add_argument("--max-bytes", type=byte_count, default=byte_count(high), help=f"largest message in bytes (default: {high})")
 
 
-def add_data_arguments(parser: argparse.ArgumentParser, defaults: Config) -> None:
+def add_data_arguments(parser: argparse._ActionsContainer, defaults: Config) -> None:
+    """The options that say where the rows come from (a parser or an argument group)."""
     add = parser.add_argument
     add("--data", type=nonempty_path, default=defaults.data,
         help="'synthetic', or a data file: .npz (X and y, or a CSR: indptr, indices, data, shape, y), "

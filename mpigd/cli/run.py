@@ -14,18 +14,24 @@ def register(commands) -> None:
     """Add the subcommands to ``commands`` (an argparse sub-parsers action)."""
     defaults = Config()
     train = commands.add_parser("train", help="train a model (run under mpiexec for several ranks)")
-    add = train.add_argument
-    add("--model", choices=MODELS, default=defaults.model)
-    add_data_arguments(train, defaults)
+    data = train.add_argument_group("data")
+    add_data_arguments(data, defaults)
+    add = data.add_argument
     add("--standardize", action="store_true", help="scale features to global mean 0, variance 1 (saved in params.npz)")
     add("--test-data", type=nonempty_path, default=None,
         help="held-out data, same format rules; test metrics go to summary.json")
     add("--test-labels", type=nonempty_path, default=None, help="the labels .npy file of --test-data")
+    add("--holdout", type=float, default=defaults.holdout, help="fraction of rows held out for evaluation")
+    add = train.add_argument_group("model").add_argument
+    add("--model", choices=MODELS, default=defaults.model)
     add("--classes", type=int, default=defaults.classes,
         help="classes of softmax/mlp (0: the labels found; K: labels 0..K-1)")
     add("--hidden", type=widths, default=defaults.hidden, help="mlp hidden widths, e.g. 64,32")
     add("--activation", choices=ACTIVATIONS, default=defaults.activation, help="mlp hidden activation")
-    add("--task", choices=TASKS, default=defaults.task or None, help="mlp head (default classification)")
+    add("--task", choices=TASKS, default=defaults.task or None, help="mlp head (default: classification)")
+    add("--l1", type=float, default=defaults.l1, help="L1 penalty: objective += l1 * |w|_1 (proximal step)")
+    add("--l2", type=float, default=defaults.l2, help="L2 penalty: objective += l2/2 * |w|^2")
+    add = train.add_argument_group("optimisation").add_argument
     add("--algo", choices=ALGORITHMS, default=defaults.algo)
     add("--epochs", "--max-epochs", dest="epochs", type=int, default=defaults.epochs, help="most epochs to run")
     add("--lr", type=float, default=defaults.lr, help="learning rate")
@@ -38,19 +44,19 @@ def register(commands) -> None:
     add("--step-size", type=int, default=defaults.step_size, help="step schedule: steps between decays")
     add("--gamma", type=float, default=defaults.gamma, help="step schedule: decay factor")
     add("--power", type=float, default=defaults.power, help="invscaling schedule: lr / (1 + t)^power")
-    add("--l1", type=float, default=defaults.l1, help="L1 penalty: objective += l1 * |w|_1 (proximal step)")
-    add("--l2", type=float, default=defaults.l2, help="L2 penalty: objective += l2/2 * |w|^2")
+    add("--memory", type=int, default=defaults.memory, help="L-BFGS/OWL-QN history length")
+    add = train.add_argument_group("stopping and evaluation").add_argument
     add("--tol", type=float, default=defaults.tol,
         help="stop when the objective changes by <= tol (relative); lbfgs/owlqn: also the relative gradient "
              "norm (0: 1e-10 for them)")
-    add("--memory", type=int, default=defaults.memory, help="L-BFGS/OWL-QN history length")
     add("--patience", type=int, default=defaults.patience,
         help="stop after this many evaluations without a better held-out loss (0: off)")
-    add("--holdout", type=float, default=defaults.holdout, help="fraction of rows held out for evaluation")
+    add("--eval-every", type=int, default=defaults.eval_every, help="epochs between evaluations (0: auto)")
+    add = train.add_argument_group("communication").add_argument
     add("--strategy", choices=STRATEGIES, default=defaults.strategy, help="allreduce strategy")
     add("--tune-file", type=nonempty_path, default=defaults.tune_file, metavar="FILE",
         help="calibration for --strategy auto and ring (default: $MPIGD_TUNE_FILE, then mpigd tune's default path)")
-    add("--eval-every", type=int, default=defaults.eval_every, help="epochs between evaluations (0: auto)")
+    add = train.add_argument_group("output").add_argument
     add("--out", type=nonempty_path, default=None,
         help="directory for summary.json, metrics.jsonl, params.npz, model.json")
     add("--quiet", action="store_true", help="print nothing but errors")
@@ -59,7 +65,7 @@ def register(commands) -> None:
     ft("--checkpoint-seconds", type=float, default=defaults.checkpoint_seconds, metavar="S",
        help="seconds between checkpoints (rank 0's clock, agreed by all ranks)")
     ft("--checkpoint-dir", type=nonempty_path, default=None, metavar="DIR",
-       help="where checkpoints go (default OUT/checkpoints)")
+       help="where checkpoints go (default: OUT/checkpoints)")
     ft("--keep", type=int, default=defaults.keep, metavar="K", help="keep the newest K checkpoints")
     ft("--resume", action="store_true", help="continue from the newest valid checkpoint, if any")
     ft("--step-timeout", type=float, default=defaults.step_timeout, metavar="T",
@@ -72,8 +78,8 @@ def register(commands) -> None:
     train.set_defaults(run=_train)
 
     gen = commands.add_parser("gen", help="write a synthetic data set to a file (in parallel under mpiexec)")
-    gen.add_argument("--rows", type=int, required=True)
-    gen.add_argument("--features", type=int, required=True)
+    gen.add_argument("--rows", type=int, required=True, help="rows to write")
+    gen.add_argument("--features", type=int, required=True, help="features per row")
     gen.add_argument("--task", choices=("regression", "classification"), default="classification")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--format", choices=("npy", "hdf5", "libsvm", "csv"), required=True)
@@ -82,7 +88,7 @@ def register(commands) -> None:
                           "non-zero; every format (LIBSVM leaves the zeros out)")
     gen.add_argument("--output", type=nonempty_path, required=True,
                      help="file to write (npy: a directory for X.npy and y.npy)")
-    gen.add_argument("--quiet", action="store_true")
+    gen.add_argument("--quiet", action="store_true", help="print nothing but errors")
     gen.set_defaults(run=_gen)
 
     for name, helptext, run in (("predict", "write the predictions of a trained model to a .npy file", _predict),
@@ -93,7 +99,7 @@ def register(commands) -> None:
         add_data_arguments(command, defaults)
         command.add_argument("--output", type=nonempty_path, required=name == "predict",
                              help="predictions (.npy)" if name == "predict" else "also write the metrics (JSON)")
-        command.add_argument("--quiet", action="store_true")
+        command.add_argument("--quiet", action="store_true", help="print nothing but errors")
         command.set_defaults(run=run)
 
     info = commands.add_parser("info", help="MPI library, rank count, Numba and threading set-up")

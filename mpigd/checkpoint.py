@@ -216,7 +216,7 @@ def _check_contents(found: Checkpoint) -> None:
     if not isinstance(ranks, int) or isinstance(ranks, bool) or ranks < 1:
         raise CheckpointError(f"{stem}.json: metadata.ranks is {ranks!r}, not a positive integer")
     if len(found.ranks) != ranks:
-        raise CheckpointError(f"{stem}.json: holds the state of {len(found.ranks)} ranks, "
+        raise CheckpointError(f"{stem}.json: holds the state of {len(found.ranks)} rank{'s' * (len(found.ranks) != 1)}, "
                               f"its metadata says {ranks}")
     if not all(isinstance(state, dict) and state for state in found.ranks):
         raise CheckpointError(f"{stem}.json: the state of some rank is missing or not an object")

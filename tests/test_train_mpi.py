@@ -1,6 +1,7 @@
 """Whole jobs under mpiexec: the same answer on any rank count, errors reported once, no hangs."""
 
 import json
+import re
 import time
 
 import numpy as np
@@ -56,6 +57,9 @@ def test_sgd_on_two_ranks_trains_and_reports(tmp_path):
     assert summary["steps"] == 2 * 40 and summary["metrics"]["accuracy"] > 0.75
     assert summary["allreduce_calls"] >= summary["steps"]
     assert job.stdout.count("final loss") == 1  # rank 0 alone prints
+    assert re.search(r"\(2 ranks, [\d.]+s wall, [\d.]+s allreduce by native\)", job.stdout), job.stdout
+    one = mpigd(1, "train", "--rows", "500", "--features", "3", "--epochs", "1")
+    assert re.search(r"\(1 rank, [\d.]+s wall", one.stdout), one.stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -195,7 +195,7 @@ def plot(path: str, metadata: dict[str, Any], rows: list[dict[str, Any]]) -> Non
         axes.grid(True, which="both", alpha=0.3)
         axes.legend()
     latency.set_yscale("log")
-    figure.suptitle(f"allreduce, {metadata['ranks']} ranks, {metadata.get('dtype', '')}, "
+    figure.suptitle(f"allreduce, {metadata['ranks']} rank{'s' * (metadata['ranks'] != 1)}, {metadata.get('dtype', '')}, "
                     f"{metadata['mpi_library']}", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=120, format="png")  # PNG whatever the name says (see plan_report.plot)

@@ -171,7 +171,7 @@ def cost_models(tune_file: str | None, network: str | None = None, alpha: float 
             raise ValueError(f"no such tune file: {path}")
         tuning = load(path)
         calibrated = tuning.model
-        origin = (f"{path} ({how}; 'mpigd tune' on {tuning.ranks} ranks of {tuning.hostname or '?'}, "
+        origin = (f"{path} ({how}; 'mpigd tune' on {tuning.ranks} rank{'s' * (tuning.ranks != 1)} of {tuning.hostname or '?'}, "
                   f"{tuning.mpi_library or '?'}, intra-node)")
     g = calibrated.gamma if gamma is None else gamma
     intra = CostModel(calibrated.alpha, calibrated.beta, g)

@@ -32,13 +32,14 @@ def describe(comm=None) -> dict[str, str]:
     """Versions and settings, as ``mpigd info`` prints them (name -> text).
 
     ``comm``: a :class:`mpigd.comm.Communicator`, an ``mpi4py`` communicator, or ``None`` for every
-    rank of the job (its rank count is reported). Collective when ``comm`` is ``None``: the world's
+    rank of the job (its rank count is reported, even where it is not the ``MPIGD_EXPECT_RANKS``
+    of the launch: this is how to see it). Collective when ``comm`` is ``None``: the world's
     duplicate is made on first use, on every rank. Each rank describes its own process; ``mpigd
     info`` prints rank 0's.
     """
-    from mpigd.comm import as_communicator
+    from mpigd.comm import as_communicator, world
 
-    comm = as_communicator(comm)
+    comm = world(check_launch=False) if comm is None else as_communicator(comm)
     return {
         "mpigd": __version__,
         "python": f"{platform.python_version()} ({sys.executable})",

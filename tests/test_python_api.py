@@ -120,6 +120,7 @@ def test_a_python_caller_without_a_communicator_gets_the_launch_check_of_the_com
 import numpy as np
 from mpigd import Config, UsageError, train
 import mpigd.comm
+from mpigd.info import describe
 for name, call in [("train", lambda: train(Config(model="linear", rows=50, features=2, epochs=1, quiet=True))),
                    ("allreduce", lambda: mpigd.comm.allreduce(np.ones(3))),
                    ("as_communicator", lambda: mpigd.comm.as_communicator(None))]:
@@ -128,14 +129,14 @@ for name, call in [("train", lambda: train(Config(model="linear", rows=50, featu
         print(name, "ran")
     except UsageError as error:
         print(name, "refused:", error)
-print("info sees", mpigd.comm.world(check_launch=False).size)
+print("info sees", mpigd.comm.world(check_launch=False).size, describe()["ranks"])
 """
     job = run_mpi(1, ["-c", script], timeout=120, env=LAUNCH_OF_TWO)
     assert job.returncode == 0, job.stderr
     lines = job.stdout.splitlines()
     assert [line.split(" refused: ")[0] for line in lines[:3]] == ["train", "allreduce", "as_communicator"]
     assert all(EXPECTED_TWO in line for line in lines[:3]), lines
-    assert lines[3] == "info sees 1"
+    assert lines[3] == "info sees 1 1"
 
 
 def test_every_command_that_starts_mpi_refuses_the_wrong_launch_but_info(tmp_path):

@@ -33,6 +33,7 @@ import numpy as np
 
 from mpigd.errors import CheckpointError
 from mpigd.outputs import atomic_write, npz_bytes, unlink_if_present
+from mpigd.wording import counted
 
 FORMAT = "mpigd-checkpoint-1"
 # Metadata that must be equal for a resume to continue the same run exactly.
@@ -216,7 +217,7 @@ def _check_contents(found: Checkpoint) -> None:
     if not isinstance(ranks, int) or isinstance(ranks, bool) or ranks < 1:
         raise CheckpointError(f"{stem}.json: metadata.ranks is {ranks!r}, not a positive integer")
     if len(found.ranks) != ranks:
-        raise CheckpointError(f"{stem}.json: holds the state of {len(found.ranks)} rank{'s' * (len(found.ranks) != 1)}, "
+        raise CheckpointError(f"{stem}.json: holds the state of {counted(len(found.ranks), 'rank')}, "
                               f"its metadata says {ranks}")
     if not all(isinstance(state, dict) and state for state in found.ranks):
         raise CheckpointError(f"{stem}.json: the state of some rank is missing or not an object")

@@ -22,6 +22,7 @@ from mpigd.comm.timing import iterations_for, median, time_interleaved
 from mpigd.config import DTYPES, STRATEGIES
 from mpigd.errors import UsageError
 from mpigd.outputs import json_text
+from mpigd.wording import counted
 
 
 def message_sizes(min_bytes: int = 8, max_bytes: int = 64 << 20, factor: int = 2) -> list[int]:
@@ -195,7 +196,7 @@ def plot(path: str, metadata: dict[str, Any], rows: list[dict[str, Any]]) -> Non
         axes.grid(True, which="both", alpha=0.3)
         axes.legend()
     latency.set_yscale("log")
-    figure.suptitle(f"allreduce, {metadata['ranks']} rank{'s' * (metadata['ranks'] != 1)}, {metadata.get('dtype', '')}, "
+    figure.suptitle(f"allreduce, {counted(metadata['ranks'], 'rank')}, {metadata.get('dtype', '')}, "
                     f"{metadata['mpi_library']}", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=120, format="png")  # PNG whatever the name says (see plan_report.plot)

@@ -37,6 +37,7 @@ from mpigd.config import DTYPES, MODELS
 from mpigd.environment import TUNE_FILE_VARIABLE, tune_file_from_env
 from mpigd.errors import UsageError
 from mpigd.models import make_model
+from mpigd.wording import counted
 
 STRATEGIES = ("ring", "tree")
 # A 100 Gb/s InfiniBand-like network (EDR/HDR100): about 2 us per message through the switch and
@@ -171,7 +172,7 @@ def cost_models(tune_file: str | None, network: str | None = None, alpha: float 
             raise ValueError(f"no such tune file: {path}")
         tuning = load(path)
         calibrated = tuning.model
-        origin = (f"{path} ({how}; 'mpigd tune' on {tuning.ranks} rank{'s' * (tuning.ranks != 1)} of {tuning.hostname or '?'}, "
+        origin = (f"{path} ({how}; 'mpigd tune' on {counted(tuning.ranks, 'rank')} of {tuning.hostname or '?'}, "
                   f"{tuning.mpi_library or '?'}, intra-node)")
     g = calibrated.gamma if gamma is None else gamma
     intra = CostModel(calibrated.alpha, calibrated.beta, g)

@@ -12,6 +12,7 @@ from mpigd.cli.common import (Parser, at_least, check_output_paths, choice_list,
 from mpigd.config import DTYPES, MODELS, STRATEGIES
 from mpigd.errors import EXIT_OK, UsageError
 from mpigd.outputs import json_text, parent_made, write_json_report, written
+from mpigd.wording import counted
 
 
 def register(commands) -> None:
@@ -227,7 +228,7 @@ def _bench_allreduce(args: argparse.Namespace) -> int:
         if comm.rank == 0:
             meta = run_metadata(comm, dtype=args.dtype, repeats=args.repeats, tune_file=args.tune_file,
                                 command=f"mpiexec -n {comm.size} mpigd " + " ".join(sys.argv[1:]))
-            print(f"# {meta['mpi_library']}, {comm.size} rank{'s' * (comm.size != 1)}, {args.dtype}, median of {args.repeats}; "
+            print(f"# {meta['mpi_library']}, {counted(comm.size, 'rank')}, {args.dtype}, median of {args.repeats}; "
                   f"xnat = speedup vs native, /best = auto's time over the best of the others "
                   f"(both paired: median over repeats of the ratio within a repeat)")
             print(allreduce.table(rows), flush=True)
@@ -297,7 +298,7 @@ def _tune(args: argparse.Namespace) -> int:
             if result.crossover is not None:
                 steps = ", ".join(f"{row['strategy']} up to {row['max_bytes']} B" if row["max_bytes"]
                                   else f"{row['strategy']} beyond" for row in result.crossover.as_list())
-                print(f"auto on {comm.size} rank{'s' * (comm.size != 1)}: {steps}")
+                print(f"auto on {counted(comm.size, 'rank')}: {steps}")
             print(f"wrote {path}")
         return EXIT_OK
 

@@ -8,6 +8,7 @@ from mpigd.cli.common import add_data_arguments, check_output_paths, config_from
 from mpigd.config import ACTIVATIONS, ALGORITHMS, MODELS, OPTIMIZERS, SCHEDULES, STRATEGIES, TASKS, Config
 from mpigd.errors import EXIT_OK
 from mpigd.outputs import json_text, written
+from mpigd.wording import counted
 
 
 def register(commands) -> None:
@@ -120,7 +121,7 @@ def _train(args: argparse.Namespace) -> int:
             summary = result.summary
             metrics = numbers(summary["metrics"])
             times = summary["time"]
-            print(f"final loss {summary['final_loss']:.8g}  {metrics}  ({summary['ranks']} rank{'s' * (summary['ranks'] != 1)}, "
+            print(f"final loss {summary['final_loss']:.8g}  {metrics}  ({counted(summary['ranks'], 'rank')}, "
                   f"{times['wall_seconds']:.2f}s wall, {times['communication_seconds']:.3f}s allreduce "
                   f"by {summary['strategy']})")
             if "test" in summary:
@@ -144,7 +145,7 @@ def _gen(args: argparse.Namespace) -> int:
         written = generate.write(spec, comm)
         if comm.rank == 0 and not args.quiet:
             print(f"wrote {spec.output}: {spec.rows} rows x {spec.features} features, {spec.format}, "
-                  f"{written / 1e6:.2f} MB, {comm.size} rank{'s' * (comm.size != 1)}")
+                  f"{written / 1e6:.2f} MB, {counted(comm.size, 'rank')}")
         return EXIT_OK
 
     return run_or_abort(job, comm.rank)

@@ -101,18 +101,25 @@ def test_a_preempted_job_requeues_resumes_and_matches_an_uninterrupted_run(slurm
         time.sleep(0.2)
     # What Slurm does ahead of a time limit with --signal=B:USR1@120, sent now.
     assert slurm.command("scancel", "--signal=USR1", "--batch", str(job_id)).returncode == 0
-    deadline, released = time.monotonic() + 240, False
+    deadline, released, seen, ended_at = time.monotonic() + 240, False, [], None
     while True:
         state, restarts = _job_state(slurm, job_id)
+        if not seen or seen[-1] != (state, restarts):
+            seen.append((state, restarts))
         if state == "PENDING" and restarts >= 1 and not released:
             # Slurm holds a requeued job back for a while (BeginTime); the hold is not under test.
             released = slurm.command("scontrol", "update", f"JobId={job_id}", "StartTime=now").returncode == 0
-        if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL") and restarts >= 1:
+        ended = state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL") and restarts >= 1
+        ended_at = (ended_at or time.monotonic()) if ended else None
+        # Over once the requeued run was seen running, or the end has lasted: one run in some 50
+        # read FAILED with Restarts=1 and no output from a requeued run (not seen again in 44
+        # runs); the states will tell a passing moment from a requeue that failed if it comes back.
+        if ended and (("RUNNING", 1) in seen or time.monotonic() - ended_at > 5):
             break
-        assert time.monotonic() < deadline, f"job {job_id} is {state} after {restarts} restarts"
+        assert time.monotonic() < deadline, f"job {job_id} is {state} after {restarts} restarts; states {seen}"
         time.sleep(0.5)
     text = log.read_text()
-    assert state == "COMPLETED", text
+    assert state == "COMPLETED", f"states {seen}; log:\n{text}"
     assert "preempted" in text and "requeueing job" in text
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from_step"] is not None and summary["steps"] == 2000

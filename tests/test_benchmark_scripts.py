@@ -93,3 +93,18 @@ def test_same_strategy_probe_prints_every_copy_and_spreads_that_match_its_times(
         # The printed times are rounded to 1 us; the spreads come from the unrounded ones.
         assert twice == pytest.approx(max(pair) / min(pair), abs=0.011)
         assert instances == pytest.approx(max(trio) / min(trio), abs=0.011)
+
+
+def test_check_cost_probe_prints_each_case_with_its_difference():
+    from mpirun import run_mpi
+
+    job = run_mpi(2, [str(SCRIPTS / "allreduce_check_cost.py")], timeout=180)
+    assert job.returncode == 0, job.stderr
+    lines = job.stdout.splitlines()
+    assert [line.split()[2:4] for line in lines] == [["native", "8"], ["native", "1024"], ["tree", "8"],
+                                                     ["tree", "1024"], ["ring", "1048576"]]
+    for line in lines:
+        words = line.split()
+        plain, checked, costs = float(words[6]), float(words[9]), float(words[13])
+        assert plain > 0 and costs == pytest.approx(checked - plain, abs=0.011)  # printed to 0.01 us
+        assert float(words[15].strip("(x)")) == pytest.approx(checked / plain, abs=0.011)

@@ -71,6 +71,20 @@ def test_ring_blocks_probe_prints_one_line_with_every_contender():
         assert part.strip().endswith("(ring: no)")  # 2 ranks: the ring never cuts blocks
 
 
+def test_wire_narrowing_probe_prints_one_line_with_both_rings():
+    from mpirun import run_mpi
+
+    job = run_mpi(2, [str(SCRIPTS / "wire_narrowing.py")], timeout=180)
+    assert job.returncode == 0, job.stderr  # the probe checks its float32-wire sum and that both ranks agree
+    (line,) = job.stdout.splitlines()
+    assert line.startswith("native1M")
+    for part, size in zip(line.split("|")[1:3], ("16M", "64M")):
+        words = part.split()
+        assert words[0] == size
+        ratios = dict(item.split(":") for item in words[3:])
+        assert list(ratios) == ["ring", "ring_f32wire"] and all(float(r) > 0 for r in ratios.values())
+
+
 def test_same_strategy_probe_prints_every_copy_and_spreads_that_match_its_times():
     from mpirun import run_mpi
 

@@ -365,6 +365,18 @@ def test_a_gen_leaves_only_its_data_set(tmp_path, fmt):
     assert sorted(_files_under(tmp_path)) == expected
 
 
+@pytest.mark.parametrize("fmt", ["hdf5", "csv", "libsvm"])
+def test_gen_makes_the_missing_directories_above_a_file_output(tmp_path, fmt):
+    # The output check lets them through (as for npy, predict and the reports); the writer used to
+    # fail on them with the temporary file's name instead.
+    if fmt == "hdf5":
+        pytest.importorskip("h5py")
+    output = tmp_path / "new" / "sub" / f"g.{fmt}"
+    written = generate.write(generate.Spec(30, 3, "regression", 0, fmt, str(output)), self_comm())
+    assert written == output.stat().st_size > 0
+    assert _files_under(tmp_path) == [str(output)]
+
+
 @pytest.mark.parametrize("command", ["gen", "train"])
 def test_gen_and_train_take_the_same_density_range(tmp_path, command):
     args = (("gen", "--rows", "50", "--features", "4", "--format", "csv", "--output", str(tmp_path / "d.csv"))

@@ -30,7 +30,7 @@ import numpy as np
 
 from mpigd.data import synthetic
 from mpigd.errors import InputError, UsageError
-from mpigd.outputs import (check_output_directory, check_output_file, deepest_existing, partial_paths,
+from mpigd.outputs import (check_output_directory, check_output_file, deepest_existing, parent_made, partial_paths,
                            unlink_if_present)
 from mpigd.partition import block_range, exclusive_prefix
 
@@ -217,6 +217,10 @@ def write(spec: Spec, comm=None) -> int:
     finals = _output_files(spec)
     temporaries = partial_paths(comm, finals)
     directory_existed = spec.format != "npy" or os.path.lexists(spec.output)
+    if spec.format != "npy":
+        # check_output_file lets directories missing above the file through: make them, as npy
+        # (its own directory), predict and the reports do, before a rank opens the file there.
+        comm.together(_os_step, parent_made if comm.rank == 0 else (lambda _: None), spec.output)
     try:
         writer(spec, comm, temporaries)  # returns on every rank once all have finished writing
         comm.together(_os_step, _rename_all if comm.rank == 0 else (lambda *_: None), temporaries, finals)

@@ -112,6 +112,15 @@ def test_csv_utf8_bom_is_not_taken_for_a_header(tmp_path, header):
         assert csvfile.read(str(path), self_comm(), "float64", "auto", "a").y.tolist() == [1, 3]
 
 
+@pytest.mark.parametrize("first", ["a" * 200_000 + ",y", '"' + "x," * 70_000 + "y"], ids=["long", "open-quote"])
+def test_csv_a_first_line_the_csv_module_refuses_is_an_input_error(tmp_path, first):
+    # Over the csv module's field limit (128 KiB) its csv.Error escaped: a traceback and exit code 1.
+    path = tmp_path / "data.csv"
+    path.write_text(first + "\n1,0\n")
+    with pytest.raises(InputError, match=r"data.csv:1: malformed first line: field larger than field limit"):
+        csvfile.read(str(path), self_comm(), "float64", "auto", None)
+
+
 def test_a_text_value_is_unusable_as_float32_exactly_when_numpy_narrows_it_to_inf():
     largest = float(np.finfo(np.float32).max)
     near = [largest, np.nextafter(largest, np.inf), FLOAT32_OVERFLOW, np.nextafter(FLOAT32_OVERFLOW, 0.0),

@@ -41,7 +41,10 @@ def _layout(path: str, block: bytes, header: str, label_column: str | int | None
         raise InputError(f"{path}:1: the first line is empty (expected a header or a row of numbers)")
     # The csv module, not split(): a quoted header name may hold the delimiter ("b, c").
     line = first.decode("utf-8", errors="replace")
-    fields = [field.strip() for field in next(csv.reader([line], skipinitialspace=True))]
+    try:
+        fields = [field.strip() for field in next(csv.reader([line], skipinitialspace=True))]
+    except csv.Error as error:  # a field over the csv module's limit (128 KiB): a binary or mislabelled file
+        raise InputError(f"{path}:1: malformed first line: {error}") from None
     has_header = header == "yes" or (header == "auto" and not all(map(_is_number, fields)))
     if len(fields) < 2:
         raise InputError(f"{path}:1: found {len(fields)} column; CSV data needs feature columns and a label column")

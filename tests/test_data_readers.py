@@ -121,6 +121,22 @@ def test_csv_a_first_line_the_csv_module_refuses_is_an_input_error(tmp_path, fir
         csvfile.read(str(path), self_comm(), "float64", "auto", None)
 
 
+@pytest.mark.parametrize("test_labels", [None, "y.npy"], ids=["missing", "beside-a-directory"])
+def test_npy_test_data_errors_name_the_test_labels_option(tmp_path, test_labels):
+    # They named --labels, which is the training data's: a user following them changed nothing.
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    np.save(pair / "X.npy", np.ones((4, 2)))
+    np.save(pair / "y.npy", np.array([0.0, 1.0, 0.0, 1.0]))
+    test_data = str(pair / "X.npy") if test_labels is None else str(pair)
+    config = Config(data=str(pair), model="linear", test_data=test_data,
+                    test_labels=None if test_labels is None else str(pair / test_labels))
+    assert load_shard(config, self_comm()).n_global == 4
+    with pytest.raises(InputError, match="--test-labels") as caught:
+        load_shard(config, self_comm(), test=True)
+    assert "--labels" not in str(caught.value)
+
+
 def test_a_text_value_is_unusable_as_float32_exactly_when_numpy_narrows_it_to_inf():
     largest = float(np.finfo(np.float32).max)
     near = [largest, np.nextafter(largest, np.inf), FLOAT32_OVERFLOW, np.nextafter(FLOAT32_OVERFLOW, 0.0),

@@ -72,7 +72,8 @@ def load_shard(config: Config, comm, test: bool = False, n_features: int | None 
             elif fmt == "libsvm":
                 shard = libsvm.read(path, comm, config.dtype, zero_based if test else config.zero_based, n_features)
             else:
-                shard = comm.together(_read_array, fmt, path, labels, config, comm.size, comm.rank)
+                shard = comm.together(_read_array, fmt, path, labels, config, comm.size, comm.rank,
+                                      "--test-labels" if test else "--labels")
     comm.together(_check_finite, shard)
     if n_features is not None and shard.n_features != n_features:
         raise InputError(f"{path}: has {shard.n_features} features, but the training data has {n_features}")
@@ -102,9 +103,10 @@ def _synthetic_shard(config: Config, size: int, rank: int) -> Shard:
     return Shard(X, y, config.rows, start, source, block_counts(config.rows, size), {"format": "synthetic"})
 
 
-def _read_array(fmt: str, path: str, labels: str | None, config: Config, size: int, rank: int) -> Shard:
-    if fmt == "npy":
-        return npy.read(path, labels, size, rank, config.dtype)
+def _read_array(fmt: str, path: str, labels: str | None, config: Config, size: int, rank: int,
+                labels_option: str = "--labels") -> Shard:
+    if fmt == "npy":  # a --test-data pair's labels come from --test-labels: its messages say so
+        return npy.read(path, labels, size, rank, config.dtype, labels_option)
     if fmt == "hdf5":
         return hdf5.read(path, config.x_key, config.y_key, size, rank, config.dtype)
     if not os.path.isfile(path):

@@ -16,14 +16,16 @@ from mpigd.errors import InputError
 from mpigd.partition import block_counts, block_range
 
 
-def paths(data: str, labels: str | None) -> tuple[str, str]:
-    """The feature and label files meant by ``--data`` and ``--labels``."""
+def paths(data: str, labels: str | None, labels_option: str = "--labels") -> tuple[str, str]:
+    """The feature and label files meant by ``--data`` and ``--labels`` (``--test-data`` and
+    ``--test-labels``: ``labels_option`` is the option the messages name)."""
     if os.path.isdir(data):
         if labels is not None:
-            raise InputError(f"{data}: a directory holds its own y.npy; do not pass labels as well")
+            raise InputError(f"{data}: a directory holds its own y.npy; do not pass {labels_option} as well")
         return os.path.join(data, "X.npy"), os.path.join(data, "y.npy")
     if labels is None:
-        raise InputError(f"{data}: a .npy file holds the features only; pass the labels file too (--labels y.npy)")
+        raise InputError(f"{data}: a .npy file holds the features only; pass the labels file too "
+                         f"({labels_option} y.npy)")
     return data, labels
 
 
@@ -80,9 +82,9 @@ def slice_shard(source: str, X_all, y_all, size: int, rank: int, dtype: str, fmt
     return Shard(X, y, n, start, source, block_counts(n, size), {"format": fmt})
 
 
-def read(data: str, labels: str | None, size: int, rank: int, dtype: str) -> Shard:
+def read(data: str, labels: str | None, size: int, rank: int, dtype: str, labels_option: str = "--labels") -> Shard:
     """This rank's rows of a ``.npy`` pair (see the module docstring). Local: no communication."""
-    x_path, y_path = paths(data, labels)
+    x_path, y_path = paths(data, labels, labels_option)
     X_all, y_all = open_array(x_path), open_array(y_path)
     check_arrays(f"{x_path}, {y_path}", X_all, y_all)
     return slice_shard(x_path, X_all, y_all, size, rank, dtype, "npy")

@@ -113,6 +113,9 @@ class Config:
     memory: int = 10
 
     def __post_init__(self) -> None:
+        for name in PATH_FIELDS:  # a pathlib.Path is as good as its text; summary.json needs text
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
         _check_types(self)
         _choice("model", self.model, MODELS)
         _choice("algo", self.algo, ALGORITHMS)
@@ -249,7 +252,9 @@ def _check_types(config: "Config") -> None:
     text where it is text, a flag where it is a flag. Fields whose default is ``None`` take several."""
     for name, spec in config.__dataclass_fields__.items():
         default, value = spec.default, getattr(config, name)
-        if isinstance(default, bool):
+        if name in PATH_FIELDS:
+            ok = isinstance(value, str) or (value is None and default is None)
+        elif isinstance(default, bool):
             ok = isinstance(value, bool)
         elif isinstance(default, int):
             ok = isinstance(value, int) and not isinstance(value, bool)
@@ -260,10 +265,13 @@ def _check_types(config: "Config") -> None:
         else:
             continue
         if not ok:
-            raise UsageError(f"`{name}` must be {_KIND_NAMES[type(default)]}, got {value!r}")
+            kind = "a path" if name in PATH_FIELDS else _KIND_NAMES[type(default)]
+            raise UsageError(f"`{name}` must be {kind}, got {value!r}")
 
 
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+# Text or os.PathLike (made text); those whose default is None may also be None.
+PATH_FIELDS = ("data", "tune_file", "out", "labels", "test_data", "test_labels", "checkpoint_dir")
 
 
 MAX_STEP_TIMEOUT = 1e9  # about 31 years

@@ -115,6 +115,31 @@ def test_the_configured_strategy_sums_even_on_a_communicator_handed_in():
     assert train(config.replace(strategy="native"), self_comm("ring")).summary["strategy"] == "native"
 
 
+def test_paths_may_be_pathlib_paths_and_are_kept_as_text(tmp_path):
+    X, y = _data("regression", rows=300)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    as_text = Config(model="linear", data=str(tmp_path / "d.npz"), epochs=4, quiet=True, out=str(tmp_path / "a"),
+                     checkpoint_every=2)
+    # Before: accepted, trained to the end, then failed writing summary.json (a Path is not JSON).
+    as_paths = Config(model="linear", data=tmp_path / "d.npz", epochs=4, quiet=True, out=tmp_path / "b",
+                      checkpoint_dir=tmp_path / "b" / "ck", checkpoint_every=2)
+    assert as_paths.data == as_text.data and as_paths.out == str(tmp_path / "b")
+    assert np.array_equal(train(as_paths, self_comm()).params, train(as_text, self_comm()).params)
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["config"]["checkpoint_dir"] == str(tmp_path / "b" / "ck")
+    assert sorted(os.listdir(tmp_path / "b" / "ck")) == sorted(os.listdir(tmp_path / "a" / "checkpoints"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(out=3), "`out` must be a path, got 3"),
+    (dict(data=None), "`data` must be a path, got None"),
+    (dict(test_labels=b"y.npy"), "`test_labels` must be a path, got b'y.npy'"),
+])
+def test_a_path_that_is_no_path_is_refused_by_name(change, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        Config(**change)
+
+
 def test_npz_input_trains_like_the_same_data_in_memory(tmp_path):
     X, y = _data("regression", rows=700)
     np.savez(tmp_path / "d.npz", X=X, y=y)

@@ -277,6 +277,21 @@ def test_a_header_with_numeric_names_is_still_a_header(tmp_path):
     assert shard.X.tolist() == [[5, 6], [7, 8]] and shard.y.tolist() == [1, 0]
 
 
+@pytest.mark.parametrize("first, gaps", [("1,,0", "''"), ("NA,2,0", "'NA'"), (",0,1", "''"), ("?,2,n/a", "'?', 'n/a'")])
+def test_a_first_line_whose_only_non_numbers_are_gaps_needs_header_set(tmp_path, first, gaps):
+    # With --header auto, "1,,0" (a first row with a missing value) was taken for a header and the row
+    # dropped without a word, while the same gap on any other line is an error.
+    path = tmp_path / "data.csv"
+    path.write_text(first + "\n5,6,1\n7,8,0\n")
+    with pytest.raises(InputError, match=re.escape(f"{path}:1: cannot tell whether the first line is a header: "
+                                                   f"its fields are numbers but for {gaps}; set `header` to yes or no")):
+        csvfile.read(str(path), self_comm(), "float64", "auto", None)
+    assert csvfile.read(str(path), self_comm(), "float64", "yes", None).n_global == 2
+    if first == ",0,1":  # pandas' header over an index column
+        with pytest.raises(InputError, match=":1: malformed line: empty field"):
+            csvfile.read(str(path), self_comm(), "float64", "no", None)
+
+
 def test_gen_writes_one_based_libsvm_that_scikit_learn_reads_as_the_synthetic_rows(tmp_path):
     # LIBSVM indices count from 1 (libsvm's own tools, scikit-learn's default): a zero-based file
     # would read back the same here (detected) but shifted by one column everywhere else.

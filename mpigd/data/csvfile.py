@@ -31,6 +31,24 @@ def _is_number(text: str) -> bool:
         return False
 
 
+# What spreadsheets and R write for a missing value: no header name, but no number either.
+MISSING_MARKERS = frozenset({"", "na", "n/a", "null", "none", "?"})
+
+
+def _has_header(path: str, fields: list[str], header: str) -> bool:
+    """``--header auto``: a header when a field is a name. A first line whose only non-numbers are
+    empty or missing-value fields could be either (a header of numbered columns over an index,
+    ``,0,1,2``; a first row with a gap, ``1,,0``): refused, where a guess could drop a row unseen."""
+    if header != "auto":
+        return header == "yes"
+    words = [field for field in fields if not _is_number(field)]
+    if words and all(word.strip("\"'").lower() in MISSING_MARKERS for word in words):
+        shown = ", ".join(sorted({repr(word) for word in words}))
+        raise InputError(f"{path}:1: cannot tell whether the first line is a header: its fields are numbers but for "
+                         f"{shown}; set `header` to yes or no")
+    return bool(words)
+
+
 def _layout(path: str, block: bytes, header: str, label_column: str | int | None) -> np.ndarray:
     """Rank 0: ``[n_fields, label index, has header]`` from the file's first line."""
     if not block:
@@ -45,7 +63,7 @@ def _layout(path: str, block: bytes, header: str, label_column: str | int | None
         fields = [field.strip() for field in next(csv.reader([line], skipinitialspace=True))]
     except csv.Error as error:  # a field over the csv module's limit (128 KiB): a binary or mislabelled file
         raise InputError(f"{path}:1: malformed first line: {error}") from None
-    has_header = header == "yes" or (header == "auto" and not all(map(_is_number, fields)))
+    has_header = _has_header(path, fields, header)
     if len(fields) < 2:
         raise InputError(f"{path}:1: found {len(fields)} column; CSV data needs feature columns and a label column")
     if label_column is None:
@@ -101,8 +119,8 @@ def _parse(path: str, block: bytes, first_line: int, skip_header: bool, n_fields
 def read(path: str, comm, dtype: str, header: str = "auto", label_column: str | int | None = None) -> Shard:
     """This rank's rows of the CSV file ``path``. Collective.
 
-    ``header`` is ``"auto"`` (the first line is a header when one of its fields is not a
-    number), ``"yes"`` or ``"no"``; ``label_column`` is a column index (negative counts from
+    ``header`` is ``"auto"`` (the first line is a header when one of its fields is a name, not a
+    number; refused when its only non-numbers are empty or missing values), ``"yes"`` or ``"no"``; ``label_column`` is a column index (negative counts from
     the end), a header name, or ``None`` for the last column.
     """
     block, offset, stats = comm.together(read_own_lines, path, comm.size, comm.rank)

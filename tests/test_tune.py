@@ -64,6 +64,14 @@ def test_auto_reports_its_trial_in_the_train_summary(tmp_path):
 @pytest.mark.parametrize("strategy, content, message", [
     ("auto", None, "no such file"),
     ("ring", "[1]", "its JSON is not an object"),  # rank 0 used to die alone here, leaving rank 1 waiting
+    # Beyond int64: rank 0 failed after reading the file, outside its check, and the job hung.
+    ("ring", json.dumps({"format": 1, "ranks": 2, "crossover": None, "ring_segment_bytes": 10**30,
+                         "model": {"alpha_s": 1e-6, "beta_s_per_byte": 1e-10, "gamma_s_per_byte": 1e-10}}),
+     "ring_segment_bytes above"),
+    ("auto", json.dumps({"format": 1, "ranks": 2, "crossover": [{"max_bytes": 1e30, "strategy": "tree"},
+                                                                 {"max_bytes": None, "strategy": "ring"}],
+                         "model": {"alpha_s": 1e-6, "beta_s_per_byte": 1e-10, "gamma_s_per_byte": 1e-10}}),
+     "a crossover bound"),
 ])
 def test_an_unusable_tune_file_is_one_line_and_exit_code_2(tmp_path, strategy, content, message):
     tune = tmp_path / "tune.json"

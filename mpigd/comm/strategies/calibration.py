@@ -40,29 +40,37 @@ def agreed_calibration(comm: MPI.Comm, tune_file: str | None, strategy: str) -> 
     size = comm.Get_size()
     header = np.zeros(3, dtype=np.int64)  # [status, number of bounds, ring segment bytes or -1]
     problem = ""
-    calibration = Calibration(Crossover.from_model(CostModel(), size), None)
     if comm.Get_rank() == 0:
         try:
-            calibration = _read(tune_file, size)
+            # The arrays are made here too: a value beyond int64 (a bound or segment of 1e30 in the
+            # file) raised after this block used to stop rank 0 alone, the others waiting in Bcast.
+            header[1:], bounds, choices = _as_arrays(_read(tune_file, size))
         except Exception as error:  # noqa: BLE001 - whatever stops rank 0 here, the others wait in Bcast for it
             problem = str(error) or type(error).__name__
             header[0] = 1
-        header[1] = len(calibration.crossover.bounds)
-        header[2] = -1 if calibration.ring_segment_bytes is None else calibration.ring_segment_bytes
     comm.Bcast(header, root=0)
     if header[0]:
         raise UsageError(f"cannot use the tune file for --strategy {strategy}: {problem or 'see rank 0'}")
-    table = calibration.crossover
-    if comm.Get_rank() == 0:
-        bounds = np.array(table.bounds, dtype=np.int64)
-        choices = np.array([CANDIDATES.index(c) for c in table.choices], dtype=np.int64)
-    else:
+    if comm.Get_rank() != 0:
         bounds, choices = np.empty(header[1], np.int64), np.empty(header[1] + 1, np.int64)
     if bounds.size:
         comm.Bcast(bounds, root=0)
     comm.Bcast(choices, root=0)
     crossover = Crossover(tuple(int(b) for b in bounds), tuple(CANDIDATES[int(c)] for c in choices))
     return Calibration(crossover, None if header[2] < 0 else int(header[2]))
+
+
+def _as_arrays(calibration: Calibration) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """What rank 0 broadcasts: [number of bounds, segment or -1], the bounds, the choices' indices.
+    ``ValueError`` for a bound or segment beyond int64."""
+    table, segment = calibration.crossover, calibration.ring_segment_bytes
+    try:
+        counts = np.array([len(table.bounds), -1 if segment is None else segment], dtype=np.int64)
+        bounds = np.array(table.bounds, dtype=np.int64)
+    except OverflowError:
+        raise ValueError(f"a crossover bound or ring_segment_bytes above {np.iinfo(np.int64).max} bytes") from None
+    choices = np.array([CANDIDATES.index(c) for c in table.choices], dtype=np.int64)
+    return list(counts), bounds, choices
 
 
 def _read(tune_file: str | None, size: int) -> Calibration:

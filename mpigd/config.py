@@ -20,6 +20,7 @@ TASKS = ("classification", "regression")
 QUASI_NEWTON = ("lbfgs", "owlqn")
 SOLVERS = QUASI_NEWTON + ("normal",)  # full-batch solvers with their own steps and stopping rules
 DEFAULT_QN_TOL = 1e-10  # what tol=0 means for lbfgs and owlqn
+MAX_SEED = 2**64 - 1  # a uint64: the holdout's hash takes the seed as one
 STRATEGIES = ("native", "ring", "direct", "tree", "auto")
 DTYPES = ("float32", "float64")
 DATA_FORMATS = ("npz", "npy", "csv", "libsvm", "hdf5")
@@ -165,6 +166,8 @@ class Config:
         _at_least("batch_size", self.batch_size, 1)
         _at_least("eval_every", self.eval_every, 0)
         _at_least("seed", self.seed, 0)
+        if self.seed > MAX_SEED:  # the holdout hashes it as a uint64 (an OverflowError on every rank)
+            raise UsageError(f"`seed` must be at most {MAX_SEED} (2^64 - 1), got {self.seed}")
         if not (self.lr > 0 and self.lr < float("inf")):
             raise UsageError(f"`lr` must be a positive finite number, got {self.lr}")
         if not (self.tol >= 0 and self.tol < 1):

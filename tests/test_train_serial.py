@@ -254,6 +254,7 @@ def test_invalid_configuration_is_refused(change):
     (dict(momentum=1.5), r"`momentum` must lie in \[0, 1\]"),
     (dict(gamma=-0.1), r"`gamma` must lie in \[0, 1\]"),
     (dict(seed=-1), "`seed` must be an integer >= 0"),
+    (dict(seed=2**64, holdout=0.2), r"`seed` must be at most 18446744073709551615 \(2\^64 - 1\), got"),
     (dict(eval_every=-1), "`eval_every` must be an integer >= 0"),
     (dict(holdout=0.2, test_data="test.npz"), "give either `holdout` or `test_data`, not both"),
     (dict(model="mlp", density=0.1), "the mlp model reads dense input only"),

@@ -22,6 +22,7 @@ SOLVERS = QUASI_NEWTON + ("normal",)  # full-batch solvers with their own steps 
 DEFAULT_QN_TOL = 1e-10  # what tol=0 means for lbfgs and owlqn
 MAX_SEED = 2**64 - 1  # a uint64: the holdout's hash takes the seed as one
 STRATEGIES = ("native", "ring", "direct", "tree", "auto")
+TUNED_STRATEGIES = ("auto", "ring")  # the strategies that read a tune file
 DTYPES = ("float32", "float64")
 DATA_FORMATS = ("npz", "npy", "csv", "libsvm", "hdf5")
 HEADER_CHOICES = ("auto", "yes", "no")
@@ -159,6 +160,9 @@ class Config:
         if self.density and self.model == "mlp":
             raise UsageError("the mlp model reads dense input only (`density` must be 0)")
         _choice("strategy", self.strategy, STRATEGIES)
+        if self.tune_file is not None and self.strategy not in TUNED_STRATEGIES:
+            # The others read no calibration: the file, even one that is not a tune file, went unread.
+            raise UsageError(f"`tune_file` is read by `strategy` auto and ring only; got `strategy` {self.strategy}")
         _choice("dtype", self.dtype, DTYPES)
         _at_least("rows", self.rows, 1)
         _at_least("features", self.features, 1)

@@ -306,6 +306,15 @@ def test_an_option_that_would_be_ignored_is_refused(change, message):
     Config(**change, test_data="test.npy")  # with what it needs, accepted
 
 
+@pytest.mark.parametrize("strategy", ["native", "direct", "tree"])
+def test_a_tune_file_for_a_strategy_that_reads_none_is_refused(strategy):
+    # It went unread, even a file that was no tune file at all.
+    with pytest.raises(UsageError, match=f"`tune_file` is read by `strategy` auto and ring only; got `strategy` {strategy}"):
+        Config(strategy=strategy, tune_file="tune.json")
+    for tuned in ("auto", "ring"):
+        Config(strategy=tuned, tune_file="tune.json")  # the strategies that read it, accepted
+
+
 def test_the_command_runs_blas_on_one_thread_per_rank_unless_told_otherwise():
     # What threadpoolctl finds in NumPy once the CLI module is imported, as the console script does.
     probe = ("import mpigd.cli, numpy, threadpoolctl; "

@@ -124,6 +124,19 @@ def test_cost_models_say_where_each_parameter_came_from(tmp_path: Path, monkeypa
         cost_models(str(tmp_path / "missing.json"))
 
 
+def test_a_one_rank_calibration_is_refused_not_taken_for_free_messages(tmp_path: Path):
+    # 'mpigd tune' on one rank sends no message and writes alpha = beta = 0: the plan projected
+    # a communication time of nothing and an efficiency of 1 at every node count.
+    tune = tmp_path / "t1.json"
+    tune.write_text(json.dumps({"format": 1, "ranks": 1, "model": {
+        "alpha_s": 0.0, "beta_s_per_byte": 0.0, "gamma_s_per_byte": 5e-11}, "crossover": None}))
+    done = _plan("--features", "3", "--compute-rate", "1e6", "--tune-file", str(tune))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [f"mpigd: error: {tune} was made by 'mpigd tune' on 1 rank, which "
+                                                "sends no message: alpha and beta are not measured; run it on 2 "
+                                                "or more ranks"]
+
+
 def test_cli_writes_json_csv_and_png_without_mpi(tmp_path: Path):
     out_json, out_csv, out_png = tmp_path / "plan.json", tmp_path / "plan.csv", tmp_path / "plan.png"
     # Run in a fresh interpreter, to check that mpi4py (which would start MPI) is never imported.

@@ -171,6 +171,9 @@ def cost_models(tune_file: str | None, network: str | None = None, alpha: float 
         if not path.is_file():
             raise ValueError(f"no such tune file: {path}")
         tuning = load(path)
+        if tuning.ranks < 2:  # its alpha and beta are 0: the projection would make every message free
+            raise ValueError(f"{path} was made by 'mpigd tune' on 1 rank, which sends no message: alpha and "
+                             "beta are not measured; run it on 2 or more ranks")
         calibrated = tuning.model
         origin = (f"{path} ({how}; 'mpigd tune' on {counted(tuning.ranks, 'rank')} of {tuning.hostname or '?'}, "
                   f"{tuning.mpi_library or '?'}, intra-node)")

@@ -260,7 +260,8 @@ def _check_types(config: "Config") -> None:
     for name, spec in config.__dataclass_fields__.items():
         default, value = spec.default, getattr(config, name)
         if name in PATH_FIELDS:
-            ok = isinstance(value, str) or (value is None and default is None)
+            # Empty text: the command line refuses --out '', and out="" trained and wrote nothing.
+            ok = (isinstance(value, str) and value != "") or (value is None and default is None)
         elif isinstance(default, bool):
             ok = isinstance(value, bool)
         elif isinstance(default, int):
@@ -277,7 +278,7 @@ def _check_types(config: "Config") -> None:
 
 
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
-# Text or os.PathLike (made text); those whose default is None may also be None.
+# Non-empty text or os.PathLike (made text); those whose default is None may also be None.
 PATH_FIELDS = ("data", "tune_file", "out", "labels", "test_data", "test_labels", "checkpoint_dir")
 
 

@@ -130,14 +130,18 @@ def test_paths_may_be_pathlib_paths_and_are_kept_as_text(tmp_path):
     assert sorted(os.listdir(tmp_path / "b" / "ck")) == sorted(os.listdir(tmp_path / "a" / "checkpoints"))
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(out=3), "`out` must be a path, got 3"),
-    (dict(data=None), "`data` must be a path, got None"),
-    (dict(test_labels=b"y.npy"), "`test_labels` must be a path, got b'y.npy'"),
-])
-def test_a_path_that_is_no_path_is_refused_by_name(change, message):
-    with pytest.raises(UsageError, match=re.escape(message)):
-        Config(**change)
+@pytest.mark.parametrize("field", ["data", "out", "checkpoint_dir", "tune_file", "labels", "test_data", "test_labels"])
+@pytest.mark.parametrize("value", ["", 5, b"y.npy"])
+def test_a_path_that_is_no_path_is_refused_by_name(field, value):
+    # The command line refuses --out ''; Config(out="") trained and wrote nothing, without a word,
+    # and out=5 failed later with a bare TypeError on every rank.
+    with pytest.raises(UsageError, match=re.escape(f"`{field}` must be a path, got {value!r}")):
+        Config(**{field: value})
+
+
+def test_data_may_not_be_none():
+    with pytest.raises(UsageError, match=re.escape("`data` must be a path, got None")):
+        Config(data=None)
 
 
 def test_npz_input_trains_like_the_same_data_in_memory(tmp_path):

@@ -129,6 +129,8 @@ class Config:
             implied = {"linear": "regression", "logistic": "classification", "softmax": "classification"}
             if implied.get(self.model, self.task) != self.task:
                 raise UsageError(f"`task` {self.task!r} does not fit `model` {self.model!r}")
+        if not isinstance(self.hidden, (tuple, list)):  # tuple(64) would be a bare TypeError
+            raise UsageError(f"`hidden` must list one or more layer widths >= 1, got {self.hidden!r}")
         object.__setattr__(self, "hidden", tuple(self.hidden))
         if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
             raise UsageError(f"`hidden` must list one or more layer widths >= 1, got {self.hidden!r}")

@@ -272,6 +272,7 @@ def test_invalid_configuration_is_refused(change):
     (dict(model="logistic", classes=3), "logistic regression has 2 classes: use `model` softmax for 3"),
     (dict(strategy="mesh"), "`strategy` must be one of "),
     (dict(epochs="3"), "`epochs` must be an integer, got '3'"),
+    (dict(hidden=64), "`hidden` must list one or more layer widths >= 1, got 64"),
 ])
 def test_a_value_outside_its_range_is_refused_by_name(change, message):
     with pytest.raises(UsageError, match=message):

@@ -69,6 +69,22 @@ def test_a_report_from_lines_that_are_not_records_is_refused_naming_the_line(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records.jsonl"]
 
 
+def test_records_of_different_problems_are_refused_not_compared(tmp_path):
+    # Two sweeps appended to one file: a 2-rank run of 1000 rows against a one-rank run of 200000
+    # reported an efficiency of 1.55.
+    records = tmp_path / "records.jsonl"
+    fields = {"mode": "strong", "features": 8, "model": "logistic", "dtype": "float64", "compute_seconds": 0.001,
+              "communication_seconds": 0.0, "other_seconds": 0.0, "mpi_library": "MPICH"}
+    records.write_text(json.dumps({**fields, "ranks": 1, "rows": 200000, "step_seconds": 0.008}) + "\n"
+                       + json.dumps({**fields, "ranks": 2, "rows": 1000, "step_seconds": 0.003}) + "\n")
+    refused_in_one_line(mpigd(1, "bench", "scaling-report", str(records)),
+                        "the strong scaling records measure different problems (rows 200000 and 1000)")
+    weak = [{**fields, "mode": "weak", "ranks": p, "rows": 1000 * p, "step_seconds": 0.01} for p in (1, 2, 4)]
+    assert [r["efficiency"] for r in report(weak)] == [1.0, 1.0, 1.0]  # the same rows per rank: one problem
+    with pytest.raises(ValueError, match=r"weak scaling records measure different problems \(features 8 and 9\)"):
+        report([weak[0], {**weak[1], "features": 9}])
+
+
 def test_the_scaling_table_puts_each_figure_under_its_heading():
     records = [{"mode": "strong", "ranks": 1, "rows": 1000, "step_seconds": 0.010, "compute_seconds": 0.008,
                 "communication_seconds": 0.0005, "other_seconds": 0.0015},

@@ -156,6 +156,7 @@ def report(records: list[dict[str, Any]] | str | os.PathLike) -> list[dict[str, 
     rows = []
     for mode in sorted({r["mode"] for r in records}):
         runs = sorted((r for r in records if r["mode"] == mode), key=lambda r: r["ranks"])
+        _check_one_problem(mode, runs)
         base = next((r for r in runs if r["ranks"] == 1), None)
         if base is None:
             raise ValueError(f"no one-rank run for {mode} scaling: it is the baseline")
@@ -164,6 +165,31 @@ def report(records: list[dict[str, Any]] | str | os.PathLike) -> list[dict[str, 
             speedup = ratio if mode == "strong" else ratio * run["ranks"]
             rows.append({**run, "speedup": speedup, "efficiency": speedup / run["ranks"]})
     return rows
+
+
+def _problem(record: dict[str, Any]) -> dict[str, Any]:
+    """What a record measured (the fields it holds): model, features, dtype, and the rows that stay
+    fixed across its sweep, all of them (strong) or each rank's (weak)."""
+    problem = {name: record[name] for name in ("model", "features", "dtype") if name in record}
+    if "rows" in record:
+        if record["mode"] == "strong":
+            problem["rows"] = record["rows"]
+        else:
+            problem["rows per rank"] = record["rows"] / record["ranks"]
+    return problem
+
+
+def _check_one_problem(mode: str, runs: list[dict[str, Any]]) -> None:
+    """Refuse records of one mode that measured different problems (a file appended to by two
+    sweeps): the speedup of one against the other's one-rank time means nothing, and was reported."""
+    first = _problem(runs[0])
+    for run in runs[1:]:
+        other = _problem(run)
+        differ = [name for name in first.keys() & other.keys() if first[name] != other[name]]
+        if differ:
+            what = ", ".join(f"{name} {first[name]} and {other[name]}" for name in sorted(differ))
+            raise ValueError(f"the {mode} scaling records measure different problems ({what}): "
+                             "write each sweep to its own file")
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -14,9 +14,14 @@ EXPECT_RANKS = "MPIGD_EXPECT_RANKS"
 
 
 def expected_ranks() -> int | None:
-    """The rank count the launch script asked for, if it said."""
-    value = os.environ.get(EXPECT_RANKS, "")
-    return int(value) if value.isdigit() else None
+    """The rank count the launch script asked for, if it said; ``ValueError`` for a value that is not
+    a positive integer (read as "not said", a typo turned the launch check off without a word)."""
+    value = os.environ.get(EXPECT_RANKS, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{EXPECT_RANKS} must be the job's rank count, an integer >= 1; got {value!r}")
+    return int(value)
 
 
 def launch_rank() -> int:

@@ -148,6 +148,14 @@ def test_every_command_that_starts_mpi_refuses_the_wrong_launch_but_info(tmp_pat
     assert not (tmp_path / "t.json").exists()
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "2x"])
+def test_a_launch_check_that_is_not_a_rank_count_is_refused_not_ignored(value):
+    # It was read as "not set": the check that catches independent one-rank worlds was off, silently.
+    refused_in_one_line(mpigd(1, "train", "--rows", "20", "--features", "2", "--epochs", "1",
+                              env={"MPIGD_EXPECT_RANKS": value}),
+                        f"MPIGD_EXPECT_RANKS must be the job's rank count, an integer >= 1; got {value!r}")
+
+
 # -- plan -----------------------------------------------------------------------------------------------------
 
 

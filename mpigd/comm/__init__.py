@@ -80,7 +80,10 @@ def _refuse_unexpected_size(size: int) -> None:
     from mpigd.environment import expected_ranks
     from mpigd.errors import UsageError
 
-    expected = expected_ranks()
+    try:
+        expected = expected_ranks()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if expected is not None and expected != size:
         raise UsageError(
             f"this job should have {expected} ranks but MPI sees {size}: the launcher started independent "

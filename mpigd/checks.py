@@ -52,6 +52,13 @@ def check_finite(option: str, value: float | None) -> None:
         raise UsageError(f"{option} must be a finite number; got {value}")
 
 
+def whole_element_sizes(sizes: Sequence[int], itemsize: int) -> list[int]:
+    """``sizes`` in bytes as the messages that are really sent: whole elements of ``itemsize``
+    bytes, at least one, each size once (1 to 15 bytes of float64 are 8 or 16 bytes: five rows of
+    "8 bytes" from ``--min-bytes 1 --max-bytes 12``, one table row, were written before)."""
+    return list(dict.fromkeys(max(1, size // itemsize) * itemsize for size in sizes))
+
+
 def check_message_sizes(sizes: Sequence[int]) -> None:
     """Refuse message sizes below one byte, and a largest one whose buffers cannot fit this node's
     memory (the same on every rank, before any collective): ``mpigd tune`` and ``bench allreduce``."""

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mpigd.bench.plan import (Projection, allreduce_seconds, below_half, cost_models, gradient_bytes,
-                              node_counts, project)
+from mpigd.bench.plan import (Projection, allreduce_seconds, below_half, cost_models, find_calibration,
+                              gradient_bytes, node_counts, project)
 from mpigd.comm.costmodel import CostModel
+from mpigd.comm.tunefile import default_path
 
 ALPHA, BETA, GAMMA = 3e-6, 2e-10, 1e-10
 MODEL = CostModel(ALPHA, BETA, GAMMA)
@@ -135,6 +136,21 @@ def test_a_one_rank_calibration_is_refused_not_taken_for_free_messages(tmp_path:
     assert done.stderr.strip().splitlines() == [f"mpigd: error: {tune} was made by 'mpigd tune' on 1 rank, which "
                                                 "sends no message: alpha and beta are not measured; run it on 2 "
                                                 "or more ranks"]
+
+
+def test_the_default_path_passes_over_a_one_rank_calibration(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("MPIGD_TUNE_FILE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for ranks, alpha in ((1, 0.0), (2, 1e-6), (4, 3e-6)):
+        tune = default_path(ranks)
+        tune.parent.mkdir(exist_ok=True)
+        tune.write_text(json.dumps({"format": 1, "ranks": ranks, "model": {
+            "alpha_s": alpha, "beta_s_per_byte": alpha / 1e4, "gamma_s_per_byte": 5e-11}, "crossover": None}))
+    assert find_calibration(None) == (default_path(4), "default path")  # the most ranks, not 1 by name order
+    default_path(4).unlink()
+    default_path(2).unlink()
+    assert find_calibration(None) == (None, "built-in defaults")  # a 1-rank file alone: none
+    assert cost_models(None)[0] == CostModel()
 
 
 def test_cli_writes_json_csv_and_png_without_mpi(tmp_path: Path):

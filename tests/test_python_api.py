@@ -255,6 +255,22 @@ def test_bench_allreduce_refuses_what_the_command_refuses(capsys):
     assert message == cli_error(capsys, "bench", "allreduce", "--dtype", "float32", "--max-bytes", "4")
     assert "--strategies" in python_error(allreduce.run, self_comm(), [8], strategies=["svm"])
     assert "--strategies" in python_error(allreduce.run, self_comm(), [8], strategies="native")
+    # A tune file that no strategy of the run reads went unread, even one that was no tune file.
+    message = python_error(allreduce.run, self_comm(), [8], strategies=["native", "tree"], tune_file="t.json")
+    assert message == cli_error(capsys, "bench", "allreduce", "--strategies", "native,tree", "--tune-file", "t.json")
+    assert message == "--tune-file is read by auto and ring only; --strategies native,tree has neither"
+
+
+def test_bench_allreduce_and_tune_time_each_message_once_in_whole_elements(tmp_path, capsys):
+    # 1 to 12 bytes of float64 are messages of 8 or 16 bytes: five rows said "8 bytes" before.
+    sizes = allreduce.message_sizes(1, 12)
+    assert sizes == [1, 2, 4, 8, 12]
+    rows = allreduce.run(self_comm(), sizes, "float64", ["native"], repeats=1)
+    assert [(r["bytes"], r["count"]) for r in rows] == [(8, 1)]
+    rows = cli_json(capsys, tmp_path / "a.json", "bench", "allreduce", "--min-bytes", "3", "--max-bytes", "12",
+                    "--dtype", "float32", "--strategies", "native", "--repeats", "1")["results"]
+    assert [(r["bytes"], r["count"]) for r in rows] == [(4, 1), (12, 3)]
+    assert tuning.calibrate(self_comm(), [1, 2, 4, 8, 12, 16], repeats=1).measurements["sizes_bytes"] == [8, 16]
 
 
 # -- bench scaling, bench scaling-report ----------------------------------------------------------------------

@@ -16,10 +16,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mpigd.checks import check_choice, check_choices, check_message_sizes
+from mpigd.checks import check_choice, check_choices, check_message_sizes, whole_element_sizes
 from mpigd.comm.strategies.auto import CANDIDATES as BEST_OF
 from mpigd.comm.timing import iterations_for, median, time_interleaved
-from mpigd.config import DTYPES, STRATEGIES
+from mpigd.config import DTYPES, STRATEGIES, TUNED_STRATEGIES
 from mpigd.errors import UsageError
 from mpigd.outputs import json_text
 from mpigd.wording import counted
@@ -70,15 +70,18 @@ def run(comm=None, sizes: Sequence[int] | None = None, dtype: str = "float64",
     if repeats < 1 or not sizes:
         raise UsageError(f"bench allreduce needs --repeats >= 1 and at least one size; got {repeats} and {list(sizes)}")
     check_message_sizes(sizes)
+    if tune_file is not None and not set(strategies) & set(TUNED_STRATEGIES):
+        # As train: a file that nothing reads went unread without a word, even one that was no tune file.
+        raise UsageError(f"--tune-file is read by auto and ring only; --strategies {','.join(strategies)} has neither")
     comm = as_communicator(comm, tune_file=tune_file)
     kind = np.dtype(dtype)
     runners = {name: comm.with_strategy(name, tune_file) for name in strategies}
-    largest = np.zeros(max(1, max(sizes) // kind.itemsize), dtype=kind)
+    sizes = whole_element_sizes(sizes, kind.itemsize)
+    largest = np.zeros(max(sizes) // kind.itemsize, dtype=kind)
     rows = []
-    for nbytes in sizes:
-        count = max(1, nbytes // kind.itemsize)
+    for actual in sizes:
+        count = actual // kind.itemsize
         buffer = largest[:count]
-        actual = count * kind.itemsize
         buffer.fill(0)
         runs = {name: runner.strategy.allreduce for name, runner in runners.items()}
         timed, iterations = time_interleaved(comm.mpi_comm, {name: (lambda f=f: f(buffer)) for name, f in runs.items()},

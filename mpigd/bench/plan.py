@@ -144,14 +144,16 @@ def below_half(records: list[dict[str, Any]]) -> int | None:
 
 def find_calibration(explicit: str | None) -> tuple[Path | None, str]:
     """Which tune file to read, and how it was found: ``--tune-file``, ``$MPIGD_TUNE_FILE``, the
-    default path (the calibration with the most ranks on this host), or none (built-in defaults)."""
+    default path (the calibration with the most ranks on this host, of 2 or more: one made on 1 rank
+    measured no message), or none (built-in defaults)."""
     if explicit:
         return Path(explicit).expanduser(), "--tune-file"
     if tune_file_from_env():
         return Path(str(tune_file_from_env())).expanduser(), f"${TUNE_FILE_VARIABLE}"
     folder = default_path(1).parent
-    found = sorted(folder.glob(f"tune-{platform.node() or 'host'}-*ranks.json"),
-                   key=lambda p: int("".join(c for c in p.stem.rsplit("-", 1)[-1] if c.isdigit()) or 0))
+    ranks = {path: int("".join(c for c in path.stem.rsplit("-", 1)[-1] if c.isdigit()) or 0)
+             for path in folder.glob(f"tune-{platform.node() or 'host'}-*ranks.json")}
+    found = sorted((path for path in ranks if ranks[path] >= 2), key=ranks.get)
     return (found[-1], "default path") if found else (None, "built-in defaults")
 
 

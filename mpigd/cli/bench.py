@@ -224,7 +224,7 @@ def _bench_allreduce(args: argparse.Namespace) -> int:
     comm = world("native", args.tune_file)
 
     def job() -> int:
-        rows = allreduce.run(comm, sizes, args.dtype, args.strategies, args.repeats)
+        rows = allreduce.run(comm, sizes, args.dtype, args.strategies, args.repeats, args.tune_file)
         if comm.rank == 0:
             meta = run_metadata(comm, dtype=args.dtype, repeats=args.repeats, tune_file=args.tune_file,
                                 command=f"mpiexec -n {comm.size} mpigd " + " ".join(sys.argv[1:]))

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 from mpi4py import MPI
 
-from mpigd.checks import check_choice, check_message_sizes
+from mpigd.checks import check_choice, check_message_sizes, whole_element_sizes
 from mpigd.comm.costmodel import CostModel, Crossover, fit_alpha_beta
 from mpigd.comm.strategies.auto import CANDIDATES as MEASURED
 from mpigd.comm.strategies.auto import candidates
@@ -86,6 +86,7 @@ def calibrate(comm: MPI.Comm | Communicator | None = None, sizes: Sequence[int] 
     comm = mpi_comm_of(comm)
     p = comm.Get_size()
     kind = np.dtype(dtype)
+    sizes = whole_element_sizes(sizes, kind.itemsize)
     alpha, beta = _fit_exchange(comm, kind, repeats) if p > 1 else (0.0, 0.0)
     gamma = _measure_add(comm, kind, repeats)
     measurements: dict[str, Any] = {"sizes_bytes": list(sizes)}
@@ -98,7 +99,7 @@ def calibrate(comm: MPI.Comm | Communicator | None = None, sizes: Sequence[int] 
         seconds: dict[str, list[float]] = {name: [] for name in MEASURED}
         fastest: dict[str, list[float]] = {name: [] for name in MEASURED}
         for nbytes in sizes:
-            buffer = np.zeros(max(1, nbytes // kind.itemsize), dtype=kind)
+            buffer = np.zeros(nbytes // kind.itemsize, dtype=kind)
             runs = {name: (lambda s=s: s.allreduce(buffer)) for name, s in strategies.items()}
             samples, _ = time_interleaved(comm, runs, iterations_for(nbytes), repeats)
             for name in MEASURED:

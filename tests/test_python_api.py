@@ -283,8 +283,9 @@ def test_bench_scaling_from_python_measures_what_the_command_measures(tmp_path, 
                  "--dtype", "float32", "--steps", "2", "--strategy", "tree", "--output", str(records)]) == 0
     (theirs,) = scaling.read_records(records)
     fixed = ("mode", "ranks", "rows", "rows_per_rank", "features", "model", "dtype", "steps", "bytes_per_allreduce",
-             "mpi_library")
+             "strategy", "mpi_library")
     assert _shape([ours], *fixed) == _shape([theirs], *fixed) and set(ours) == set(theirs)
+    assert ours["strategy"] == "tree"
     assert "--mode" in python_error(scaling.measure, self_comm(), "sideways", 500, 4, "linear", "float32", 2)
     assert "--steps" in python_error(scaling.measure, self_comm(), "strong", 500, 4, "linear", "float32", 0)
 

@@ -83,6 +83,10 @@ def test_records_of_different_problems_are_refused_not_compared(tmp_path):
     assert [r["efficiency"] for r in report(weak)] == [1.0, 1.0, 1.0]  # the same rows per rank: one problem
     with pytest.raises(ValueError, match=r"weak scaling records measure different problems \(features 8 and 9\)"):
         report([weak[0], {**weak[1], "features": 9}])
+    # A strategy asked for is part of the problem; what auto chose at each rank count is not.
+    with pytest.raises(ValueError, match=r"\(strategy native and ring\)"):
+        report([{**weak[0], "strategy": "native"}, {**weak[1], "strategy": "ring"}])
+    assert len(report([{**weak[0], "strategy": "auto->native"}, {**weak[1], "strategy": "auto->tree"}])) == 2
 
 
 def test_the_scaling_table_puts_each_figure_under_its_heading():

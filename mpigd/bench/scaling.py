@@ -69,7 +69,7 @@ def measure(comm=None, mode: str = "strong", rows: int = 1_000_000, features: in
         "step_seconds": total, "compute_seconds": compute, "communication_seconds": communication,
         "other_seconds": max(0.0, total - compute - communication),
         "step_seconds_min": float(samples[:, 0].min()), "step_seconds_max": float(samples[:, 0].max()),
-        "bytes_per_allreduce": gradient.buffer.nbytes, "mpi_library": comm.library(),
+        "bytes_per_allreduce": gradient.buffer.nbytes, "strategy": comm.strategy_label, "mpi_library": comm.library(),
         "oversubscribed": comm.size > (os.cpu_count() or 1),
     }
 
@@ -168,9 +168,12 @@ def report(records: list[dict[str, Any]] | str | os.PathLike) -> list[dict[str, 
 
 
 def _problem(record: dict[str, Any]) -> dict[str, Any]:
-    """What a record measured (the fields it holds): model, features, dtype, and the rows that stay
-    fixed across its sweep, all of them (strong) or each rank's (weak)."""
+    """What a record measured (the fields it holds): model, features, dtype, the strategy asked for
+    (``auto`` may run another at each rank count), and the rows that stay fixed across its sweep,
+    all of them (strong) or each rank's (weak)."""
     problem = {name: record[name] for name in ("model", "features", "dtype") if name in record}
+    if isinstance(record.get("strategy"), str):
+        problem["strategy"] = record["strategy"].split("->")[0]
     if "rows" in record:
         if record["mode"] == "strong":
             problem["rows"] = record["rows"]

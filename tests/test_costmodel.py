@@ -160,6 +160,19 @@ def test_a_bad_ring_segment_is_refused(tmp_path, segment):
         load(path)
 
 
+@pytest.mark.parametrize("name, value", [("alpha_s", float("nan")), ("beta_s_per_byte", -1e-9),
+                                         ("gamma_s_per_byte", float("inf"))])
+def test_a_cost_that_is_no_time_is_refused(tmp_path, name, value):
+    # Accepted before: auto builds its table from the model on a rank count the file did not measure.
+    path = tmp_path / "bad.json"
+    save(Tuning(2, MODEL, None), path)
+    data = json.loads(path.read_text())
+    data["model"][name] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"{name} must be a finite number >= 0, got {value}"):
+        load(path)
+
+
 @pytest.mark.parametrize("text", ['{"format": 1}', "[1]", "null", '"tune"', '{"format": 1, "ranks": 2, "model": [1]}'])
 def test_bad_tune_file_is_a_value_error(tmp_path, text):
     path = tmp_path / "bad.json"
@@ -175,3 +188,12 @@ def test_tune_file_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("MPIGD_TUNE_FILE", str(tmp_path / "env.json"))
     assert find_tune_file(None, 2) == (tmp_path / "env.json", True)
     assert find_tune_file(str(tmp_path / "cli.json"), 2) == (tmp_path / "cli.json", True)
+
+
+def test_a_named_tune_file_that_is_a_directory_is_not_called_missing(tmp_path):
+    from mpigd.comm.strategies.calibration import _read
+
+    with pytest.raises(ValueError, match=f"^not a file: {tmp_path}$"):
+        _read(str(tmp_path), 2)
+    with pytest.raises(ValueError, match="^no such file: "):
+        _read(str(tmp_path / "missing.json"), 2)

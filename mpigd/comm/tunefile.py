@@ -7,6 +7,7 @@ Pure Python, no MPI: ``auto`` reads it under mpiexec, and ``mpigd plan`` reads i
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -65,8 +66,11 @@ class Tuning:
         segment = data.get("ring_segment_bytes")  # absent from files of earlier versions
         if segment is not None and (isinstance(segment, bool) or not isinstance(segment, int) or segment < 1):
             raise ValueError(f"ring_segment_bytes must be a positive integer, got {segment!r}")
-        return cls(int(data["ranks"]), CostModel(float(m["alpha_s"]), float(m["beta_s_per_byte"]),
-                                                 float(m["gamma_s_per_byte"])),
+        costs = {name: float(m[name]) for name in ("alpha_s", "beta_s_per_byte", "gamma_s_per_byte")}
+        for name, value in costs.items():  # auto builds its table from them on another rank count
+            if not (0 <= value < math.inf):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        return cls(int(data["ranks"]), CostModel(*costs.values()),
                    None if table is None else Crossover.from_list(table),
                    data.get("mpi_library", ""), data.get("hostname", ""), data.get("dtype", "float64"),
                    data.get("measurements", {}), segment)

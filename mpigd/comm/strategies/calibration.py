@@ -80,7 +80,7 @@ def _read(tune_file: str | None, size: int) -> Calibration:
     if path is None:
         return Calibration(Crossover.from_model(CostModel(), size), None)
     if required and not path.is_file():
-        raise ValueError(f"no such file: {path}")
+        raise ValueError(f"{'not a file' if path.exists() else 'no such file'}: {path}")
     tuning = tunefile.load(path)
     table = tuning.crossover_for(size)
     unknown = set(table.choices) - set(CANDIDATES)

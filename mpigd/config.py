@@ -191,8 +191,6 @@ class Config:
             raise UsageError("`patience` stops between epochs: `algo` normal solves in one")
         if self.algo == "normal" and self.model != "linear":
             raise UsageError(f"`algo` normal solves linear regression only; got `model` {self.model}")
-        if not self.data:
-            raise UsageError("`data` must be 'synthetic' or the path of a data file")
         _choice("format", self.format, ("auto",) + DATA_FORMATS)
         _choice("header", self.header, HEADER_CHOICES)
         if self.test_data is not None and self.test_data in ("", "synthetic"):
@@ -204,6 +202,18 @@ class Config:
         if not (self.x_key and self.y_key):
             raise UsageError("`x_key` and `y_key` must name HDF5 datasets")
         _check_fault_tolerance(self)
+
+    def unread_settings(self) -> list[str]:
+        """One message for each setting changed from its default that ``algo`` never reads
+        (``batch_size`` with full-batch gd, ``memory`` with sgd, ...). Warned about by :func:`train`,
+        not refused: a sweep over algorithms may share its options."""
+        unread = [f"`{name}` is for `algo` {' and '.join(readers)}; {self.algo} does not read it"
+                  for name, readers in _READ_BY.items()
+                  if getattr(self, name) != Config.__dataclass_fields__[name].default and self.algo not in readers]
+        if self.algo == "normal":
+            unread += [f"`algo` normal solves in one step: `{name}` does not apply"
+                       for name in ("tol", "clip_grad_norm") if getattr(self, name)]
+        return unread
 
     @property
     def synthetic(self) -> bool:
@@ -278,6 +288,9 @@ def _check_types(config: "Config") -> None:
             kind = "a path" if name in PATH_FIELDS else _KIND_NAMES[type(default)]
             raise UsageError(f"`{name}` must be {kind}, got {value!r}")
 
+
+# The algorithms that read each setting.
+_READ_BY = {"batch_size": ("sgd", "local-sgd"), "local_steps": ("local-sgd",), "memory": QUASI_NEWTON}
 
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
 # Non-empty text or os.PathLike (made text); those whose default is None may also be None.

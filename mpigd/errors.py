@@ -69,11 +69,11 @@ def name_fields_as(options: Mapping[str, str]) -> None:
     _option_names.update(options)
 
 
-def describe(error: BaseException) -> str:
+def describe(error: BaseException | str) -> str:
     """The message of ``error`` for the user, each `field` in it named as :func:`name_fields_as` says."""
     return _FIELD.sub(lambda field: _option_names.get(field[1], field[0]), str(error))
 
 
 def warn(message: str) -> None:
-    """A warning on stderr, one line (callers print on rank 0 only)."""
-    print(f"mpigd: warning: {message}", file=sys.stderr, flush=True)
+    """A warning on stderr, one line, its fields named as errors' are (callers print on rank 0 only)."""
+    print(f"mpigd: warning: {describe(message)}", file=sys.stderr, flush=True)

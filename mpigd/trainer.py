@@ -13,7 +13,7 @@ import numpy as np
 from mpigd import __version__
 from mpigd.algorithms import make_algorithm
 from mpigd.config import SOLVERS, Config
-from mpigd.errors import UsageError
+from mpigd.errors import UsageError, warn
 from mpigd.evaluation import evaluate, flat
 from mpigd.guards import ObjectiveGuard
 from mpigd.outputs import RunOutputs
@@ -69,6 +69,9 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
 
     # A communicator handed in gives the ranks; the configuration says how to sum over them.
     comm = as_communicator(comm, config.strategy, config.tune_file)
+    if comm.rank == 0 and not config.quiet:
+        for message in config.unread_settings():
+            warn(message)
     wall_start = time.perf_counter()
     prepared = prepare(config, comm)
     shard, test, model = prepared.shard, prepared.test, prepared.model

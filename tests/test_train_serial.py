@@ -294,6 +294,30 @@ def test_the_command_line_names_a_refused_setting_by_its_option(args, message):
     refused_in_one_line(mpigd(1, *args), message)
 
 
+@pytest.mark.parametrize("change, unread", [
+    (dict(), []),
+    (dict(algo="sgd", batch_size=64, memory=10), []),  # memory at its default: nothing to say
+    (dict(algo="gd", batch_size=64), ["`batch_size` is for `algo` sgd and local-sgd; gd does not read it"]),
+    (dict(algo="sgd", local_steps=4, memory=5), ["`local_steps` is for `algo` local-sgd; sgd does not read it",
+                                                 "`memory` is for `algo` lbfgs and owlqn; sgd does not read it"]),
+    (dict(algo="normal", model="linear", tol=1e-6, clip_grad_norm=2.0),
+     ["`algo` normal solves in one step: `tol` does not apply",
+      "`algo` normal solves in one step: `clip_grad_norm` does not apply"]),
+    (dict(algo="owlqn", l1=0.1, memory=5, tol=1e-6), []),
+])
+def test_settings_the_algorithm_does_not_read_are_listed(change, unread):
+    assert Config(**change).unread_settings() == unread
+
+
+def test_a_setting_the_algorithm_does_not_read_is_warned_about_once_by_its_option():
+    # --batch-size with full-batch gd used to go unread without a word.
+    job = mpigd(2, "train", "--rows", "200", "--features", "3", "--epochs", "2", "--batch-size", "64", "--quiet")
+    assert job.returncode == 0 and job.stderr == ""  # --quiet: errors only
+    job = mpigd(2, "train", "--rows", "200", "--features", "3", "--epochs", "2", "--batch-size", "64")
+    assert job.returncode == 0, job.stderr
+    assert job.stderr.splitlines() == ["mpigd: warning: --batch-size is for --algo sgd and local-sgd; gd does not read it"]
+
+
 def test_train_takes_an_mpi4py_communicator():
     from mpi4py import MPI
 

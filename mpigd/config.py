@@ -162,9 +162,6 @@ class Config:
         if self.density and self.model == "mlp":
             raise UsageError("the mlp model reads dense input only (`density` must be 0)")
         _choice("strategy", self.strategy, STRATEGIES)
-        if self.tune_file is not None and self.strategy not in TUNED_STRATEGIES:
-            # The others read no calibration: the file, even one that is not a tune file, went unread.
-            raise UsageError(f"`tune_file` is read by `strategy` auto and ring only; got `strategy` {self.strategy}")
         _choice("dtype", self.dtype, DTYPES)
         _at_least("rows", self.rows, 1)
         _at_least("features", self.features, 1)
@@ -204,15 +201,17 @@ class Config:
         _check_fault_tolerance(self)
 
     def unread_settings(self) -> list[str]:
-        """One message for each setting changed from its default that ``algo`` never reads
-        (``batch_size`` with full-batch gd, ``memory`` with sgd, ...). Warned about by :func:`train`,
-        not refused: a sweep over algorithms may share its options."""
+        """One message for each setting changed from its default that ``algo`` (or ``strategy``)
+        never reads: ``batch_size`` with full-batch gd, ``memory`` with sgd, ``tune_file`` with
+        native, ... Warned about by :func:`train`, not refused: a sweep may share its options."""
         unread = [f"`{name}` is for `algo` {' and '.join(readers)}; {self.algo} does not read it"
                   for name, readers in _READ_BY.items()
                   if getattr(self, name) != Config.__dataclass_fields__[name].default and self.algo not in readers]
         if self.algo == "normal":
             unread += [f"`algo` normal solves in one step: `{name}` does not apply"
                        for name in ("tol", "clip_grad_norm") if getattr(self, name)]
+        if self.tune_file is not None and self.strategy not in TUNED_STRATEGIES:
+            unread.append(f"`tune_file` is for `strategy` auto and ring; {self.strategy} does not read it")
         return unread
 
     @property

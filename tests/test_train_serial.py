@@ -304,6 +304,9 @@ def test_the_command_line_names_a_refused_setting_by_its_option(args, message):
      ["`algo` normal solves in one step: `tol` does not apply",
       "`algo` normal solves in one step: `clip_grad_norm` does not apply"]),
     (dict(algo="owlqn", l1=0.1, memory=5, tol=1e-6), []),
+    # It went unread, even a file that was no tune file at all.
+    (dict(strategy="tree", tune_file="t.json"), ["`tune_file` is for `strategy` auto and ring; tree does not read it"]),
+    (dict(strategy="ring", tune_file="t.json"), []),
 ])
 def test_settings_the_algorithm_does_not_read_are_listed(change, unread):
     assert Config(**change).unread_settings() == unread
@@ -333,15 +336,6 @@ def test_an_option_that_would_be_ignored_is_refused(change, message):
     with pytest.raises(UsageError, match=message):
         Config(**change)
     Config(**change, test_data="test.npy")  # with what it needs, accepted
-
-
-@pytest.mark.parametrize("strategy", ["native", "direct", "tree"])
-def test_a_tune_file_for_a_strategy_that_reads_none_is_refused(strategy):
-    # It went unread, even a file that was no tune file at all.
-    with pytest.raises(UsageError, match=f"`tune_file` is read by `strategy` auto and ring only; got `strategy` {strategy}"):
-        Config(strategy=strategy, tune_file="tune.json")
-    for tuned in ("auto", "ring"):
-        Config(strategy=tuned, tune_file="tune.json")  # the strategies that read it, accepted
 
 
 def test_the_command_runs_blas_on_one_thread_per_rank_unless_told_otherwise():

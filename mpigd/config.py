@@ -23,6 +23,8 @@ DEFAULT_QN_TOL = 1e-10  # what tol=0 means for lbfgs and owlqn
 MAX_SEED = 2**64 - 1  # a uint64: the holdout's hash takes the seed as one
 STRATEGIES = ("native", "ring", "direct", "tree", "auto")
 TUNED_STRATEGIES = ("auto", "ring")  # the strategies that read a tune file
+# The algorithms that read each of these settings (Config.unread_settings).
+_READ_BY = {"batch_size": ("sgd", "local-sgd"), "local_steps": ("local-sgd",), "memory": QUASI_NEWTON}
 DTYPES = ("float32", "float64")
 DATA_FORMATS = ("npz", "npy", "csv", "libsvm", "hdf5")
 HEADER_CHOICES = ("auto", "yes", "no")
@@ -129,11 +131,11 @@ class Config:
             implied = {"linear": "regression", "logistic": "classification", "softmax": "classification"}
             if implied.get(self.model, self.task) != self.task:
                 raise UsageError(f"`task` {self.task!r} does not fit `model` {self.model!r}")
-        if not isinstance(self.hidden, (tuple, list)):  # tuple(64) would be a bare TypeError
-            raise UsageError(f"`hidden` must list one or more layer widths >= 1, got {self.hidden!r}")
-        object.__setattr__(self, "hidden", tuple(self.hidden))
-        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
-            raise UsageError(f"`hidden` must list one or more layer widths >= 1, got {self.hidden!r}")
+        hidden = self.hidden  # a list or tuple; hidden=64 was a bare TypeError from tuple()
+        if (not isinstance(hidden, (tuple, list)) or not hidden
+                or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden)):
+            raise UsageError(f"`hidden` must list one or more layer widths >= 1, got {hidden!r}")
+        object.__setattr__(self, "hidden", tuple(hidden))
         for name in ("classes", "warmup", "patience"):
             _at_least(name, getattr(self, name), 0)
         _at_least("step_size", self.step_size, 1)
@@ -190,7 +192,7 @@ class Config:
             raise UsageError(f"`algo` normal solves linear regression only; got `model` {self.model}")
         _choice("format", self.format, ("auto",) + DATA_FORMATS)
         _choice("header", self.header, HEADER_CHOICES)
-        if self.test_data is not None and self.test_data in ("", "synthetic"):
+        if self.test_data == "synthetic":
             raise UsageError("`test_data` must be the path of a data file")
         if self.labels is not None and self.synthetic:
             raise UsageError("`labels` names the labels file of .npy data, not of synthetic data")
@@ -287,9 +289,6 @@ def _check_types(config: "Config") -> None:
             kind = "a path" if name in PATH_FIELDS else _KIND_NAMES[type(default)]
             raise UsageError(f"`{name}` must be {kind}, got {value!r}")
 
-
-# The algorithms that read each setting.
-_READ_BY = {"batch_size": ("sgd", "local-sgd"), "local_steps": ("local-sgd",), "memory": QUASI_NEWTON}
 
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
 # Non-empty text or os.PathLike (made text); those whose default is None may also be None.

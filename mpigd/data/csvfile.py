@@ -120,8 +120,9 @@ def read(path: str, comm, dtype: str, header: str = "auto", label_column: str | 
     """This rank's rows of the CSV file ``path``. Collective.
 
     ``header`` is ``"auto"`` (the first line is a header when one of its fields is a name, not a
-    number; refused when its only non-numbers are empty or missing values), ``"yes"`` or ``"no"``; ``label_column`` is a column index (negative counts from
-    the end), a header name, or ``None`` for the last column.
+    number; refused when its only non-numbers are empty or missing values), ``"yes"`` or
+    ``"no"``; ``label_column`` is a column index (negative counts from the end), a header name,
+    or ``None`` for the last column.
     """
     block, offset, stats = comm.together(read_own_lines, path, comm.size, comm.rank)
     if offset == 0:

@@ -131,7 +131,8 @@ def _load(config: Config, params_path: str, comm) -> tuple[Model, np.ndarray, Sh
     config = config.replace(model=model.name, task=model.task if model.name == "mlp" else "",
                             classes=classes if classes > 2 else 0,
                             zero_based=zero_based if config.zero_based is None else config.zero_based)
-    shard = load_shard(config, comm)
+    # Data to predict may come without labels: a CSV file of the model's feature count, X alone.
+    shard = load_shard(config, comm, unlabelled_features=model.n_features)
     if shard.meta.get("format") == "libsvm" and shard.n_features < model.n_features:
         # LIBSVM states no feature count: a file whose highest index is below the model's is
         # padded with zero columns, as a --test-data file is in training.
@@ -201,6 +202,9 @@ def evaluate_file(config: Config, params_path: str, comm, output: str | None = N
     if output:
         comm.together(check_output, output, _input_files(config, params_path))
     model, params, shard = _load(config, params_path, comm)
+    if not shard.meta.get("labelled", True):  # known alike on every rank: the file's layout
+        raise InputError(f"{shard.source}: no labels to evaluate against (the data holds the model's "
+                         f"{model.n_features} features only); mpigd predict takes such data")
     check(model, [shard], comm)
     shard = encode_labels(model, shard)
     return {"rows": shard.n_global, "source": shard.source, **evaluate(model, shard, params, comm, penalized=False)}

@@ -8,6 +8,8 @@ import pytest
 
 from mpirun import mpigd
 
+from mpigd.errors import InputError
+
 
 def _params(directory):
     with np.load(directory / "params.npz", allow_pickle=False) as saved:
@@ -93,3 +95,47 @@ def test_predict_and_evaluate_on_two_ranks_match_the_trained_model(tmp_path):
     job = mpigd(2, "predict", "--params", str(params), "--data", "synthetic", "--features", "9", "--output",
                 str(tmp_path / "bad.npy"), timeout=60)
     assert job.returncode == 2 and "9 features, but the model expects 4" in job.stderr
+
+
+def test_predict_takes_data_without_labels_in_every_array_format_and_csv(tmp_path):
+    import h5py
+
+    from mpigd.comm import self_comm
+    from mpigd.config import Config
+    from mpigd.predict import evaluate_file, predict
+
+    rng = np.random.default_rng(3)
+    X = np.round(rng.standard_normal((301, 4)), 6)
+    y = (X @ [1.0, -2.0, 0.5, 0.0] + 0.1 * rng.standard_normal(301)).round(6)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    _train(1, tmp_path / "out", "--model", "linear", "--data", str(tmp_path / "d.npz"), "--epochs", "20")
+    params = str(tmp_path / "out" / "params.npz")
+    with np.load(params, allow_pickle=False) as saved:
+        expected = X @ saved["coef"] + saved["intercept"]
+    # Unlabelled copies: X.npy alone, a directory without y.npy, .npz and HDF5 without y, a CSR .npz
+    # without y, a CSV of the model's 4 columns (before: "3 features, but the model expects 4").
+    np.save(tmp_path / "X.npy", X)
+    (tmp_path / "dir").mkdir()
+    np.save(tmp_path / "dir" / "X.npy", X)
+    np.savez(tmp_path / "x.npz", X=X)
+    with h5py.File(tmp_path / "x.h5", "w") as handle:
+        handle["X"] = X
+    indptr = np.arange(0, 4 * 302, 4)
+    np.savez(tmp_path / "csr.npz", indptr=indptr, indices=np.tile(np.arange(4), 301), data=X.ravel(),
+             shape=np.array([301, 4]))
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",", fmt="%.17g")
+    for name in ("X.npy", "dir", "x.npz", "x.h5", "csr.npz", "x.csv"):
+        output = tmp_path / f"pred-{name}.npy"
+        summary = predict(Config(data=str(tmp_path / name)), params, str(output), self_comm())
+        assert summary["rows"] == 301
+        np.testing.assert_allclose(np.load(output, allow_pickle=False), expected, rtol=1e-12, err_msg=name)
+    # On 3 ranks, each writing its own rows: the same file.
+    job = mpigd(3, "predict", "--params", params, "--data", str(tmp_path / "x.csv"), "--output",
+                str(tmp_path / "pred3.npy"), "--quiet", timeout=60)
+    assert job.returncode == 0, job.stderr
+    assert np.array_equal(np.load(tmp_path / "pred3.npy"), np.load(tmp_path / "pred-x.csv.npy"))
+    # evaluate needs labels and says so; a CSV with one column more still has its last as labels.
+    with pytest.raises(InputError, match="no labels to evaluate against .* mpigd predict takes such data"):
+        evaluate_file(Config(data=str(tmp_path / "x.csv")), params, self_comm())
+    np.savetxt(tmp_path / "xy.csv", np.column_stack([X, y]), delimiter=",", fmt="%.17g")
+    assert evaluate_file(Config(data=str(tmp_path / "xy.csv")), params, self_comm())["rows"] == 301

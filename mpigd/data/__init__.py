@@ -49,13 +49,16 @@ def infer_format(path: str, given: str = "auto") -> str:
 
 
 def load_shard(config: Config, comm, test: bool = False, n_features: int | None = None,
-               zero_based: bool | None = None) -> Shard:
+               zero_based: bool | None = None, unlabelled_features: int | None = None) -> Shard:
     """Read this rank's rows of ``config.data`` (or of ``config.test_data`` when ``test``).
     Collective: every rank raises the same :class:`~mpigd.errors.InputError` if any rank fails.
 
     ``comm`` is an :class:`mpigd.comm.Communicator`. ``n_features`` and ``zero_based``, given
     when reading a test set, are the training set's: a different feature count is an error,
-    and a LIBSVM test file is read with the training file's index base.
+    and a LIBSVM test file is read with the training file's index base. With
+    ``unlabelled_features`` (``mpigd predict``: the model's feature count) the data may come
+    without labels: ``X.npy`` alone, an ``.npz`` or HDF5 file without ``y``, a CSV file of that many
+    columns; its shard's labels are zeros and ``meta["labelled"]`` is false.
     """
     path = config.test_data if test else config.data
     labels = config.test_labels if test else config.labels
@@ -68,12 +71,12 @@ def load_shard(config: Config, comm, test: bool = False, n_features: int | None 
         # refuses it with its row, in one line, without NumPy's warning before it.
         with np.errstate(over="ignore"):
             if fmt == "csv":
-                shard = csvfile.read(path, comm, config.dtype, config.header, config.label_column)
+                shard = csvfile.read(path, comm, config.dtype, config.header, config.label_column, unlabelled_features)
             elif fmt == "libsvm":
                 shard = libsvm.read(path, comm, config.dtype, zero_based if test else config.zero_based, n_features)
             else:
                 shard = comm.together(_read_array, fmt, path, labels, config, comm.size, comm.rank,
-                                      "--test-labels" if test else "--labels")
+                                      "--test-labels" if test else "--labels", unlabelled_features is not None)
     comm.together(_check_finite, shard)
     if n_features is not None and shard.n_features != n_features:
         raise InputError(f"{path}: has {shard.n_features} features, but the training data has {n_features}")
@@ -104,21 +107,24 @@ def _synthetic_shard(config: Config, size: int, rank: int) -> Shard:
 
 
 def _read_array(fmt: str, path: str, labels: str | None, config: Config, size: int, rank: int,
-                labels_option: str = "--labels") -> Shard:
+                labels_option: str = "--labels", optional_labels: bool = False) -> Shard:
     if fmt == "npy":  # a --test-data pair's labels come from --test-labels: its messages say so
-        return npy.read(path, labels, size, rank, config.dtype, labels_option)
+        return npy.read(path, labels, size, rank, config.dtype, labels_option, optional_labels)
     if fmt == "hdf5":
-        return hdf5.read(path, config.x_key, config.y_key, size, rank, config.dtype)
+        return hdf5.read(path, config.x_key, config.y_key, size, rank, config.dtype, optional_labels)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such data file")
+    labelled = not optional_labels or npz.has_member(path, "y")
     if csr.is_csr_npz(path):
         rows = npz.open_member(path, "indptr").shape[0] - 1
         start, stop = block_range(max(rows, 0), size, rank)
-        X, y, n = csr.read_npz_rows(path, start, stop, config.dtype)
-        return Shard(X, y, n, start, path, block_counts(n, size), {"format": "npz-csr"})
-    X_all, y_all = npz.open_member(path, "X"), npz.open_member(path, "y")
+        X, y, n = csr.read_npz_rows(path, start, stop, config.dtype, optional_labels)
+        meta = {"format": "npz-csr"} if labelled else {"format": "npz-csr", "labelled": False}
+        return Shard(X, y, n, start, path, block_counts(n, size), meta)
+    X_all = npz.open_member(path, "X")
+    y_all = npz.open_member(path, "y") if labelled else npz.no_labels(X_all.shape[0] if X_all.ndim else 0)
     npy.check_arrays(path, X_all, y_all)
-    return npy.slice_shard(path, X_all, y_all, size, rank, config.dtype, "npz")
+    return npy.slice_shard(path, X_all, y_all, size, rank, config.dtype, "npz", labelled=labelled)
 
 
 def _synthetic(config: Config, start: int, stop: int):

@@ -74,13 +74,7 @@ class CSRMatrix:
 
 def is_csr_npz(path: str) -> bool:
     """Whether the ``.npz`` archive at ``path`` holds a CSR matrix (an ``indptr`` array)."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return "indptr.npy" in archive.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return False
+    return npz.has_member(path, "indptr")
 
 
 def _shape(path: str, shape: np.ndarray) -> tuple[int, int]:
@@ -91,15 +85,18 @@ def _shape(path: str, shape: np.ndarray) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def read_npz_rows(path: str, start: int, stop: int, dtype: str) -> tuple[CSRMatrix, np.ndarray, int]:
-    """Rows ``[start, stop)`` of the CSR ``.npz`` at ``path``: the block, its labels, the global row count.
+def read_npz_rows(path: str, start: int, stop: int, dtype: str,
+                  optional_labels: bool = False) -> tuple[CSRMatrix, np.ndarray, int]:
+    """Rows ``[start, stop)`` of the CSR ``.npz`` at ``path``: the block, its labels, the global row count
+    (with ``optional_labels``, :func:`~mpigd.data.npz.no_labels` when the archive has no ``y``).
 
     Only this block's slices of ``indices`` and ``data`` are read from the memory map.
     """
     indptr_all = npz.open_member(path, "indptr")
     indices_all, data_all = npz.open_member(path, "indices"), npz.open_member(path, "data")
     shape = _shape(path, npz.open_member(path, "shape"))
-    y_all = npz.open_member(path, "y")
+    labelled = not optional_labels or npz.has_member(path, "y")
+    y_all = npz.open_member(path, "y") if labelled else npz.no_labels(shape[0])
     # Offsets and column numbers cast to int64 without complaint from float or bool: refuse them.
     for name, array in (("indptr", indptr_all), ("indices", indices_all)):
         if array.dtype.kind not in "iu":

@@ -49,8 +49,12 @@ def _has_header(path: str, fields: list[str], header: str) -> bool:
     return bool(words)
 
 
-def _layout(path: str, block: bytes, header: str, label_column: str | int | None) -> np.ndarray:
-    """Rank 0: ``[n_fields, label index, has header]`` from the file's first line."""
+NO_LABEL = -1  # the label index of a file without labels
+
+
+def _layout(path: str, block: bytes, header: str, label_column: str | int | None,
+            unlabelled_features: int | None = None) -> np.ndarray:
+    """Rank 0: ``[n_fields, label index or NO_LABEL, has header]`` from the file's first line."""
     if not block:
         raise InputError(f"{path}: the file is empty")
     cut = block.find(b"\n")
@@ -64,6 +68,8 @@ def _layout(path: str, block: bytes, header: str, label_column: str | int | None
     except csv.Error as error:  # a field over the csv module's limit (128 KiB): a binary or mislabelled file
         raise InputError(f"{path}:1: malformed first line: {error}") from None
     has_header = _has_header(path, fields, header)
+    if label_column is None and len(fields) == unlabelled_features:
+        return np.array([len(fields), NO_LABEL, int(has_header)], dtype=np.int64)
     if len(fields) < 2:
         raise InputError(f"{path}:1: found {len(fields)} column; CSV data needs feature columns and a label column")
     if label_column is None:
@@ -111,18 +117,22 @@ def _parse(path: str, block: bytes, first_line: int, skip_header: bool, n_fields
         row, column = np.argwhere(bad)[0]
         kind = "label" if column == label else "features"
         raise value_error(path, first_line + int(line_of_record[row]), values[row, column], kind)
+    if label == NO_LABEL:
+        return np.ascontiguousarray(values, dtype=dtype), np.zeros(records, dtype=dtype)
     y = np.ascontiguousarray(values[:, label], dtype=dtype)
     X = np.ascontiguousarray(np.delete(values, label, axis=1), dtype=dtype)
     return X, y
 
 
-def read(path: str, comm, dtype: str, header: str = "auto", label_column: str | int | None = None) -> Shard:
+def read(path: str, comm, dtype: str, header: str = "auto", label_column: str | int | None = None,
+         unlabelled_features: int | None = None) -> Shard:
     """This rank's rows of the CSV file ``path``. Collective.
 
     ``header`` is ``"auto"`` (the first line is a header when one of its fields is a name, not a
     number; refused when its only non-numbers are empty or missing values), ``"yes"`` or
     ``"no"``; ``label_column`` is a column index (negative counts from the end), a header name,
-    or ``None`` for the last column.
+    or ``None`` for the last column. A file of exactly ``unlabelled_features`` columns (``mpigd
+    predict`` passes the model's feature count), with no ``label_column`` named, has no labels.
     """
     block, offset, stats = comm.together(read_own_lines, path, comm.size, comm.rank)
     if offset == 0:
@@ -132,7 +142,7 @@ def read(path: str, comm, dtype: str, header: str = "auto", label_column: str | 
     first_line = exclusive_prefix(comm.rank_values(block.count(b"\n")), comm.rank)
     layout = np.zeros(3, dtype=np.int64)
     if comm.rank == 0:
-        layout = comm.together(_layout, path, block, header, label_column)
+        layout = comm.together(_layout, path, block, header, label_column, unlabelled_features)
     else:
         comm.together(lambda: None)
     comm.broadcast(layout)
@@ -142,7 +152,9 @@ def read(path: str, comm, dtype: str, header: str = "auto", label_column: str | 
     counts = comm.rank_values(X.shape[0])
     if counts.sum() == 0:
         raise InputError(f"{path}: no data rows")
-    meta = {"format": "csv", "header": bool(has_header), "label_column": label,
+    meta = {"format": "csv", "header": bool(has_header), "label_column": None if label == NO_LABEL else label,
             "first_line": first_line + 1 + int(comm.rank == 0 and bool(has_header)),
             "read_span": stats, "byte_offset": offset}
+    if label == NO_LABEL:
+        meta["labelled"] = False
     return Shard(X, y, int(counts.sum()), exclusive_prefix(counts, comm.rank), path, counts, meta)

@@ -11,6 +11,7 @@ import os
 from types import ModuleType
 
 from mpigd.data.npy import check_arrays, slice_shard
+from mpigd.data.npz import no_labels
 from mpigd.data.shard import Shard
 from mpigd.errors import InputError
 
@@ -24,8 +25,9 @@ def h5py_module() -> ModuleType:
     return h5py
 
 
-def read(path: str, x_key: str, y_key: str, size: int, rank: int, dtype: str) -> Shard:
-    """This rank's rows of datasets ``x_key`` and ``y_key`` of ``path``. Local: no communication."""
+def read(path: str, x_key: str, y_key: str, size: int, rank: int, dtype: str, optional_labels: bool = False) -> Shard:
+    """This rank's rows of datasets ``x_key`` and ``y_key`` of ``path`` (with ``optional_labels``,
+    of ``x_key`` alone when there is no ``y_key``). Local: no communication."""
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such data file")
     h5py = h5py_module()
@@ -34,13 +36,15 @@ def read(path: str, x_key: str, y_key: str, size: int, rank: int, dtype: str) ->
     except OSError as error:
         raise InputError(f"{path}: cannot read as HDF5 ({error})") from None
     with handle:
+        labelled = not optional_labels or y_key in handle
         datasets = []
-        for key in (x_key, y_key):
+        for key in (x_key, y_key) if labelled else (x_key,):
             item = handle.get(key)
             if not isinstance(item, h5py.Dataset):
                 names = ", ".join(sorted(handle.keys()))
                 raise InputError(f"{path}: no dataset {key!r} (the file holds: {names})")
             datasets.append(item)
-        X_all, y_all = datasets
+        X_all = datasets[0]
+        y_all = datasets[1] if labelled else no_labels(X_all.shape[0] if X_all.ndim else 0)
         check_arrays(path, X_all, y_all)
-        return slice_shard(path, X_all, y_all, size, rank, dtype, "hdf5", (x_key, y_key))
+        return slice_shard(path, X_all, y_all, size, rank, dtype, "hdf5", (x_key, y_key), labelled)

@@ -10,20 +10,23 @@ import os
 
 import numpy as np
 
-from mpigd.data.npz import HEADER_ERRORS, HEADER_READERS, REAL_KINDS, check_stored_size, read_error
+from mpigd.data.npz import HEADER_ERRORS, HEADER_READERS, REAL_KINDS, check_stored_size, no_labels, read_error
 from mpigd.data.shard import Shard
 from mpigd.errors import InputError
 from mpigd.partition import block_counts, block_range
 
 
-def paths(data: str, labels: str | None, labels_option: str = "--labels") -> tuple[str, str]:
+def paths(data: str, labels: str | None, labels_option: str = "--labels",
+          optional_labels: bool = False) -> tuple[str, str | None]:
     """The feature and label files meant by ``--data`` and ``--labels`` (``--test-data`` and
-    ``--test-labels``: ``labels_option`` is the option the messages name)."""
+    ``--test-labels``: ``labels_option`` is the option the messages name); with ``optional_labels``,
+    ``None`` for labels that are not there (a lone ``X.npy``, a directory without ``y.npy``)."""
     if os.path.isdir(data):
         if labels is not None:
             raise InputError(f"{data}: a directory holds its own y.npy; do not pass {labels_option} as well")
-        return os.path.join(data, "X.npy"), os.path.join(data, "y.npy")
-    if labels is None:
+        y_path = os.path.join(data, "y.npy")
+        return os.path.join(data, "X.npy"), None if optional_labels and not os.path.exists(y_path) else y_path
+    if labels is None and not optional_labels:
         raise InputError(f"{data}: a .npy file holds the features only; pass the labels file too "
                          f"({labels_option} y.npy)")
     return data, labels
@@ -59,7 +62,7 @@ def check_arrays(source: str, X: np.ndarray, y: np.ndarray) -> None:
 
 
 def slice_shard(source: str, X_all, y_all, size: int, rank: int, dtype: str, fmt: str,
-                names: tuple[str, str] = ("X", "y")) -> Shard:
+                names: tuple[str, str] = ("X", "y"), labelled: bool = True) -> Shard:
     """This rank's block of rows of two row-indexable arrays (memory maps, HDF5 datasets).
 
     ``names`` name the two arrays in errors: an array that fails as its rows are read (an HDF5
@@ -79,12 +82,16 @@ def slice_shard(source: str, X_all, y_all, size: int, rank: int, dtype: str, fmt
                              f"{read_error(error)}") from None
 
     X, y = rows(names[0], X_all), rows(names[1], y_all)
-    return Shard(X, y, n, start, source, block_counts(n, size), {"format": fmt})
+    meta = {"format": fmt} if labelled else {"format": fmt, "labelled": False}
+    return Shard(X, y, n, start, source, block_counts(n, size), meta)
 
 
-def read(data: str, labels: str | None, size: int, rank: int, dtype: str, labels_option: str = "--labels") -> Shard:
-    """This rank's rows of a ``.npy`` pair (see the module docstring). Local: no communication."""
-    x_path, y_path = paths(data, labels, labels_option)
-    X_all, y_all = open_array(x_path), open_array(y_path)
-    check_arrays(f"{x_path}, {y_path}", X_all, y_all)
-    return slice_shard(x_path, X_all, y_all, size, rank, dtype, "npy")
+def read(data: str, labels: str | None, size: int, rank: int, dtype: str, labels_option: str = "--labels",
+         optional_labels: bool = False) -> Shard:
+    """This rank's rows of a ``.npy`` pair (see the module docstring); with ``optional_labels``, of
+    ``X.npy`` alone when there are no labels. Local: no communication."""
+    x_path, y_path = paths(data, labels, labels_option, optional_labels)
+    X_all = open_array(x_path)
+    y_all = no_labels(X_all.shape[0] if X_all.ndim else 0) if y_path is None else open_array(y_path)
+    check_arrays(x_path if y_path is None else f"{x_path}, {y_path}", X_all, y_all)
+    return slice_shard(x_path, X_all, y_all, size, rank, dtype, "npy", labelled=y_path is not None)

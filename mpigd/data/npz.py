@@ -59,6 +59,21 @@ def check_stored_size(what: str, shape: tuple[int, ...], dtype: np.dtype, stored
                          f"({expected:,} bytes), but {stored:,} bytes are stored")
 
 
+def no_labels(rows: int) -> np.ndarray:
+    """What stands for the labels of a data set that has none (``mpigd predict`` reads such sets):
+    ``rows`` zeros, read-only and without memory, sliced and copied by the readers like real labels."""
+    return np.broadcast_to(np.zeros(1), (rows,))
+
+
+def has_member(path: str, name: str) -> bool:
+    """Whether the ``.npz`` archive at ``path`` holds an array ``name`` (``False`` if it is no archive)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return name + ".npy" in archive.namelist()
+    except (OSError, *ZIP_ERRORS):
+        return False
+
+
 def open_member(path: str, name: str) -> np.ndarray:
     """A read-only memory map of the array ``name`` inside the ``.npz`` file ``path``."""
     try:

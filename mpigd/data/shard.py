@@ -15,7 +15,8 @@ class Shard:
     """This rank's block of a data set that is partitioned by rows.
 
     ``X`` is a C-contiguous ``(n_local, n_features)`` array or a :class:`CSRMatrix` block of the
-    same shape, ``y`` its labels (same dtype);
+    same shape, ``y`` its labels (same dtype; zeros, with ``meta["labelled"]`` false, for a data set
+    read without labels by ``mpigd predict``);
     ``row_start`` is the global index of the first local row and ``n_global`` the row count of
     the whole data set, so that sums over ranks can be turned into means. The global rows are
     the ranks' rows concatenated in rank order, which is the file's order.

@@ -29,3 +29,12 @@ def speedups(native_and_contenders: dict[str, float]) -> str:
     """``name:ratio`` for every contender, its speedup over native (native's time over its own)."""
     native = native_and_contenders["native"]
     return " ".join(f"{name}:{native / t:.2f}" for name, t in native_and_contenders.items() if name != "native")
+
+
+def one_line(marker: float, seconds: dict[int, dict[str, float]]) -> str:
+    """The probe's line: native's 1 MiB latency (and the launch's state), then per size native's time
+    and every contender's speedup over it."""
+    line = f"native1M {marker:4.0f} {'SLOW' if marker > 300 else 'fast'} |"
+    for nbytes, times in seconds.items():
+        line += f" {nbytes >> 20}M nat {times['native'] * 1e3:5.2f}ms {speedups(times)} |"
+    return line

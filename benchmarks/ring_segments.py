@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from mpi4py import MPI
 
-from _probe import against_native, speedups
+from _probe import against_native, one_line
 from mpigd.comm.strategies import make_strategy
 from mpigd.comm.strategies.ring import SEGMENT_CANDIDATES, RingAllreduce
 
@@ -22,7 +22,4 @@ contenders = {name: ring.allreduce for name, ring in rings.items()}
 contenders["direct"] = make_strategy("direct", comm).allreduce
 marker, seconds = against_native(comm, contenders, (16 << 20, 64 << 20))
 if comm.Get_rank() == 0:
-    line = f"native1M {marker:4.0f} {'SLOW' if marker > 300 else 'fast'} |"
-    for nbytes, times in seconds.items():
-        line += f" {nbytes >> 20}M nat {times['native'] * 1e3:5.2f}ms {speedups(times)} |"
-    print(line, flush=True)
+    print(one_line(marker, seconds), flush=True)

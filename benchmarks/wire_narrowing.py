@@ -17,7 +17,7 @@ import numpy as np
 from mpi4py import MPI
 from numba import njit
 
-from _probe import against_native, speedups
+from _probe import against_native, one_line
 from mpigd.comm.strategies.ring import RingAllreduce
 
 SEGMENT = 1 << 20  # bytes of float64 per message, as the ring's
@@ -88,7 +88,4 @@ if not right[0]:
     raise SystemExit("the float32-wire ring gave a wrong sum, or different bits on the two ranks")
 marker, seconds = against_native(comm, contenders, (16 << 20, 64 << 20))
 if comm.Get_rank() == 0:
-    line = f"native1M {marker:4.0f} {'SLOW' if marker > 300 else 'fast'} |"
-    for nbytes, times in seconds.items():
-        line += f" {nbytes >> 20}M nat {times['native'] * 1e3:5.2f}ms {speedups(times)} |"
-    print(line, flush=True)
+    print(one_line(marker, seconds), flush=True)

@@ -157,6 +157,34 @@ def test_regression_metrics_match_scikit_learn_over_several_evaluation_chunks():
     assert stats[0] == pytest.approx(0.5 * np.sum((predicted - y) ** 2), rel=1e-10)
 
 
+@pytest.mark.parametrize("model_name", ["linear", "mlp"])
+def test_r2_keeps_its_digits_when_the_targets_mean_is_large_next_to_their_spread(model_name):
+    """Targets of 1e8 +- 1: the one-pass spread sum(y^2) - (sum y)^2 / n cancels to rounding noise
+    (r2 came out null, or off by 2e-4 at 1e7); r2 must still match scikit-learn."""
+    from sklearn.metrics import r2_score
+
+    from mpigd.data.shard import Shard
+    from mpigd.evaluation import evaluate
+    from mpigd.models import make_model
+
+    rng = np.random.default_rng(11)
+    n = 5000
+    X = rng.standard_normal((n, 3))
+    y = 1e8 + X @ np.array([0.5, 1.0, 1.5]) + 0.5 * rng.standard_normal(n)
+    model = make_model(model_name, 3, 2, (4,), "tanh", "regression")
+    params = model.init_params(np.dtype(np.float64), seed=1)
+    if model_name == "linear":
+        params[:] = [0.5, 1.0, 1.5, 1e8]
+    else:
+        params[-1] = 1e8  # the output bias: predictions near the targets
+    shard = Shard(X, y, n, 0, "test", np.array([n]))
+    got = evaluate(model, shard, params, self_comm(), penalized=False)
+    assert got["r2"] == pytest.approx(r2_score(y, model.predict(X, params)), rel=1e-9)
+    # A constant target: r2 is undefined (null in summary.json), not -3e14 from a spread of rounding noise.
+    constant = Shard(X, np.full(n, 123.456), n, 0, "test", np.array([n]))
+    assert np.isnan(evaluate(model, constant, params, self_comm(), penalized=False)["r2"])
+
+
 def test_logistic_metrics_match_scikit_learn_and_the_models_own_predictions():
     from sklearn.metrics import accuracy_score, log_loss
 

@@ -37,7 +37,8 @@ class Model(Protocol):
 
     def eval_stats(self, X: np.ndarray, y: np.ndarray, params: np.ndarray, stats: np.ndarray) -> None:
         """Write the sums the metrics need (:attr:`n_eval_stats` of them) into ``stats``;
-        ``stats[0]`` is always the summed loss."""
+        ``stats[0]`` is always the summed loss. Regression models also take ``target_shift``, the
+        global mean of the targets (:func:`mpigd.models.metrics.regression_stats`)."""
 
     def metrics(self, stats: np.ndarray, n_rows: int) -> dict[str, float]:
         """Metrics from the sums of :meth:`eval_stats` over ``n_rows`` rows (all ranks' sums)."""

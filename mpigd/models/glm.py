@@ -72,8 +72,10 @@ class LinearRegression(GeneralizedLinearModel):
     n_eval_stats = 4
     loss = kernels.SQUARED
 
-    def _add_stats(self, margin, y, stats) -> None:
-        metrics.regression_stats(margin, y, stats)
+    def eval_stats(self, X, y, params, stats, target_shift: float = 0.0) -> None:
+        stats[:] = 0
+        metrics.for_chunks(X.shape[0], lambda lo, hi: metrics.regression_stats(
+            self.outputs(block_rows(X, lo, hi), params)[:, 0], y[lo:hi], stats, target_shift))
 
     def metrics(self, stats: np.ndarray, n_rows: int) -> dict[str, float]:
         return metrics.regression_metrics(stats, n_rows)

@@ -21,16 +21,21 @@ def for_chunks(n_rows: int, take: Callable[[int, int], None]) -> None:
         take(start, min(n_rows, start + CHUNK))
 
 
-def regression_stats(predicted: np.ndarray, y: np.ndarray, stats: np.ndarray) -> None:
-    """Add [½Σr², Σr², Σy, Σy²] of the residuals ``r = predicted - y`` to ``stats``."""
+def regression_stats(predicted: np.ndarray, y: np.ndarray, stats: np.ndarray, shift: float = 0.0) -> None:
+    """Add [½Σr², Σr², Σ(y − shift), Σ(y − shift)²] of the residuals ``r = predicted - y`` to ``stats``.
+
+    ``shift``, the same on every rank and near the targets' mean, keeps the spread of
+    :func:`regression_metrics` exact: about 0, Σy² − (Σy)²/n cancels to rounding noise when the
+    mean is large next to the spread (targets of 1e8 ± 1 gave no r2 at all).
+    """
     residual = predicted.astype(np.float64) - y
     squared = float(residual @ residual)
-    y64 = y.astype(np.float64)
+    y64 = y.astype(np.float64) - shift
     stats[:4] += (0.5 * squared, squared, y64.sum(), y64 @ y64)
 
 
 def regression_metrics(stats: np.ndarray, n_rows: int) -> dict[str, float]:
-    """r2 and RMSE from the global sums of :func:`regression_stats`."""
+    """r2 and RMSE from the global sums of :func:`regression_stats` (any shift: the spread does not depend on it)."""
     _, squared_error, total, total_squares = (float(s) for s in stats[:4])
     spread = total_squares - total * total / n_rows if n_rows else 0.0
     return {

@@ -66,13 +66,13 @@ class MLP(ClassLabels):
         kernels.mlp_outputs(X, params, self.widths, self._activation, out)
         return out
 
-    def eval_stats(self, X, y, params, stats) -> None:
+    def eval_stats(self, X, y, params, stats, target_shift: float = 0.0) -> None:
         stats[:] = 0
 
         def add(lo: int, hi: int) -> None:
             out, target = self.outputs(block_rows(X, lo, hi), params), y[lo:hi]
             if self.task == "regression":
-                metrics.regression_stats(out[:, 0], target, stats)
+                metrics.regression_stats(out[:, 0], target, stats, target_shift)
                 return
             labels = target.astype(np.int64)
             stats[0] += metrics.softmax_log_loss(out, labels)

@@ -48,10 +48,10 @@ class GeneralizedLinearModel:
             out += params[-1]
         return out
 
-    def eval_stats(self, X, y, params, stats) -> None:
+    def eval_stats(self, X, y, params, stats, target_shift: float = 0.0) -> None:
         stats[:] = 0
         metrics.for_chunks(X.shape[0], lambda lo, hi: self._add_stats(
-            self.outputs(block_rows(X, lo, hi), params)[:, 0], y[lo:hi], stats))
+            self.outputs(block_rows(X, lo, hi), params)[:, 0], y[lo:hi], stats, target_shift))
 
     def arrays(self, params: np.ndarray) -> dict[str, np.ndarray]:
         return {"coef": params[: self.n_features].copy(), "intercept": params[self.n_features :].copy()}
@@ -72,10 +72,8 @@ class LinearRegression(GeneralizedLinearModel):
     n_eval_stats = 4
     loss = kernels.SQUARED
 
-    def eval_stats(self, X, y, params, stats, target_shift: float = 0.0) -> None:
-        stats[:] = 0
-        metrics.for_chunks(X.shape[0], lambda lo, hi: metrics.regression_stats(
-            self.outputs(block_rows(X, lo, hi), params)[:, 0], y[lo:hi], stats, target_shift))
+    def _add_stats(self, margin, y, stats, target_shift: float = 0.0) -> None:
+        metrics.regression_stats(margin, y, stats, target_shift)
 
     def metrics(self, stats: np.ndarray, n_rows: int) -> dict[str, float]:
         return metrics.regression_metrics(stats, n_rows)
@@ -103,7 +101,7 @@ class LogisticRegression(GeneralizedLinearModel):
         self.label_values = label_values
         self.trained = trained  # label_values are those of a trained model, not the data's
 
-    def _add_stats(self, margin, y, stats) -> None:
+    def _add_stats(self, margin, y, stats, target_shift: float = 0.0) -> None:  # the shift is regression's
         z = margin.astype(np.float64)
         stats[0] += float(np.sum(np.logaddexp(0.0, z) - y * z))
         metrics.confusion_add((z > 0).astype(np.int64), y.astype(np.int64), 2, stats[1:])

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Iterator
 
 import numpy as np
@@ -210,9 +210,24 @@ class RunOutputs:
         self._metrics = open(path, "a" if resume_epoch is not None else "w", encoding="utf-8")
 
     def metric(self, record: dict[str, Any]) -> None:
-        if self._metrics is not None:
+        """Append ``record`` to ``metrics.jsonl``. A write that fails (a full disk) is one line
+        (:class:`MpigdError`, exit code 1) and leaves the records before it, whole: rank 0 alone
+        writes, so call this through ``comm.together``, or the other ranks would wait for it."""
+        if self._metrics is None:
+            return
+        path = os.path.join(self.directory, "metrics.jsonl")
+        size = os.fstat(self._metrics.fileno()).st_size  # every earlier record was flushed
+        try:
             self._metrics.write(json_text(record) + "\n")
             self._metrics.flush()
+        except OSError as error:
+            # Closing flushes the unwritten rest again, which fails again: the file is closed anyway.
+            with suppress(OSError):
+                self._metrics.close()
+            self._metrics = None
+            with suppress(OSError):
+                os.truncate(path, size)  # no torn last record
+            raise MpigdError(f"cannot write {path}: {error.strerror or error}") from None
 
     def finish(self, summary: dict[str, Any], arrays: dict[str, np.ndarray],
                model: dict[str, Any] | None = None) -> None:

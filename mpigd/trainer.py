@@ -125,7 +125,8 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
                     stop = stopping.after_evaluation(held_out["loss"], params, epoch) or stop
                 evaluated = (metrics, held_out)
                 eval_seconds += time.perf_counter() - start
-                outputs.metric({**record, "elapsed": time.perf_counter() - wall_start})
+                # Agreed: a full disk on rank 0 stops every rank with its one line.
+                comm.together(outputs.metric, {**record, "elapsed": time.perf_counter() - wall_start})
             progress.update(epoch, loss, force=stop or epoch == config.epochs)
             if stop:
                 break

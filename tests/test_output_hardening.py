@@ -22,7 +22,7 @@ from mpigd.comm import self_comm
 from mpigd.comm.costmodel import CostModel
 from mpigd.data import generate
 from mpigd.errors import CheckpointError, InputError, UsageError
-from mpirun import ROOT, mpigd, refused_in_one_line, start_mpi
+from mpirun import ROOT, mpigd, refused_in_one_line, run_mpi, start_mpi
 
 PLAN = ("plan", "--nodes", "4", "--rows", "1000", "--features", "10", "--compute-rate", "1e6")
 
@@ -456,3 +456,20 @@ def test_a_run_whose_outputs_cannot_be_written_leaves_none_of_them(tmp_path, mon
         train(Config(model="linear", rows=200, features=3, epochs=2, quiet=True, out=str(out)), self_comm())
     assert caught.value.exit_code == 1
     assert os.listdir(out) == ["metrics.jsonl"]
+
+
+def test_a_metrics_log_that_cannot_be_written_ends_both_ranks_in_one_line_and_keeps_whole_lines(tmp_path):
+    """The disk fills while rank 0 appends to metrics.jsonl in the middle of the run: one line (exit
+    code 1) on every rank, not rank 0's traceback and an abort, and the log keeps whole records."""
+    out = tmp_path / "run"
+    # The limit is set once MPI has started: MPICH's shared-memory segment is a file larger than it.
+    limited = ("import resource, sys; from mpi4py import MPI; from mpigd.cli import main; "
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000)); sys.exit(main(sys.argv[1:]))")
+    job = run_mpi(2, ["-c", limited, "train", "--model", "linear", "--rows", "200", "--features", "3",
+                      "--epochs", "60", "--eval-every", "1", "--quiet", "--out", str(out)])
+    path = out / "metrics.jsonl"
+    assert job.returncode == 1, job.stderr
+    assert job.stderr.strip() == f"mpigd: error: cannot write {path}: File too large", job.stderr
+    records = [json.loads(line) for line in path.read_text().splitlines()]  # no torn last line
+    assert 0 < len(records) < 60 and [r["epoch"] for r in records] == list(range(1, len(records) + 1))
+    assert path.read_text().endswith("\n") and sorted(os.listdir(out)) == ["metrics.jsonl"]

@@ -134,7 +134,7 @@ class CheckpointStore:
         stem = f"ckpt-{step:010d}"
         self.check()
         os.makedirs(self.directory, exist_ok=True)
-        if step not in self.steps():  # the state after a given step is always the same: keep the old
+        if not self._verifies(step):  # the state after a given step is always the same: keep a good one
             numbers, arrays = stopping
             image = npz_bytes(pack_arrays(params, optimizer, arrays))
             manifest = {
@@ -146,6 +146,18 @@ class CheckpointStore:
             atomic_write(self._path(stem + ".json"), (json.dumps(manifest, indent=1) + "\n").encode())
         self.prune()
         return stem
+
+    def _verifies(self, step: int) -> bool:
+        """Whether a checkpoint of ``step`` is there and reads back whole. One that does not (torn,
+        corrupted, non-finite) was skipped by the resume that led here: it must be written again,
+        or every later resume would skip it too and fall back to the one before."""
+        if step not in self.steps():
+            return False
+        try:
+            self.load(step)
+        except CheckpointError:
+            return False
+        return True
 
     def prune(self) -> None:
         """Remove all but the newest ``keep`` checkpoints, and what crashed writers left behind."""

@@ -97,6 +97,27 @@ def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(tmp_path, capsys)
     assert resumed.summary["resumed_from_step"] == 40 and np.array_equal(resumed.params, whole.params)
 
 
+def test_a_resumed_run_replaces_the_corrupt_checkpoint_it_skipped(tmp_path, capsys):
+    """The run resumed from before a corrupt checkpoint passes that step again: it writes a good one
+    there, or every later resume would skip it and fall back again (it was kept as it was)."""
+    config = _config(tmp_path, "run", algo="gd", epochs=30, checkpoint_every=10)
+    train(config, self_comm())
+    directory = tmp_path / "run" / "checkpoints"
+    with open(directory / "ckpt-0000000020.npz", "r+b") as handle:
+        handle.seek(-100, os.SEEK_END)
+        byte = handle.read(1)
+        handle.seek(-100, os.SEEK_END)
+        handle.write(bytes([byte[0] ^ 1]))
+    os.unlink(directory / "ckpt-0000000030.json")  # the run was cut short after step 20's checkpoint
+    os.unlink(directory / "ckpt-0000000030.npz")
+    longer = config.replace(resume=True, epochs=25)
+    assert train(longer, self_comm()).summary["resumed_from_step"] == 10
+    assert "skipping checkpoint ckpt-0000000020.npz: checksum mismatch" in capsys.readouterr().err
+    assert CheckpointStore(str(directory), 3).load(20).step == 20  # rewritten, and whole
+    again = train(longer, self_comm())
+    assert again.summary["resumed_from_step"] == 25 and "skipping" not in capsys.readouterr().err
+
+
 def test_a_fresh_run_refuses_a_directory_holding_checkpoints(tmp_path):
     config = _config(tmp_path, "run", epochs=1, checkpoint_every=1)
     train(config, self_comm())

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from contextlib import contextmanager, suppress
 from typing import Any, Iterator
@@ -178,6 +179,10 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
+# atomic_write's temporary names of a run's files.
+_TEMPORARY = re.compile(r"\.(params\.npz|summary\.json|model\.json|metrics\.jsonl)\.tmp[0-9]+")
+
+
 class RunOutputs:
     """The output directory of a run; every method does nothing unless ``active`` (rank 0)."""
 
@@ -202,6 +207,11 @@ class RunOutputs:
         os.makedirs(self.directory, exist_ok=True)
         for name in ("params.npz", "summary.json", "model.json"):
             unlink_if_present(os.path.join(self.directory, name))
+        # What a run killed while writing these left (see atomic_write): this run holds the
+        # directory's lock, so no other process is writing them now.
+        for name in os.listdir(self.directory):
+            if _TEMPORARY.fullmatch(name):
+                unlink_if_present(os.path.join(self.directory, name))
         path = os.path.join(self.directory, "metrics.jsonl")
         if resume_epoch is not None and os.path.isfile(path):
             with open(path, encoding="utf-8") as handle:

@@ -473,3 +473,16 @@ def test_a_metrics_log_that_cannot_be_written_ends_both_ranks_in_one_line_and_ke
     records = [json.loads(line) for line in path.read_text().splitlines()]  # no torn last line
     assert 0 < len(records) < 60 and [r["epoch"] for r in records] == list(range(1, len(records) + 1))
     assert path.read_text().endswith("\n") and sorted(os.listdir(out)) == ["metrics.jsonl"]
+
+
+def test_a_run_removes_the_temporaries_a_killed_run_left_in_its_out(tmp_path):
+    """A run killed (SIGKILL) while rank 0 wrote its results left `.params.npz.tmpPID` there, part of
+    the file; the next run in that directory removes such leftovers of its own files, nothing else."""
+    out = tmp_path / "run"
+    out.mkdir()
+    leftovers = [".params.npz.tmp4711", ".summary.json.tmp4711", ".model.json.tmp12", ".metrics.jsonl.tmp99"]
+    for name in leftovers + [".params.npz.tmp-notes", "notes.txt"]:
+        (out / name).write_bytes(b"PK\x03\x04 part of a file")
+    train(Config(model="linear", rows=200, features=3, epochs=2, quiet=True, out=str(out)), self_comm())
+    assert sorted(os.listdir(out)) == sorted([".params.npz.tmp-notes", "metrics.jsonl", "model.json", "notes.txt",
+                                              "params.npz", "summary.json"])

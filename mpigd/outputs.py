@@ -204,6 +204,12 @@ class RunOutputs:
         """
         if not self.active:
             return
+        try:
+            self._open(resume_epoch)
+        except OSError as error:  # a full disk: one line, not rank 0's traceback
+            raise MpigdError(f"cannot write {error.filename or self.directory}: {error.strerror or error}") from None
+
+    def _open(self, resume_epoch: int | None) -> None:
         os.makedirs(self.directory, exist_ok=True)
         for name in ("params.npz", "summary.json", "model.json"):
             unlink_if_present(os.path.join(self.directory, name))
@@ -216,7 +222,10 @@ class RunOutputs:
         if resume_epoch is not None and os.path.isfile(path):
             with open(path, encoding="utf-8") as handle:
                 kept = [line for line in handle if _epoch_of(line) < resume_epoch]
-            atomic_write(path, "".join(kept).encode())
+            try:
+                atomic_write(path, "".join(kept).encode())
+            except OSError as error:
+                raise OSError(error.errno, error.strerror, path) from None  # named as the user knows it
         self._metrics = open(path, "a" if resume_epoch is not None else "w", encoding="utf-8")
 
     def metric(self, record: dict[str, Any]) -> None:

@@ -76,8 +76,11 @@ class RunLock:
             if _same_file(descriptor, path):
                 break
             os.close(descriptor)
-        os.ftruncate(descriptor, 0)
-        os.write(descriptor, _identity().encode())
+        # Who holds it, for a refused run's message; the lock is held without it. On a full disk
+        # the note cannot be written, and the run must not fail for that (see _holder).
+        with suppress(OSError):
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, _identity().encode())
         self._held[real] = descriptor
 
     def release(self) -> None:

@@ -89,7 +89,8 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
 
     is_root = comm.rank == 0
     outputs = RunOutputs(config.out, is_root)
-    outputs.open(control.first_epoch if resumed is not None else None)
+    # Agreed: rank 0 alone writes, and a full disk there must stop every rank with its one line.
+    comm.together(outputs.open, control.first_epoch if resumed is not None else None)
     progress = Progress(config.epochs, shard.n_global, is_root and not config.quiet)
     interval = config.evaluation_interval()
     compute_before = algorithm.gradient.compute_seconds

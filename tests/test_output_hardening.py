@@ -486,3 +486,22 @@ def test_a_run_removes_the_temporaries_a_killed_run_left_in_its_out(tmp_path):
     train(Config(model="linear", rows=200, features=3, epochs=2, quiet=True, out=str(out)), self_comm())
     assert sorted(os.listdir(out)) == sorted([".params.npz.tmp-notes", "metrics.jsonl", "model.json", "notes.txt",
                                               "params.npz", "summary.json"])
+
+
+def test_a_resume_whose_metrics_log_cannot_be_rewritten_ends_in_one_line(tmp_path):
+    """The disk is full when a resumed run rewrites metrics.jsonl up to its checkpoint: one line
+    (exit code 1) on every rank, not rank 0's traceback and an abort; the log stays as it was."""
+    out = tmp_path / "run"
+    args = ["train", "--model", "linear", "--rows", "200", "--features", "3", "--epochs", "30", "--eval-every", "1",
+            "--checkpoint-every", "10", "--quiet", "--out", str(out)]
+    assert mpigd(2, *args).returncode == 0
+    for name in ("ckpt-0000000030.json", "ckpt-0000000030.npz"):
+        os.unlink(out / "checkpoints" / name)  # the run was cut short after step 20's checkpoint
+    before = (out / "metrics.jsonl").read_bytes()
+    limited = ("import resource, sys; from mpi4py import MPI; from mpigd.cli import main; "
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000)); sys.exit(main(sys.argv[1:]))")
+    job = run_mpi(2, ["-c", limited, *args, "--resume"])
+    assert job.returncode == 1, job.stderr
+    assert job.stderr.strip() == f"mpigd: error: cannot write {out / 'metrics.jsonl'}: File too large", job.stderr
+    assert (out / "metrics.jsonl").read_bytes() == before
+    assert sorted(os.listdir(out)) == ["checkpoints", "metrics.jsonl"]

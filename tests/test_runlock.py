@@ -159,6 +159,24 @@ def test_a_file_system_without_locks_gets_a_warning_and_the_run_goes_on(tmp_path
     assert _files(tmp_path) == []  # no lock file left behind, and the directory made for it removed
 
 
+def test_a_lock_whose_holder_note_cannot_be_written_is_held_all_the_same(tmp_path, monkeypatch):
+    """A full disk when the run starts: the lock is taken (it needs no space), the note naming the
+    holder is not written; that is no reason to fail, and an OSError here was rank 0's traceback."""
+    real_write = os.write
+
+    def full(descriptor, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    lock = RunLock()
+    lock.acquire("--out", str(tmp_path / "run"))
+    monkeypatch.setattr(os, "write", real_write)
+    second = subprocess.run([sys.executable, "-c", TRY, str(tmp_path / "run")], capture_output=True, text=True,
+                            timeout=60)
+    assert second.returncode != 0 and "is in use by another run (a process that has not said which)" in second.stderr
+    lock.release()
+
+
 @pytest.mark.parametrize("asked", [dict(checkpoint_every=5), dict(checkpoint_seconds=1.0), dict(resume=True)])
 def test_a_default_checkpoint_directory_in_use_is_refused_and_not_called_checkpoint_dir(tmp_path, asked):
     checkpoints = tmp_path / "run" / "checkpoints"

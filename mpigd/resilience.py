@@ -22,7 +22,7 @@ from mpigd import checkpoint, faults
 from mpigd.checkpoint import CheckpointStore
 from mpigd.comm.gather import broadcast_bytes, gather_bytes
 from mpigd.config import Config
-from mpigd.errors import CheckpointError, DivergedError, Preempted, warn
+from mpigd.errors import CheckpointError, DivergedError, MpigdError, Preempted, warn
 from mpigd.outputs import npz_bytes
 from mpigd.signals import PreemptionFlag, Watchdog
 from mpigd.stopping import Stopping
@@ -174,8 +174,10 @@ class RunControl:
                 self._saved_name = self.store.save(
                     self.algorithm.steps, epoch, self.params, self.algorithm.optimizer.state_dict(),
                     [json.loads(state) for state in states], metadata, self._hyper(), self.stopping.state_dict())
-            except (OSError, CheckpointError) as caught:
+            except CheckpointError as caught:
                 error = CheckpointError(f"writing a checkpoint in {self.store.directory} failed: {caught}")
+            except OSError as caught:  # a full disk: a write that failed, exit code 1 as for the results
+                error = MpigdError(f"cannot write a checkpoint in {self.store.directory}: {caught.strerror or caught}")
         self.comm.agree(error)
         self._saved_step, self._saved_name = self.algorithm.steps, f"ckpt-{self.algorithm.steps:010d}"
         self._last_save_time = time.monotonic()

@@ -458,6 +458,22 @@ def test_a_run_whose_outputs_cannot_be_written_leaves_none_of_them(tmp_path, mon
     assert os.listdir(out) == ["metrics.jsonl"]
 
 
+def test_a_checkpoint_that_cannot_be_written_is_a_failed_write_exit_code_1(tmp_path, monkeypatch):
+    """A full disk while a checkpoint is written is a write that failed (exit code 1, as for the
+    results), not bad input (2, which it was); the checkpoints before it stay."""
+    import mpigd.checkpoint
+    from mpigd.errors import MpigdError
+
+    monkeypatch.setattr(mpigd.checkpoint, "atomic_write", _failing_on_call(mpigd.checkpoint.atomic_write, 3))
+    out = tmp_path / "run"
+    with pytest.raises(MpigdError) as caught:
+        train(Config(model="linear", rows=200, features=3, epochs=6, checkpoint_every=2, quiet=True, out=str(out)),
+              self_comm())
+    assert caught.value.exit_code == 1
+    assert str(caught.value) == f"cannot write a checkpoint in {out / 'checkpoints'}: No space left on device"
+    assert sorted(os.listdir(out / "checkpoints")) == ["ckpt-0000000002.json", "ckpt-0000000002.npz"]
+
+
 def test_a_metrics_log_that_cannot_be_written_ends_both_ranks_in_one_line_and_keeps_whole_lines(tmp_path):
     """The disk fills while rank 0 appends to metrics.jsonl in the middle of the run: one line (exit
     code 1) on every rank, not rank 0's traceback and an abort, and the log keeps whole records."""

@@ -46,11 +46,13 @@ class PreemptionFlag:
         self.signum = signum
 
     def install(self) -> bool:
-        """Catch the preemption signals; ``False`` (and nothing changed) off the main thread."""
+        """Catch the preemption signals; ``False`` (and nothing changed) off the main thread.
+        Installing an installed flag changes nothing."""
         if threading.current_thread() is not threading.main_thread():
             return False
-        for signum in PREEMPTION_SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._handle)
+        if not self._previous:
+            for signum in PREEMPTION_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return True
 
     def restore(self) -> None:
@@ -58,6 +60,41 @@ class PreemptionFlag:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
+
+
+_early: PreemptionFlag | None = None
+
+
+def catch_preemption_early() -> None:
+    """Catch the preemption signals from now on, for the training that this process will start.
+
+    ``mpigd train`` calls it first thing: its imports, MPI's start and the data's reading take
+    seconds (4 s seen on 3 ranks of a busy machine), and a SIGTERM or SIGUSR1 then took the
+    default action, ending the rank with the signal's code instead of 75, so the batch script did
+    not requeue. :func:`mpigd.trainer.train` takes the flag over (:func:`take_early_flag`). Not for
+    the other commands, which never look at it.
+    """
+    global _early
+    if _early is None:
+        flag = PreemptionFlag()
+        if flag.install():
+            _early = flag
+
+
+def take_early_flag() -> PreemptionFlag | None:
+    """The flag of :func:`catch_preemption_early`, installed and holding any signal that came
+    meanwhile, for its one caller to restore; ``None`` when there is none."""
+    global _early
+    flag, _early = _early, None
+    return flag
+
+
+def release_early_flag() -> None:
+    """Put back the handlers of :func:`catch_preemption_early` when no training took them over
+    (the input was refused first): an in-process caller's signals are its own again."""
+    flag = take_early_flag()
+    if flag is not None:
+        flag.restore()
 
 
 class Watchdog:

@@ -21,7 +21,7 @@ from mpigd.prepare import prepare
 from mpigd.progress import Progress
 from mpigd.resilience import RunControl
 from mpigd.runlock import RunLock, lock_run_directories
-from mpigd.signals import PreemptionFlag, Watchdog
+from mpigd.signals import PreemptionFlag, Watchdog, take_early_flag
 from mpigd.startup import jit_cache_stats, process_start_time
 from mpigd.stopping import Stopping
 
@@ -50,8 +50,9 @@ def train(config: Config, comm=None) -> TrainResult:
     SIGTERM or SIGUSR1 during the run (main thread only) stops every rank after the same step
     with a checkpoint and :class:`~mpigd.errors.Preempted`; see :mod:`mpigd.resilience`.
     """
-    # Installed first, so that a signal during start-up is not lost: it stops the first step.
-    preemption = PreemptionFlag()
+    # Installed first (by the command line before its imports and MPI's start, see
+    # catch_preemption_early), so that a signal during start-up is not lost: it stops the first step.
+    preemption = take_early_flag() or PreemptionFlag()
     preemption.install()
     watchdog = Watchdog(config.step_timeout, config.startup_timeout)
     watchdog.start()

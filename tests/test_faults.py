@@ -109,3 +109,45 @@ def test_training_puts_the_signal_handlers_back():
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
+
+
+def test_a_signal_during_start_up_is_kept_for_the_first_step():
+    """`mpigd train` catches SIGTERM and SIGUSR1 before its imports, MPI's start and the data (seconds
+    at scale): a signal then used to end the rank with its own code, not 75, and no requeue."""
+    script = ("import os, signal, sys, tempfile\n"
+              "from mpigd.signals import catch_preemption_early\n"
+              "catch_preemption_early()\n"
+              "os.kill(os.getpid(), signal.SIGUSR1)  # before train(): imports, MPI and data still to come\n"
+              "from mpigd import Config, Preempted, train\n"
+              "from mpigd.comm import self_comm\n"
+              "out = tempfile.mkdtemp()\n"
+              "try:\n"
+              "    train(Config(model='linear', rows=200, features=3, epochs=5, quiet=True, out=out), self_comm())\n"
+              "except Preempted as stop:\n"
+              "    print(stop, sorted(os.listdir(out + '/checkpoints')))\n"
+              "print(signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL)\n")
+    job = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert job.returncode == 0, job.stderr
+    stopped, restored = job.stdout.splitlines()
+    assert stopped.startswith("preempted (SIGUSR1): every rank stopped after step 1")
+    assert stopped.endswith("['ckpt-0000000001.json', 'ckpt-0000000001.npz']") and restored == "True"
+
+
+def test_the_train_command_catches_preemption_before_mpi_starts_and_lets_go_after(monkeypatch, tmp_path):
+    import mpigd.comm
+    from mpigd.cli import main
+
+    seen = []
+    real_world = mpigd.comm.world
+
+    def world(*args, **kwargs):
+        seen.append(signal.getsignal(signal.SIGUSR1))
+        return real_world(*args, **kwargs)
+
+    monkeypatch.setattr(mpigd.comm, "world", world)
+    before = signal.getsignal(signal.SIGUSR1)
+    assert main(["train", "--rows", "100", "--features", "2", "--epochs", "1", "--quiet"]) == 0
+    assert len(seen) == 1 and seen[0] not in (signal.SIG_DFL, before)  # caught by then
+    assert signal.getsignal(signal.SIGUSR1) == before
+    assert main(["train", "--batch-size", "0"]) == 2  # refused before training: handlers put back too
+    assert signal.getsignal(signal.SIGUSR1) == before

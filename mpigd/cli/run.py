@@ -108,6 +108,16 @@ def register(commands) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from mpigd.signals import catch_preemption_early, release_early_flag
+
+    catch_preemption_early()  # before the imports, MPI's start and the data: seconds at scale
+    try:
+        return _train_caught(args)
+    finally:
+        release_early_flag()  # train() takes it over; refused input never got there
+
+
+def _train_caught(args: argparse.Namespace) -> int:
     from mpigd.comm import run_or_abort, world
     from mpigd.trainer import train
 

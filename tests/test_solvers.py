@@ -76,6 +76,25 @@ def test_normal_equations_split_a_duplicated_column_evenly_and_solve_a_tiny_feat
     assert np.allclose(theta, np.linalg.lstsq(A[:, :4], y, rcond=None)[0], rtol=1e-7)
 
 
+@pytest.mark.parametrize("collinear", ["constant", "scaled-copy", "two-copies"])
+def test_normal_equations_give_the_minimum_norm_solution_for_any_collinear_columns(collinear):
+    from mpigd.algorithms.normal import solve
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((800, 3)) + [0.0, 2.0, -1.0]
+    y = X @ [1.0, -2.0, 0.5] + 3.0 + 0.1 * rng.standard_normal(800)
+    extra = {"constant": [np.full(800, 7.0)], "scaled-copy": [1000.0 * X[:, 0]],
+             "two-copies": [X[:, 1], -0.01 * X[:, 2]]}[collinear]
+    design = np.column_stack([X, *extra, np.ones(800)])
+    A = np.column_stack([design, y])
+    theta, objective = solve(A.T @ A, 0.0)
+    # Before: least squares on the unit-diagonal system minimised the scaled norm; a constant
+    # column beside the intercept came out 0.29 from the minimum-norm parameters, a scaled copy 0.03.
+    minimum_norm = np.linalg.lstsq(design, y, rcond=None)[0]
+    assert np.allclose(theta, minimum_norm, rtol=1e-7, atol=1e-9)
+    assert objective == pytest.approx(np.mean((design @ minimum_norm - y) ** 2) / 2, rel=1e-10)
+
+
 def test_normal_equations_take_sparse_rows_and_count_the_gram_matrix_they_reduce():
     result = _fit(model="linear", algo="normal", density=0.3, l2=0.1)
     reference = _fit(model="linear", algo="lbfgs", density=0.3, l2=0.1, tol=1e-12)

@@ -52,7 +52,8 @@ def solve(gram: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
     it is singular (collinear features and l2 = 0). The system is first scaled to a unit diagonal,
     so that singular means collinear, not badly scaled: a feature a million times smaller than
     the others is solved for, while a duplicated column, whose Cholesky factor rounding often
-    lets through with a pivot of ~1e-8, gets the minimum-norm split (as gd and lbfgs find it).
+    lets through with a pivot of ~1e-8, gets the minimum-norm split (as gd and lbfgs find it), as
+    do all other collinear columns (see :func:`_without_null_part`).
     """
     import scipy.linalg  # imported here: only this solver needs SciPy, and it costs start-up time
 
@@ -71,9 +72,27 @@ def solve(gram: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
         theta = scipy.linalg.cho_solve(factor, rhs / unit, check_finite=False) / unit
     except np.linalg.LinAlgError:
         theta = scipy.linalg.lstsq(scaled, rhs / unit, cond=SINGULAR_PIVOT**2, check_finite=False)[0] / unit
+        theta = _without_null_part(theta, scaled, unit)
     # mean ½(Aθ − y)² + (l2/2)‖w‖² = (θᵀ(AᵀA + n·l2·D)θ − 2θᵀAᵀy + yᵀy) / 2n
     objective = (theta @ system @ theta - 2.0 * theta @ rhs + gram[m, m]) / (2.0 * n)
     return theta, float(objective)
+
+
+def _without_null_part(theta: np.ndarray, scaled: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """``theta`` less its part in the null space of the unscaled system: the minimum-norm solution.
+
+    Least squares on the unit-diagonal system minimises the *scaled* norm, which is the plain
+    one only when the collinear columns have one scale (a duplicated column); a constant column
+    beside the intercept, or a copy scaled by 1000, came out up to 0.3 from the minimum-norm
+    parameters gd and lbfgs find. The null space is the scaled system's (its eigenvalues below
+    lstsq's cut-off), mapped back; removing it changes no prediction and no loss.
+    """
+    values, vectors = np.linalg.eigh(scaled)
+    null = vectors[:, values <= SINGULAR_PIVOT**2 * values.max()] / unit[:, None]
+    if not null.shape[1]:
+        return theta
+    basis = np.linalg.qr(null)[0]
+    return theta - basis @ (basis.T @ theta)
 
 
 class NormalEquations:

@@ -114,10 +114,6 @@ class RunControl:
         if self.config.checkpoint_every or self.config.checkpoint_seconds:
             self.save(next_epoch)
 
-    def stop(self) -> None:
-        """Disarm the watchdog (also on the way out of a failure)."""
-        self.watchdog.cancel()
-
     def _stop(self, signum: int, step: int) -> None:
         if self.store is not None:
             where = f"wrote checkpoint {self._saved_name} in {self.store.directory}; run again with --resume"

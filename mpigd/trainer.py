@@ -134,8 +134,9 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
                 break
         control.finish(epoch + 1)
     finally:
-        control.stop()
         outputs.close()
+    # The watchdog stays armed (train() disarms it): a rank stuck in the final evaluation or the
+    # writing of the results is ended as one stuck in a step would be.
 
     restored = stopping.restore_best(params)
     if restored or evaluated is None:  # the loop's last evaluation was not of these parameters
@@ -197,6 +198,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
         description["libsvm_zero_based"] = shard.meta["zero_based"]
     # Agreed: every rank returns once the files are there (a script may read them next), or raises
     # rank 0's error (a full disk) with it.
+    watchdog.pet()  # the final evaluation is done: the writing gets a whole --step-timeout
     comm.together(outputs.finish, summary, arrays, description)
     return TrainResult(arrays.get("coef"), arrays.get("intercept"), summary, params, arrays)
 

@@ -3,6 +3,7 @@
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -151,3 +152,19 @@ def test_the_train_command_catches_preemption_before_mpi_starts_and_lets_go_afte
     assert signal.getsignal(signal.SIGUSR1) == before
     assert main(["train", "--batch-size", "0"]) == 2  # refused before training: handlers put back too
     assert signal.getsignal(signal.SIGUSR1) == before
+
+
+def test_a_run_stuck_writing_its_results_is_ended_by_the_step_watchdog(tmp_path):
+    """The watchdog used to be disarmed after the last step: a rank stuck in the final evaluation
+    or the writing of the results waited for ever, whatever --step-timeout said."""
+    script = ("import sys, time\n"
+              "import mpigd.outputs\n"
+              "from mpigd import Config, train\n"
+              "from mpigd.comm import self_comm\n"
+              "mpigd.outputs.RunOutputs.finish = lambda self, *results: time.sleep(120)  # a hung file system\n"
+              f"train(Config(model='linear', rows=200, features=3, epochs=3, quiet=True, out={str(tmp_path / 'o')!r},\n"
+              "             step_timeout=2.0), self_comm())\n")
+    start = time.monotonic()
+    job = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert job.returncode != 0 and time.monotonic() - start < 30
+    assert "Timeout (0:00:02)!" in job.stderr and "line 5 in <lambda>" in job.stderr  # the stuck write

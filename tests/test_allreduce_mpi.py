@@ -383,3 +383,19 @@ def test_the_ring_times_blocks_once_for_a_large_message(comm):
     else:
         ok &= not ring.trials
     agree(comm, ok, f"ring's block trial on {p} ranks: {ring.block_bytes} {ring.trials}")
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_numpy_subclass_is_summed_like_a_plain_array(comm, strategy: str):
+    """np.matrix stays 2-D when flattened (the ring hung, tree and auto summed one item of it) and
+    the Numba kernels refuse a masked array (the ring raised half-way through a sum, tree hung)."""
+    p, rank = comm.Get_size(), comm.Get_rank()
+    plain = values(rank, 12, "float64")
+    allreduce(plain, strategy, comm)
+    matrix = np.matrix(values(rank, 12, "float64").reshape(3, 4))
+    allreduce(matrix, strategy, comm)
+    masked = np.ma.masked_array(values(rank, 12, "float64"), mask=np.zeros(12, dtype=bool))
+    allreduce(masked, strategy, comm)
+    agree(comm, np.array_equal(bits(np.asarray(matrix).reshape(-1)), bits(plain)), f"{strategy}: np.matrix")
+    agree(comm, np.array_equal(bits(masked.data), bits(plain)), f"{strategy}: masked array")

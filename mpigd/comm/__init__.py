@@ -184,6 +184,12 @@ def allreduce(buffer: np.ndarray, strategy: str = "native", comm: MPI.Comm | Com
         problem = _unusable(buffer)
         if problem:
             raise TypeError(problem)
+    if type(buffer) is not np.ndarray:
+        # A subclass (np.matrix, a masked array) passes the checks above but breaks the strategies:
+        # a matrix stays 2-D when flattened, so the ring hung and tree summed one item; a masked
+        # array is no array to the Numba kernels, which raised half-way through a sum. Its memory,
+        # as a plain array, is what is summed in place.
+        buffer = buffer.view(np.ndarray)
     key = (strategy, id(comm))
     found = _strategies.get(key)
     if found is None:

@@ -399,3 +399,23 @@ def test_a_numpy_subclass_is_summed_like_a_plain_array(comm, strategy: str):
     allreduce(masked, strategy, comm)
     agree(comm, np.array_equal(bits(np.asarray(matrix).reshape(-1)), bits(plain)), f"{strategy}: np.matrix")
     agree(comm, np.array_equal(bits(masked.data), bits(plain)), f"{strategy}: masked array")
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_an_intercommunicator_is_refused_on_every_rank(comm, strategy: str):
+    """The ring and auto hung building themselves on one, tree returned every buffer unsummed."""
+    rank, p = comm.Get_rank(), comm.Get_size()
+    if p < 2:
+        pytest.skip("needs two ranks")
+    local = comm.Split(rank % 2, rank)
+    inter = local.Create_intercomm(0, comm, 1 - rank % 2, tag=7)
+    try:
+        raised = False
+        try:
+            allreduce(np.ones(4), strategy, inter)
+        except TypeError as error:
+            raised = "intercommunicator" in str(error)
+        agree(comm, raised, f"{strategy} on an intercommunicator")
+    finally:
+        inter.Free()
+        local.Free()

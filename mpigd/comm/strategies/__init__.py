@@ -55,6 +55,11 @@ def make_strategy(name: str, comm: MPI.Comm, tune_file: str | None = None) -> St
     except KeyError:
         known = ", ".join(sorted(REGISTRY))
         raise UsageError(f"unknown allreduce strategy {name!r} (choose from {known})") from None
+    if comm.Is_inter():
+        # Its ranks see the other group's ranks as peers and its collectives reduce across the two
+        # groups: the ring and auto hung in their set-up, tree returned each buffer unsummed.
+        # Refused on every rank alike, before any message.
+        raise TypeError("allreduce needs an intracommunicator; got an intercommunicator (merge it first)")
     return factory(comm, tune_file=tune_file)
 
 

@@ -297,6 +297,18 @@ def test_the_slurm_script_adds_resume_only_on_a_requeued_run(tmp_path):
     assert json.loads((out / "summary.json").read_text())["resumed_from_step"] == 5
 
 
+def test_a_requeued_solver_or_run_without_checkpoints_starts_again(tmp_path):
+    # lbfgs keeps no checkpoint and refuses --resume; nor can a run without --out resume: after a
+    # preemption and requeue, the script must run them again, not fail with exit code 2.
+    out = tmp_path / "out"
+    solver = _sbatch_locally("train.sbatch", [*SMALL[1:], "--algo", "lbfgs", "--epochs", "5", "--out", str(out)],
+                             tmp_path, SLURM_RESTART_COUNT="1")
+    assert solver.returncode == 0, solver.stderr
+    assert json.loads((out / "summary.json").read_text())["resumed_from_step"] is None
+    nowhere = _sbatch_locally("train.sbatch", [*SMALL[1:], "--epochs", "5"], tmp_path, SLURM_RESTART_COUNT="1")
+    assert nowhere.returncode == 0, nowhere.stderr
+
+
 def test_the_slurm_script_requeues_a_preempted_run_only(tmp_path):
     stubs = tmp_path / "bin"
     stubs.mkdir()

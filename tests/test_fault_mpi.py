@@ -309,6 +309,19 @@ def test_a_requeued_solver_or_run_without_checkpoints_starts_again(tmp_path):
     assert nowhere.returncode == 0, nowhere.stderr
 
 
+def test_the_slurm_script_runs_the_environments_python_not_the_one_that_made_it(tmp_path):
+    # MPIGD_PYTHON picks the interpreter run/setup makes .venv with (README), and sbatch passes the
+    # submitting shell's variables on: that interpreter lacks mpigd's dependencies.
+    other = tmp_path / "python3.99"
+    other.write_text("#!/bin/sh\necho not the environment >&2\nexit 97\n")
+    other.chmod(0o755)
+    out = tmp_path / "out"
+    job = _sbatch_locally("train.sbatch", [*SMALL[1:], "--epochs", "5", "--out", str(out)], tmp_path,
+                          MPIGD_PYTHON=str(other))
+    assert job.returncode == 0, job.stderr
+    assert (out / "params.npz").exists()
+
+
 def test_the_slurm_script_requeues_a_preempted_run_only(tmp_path):
     stubs = tmp_path / "bin"
     stubs.mkdir()

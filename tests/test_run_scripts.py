@@ -10,9 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _stand_in(tmp_path, run_ranks="1"):
+def _stand_in(tmp_path, run_all=False):
     """A copy of run/ (its scripts write beside themselves) and an environment _env.sh takes as set
-    up, whose mpiexec appends its -n to ranks.log and runs the command once when -n is run_ranks."""
+    up, whose mpiexec appends its -n to ranks.log and runs the command once: for -n 1, or any -n."""
     copy, venv = tmp_path / "checkout", tmp_path / "venv"
     shutil.copytree(ROOT / "run", copy / "run")
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
@@ -20,9 +20,10 @@ def _stand_in(tmp_path, run_ranks="1"):
     stamp = subprocess.run(f"cat {copy / 'pyproject.toml'} | cksum", shell=True, capture_output=True, text=True)
     (venv / ".mpigd-installed").write_text(stamp.stdout)
     (venv / "bin" / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    which = "true" if run_all else '[ "$2" = 1 ]'
     (venv / "bin" / "mpiexec").write_text(f'#!/bin/sh\n[ "$1" = --version ] && exit 0\n'
                                           f'echo "$2" >> {tmp_path / "ranks.log"}\n'
-                                          f'if [ "$2" = {run_ranks} ]; then shift 2; exec "$@"; fi\n')
+                                          f'if {which}; then shift 2; exec "$@"; fi\n')
     for tool in (venv / "bin").iterdir():
         tool.chmod(0o755)
     return copy, dict(os.environ, MPIGD_VENV=str(venv))
@@ -39,3 +40,15 @@ def test_run_scaling_keeps_its_default_rank_counts_when_only_options_follow_the_
         assert done.returncode == 0, (args, done.stderr)
         assert (tmp_path / "ranks.log").read_text().split() == ["1", "2", "4"], args
         assert (copy / "benchmarks" / "scaling-strong.csv").exists()
+
+
+def test_run_test_with_a_file_runs_that_files_mpi_tests_only(tmp_path):
+    # The MPI stages appended tests/ to the arguments: run/test tests/test_partition.py ran the whole
+    # MPI suite on 2 and 4 ranks. Collected only here (the stub runs each stage as one process).
+    copy, env = _stand_in(tmp_path, run_all=True)
+    shutil.copytree(ROOT / "tests", copy / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([str(copy / "run" / "test"), "tests/test_partition.py", "--collect-only", "-q"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "ranks.log").read_text().split() == ["2", "4"]
+    assert done.stdout.count("(no test of this stage matches)") == 2, done.stdout

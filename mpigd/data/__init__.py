@@ -122,7 +122,7 @@ def _read_array(fmt: str, path: str, labels: str | None, config: Config, size: i
         meta = {"format": "npz-csr"} if labelled else {"format": "npz-csr", "labelled": False}
         return Shard(X, y, n, start, path, block_counts(n, size), meta)
     X_all = npz.open_member(path, "X")
-    y_all = npz.open_member(path, "y") if labelled else npz.no_labels(X_all.shape[0] if X_all.ndim else 0)
+    y_all = npz.open_member(path, "y") if labelled else npz.no_labels(X_all.shape)
     npy.check_arrays(path, X_all, y_all)
     return npy.slice_shard(path, X_all, y_all, size, rank, config.dtype, "npz", labelled=labelled)
 

@@ -96,7 +96,7 @@ def read_npz_rows(path: str, start: int, stop: int, dtype: str,
     indices_all, data_all = npz.open_member(path, "indices"), npz.open_member(path, "data")
     shape = _shape(path, npz.open_member(path, "shape"))
     labelled = not optional_labels or npz.has_member(path, "y")
-    y_all = npz.open_member(path, "y") if labelled else npz.no_labels(shape[0])
+    y_all = npz.open_member(path, "y") if labelled else npz.no_labels(shape)
     # Offsets and column numbers cast to int64 without complaint from float or bool: refuse them.
     for name, array in (("indptr", indptr_all), ("indices", indices_all)):
         if array.dtype.kind not in "iu":

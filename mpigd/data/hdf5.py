@@ -45,6 +45,6 @@ def read(path: str, x_key: str, y_key: str, size: int, rank: int, dtype: str, op
                 raise InputError(f"{path}: no dataset {key!r} (the file holds: {names})")
             datasets.append(item)
         X_all = datasets[0]
-        y_all = datasets[1] if labelled else no_labels(X_all.shape[0] if X_all.ndim else 0)
+        y_all = datasets[1] if labelled else no_labels(X_all.shape)
         check_arrays(path, X_all, y_all)
         return slice_shard(path, X_all, y_all, size, rank, dtype, "hdf5", (x_key, y_key), labelled)

@@ -92,6 +92,6 @@ def read(data: str, labels: str | None, size: int, rank: int, dtype: str, labels
     ``X.npy`` alone when there are no labels. Local: no communication."""
     x_path, y_path = paths(data, labels, labels_option, optional_labels)
     X_all = open_array(x_path)
-    y_all = no_labels(X_all.shape[0] if X_all.ndim else 0) if y_path is None else open_array(y_path)
+    y_all = no_labels(X_all.shape) if y_path is None else open_array(y_path)
     check_arrays(x_path if y_path is None else f"{x_path}, {y_path}", X_all, y_all)
     return slice_shard(x_path, X_all, y_all, size, rank, dtype, "npy", labelled=y_path is not None)

@@ -59,10 +59,11 @@ def check_stored_size(what: str, shape: tuple[int, ...], dtype: np.dtype, stored
                          f"({expected:,} bytes), but {stored:,} bytes are stored")
 
 
-def no_labels(rows: int) -> np.ndarray:
-    """What stands for the labels of a data set that has none (``mpigd predict`` reads such sets):
-    ``rows`` zeros, read-only and without memory, sliced and copied by the readers like real labels."""
-    return np.broadcast_to(np.zeros(1), (rows,))
+def no_labels(shape: tuple[int, ...]) -> np.ndarray:
+    """What stands for the labels of a data set of features of ``shape`` that has none (``mpigd
+    predict`` reads such sets): a zero per row, read-only and without memory, sliced and copied by
+    the readers like real labels (of no shape when the features have none, for the shape check)."""
+    return np.broadcast_to(np.zeros(1), tuple(shape[:1]))
 
 
 def has_member(path: str, name: str) -> bool:

@@ -60,7 +60,7 @@ def agreed_calibration(comm: MPI.Comm, tune_file: str | None, strategy: str) -> 
     return Calibration(crossover, None if header[2] < 0 else int(header[2]))
 
 
-def _as_arrays(calibration: Calibration) -> tuple[list[int], np.ndarray, np.ndarray]:
+def _as_arrays(calibration: Calibration) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What rank 0 broadcasts: [number of bounds, segment or -1], the bounds, the choices' indices.
     ``ValueError`` for a bound or segment beyond int64."""
     table, segment = calibration.crossover, calibration.ring_segment_bytes
@@ -70,7 +70,7 @@ def _as_arrays(calibration: Calibration) -> tuple[list[int], np.ndarray, np.ndar
     except OverflowError:
         raise ValueError(f"a crossover bound or ring_segment_bytes above {np.iinfo(np.int64).max} bytes") from None
     choices = np.array([CANDIDATES.index(c) for c in table.choices], dtype=np.int64)
-    return list(counts), bounds, choices
+    return counts, bounds, choices
 
 
 def _read(tune_file: str | None, size: int) -> Calibration:

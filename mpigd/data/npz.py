@@ -63,7 +63,7 @@ def no_labels(shape: tuple[int, ...]) -> np.ndarray:
     """What stands for the labels of a data set of features of ``shape`` that has none (``mpigd
     predict`` reads such sets): a zero per row, read-only and without memory, sliced and copied by
     the readers like real labels (of no shape when the features have none, for the shape check)."""
-    return np.broadcast_to(np.zeros(1), tuple(shape[:1]))
+    return np.broadcast_to(np.zeros(()), tuple(shape[:1]))
 
 
 def has_member(path: str, name: str) -> bool:

@@ -149,6 +149,37 @@ def test_pseudo_gradient_is_one_sided_at_zero():
     assert np.allclose(pseudo_gradient(x, g, 5, 1.0), [1.5, -0.5, 0.0, 0.0, 1.0, 3.0])
 
 
+@pytest.mark.parametrize("pushed", [1, 3, 4, 7])
+def test_lbfgs_two_loop_recursion_is_the_bfgs_inverse_of_its_newest_pairs(pushed):
+    """H g from the two loops equals the dense BFGS inverse update applied oldest pair first to
+    (s·y / y·y) I of the newest pair, over the last ``memory`` pairs, also once the history wraps
+    (Nocedal & Wright, 7.19 and 7.20). A direction that still descends but is not this one (loops
+    in the wrong order, the scaling from the oldest pair) only slows L-BFGS, which the solvers'
+    end results cannot tell."""
+    from mpigd.algorithms.lbfgs import History
+
+    n, memory = 6, 4
+    rng = np.random.default_rng(7)
+    root = rng.normal(size=(n, n))
+    hessian = root @ root.T + n * np.eye(n)
+    history = History(memory, n)
+    pairs = []
+    for _ in range(pushed):
+        s = rng.normal(size=n)
+        y = hessian @ s + 0.1 * rng.normal(size=n)  # a different curvature per pair, still s·y > 0
+        assert history.push(s, y)
+        pairs.append((s, y))
+    kept = pairs[-memory:]
+    s_new, y_new = kept[-1]
+    H = (s_new @ y_new) / (y_new @ y_new) * np.eye(n)
+    for s, y in kept:
+        rho = 1.0 / (s @ y)
+        V = np.eye(n) - rho * np.outer(y, s)
+        H = V.T @ H @ V + rho * np.outer(s, s)
+    g = rng.normal(size=n)
+    assert np.allclose(history.apply_inverse(g), H @ g, rtol=1e-10, atol=1e-12)
+
+
 def test_lbfgs_stops_at_the_iteration_limit_and_counts_passes():
     result = _fit(model="logistic", algo="lbfgs", epochs=3)
     assert result.summary["steps"] == 3 and result.summary["stopped"]["reason"] == "max_epochs"

@@ -88,6 +88,20 @@ def test_sgd_lowers_the_objective_and_is_reproducible(dtype):
     assert local["steps"] == 3 * -(-5000 // 64) and local["evaluations"] == 3
 
 
+@pytest.mark.parametrize("algo", ["gd", "sgd", "lbfgs"])
+@pytest.mark.parametrize("model", ["linear", "softmax", "mlp"])
+def test_float32_runs_reduce_and_keep_float32(algo, model):
+    """--dtype float32 is the precision of data, parameters and arithmetic: the buffer each step
+    allreduces (gradient and loss) holds 4-byte numbers. A float64 buffer trained as well, to the
+    same answer, at twice the message size, and only float64 runs checked the bytes."""
+    shape = {} if model == "linear" else {"classes": 3, "hidden": (4,)}
+    config = Config(model=model, algo=algo, rows=300, features=5, epochs=2, batch_size=100, dtype="float32",
+                    quiet=True, **shape)
+    result = train(config, self_comm())
+    assert result.params.dtype == np.float32
+    assert result.summary["bytes_allreduced_per_step"] == (result.params.size + 1) * 4
+
+
 def test_outputs_are_complete_and_load_without_pickle(tmp_path):
     out = tmp_path / "run"
     result = train(Config(model="linear", rows=1000, features=4, epochs=20, eval_every=5, out=str(out),

@@ -54,6 +54,16 @@ def test_sweep_at_one_and_two_ranks_writes_records_tables_and_plots(tmp_path, mo
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
 
+@pytest.mark.parametrize("model,n_params", [("softmax", (4 + 1) * 3), ("mlp", 4 * 64 + 64 + 64 * 3 + 3)])
+def test_classifiers_are_timed_with_the_classes_of_their_labels(model, n_params):
+    # The synthetic labels of softmax and the mlp are 0, 1, 2 (as train sees them); the model was made
+    # with 2 classes, so the kernel read labels past its last class: NaN on some runs, a wrong buffer on all.
+    job = mpigd(2, "bench", "scaling", "--model", model, "--rows", "2000", "--features", "4", "--steps", "2")
+    assert job.returncode == 0, job.stderr
+    record = json.loads(job.stdout)
+    assert record["bytes_per_allreduce"] == (n_params + 1) * 8
+
+
 @pytest.mark.parametrize("content,words", [
     ('{"a": 1}\n', "records.jsonl: line 1: not a scaling record ('mode' missing"),
     ('{"mode": "strong", "ranks": "2"}\n', "records.jsonl: line 1: not a scaling record ('ranks' missing or not an integer)"),

@@ -21,8 +21,6 @@ import numpy as np
 
 from mpigd.algorithms import make_algorithm
 from mpigd.config import Config
-from mpigd.data import load_shard
-from mpigd.models import make_model
 from mpigd.checks import check_choice
 from mpigd.errors import MpigdError, UsageError
 from mpigd.outputs import json_text, parent_made
@@ -47,8 +45,12 @@ def measure(comm=None, mode: str = "strong", rows: int = 1_000_000, features: in
     comm = as_communicator(comm, strategy)
     global_rows = rows if mode == "strong" else rows * comm.size
     config = Config(model=model, rows=global_rows, features=features, dtype=dtype, epochs=1, quiet=True)
-    shard = load_shard(config, comm)
-    algorithm = make_algorithm(config, make_model(model, features), shard, comm)
+    # As train builds it: softmax and the mlp get the classes of the synthetic labels (3), which are
+    # encoded for the model. A model made with the default 2 classes read labels past its last class.
+    from mpigd.prepare import prepare
+
+    prepared = prepare(config, comm)
+    algorithm = make_algorithm(config, prepared.model, prepared.shard, comm)
     params = algorithm.gradient.model.init_params(np.dtype(dtype))
     gradient = algorithm.gradient
     for _ in range(warmup):

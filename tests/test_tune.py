@@ -105,3 +105,6 @@ def test_bench_allreduce_runs_auto_with_the_tune_file_it_is_given(tmp_path, choi
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["metadata"]["tune_file"] == str(tune)
     assert {row["ran"] for row in report["results"]} == {f"auto->{choice}"}
+    # The table says what auto ran also when no other strategy ran beside it (it printed '| -').
+    rows = [line for line in job.stdout.splitlines() if line.lstrip()[:1].isdigit()]
+    assert rows and all(line.split("|")[-1].split() == [f"auto->{choice}", "-"] for line in rows)

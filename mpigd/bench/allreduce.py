@@ -153,8 +153,9 @@ def table(rows: list[dict[str, Any]]) -> str:
             ratio = f"{r['speedup_vs_native']:.2f}" if r["speedup_vs_native"] else "-"
             line += f" | {r['latency_us']:>11.1f} {r['busbw_gb_s']:>6.2f} {ratio:>5}"
         if "auto" in group:
+            # What auto ran, whether or not another strategy ran beside it to compare with (/best: -).
             vs_best = group["auto"]["vs_best"]
-            line += f" | {group['auto']['ran']:<11} {vs_best:>5.2f}" if vs_best else " | -"
+            line += f" | {group['auto']['ran']:<11} {f'{vs_best:.2f}' if vs_best else '-':>5}"
         lines.append(line)
     return "\n".join(lines)
 

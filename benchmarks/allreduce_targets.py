@@ -27,13 +27,15 @@ def _speedups(rows: list[dict], strategy: str) -> str:
     figures = []
     for size in (16 * MIB, 64 * MIB):
         row = _row(rows, strategy, size)
-        figures.append(f"{row['speedup_vs_native']:.2f}" if row else "-")
+        # A run without native has no speedup over it (None): "-", as for a size left out.
+        figures.append(f"{row['speedup_vs_native']:.2f}" if row and row["speedup_vs_native"] else "-")
     return f"{strategy} 16M {figures[0]:>4} 64M {figures[1]:>4}"
 
 
 def _worst(rows: list[dict], strategy: str, ratio_of, max_bytes: int | None = None) -> str:
     ratios = [(ratio_of(r), r["bytes"]) for r in rows
               if r["strategy"] == strategy and (max_bytes is None or r["bytes"] <= max_bytes)]
+    ratios = [(ratio, nbytes) for ratio, nbytes in ratios if ratio is not None]  # nothing to compare with
     if not ratios:
         return "-"
     ratio, nbytes = max(ratios)
@@ -44,7 +46,8 @@ def summary(path: str) -> str:
     with open(path) as file:
         report = json.load(file)
     rows, ranks = report["results"], report["metadata"]["ranks"]
-    tree = _worst(rows, "tree", lambda r: 1.0 / r["speedup_vs_native"], max_bytes=1024)
+    tree = _worst(rows, "tree", lambda r: 1.0 / r["speedup_vs_native"] if r["speedup_vs_native"] else None,
+                  max_bytes=1024)
     auto = _worst(rows, "auto", lambda r: r["vs_best"])
     native = _row(rows, "native", MIB)
     marker = f"{native['median_s'] * 1e6:.0f}" if native else "-"
@@ -56,4 +59,10 @@ if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit("usage: python benchmarks/allreduce_targets.py BENCH.json [BENCH.json ...]")
     for name in sys.argv[1:]:
-        print(summary(name))
+        try:
+            print(summary(name))
+        except OSError as error:
+            sys.exit(f"allreduce_targets.py: {name}: {error.strerror or error}")
+        except (ValueError, KeyError, TypeError) as error:  # not such a file: one line, not a traceback
+            sys.exit(f"allreduce_targets.py: {name}: not a 'mpigd bench allreduce --json' file "
+                     f"({type(error).__name__}: {error})")

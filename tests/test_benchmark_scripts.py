@@ -34,6 +34,35 @@ def test_allreduce_targets_reads_each_run_and_marks_what_it_lacks(tmp_path):
                            "auto/best", "worst", "1.12", "at", str(16 * MIB), "B", "native", "1M", "us", "531"]
 
 
+def test_allreduce_targets_reads_a_run_without_native_or_without_contenders(tmp_path):
+    # 'bench allreduce --strategies tree,auto' has no speedup over native (None), '--strategies auto'
+    # no ratio to the best either: both were a TypeError traceback.
+    runs = {"no-native.json": [_row("tree", 8, None, 1.0), _row("auto", 8, None, 1.05)],
+            "auto-only.json": [_row("auto", 8, None, None), _row("auto", 16 * MIB, None, None)]}
+    for name, rows in runs.items():
+        (tmp_path / name).write_text(json.dumps({"metadata": {"ranks": 2}, "results": rows}))
+    done = subprocess.run([sys.executable, str(SCRIPTS / "allreduce_targets.py"),
+                           *(str(tmp_path / name) for name in runs)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    no_native, auto_only = (line.split() for line in done.stdout.splitlines())
+    assert no_native[no_native.index("tree/native") + 2] == "-" and no_native[no_native.index("auto/best") + 2] == "1.05"
+    assert auto_only[auto_only.index("tree/native") + 2] == "-" and auto_only[auto_only.index("auto/best") + 2] == "-"
+
+
+@pytest.mark.parametrize("content,words", [(None, "No such file or directory"),
+                                           ("{not json", "not a 'mpigd bench allreduce --json' file"),
+                                           ('{"format": 1}', "not a 'mpigd bench allreduce --json' file")],
+                         ids=["missing", "not-json", "a-tune-file"])
+def test_allreduce_targets_refuses_a_file_that_is_no_bench_result_in_one_line(tmp_path, content, words):
+    path = tmp_path / "run.json"
+    if content is not None:
+        path.write_text(content)
+    done = subprocess.run([sys.executable, str(SCRIPTS / "allreduce_targets.py"), str(path)],
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and words in done.stderr
+
+
 def test_allreduce_targets_without_files_says_how_to_call_it():
     done = subprocess.run([sys.executable, str(SCRIPTS / "allreduce_targets.py")], capture_output=True, text=True)
     assert done.returncode != 0 and done.stderr.startswith("usage:")

@@ -108,3 +108,23 @@ def test_bench_allreduce_runs_auto_with_the_tune_file_it_is_given(tmp_path, choi
     # The table says what auto ran also when no other strategy ran beside it (it printed '| -').
     rows = [line for line in job.stdout.splitlines() if line.lstrip()[:1].isdigit()]
     assert rows and all(line.split("|")[-1].split() == [f"auto->{choice}", "-"] for line in rows)
+
+
+def test_bench_allreduce_records_the_tune_file_auto_read_wherever_it_was_found(tmp_path, monkeypatch):
+    # Found through $MPIGD_TUNE_FILE or the default path, the file was recorded as null: the command
+    # in the JSON, re-run without that environment, ran auto on the built-in model instead.
+    from mpigd.comm.costmodel import CostModel, Crossover
+    from mpigd.comm.tunefile import Tuning, default_path, save
+
+    monkeypatch.delenv("MPIGD_TUNE_FILE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    named, default = tmp_path / "tune.json", default_path(2)
+    for path in (named, default):
+        save(Tuning(2, CostModel(), Crossover((), ("direct",))), path)
+    for env, path, source in (({"MPIGD_TUNE_FILE": str(named)}, named, "$MPIGD_TUNE_FILE"),
+                              ({}, default, "default path")):
+        job = mpigd(2, "bench", "allreduce", "--max-bytes", "64", "--repeats", "1", "--strategies", "auto",
+                    "--json", str(tmp_path / "r.json"), env=env, timeout=60)
+        assert job.returncode == 0, job.stderr
+        metadata = json.loads((tmp_path / "r.json").read_text())["metadata"]
+        assert (metadata["tune_file"], metadata["tune_file_from"]) == (str(path), source)

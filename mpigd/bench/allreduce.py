@@ -20,6 +20,7 @@ from mpigd.checks import check_choice, check_choices, check_message_sizes, whole
 from mpigd.comm.strategies.auto import CANDIDATES as BEST_OF
 from mpigd.comm.timing import iterations_for, median, time_interleaved
 from mpigd.config import DTYPES, STRATEGIES, TUNED_STRATEGIES
+from mpigd.environment import tune_file_from_env
 from mpigd.errors import UsageError, warn
 from mpigd.outputs import json_text
 from mpigd.wording import counted
@@ -102,6 +103,23 @@ def run(comm=None, sizes: Sequence[int] | None = None, dtype: str = "float64",
             })
     _add_ratios(rows)
     return rows
+
+
+def tune_file_read(tune_file: str | None, strategies: Sequence[str], ranks: int) -> dict[str, str | None]:
+    """The calibration :func:`run` used, for the metadata: ``tune_file``, the path auto and ring read
+    (``--tune-file``, else ``$MPIGD_TUNE_FILE``, else the default path of ``mpigd tune`` when it exists;
+    ``None``: built-in defaults), and ``tune_file_from``, which of these it was. Without auto and ring
+    nothing reads one: ``tune_file`` is then what was given, and ``tune_file_from`` ``None``."""
+    from mpigd.comm.tunefile import find_tune_file
+    from mpigd.environment import TUNE_FILE_VARIABLE
+
+    if not set(strategies) & set(TUNED_STRATEGIES):
+        return {"tune_file": tune_file, "tune_file_from": None}
+    path, _ = find_tune_file(tune_file, ranks)
+    if path is None:
+        return {"tune_file": None, "tune_file_from": None}
+    source = "--tune-file" if tune_file else f"${TUNE_FILE_VARIABLE}" if tune_file_from_env() else "default path"
+    return {"tune_file": str(path), "tune_file_from": source}
 
 
 def _paired(numerator: dict[str, Any], denominator: dict[str, Any]) -> float:

@@ -226,7 +226,10 @@ def _bench_allreduce(args: argparse.Namespace) -> int:
     def job() -> int:
         rows = allreduce.run(comm, sizes, args.dtype, args.strategies, args.repeats, args.tune_file)
         if comm.rank == 0:
-            meta = run_metadata(comm, dtype=args.dtype, repeats=args.repeats, tune_file=args.tune_file,
+            # The file auto and ring read, wherever it was found: the command alone does not name one
+            # found through $MPIGD_TUNE_FILE or the default path, and a re-run without it differs.
+            meta = run_metadata(comm, dtype=args.dtype, repeats=args.repeats,
+                                **allreduce.tune_file_read(args.tune_file, args.strategies, comm.size),
                                 command=f"mpiexec -n {comm.size} mpigd " + " ".join(sys.argv[1:]))
             print(f"# {meta['mpi_library']}, {counted(comm.size, 'rank')}, {args.dtype}, median of {args.repeats}; "
                   f"xnat = speedup vs native, /best = auto's time over the best of the others "

@@ -128,3 +128,14 @@ def test_bench_allreduce_records_the_tune_file_auto_read_wherever_it_was_found(t
         assert job.returncode == 0, job.stderr
         metadata = json.loads((tmp_path / "r.json").read_text())["metadata"]
         assert (metadata["tune_file"], metadata["tune_file_from"]) == (str(path), source)
+
+
+def test_a_tune_file_records_the_command_commit_and_date_that_made_it(tmp_path):
+    # It held the measurements but not how they were made: no command to re-run, no commit, no repeats.
+    tune = tmp_path / "tune.json"
+    job = mpigd(2, "tune", "--output", str(tune), "--max-bytes", "1K", "--repeats", "1", timeout=60)
+    assert job.returncode == 0, job.stderr
+    metadata = json.loads(tune.read_text())["metadata"]
+    assert metadata["command"] == f"mpiexec -n 2 mpigd tune --output {tune} --max-bytes 1K --repeats 1"
+    assert metadata["repeats"] == 1 and metadata["ranks"] == 2 and metadata["date"] and metadata["mpi_library"]
+    assert "git_commit" in metadata

@@ -294,6 +294,11 @@ def _tune(args: argparse.Namespace) -> int:
     def job() -> int:
         result = tuning.calibrate(comm, sizes, args.dtype, args.repeats)
         if comm.rank == 0:
+            from mpigd.bench.metadata import run_metadata
+
+            # What re-makes the file: the command, and the commit and versions it ran.
+            result.metadata = run_metadata(comm, repeats=args.repeats,
+                                           command=f"mpiexec -n {comm.size} mpigd " + " ".join(sys.argv[1:]))
             path = tuning.save(result, args.output)
             m = result.model
             print(f"alpha {m.alpha * 1e6:.2f} us, beta {m.beta * 1e9:.4f} ns/byte "

@@ -34,6 +34,8 @@ class Tuning:
     dtype: str = "float64"
     measurements: dict[str, Any] = field(default_factory=dict)
     ring_segment_bytes: int | None = None
+    # Where it came from (``mpigd tune`` fills it): command, git commit, date, versions, repeats.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def crossover_for(self, ranks: int) -> Crossover:
         """The measured table when it was made on ``ranks`` ranks, else the model's."""
@@ -55,6 +57,7 @@ class Tuning:
             "crossover": None if self.crossover is None else self.crossover.as_list(),
             "ring_segment_bytes": self.ring_segment_bytes,
             "measurements": self.measurements,
+            "metadata": self.metadata,
         }
 
     @classmethod
@@ -73,7 +76,8 @@ class Tuning:
         return cls(int(data["ranks"]), CostModel(*costs.values()),
                    None if table is None else Crossover.from_list(table),
                    data.get("mpi_library", ""), data.get("hostname", ""), data.get("dtype", "float64"),
-                   data.get("measurements", {}), segment)
+                   data.get("measurements", {}), segment,
+                   data["metadata"] if isinstance(data.get("metadata"), dict) else {})
 
 
 def default_path(ranks: int) -> Path:

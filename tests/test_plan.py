@@ -206,3 +206,17 @@ def test_a_rate_measurement_that_cannot_fit_memory_is_refused_in_one_line():
     assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert lines[0].startswith("mpigd: error: measuring the rate on 100 rows x 1,000,000,000 features needs about")
     assert lines[0].endswith("give --compute-rate, or fewer --sample-rows")
+
+
+def test_the_recorded_command_re_runs_the_plan_quoted_and_from_main_too(tmp_path: Path):
+    import shlex
+
+    from mpigd.cli import main
+
+    # From main(argv) it recorded the interpreter's arguments (pytest's here), and it joined the words
+    # unquoted: a file name with a space was two words when the command was run again.
+    argv = ["plan", "--nodes", "2", "--rows", "100", "--features", "3", "--compute-rate", "1e6",
+            "--json", str(tmp_path / "my plan.json")]
+    assert main(argv) == 0
+    command = json.loads((tmp_path / "my plan.json").read_text())["metadata"]["command"]
+    assert shlex.split(command) == ["mpigd", *argv]

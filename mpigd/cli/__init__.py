@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mpigd`` console script and of ``python -m mpigd``."""
     try:
         args = build_parser().parse_args(argv)
+        # The words parsed, for the command lines that reports record (main(argv) in Python too).
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         # Messages name settings by their field (`batch_size`); here, by the option typed (--batch-size).
         name_fields_as(args.option_names)
         return args.run(args)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import sys
 
-from mpigd.cli.common import (Parser, at_least, check_output_paths, choice_list, fractions, nonempty_path, size_range,
-                              strategy_names, widths)
+from mpigd.cli.common import (Parser, at_least, check_output_paths, choice_list, command_line, fractions,
+                              nonempty_path, size_range, strategy_names, widths)
 from mpigd.config import DTYPES, MODELS, STRATEGIES
 from mpigd.errors import EXIT_OK, UsageError
 from mpigd.outputs import json_text, parent_made, write_json_report, written
@@ -161,8 +160,10 @@ def _bench_kernel(args: argparse.Namespace) -> int:
         print(kernel.table(rows), flush=True)
         results += rows
     if args.json:
-        options = {key: value for key, value in vars(args).items() if key not in ("run", "command", "bench")}
-        write_json_report(args.json, {"metadata": {**metadata.describe(), "options": options}, "results": results})
+        options = {key: value for key, value in vars(args).items()
+                   if key not in ("run", "command", "bench", "argv", "option_names")}
+        write_json_report(args.json, {"metadata": {**metadata.describe(), "command": command_line(args),
+                                                   "options": options}, "results": results})
     if args.csv:
         with written(args.csv) as path:
             kernel.write_csv(path, results)
@@ -230,7 +231,7 @@ def _bench_allreduce(args: argparse.Namespace) -> int:
             # found through $MPIGD_TUNE_FILE or the default path, and a re-run without it differs.
             meta = run_metadata(comm, dtype=args.dtype, repeats=args.repeats,
                                 **allreduce.tune_file_read(args.tune_file, args.strategies, comm.size),
-                                command=f"mpiexec -n {comm.size} mpigd " + " ".join(sys.argv[1:]))
+                                command=command_line(args, comm.size))
             print(f"# {meta['mpi_library']}, {counted(comm.size, 'rank')}, {args.dtype}, median of {args.repeats}; "
                   f"xnat = speedup vs native, /best = auto's time over the best of the others "
                   f"(both paired: median over repeats of the ratio within a repeat)")
@@ -298,7 +299,7 @@ def _tune(args: argparse.Namespace) -> int:
 
             # What re-makes the file: the command, and the commit and versions it ran.
             result.metadata = run_metadata(comm, repeats=args.repeats,
-                                           command=f"mpiexec -n {comm.size} mpigd " + " ".join(sys.argv[1:]))
+                                           command=command_line(args, comm.size))
             path = tuning.save(result, args.output)
             m = result.model
             print(f"alpha {m.alpha * 1e6:.2f} us, beta {m.beta * 1e9:.4f} ns/byte "
@@ -322,7 +323,7 @@ def _plan(args: argparse.Namespace) -> int:
     result = plan.make_plan(args.model, args.rows, args.features, args.nodes, args.dtype, args.classes,
                             tuple(args.hidden), args.ranks_per_node, args.mode, args.compute_rate, args.sample_rows,
                             args.repeats, args.tune_file, args.network, args.alpha, args.beta, args.gamma)
-    result["metadata"]["command"] = "mpigd " + " ".join(sys.argv[1:])
+    result["metadata"]["command"] = command_line(args)
     print(plan_report.table(result), flush=True)
     for path, write in ((args.json, plan_report.write_json), (args.csv, plan_report.write_csv),
                         (args.plot, plan_report.plot)):

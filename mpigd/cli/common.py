@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import shlex
 from typing import Mapping
 
 from mpigd.config import DATA_FORMATS, DTYPES, HEADER_CHOICES, STRATEGIES, Config
@@ -59,6 +60,14 @@ def check_output_paths(files: Mapping[str, str | None] | None = None,
     for option, path in (directories or {}).items():
         if path is not None:
             check_output_directory(option, path)
+
+
+def command_line(args: argparse.Namespace, ranks: int | None = None) -> str:
+    """The command that re-runs ``args`` (``mpiexec -n RANKS mpigd ...`` for ``ranks``), each word
+    quoted for a POSIX shell where it needs it: the words :func:`mpigd.cli.main` parsed, whether they
+    came from the command line or from a caller of ``main(argv)``."""
+    launch = ["mpiexec", "-n", str(ranks)] if ranks is not None else []
+    return shlex.join([*launch, "mpigd", *getattr(args, "argv", [])])
 
 
 def option_names(parser: argparse.ArgumentParser) -> dict[str, str]:

@@ -78,7 +78,8 @@ def test_cli_writes_json_with_metadata_and_csv(tmp_path, capsys):
     assert code == 0
     assert "fused squared" in capsys.readouterr().out
     document = json.loads(out_json.read_text())
-    for key in ("numpy", "numba", "cpu_model", "numba_num_threads", "NUMBA_NUM_THREADS", "git_commit", "options"):
+    for key in ("numpy", "numba", "cpu_model", "numba_num_threads", "NUMBA_NUM_THREADS", "git_commit", "options",
+                "date", "command"):  # no date before: when it was measured was not recorded
         assert key in document["metadata"]
     assert document["metadata"]["options"]["models"] == ["linear", "mlp"]
     rows = list(csv.DictReader(out_csv.open()))

@@ -220,3 +220,13 @@ def test_the_recorded_command_re_runs_the_plan_quoted_and_from_main_too(tmp_path
     assert main(argv) == 0
     command = json.loads((tmp_path / "my plan.json").read_text())["metadata"]["command"]
     assert shlex.split(command) == ["mpigd", *argv]
+
+
+def test_the_plan_json_says_when_it_was_made(tmp_path: Path):
+    from mpigd.cli import main
+
+    # Versions, CPU and commit, but no date: two plans of one commit could not be told apart.
+    assert main(["plan", "--nodes", "2", "--rows", "100", "--features", "3", "--compute-rate", "1e6",
+                 "--json", str(tmp_path / "p.json")]) == 0
+    metadata = json.loads((tmp_path / "p.json").read_text())["metadata"]
+    assert metadata["date"][:2] == "20" and "T" in metadata["date"] and "git_commit" in metadata

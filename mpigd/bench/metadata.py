@@ -93,10 +93,11 @@ def blas() -> str:
 
 
 def describe() -> dict[str, object]:
-    """Versions, CPU, thread settings and commit, for the ``metadata`` of a JSON result."""
+    """Versions, CPU, thread settings, commit and date, for the ``metadata`` of a JSON result."""
     return {
         "mpigd": __version__,
         "git_commit": git_commit(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "numba": numba.__version__,

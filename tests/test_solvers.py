@@ -274,3 +274,7 @@ def test_bench_solvers_brings_every_solver_to_the_target_on_one_and_two_ranks(tm
     for record in ours:
         assert record["reached"] and abs(record["rel_error"]) <= result["rel"], record
     assert any(record["solver"].startswith("scikit-learn") for record in result["records"])
+    # Where the figures came from: there was no metadata at all (commit, date, command, MPI library).
+    metadata = result["metadata"]
+    assert metadata["command"].startswith("mpigd bench solvers --models linear --rows 400")
+    assert metadata["date"] and "git_commit" in metadata and metadata["mpi_library"]

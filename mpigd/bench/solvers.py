@@ -92,7 +92,8 @@ def worker(comm, model: str, rows: int, features: int, l2: float, target: float,
         runs = [fit() for _ in range(repeats)]
         seconds = sorted(r[0] for r in runs)
         _, steps, evaluations, value = runs[-1]
-        records.append({"model": model, "solver": algo, "ranks": comm.size, "median_s": float(np.median(seconds)),
+        records.append({"model": model, "solver": algo, "ranks": comm.size, "mpi_library": comm.library(),
+                        "median_s": float(np.median(seconds)),
                         "min_s": seconds[0], "max_s": seconds[-1], "repeats": repeats, "iterations": steps,
                         "passes": evaluations, "objective": value, "reached": bool(value <= target)})
     return records
@@ -194,6 +195,13 @@ def run(models: list[str], rows: int, features: int, l2: float, ranks: list[int]
                     record["process_rel_error"] = (record["process_objective"] - optimum) / abs(optimum)
                 results["records"].append(record)
     results["blas"] = [f"{p.get('internal_api')} {p.get('version')}" for p in threadpool_info()]
+    from mpigd.bench.metadata import describe
+
+    # Where the figures came from, as the other benchmarks' JSON says it (the command: the caller's).
+    libraries = sorted({r["mpi_library"] for r in results["records"] if "mpi_library" in r})
+    results["metadata"] = {**describe(), "mpi_library": "; ".join(libraries) or None,
+                           "options": {"models": list(models), "rows": rows, "features": features, "l2": l2,
+                                       "ranks": list(ranks), "repeats": repeats, "rel": rel}}
     _ratios(results)
     return results
 

@@ -251,6 +251,7 @@ def _bench_solvers(args: argparse.Namespace) -> int:
 
     check_output_paths({"--json": args.json})
     results = solvers.run(args.models, args.rows, args.features, args.l2, args.ranks, args.repeats)
+    results["metadata"]["command"] = command_line(args)
     print(solvers.table(results))
     if args.json:
         write_json_report(args.json, results)

@@ -99,6 +99,21 @@ def test_records_of_different_problems_are_refused_not_compared(tmp_path):
     assert len(report([{**weak[0], "strategy": "auto->native"}, {**weak[1], "strategy": "auto->tree"}])) == 2
 
 
+def test_a_report_of_records_with_different_fields_writes_every_field(tmp_path):
+    # A record with a field the first lacks (oversubscribed, strategy: another version, another
+    # machine) made --csv a ValueError traceback, after --json had been written.
+    records = tmp_path / "records.jsonl"
+    fields = {"mode": "strong", "features": 8, "model": "logistic", "dtype": "float64", "rows": 1000,
+              "compute_seconds": 0.001, "communication_seconds": 0.0, "other_seconds": 0.0, "mpi_library": "MPICH"}
+    records.write_text(json.dumps({**fields, "ranks": 1, "step_seconds": 0.01}) + "\n"
+                       + json.dumps({**fields, "ranks": 2, "step_seconds": 0.005, "oversubscribed": True}) + "\n")
+    job = mpigd(1, "bench", "scaling-report", str(records), "--csv", str(tmp_path / "r.csv"))
+    assert job.returncode == 0, job.stderr
+    with open(tmp_path / "r.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["oversubscribed"] for row in rows] == ["", "True"] and rows[1]["efficiency"] == "1.0"
+
+
 def test_the_scaling_table_puts_each_figure_under_its_heading():
     records = [{"mode": "strong", "ranks": 1, "rows": 1000, "step_seconds": 0.010, "compute_seconds": 0.008,
                 "communication_seconds": 0.0005, "other_seconds": 0.0015},

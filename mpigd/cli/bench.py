@@ -202,7 +202,8 @@ def _bench_scaling_report(args: argparse.Namespace) -> int:
         write_json_report(args.json, rows)
     if args.csv:
         with written(args.csv) as path, open(path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            # Every field of every record: records written by other versions need not hold the same ones.
+            writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
             writer.writeheader()
             writer.writerows(rows)
     if args.plot:

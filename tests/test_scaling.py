@@ -42,6 +42,10 @@ def test_sweep_at_one_and_two_ranks_writes_records_tables_and_plots(tmp_path, mo
         assert r["step_seconds"] >= r["compute_seconds"] > 0 and r["bytes_per_allreduce"] == (8 + 2) * ITEMSIZE[mode]
         assert r["dtype"] == DTYPE[mode]
         assert r["rows_per_rank"] == r["rows"] / r["ranks"] and r["oversubscribed"] == (r["ranks"] > os.cpu_count())
+        # Where each record came from (none of these were recorded): the command re-runs it.
+        assert r["command"] == (f"mpiexec -n {r['ranks']} mpigd bench scaling --mode {mode} --rows 20000 --features 8 "
+                                f"--steps 3 --dtype {DTYPE[mode]} --output {records}")
+        assert r["date"] and "git_commit" in r
     job = mpigd(1, "bench", "scaling-report", str(records), "--csv", str(tmp_path / "r.csv"),
                 "--plot", str(tmp_path / "plot"))
     assert job.returncode == 0, job.stderr

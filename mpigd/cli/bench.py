@@ -180,6 +180,11 @@ def _bench_scaling(args: argparse.Namespace) -> int:
     def job() -> int:
         record = scaling.measure(comm, args.mode, args.rows, args.features, args.model, args.dtype, args.steps)
         if comm.rank == 0:
+            from mpigd.bench.metadata import run_metadata
+
+            # Where the record came from: the command that re-runs it, the commit, the date.
+            meta = run_metadata(comm, command=command_line(args, comm.size))
+            record.update({key: meta[key] for key in ("git_commit", "date", "command")})
             print(json_text(record))
             if args.output:
                 scaling.append_record(args.output, record)

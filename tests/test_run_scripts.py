@@ -42,6 +42,17 @@ def test_run_scaling_keeps_its_default_rank_counts_when_only_options_follow_the_
         assert (copy / "benchmarks" / "scaling-strong.csv").exists()
 
 
+def test_run_scaling_refuses_a_rank_count_that_is_not_one_before_any_launch(tmp_path):
+    # mpiexec -n x and -n 0 ran one process: "1 x" reported two one-rank runs as a sweep.
+    copy, env = _stand_in(tmp_path)
+    for counts in ("1 x", "0 2", "2 -1"):
+        done = subprocess.run([str(copy / "run" / "scaling"), "strong", counts, "--rows", "2000"],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and not (tmp_path / "ranks.log").exists(), (counts, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "rank counts are integers >= 1" in done.stderr
+    assert not (copy / "benchmarks").exists()
+
+
 def test_run_test_with_a_file_runs_that_files_mpi_tests_only(tmp_path):
     # The MPI stages appended tests/ to the arguments: run/test tests/test_partition.py ran the whole
     # MPI suite on 2 and 4 ranks. Collected only here (the stub runs each stage as one process).

@@ -53,6 +53,21 @@ def test_run_scaling_refuses_a_rank_count_that_is_not_one_before_any_launch(tmp_
     assert not (copy / "benchmarks").exists()
 
 
+def test_a_failed_run_scaling_leaves_the_previous_results_as_they_were(tmp_path):
+    # The records were removed first: a launch that failed left a jsonl of part of the sweep (or none)
+    # beside the csv, json and png of the previous one.
+    copy, env = _stand_in(tmp_path)
+    results = copy / "benchmarks"
+    results.mkdir()
+    before = {f"scaling-strong.{ext}": f"previous {ext}\n" for ext in ("jsonl", "csv", "json", "png")}
+    for name, text in before.items():
+        (results / name).write_text(text)
+    done = subprocess.run([str(copy / "run" / "scaling"), "strong", "1 2", "--rows", "0"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert {path.name: path.read_text() for path in results.iterdir()} == before
+
+
 def test_run_test_with_a_file_runs_that_files_mpi_tests_only(tmp_path):
     # The MPI stages appended tests/ to the arguments: run/test tests/test_partition.py ran the whole
     # MPI suite on 2 and 4 ranks. Collected only here (the stub runs each stage as one process).

@@ -8,6 +8,12 @@
 set -euo pipefail
 out=${1:?usage: benchmarks/allreduce_node.sh OUTDIR [rank counts, default "4 4 4 2 8"]}
 counts=${2:-4 4 4 2 8}
+for ranks in $counts; do
+  # mpiexec -n x (or 0) ran one process: a one-rank tune and bench filed as allreduce-xranks-run1.
+  case "$ranks" in
+    *[!0-9]*|0*) echo "allreduce_node.sh: rank counts are integers >= 1, such as \"4 4 2 8\"; got '$ranks'" >&2; exit 2 ;;
+  esac
+done
 python=${PYTHON:-python3}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"

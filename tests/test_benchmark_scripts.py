@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,21 @@ def test_allreduce_targets_refuses_a_file_that_is_no_bench_result_in_one_line(tm
 def test_allreduce_targets_without_files_says_how_to_call_it():
     done = subprocess.run([sys.executable, str(SCRIPTS / "allreduce_targets.py")], capture_output=True, text=True)
     assert done.returncode != 0 and done.stderr.startswith("usage:")
+
+
+@pytest.mark.parametrize("counts", ["4 x", "0", "2 -1"])
+def test_allreduce_node_refuses_a_rank_count_that_is_not_one_before_any_launch(tmp_path, counts):
+    # mpiexec -n x (or 0) ran one process: a one-rank tune and bench were filed as the count asked for.
+    stub = tmp_path / "bin" / "mpiexec"
+    stub.parent.mkdir()
+    stub.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "launches.log"}\nexit 1\n')
+    stub.chmod(0o755)
+    env = dict(os.environ, PATH=f"{stub.parent}:{os.environ['PATH']}", PYTHON=sys.executable)
+    done = subprocess.run(["bash", str(SCRIPTS / "allreduce_node.sh"), str(tmp_path / "out"), counts],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"allreduce_node.sh: rank counts are integers >= 1, such as \"4 4 2 8\"; got '{counts.split()[-1]}'"]
+    assert not (tmp_path / "launches.log").exists() and not (tmp_path / "out").exists()
 
 
 def test_ring_segments_probe_prints_one_line_with_every_contender():

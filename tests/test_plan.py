@@ -230,3 +230,18 @@ def test_the_plan_json_says_when_it_was_made(tmp_path: Path):
                  "--json", str(tmp_path / "p.json")]) == 0
     metadata = json.loads((tmp_path / "p.json").read_text())["metadata"]
     assert metadata["date"][:2] == "20" and "T" in metadata["date"] and "git_commit" in metadata
+
+
+def test_outputs_that_name_one_file_or_the_tune_file_are_refused(tmp_path: Path):
+    # --json and --csv naming one file kept the CSV alone; --json naming the --tune-file replaced it.
+    tune = tmp_path / "tune.json"
+    tune.write_text(json.dumps({"format": 1, "ranks": 2, "model": {
+        "alpha_s": 1e-6, "beta_s_per_byte": 1e-10, "gamma_s_per_byte": 1e-10}}))
+    kept = tune.read_text()
+    out = str(tmp_path / "out")
+    for extra, words in ((["--json", out, "--csv", out], f"--csv {out}: is also the file of --json; give each its own"),
+                         (["--tune-file", str(tune), "--json", str(tune)],
+                          f"--json {tune}: is the --tune-file, an input; writing it would destroy it")):
+        done = _plan("--features", "3", "--compute-rate", "1e6", *extra)
+        assert done.returncode == 2 and done.stderr.strip() == f"mpigd: error: {words}", done.stderr
+    assert tune.read_text() == kept and sorted(p.name for p in tmp_path.iterdir()) == ["tune.json"]

@@ -118,6 +118,21 @@ def test_a_report_of_records_with_different_fields_writes_every_field(tmp_path):
     assert [row["oversubscribed"] for row in rows] == ["", "True"] and rows[1]["efficiency"] == "1.0"
 
 
+def test_a_report_onto_its_own_records_or_two_reports_onto_one_file_is_refused(tmp_path):
+    # --json RECORDS replaced the records with the report (the next report: "not JSON"); --json and
+    # --csv naming one file kept the CSV alone.
+    records = tmp_path / "records.jsonl"
+    fields = {"mode": "strong", "features": 8, "model": "logistic", "dtype": "float64", "rows": 1000,
+              "compute_seconds": 0.001, "communication_seconds": 0.0, "other_seconds": 0.0, "mpi_library": "MPICH"}
+    records.write_text(json.dumps({**fields, "ranks": 1, "step_seconds": 0.01}) + "\n")
+    kept = records.read_text()
+    refused_in_one_line(mpigd(1, "bench", "scaling-report", str(records), "--json", str(tmp_path / "." / records.name)),
+                        "is the records file, an input; writing it would destroy it")
+    refused_in_one_line(mpigd(1, "bench", "scaling-report", str(records), "--json", str(tmp_path / "r"),
+                              "--csv", str(tmp_path / "r")), f"--csv {tmp_path / 'r'}: is also the file of --json")
+    assert records.read_text() == kept and sorted(p.name for p in tmp_path.iterdir()) == ["records.jsonl"]
+
+
 def test_the_scaling_table_puts_each_figure_under_its_heading():
     records = [{"mode": "strong", "ranks": 1, "rows": 1000, "step_seconds": 0.010, "compute_seconds": 0.008,
                 "communication_seconds": 0.0005, "other_seconds": 0.0015},

@@ -139,3 +139,16 @@ def test_a_tune_file_records_the_command_commit_and_date_that_made_it(tmp_path):
     assert metadata["command"] == f"mpiexec -n 2 mpigd tune --output {tune} --max-bytes 1K --repeats 1"
     assert metadata["repeats"] == 1 and metadata["ranks"] == 2 and metadata["date"] and metadata["mpi_library"]
     assert "git_commit" in metadata
+
+
+def test_bench_allreduce_refuses_to_write_over_the_tune_file_it_reads(tmp_path):
+    # --json TUNE (or --csv, --plot) wrote the results over the calibration, after the run had read it.
+    from mpigd.comm.costmodel import CostModel, Crossover
+    from mpigd.comm.tunefile import Tuning, save
+
+    tune = tmp_path / "tune.json"
+    save(Tuning(2, CostModel(), Crossover((), ("ring",))), tune)
+    kept = tune.read_text()
+    refused_in_one_line(mpigd(2, "bench", "allreduce", "--max-bytes", "64", "--repeats", "1", "--tune-file", str(tune),
+                              "--csv", str(tune), timeout=60), "is the --tune-file, an input; writing it would destroy it")
+    assert tune.read_text() == kept

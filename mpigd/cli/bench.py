@@ -199,7 +199,7 @@ def _bench_scaling_report(args: argparse.Namespace) -> int:
     from mpigd.bench import scaling
 
     check_output_paths({"--json": args.json, "--csv": args.csv,
-                        "--plot": args.plot and f"{args.plot}-strong.png"})
+                        "--plot": args.plot and f"{args.plot}-strong.png"}, inputs={"the records file": args.records})
     _check_plotting(args.plot)
     rows = scaling.report(args.records)
     print(scaling.table(rows))
@@ -226,7 +226,8 @@ def _bench_allreduce(args: argparse.Namespace) -> int:
     from mpigd.comm import run_or_abort, world
 
     sizes = allreduce.message_sizes(args.min_bytes, args.max_bytes, args.factor)
-    check_output_paths({"--json": args.json, "--csv": args.csv, "--plot": args.plot})
+    check_output_paths({"--json": args.json, "--csv": args.csv, "--plot": args.plot},
+                       inputs={"the --tune-file": args.tune_file})
     _check_plotting(args.plot)
     comm = world("native", args.tune_file)
 
@@ -325,7 +326,8 @@ def _plan(args: argparse.Namespace) -> int:
     # Imports nothing from mpi4py: a projection needs no MPI, and may run on a login node.
     from mpigd.bench import plan, plan_report
 
-    check_output_paths({"--json": args.json, "--csv": args.csv, "--plot": args.plot})
+    check_output_paths({"--json": args.json, "--csv": args.csv, "--plot": args.plot},
+                       inputs={"the --tune-file": args.tune_file})
     _check_plotting(args.plot)
     result = plan.make_plan(args.model, args.rows, args.features, args.nodes, args.dtype, args.classes,
                             tuple(args.hidden), args.ranks_per_node, args.mode, args.compute_rate, args.sample_rows,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import shlex
 from typing import Mapping
 
@@ -47,9 +48,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def check_output_paths(files: Mapping[str, str | None] | None = None,
-                       directories: Mapping[str, str | None] | None = None) -> None:
+                       directories: Mapping[str, str | None] | None = None,
+                       inputs: Mapping[str, str | None] | None = None) -> None:
     """Refuse, before any work, output paths that cannot be written (an empty one too): ``files``
     and ``directories`` map an option's name (for the message) to its path; ``None`` is skipped.
+    Two of ``files`` naming one file (the second would replace the first), or one naming a file of
+    ``inputs`` (what the command reads, such as ``the --tune-file``, to its path: writing it would destroy it), are
+    refused too. A device or FIFO (``/dev/stdout``) is written directly, so it may be named twice.
 
     Called first in a command's handler, on every rank alike, so that a :class:`UsageError` is
     printed once by rank 0 and nothing has been computed or written (see :mod:`mpigd.outputs`).
@@ -60,6 +65,22 @@ def check_output_paths(files: Mapping[str, str | None] | None = None,
     for option, path in (directories or {}).items():
         if path is not None:
             check_output_directory(option, path)
+    seen: dict[str, str] = {}
+    for option, path in (files or {}).items():
+        if path is None or (os.path.exists(path) and not os.path.isfile(path)):
+            continue
+        for other, earlier in [*((name, p) for name, p in (inputs or {}).items() if p is not None), *seen.items()]:
+            if _same_file(path, earlier):
+                if other in seen:
+                    raise UsageError(f"{option} {path}: is also the file of {other}; give each its own")
+                raise UsageError(f"{option} {path}: is {other}, an input; writing it would destroy it")
+        seen[option] = path
+
+
+def _same_file(a: str, b: str) -> bool:
+    # realpath catches symbolic links and ../ spellings; samefile also catches hard links.
+    return os.path.realpath(a) == os.path.realpath(b) or (
+        os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
 
 
 def command_line(args: argparse.Namespace, ranks: int | None = None) -> str:

@@ -32,6 +32,19 @@ def launch_rank() -> int:
             return int(value)
     return 0
 
+# Set by the launchers to the job's rank count (MPICH/Hydra, Slurm's PMI; Open MPI).
+SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+
+
+def launch_size() -> int:
+    """The rank count the launcher announced, without initialising MPI (1 if none)."""
+    for name in SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
 # Test-only fault injection (see mpigd/faults.py), e.g. "raise@rank=2,step=5". Never set it in production.
 FAULT_VARIABLE = "MPIGD_FAULT"
 

@@ -245,3 +245,15 @@ def test_outputs_that_name_one_file_or_the_tune_file_are_refused(tmp_path: Path)
         done = _plan("--features", "3", "--compute-rate", "1e6", *extra)
         assert done.returncode == 2 and done.stderr.strip() == f"mpigd: error: {words}", done.stderr
     assert tune.read_text() == kept and sorted(p.name for p in tmp_path.iterdir()) == ["tune.json"]
+
+
+@pytest.mark.parametrize("name,options", [("plan", ("--nodes", "2", "--rows", "100", "--features", "2",
+                                                     "--compute-rate", "1e6")),
+                                          ("bench kernel", ("--rows", "64", "--features", "2", "--repeats", "1")),
+                                          ("bench solvers", ("--models", "linear", "--rows", "100", "--ranks", "1"))])
+def test_a_one_process_command_launched_on_several_ranks_is_refused_in_one_line(name, options):
+    from mpirun import mpigd, refused_in_one_line
+
+    # Each rank ran it whole: every table printed twice, every file written by both, kernels timed
+    # while competing for the cores, and solvers' own mpiexec jobs started from inside a job.
+    refused_in_one_line(mpigd(2, *name.split(), *options), f"{name} runs as one process")

@@ -149,6 +149,7 @@ def _register_plan(commands) -> None:
 def _bench_kernel(args: argparse.Namespace) -> int:
     from mpigd.bench import kernel, metadata
 
+    _one_process("bench kernel")
     dtypes = DTYPES if args.dtype == "both" else (args.dtype,)
     kernel.check_arguments(args.rows, args.features, dtypes, args.repeats, args.models, args.layout, args.classes,
                            args.hidden, args.density)
@@ -198,6 +199,7 @@ def _bench_scaling_report(args: argparse.Namespace) -> int:
 
     from mpigd.bench import scaling
 
+    _one_process("bench scaling-report")
     check_output_paths({"--json": args.json, "--csv": args.csv,
                         "--plot": args.plot and f"{args.plot}-strong.png"}, inputs={"the records file": args.records})
     _check_plotting(args.plot)
@@ -256,6 +258,7 @@ def _bench_allreduce(args: argparse.Namespace) -> int:
 def _bench_solvers(args: argparse.Namespace) -> int:
     from mpigd.bench import solvers
 
+    _one_process("bench solvers", " (it launches its own mpiexec jobs)")
     check_output_paths({"--json": args.json})
     results = solvers.run(args.models, args.rows, args.features, args.l2, args.ranks, args.repeats)
     results["metadata"]["command"] = command_line(args)
@@ -284,6 +287,7 @@ def _bench_solvers_worker(args: argparse.Namespace) -> int:
 def _bench_sparse(args: argparse.Namespace) -> int:
     from mpigd.bench import sparse
 
+    _one_process("bench sparse")
     check_output_paths({"--json": args.json})
     results = sparse.run(args.rows, args.features, args.densities, args.classes, args.repeats)
     print(sparse.table(results), flush=True)
@@ -326,6 +330,7 @@ def _plan(args: argparse.Namespace) -> int:
     # Imports nothing from mpi4py: a projection needs no MPI, and may run on a login node.
     from mpigd.bench import plan, plan_report
 
+    _one_process("plan")
     check_output_paths({"--json": args.json, "--csv": args.csv, "--plot": args.plot},
                        inputs={"the --tune-file": args.tune_file})
     _check_plotting(args.plot)
@@ -341,6 +346,17 @@ def _plan(args: argparse.Namespace) -> int:
                 write(temporary, result)
             print(f"wrote {path}")
     return EXIT_OK
+
+
+def _one_process(command: str, why: str = "") -> None:
+    """Refuse a command that runs as one process when it was launched on several ranks: each rank ran
+    it whole, printing every table once per rank, writing each file from every rank, and timing
+    kernels that competed with each other for the cores and the memory bandwidth."""
+    from mpigd.environment import launch_size
+
+    if launch_size() > 1:
+        raise UsageError(f"{command} runs as one process{why}: run it without mpiexec "
+                         f"(this launch has {launch_size()} ranks)")
 
 
 def _check_plotting(plot_path: str | None) -> None:

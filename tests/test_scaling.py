@@ -68,6 +68,22 @@ def test_classifiers_are_timed_with_the_classes_of_their_labels(model, n_params)
     assert record["bytes_per_allreduce"] == (n_params + 1) * 8
 
 
+def test_a_record_names_the_tune_file_auto_read(tmp_path):
+    # bench scaling has no --tune-file: auto read $MPIGD_TUNE_FILE (or the default path), and the
+    # record, whose command named none, did not say which calibration chose its strategy.
+    from mpigd.comm.costmodel import CostModel, Crossover
+    from mpigd.comm.tunefile import Tuning, save
+
+    tune = tmp_path / "tune.json"
+    save(Tuning(2, CostModel(), Crossover((), ("direct",))), tune)
+    job = mpigd(2, "bench", "scaling", "--rows", "200", "--features", "2", "--steps", "1", "--strategy", "auto",
+                env={"MPIGD_TUNE_FILE": str(tune)})
+    assert job.returncode == 0, job.stderr
+    record = json.loads(job.stdout)
+    assert record["strategy"] == "auto->direct"
+    assert (record["tune_file"], record["tune_file_from"]) == (str(tune), "$MPIGD_TUNE_FILE")
+
+
 @pytest.mark.parametrize("content,words", [
     ('{"a": 1}\n', "records.jsonl: line 1: not a scaling record ('mode' missing"),
     ('{"mode": "strong", "ranks": "2"}\n', "records.jsonl: line 1: not a scaling record ('ranks' missing or not an integer)"),

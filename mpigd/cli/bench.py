@@ -184,8 +184,12 @@ def _bench_scaling(args: argparse.Namespace) -> int:
             from mpigd.bench.metadata import run_metadata
 
             # Where the record came from: the command that re-runs it, the commit, the date.
+            from mpigd.bench.allreduce import tune_file_read
+
             meta = run_metadata(comm, command=command_line(args, comm.size))
             record.update({key: meta[key] for key in ("git_commit", "date", "command")})
+            # auto and ring read a tune file the command does not name ($MPIGD_TUNE_FILE, the default path).
+            record.update(tune_file_read(None, (args.strategy,), comm.size))
             print(json_text(record))
             if args.output:
                 scaling.append_record(args.output, record)

@@ -65,6 +65,9 @@ def measure(comm=None, mode: str = "strong", rows: int = 1_000_000, features: in
                          comm.comm_seconds - communication)
     comm.allreduce_max(samples)  # each step takes as long as its slowest rank
     total, compute, communication = (statistics.median(samples[:, k]) for k in range(3))
+    from mpigd.bench.allreduce import tune_file_read
+    from mpigd.bench.metadata import git_commit
+
     return {
         "mode": mode, "ranks": comm.size, "rows": global_rows, "rows_per_rank": global_rows / comm.size,
         "features": features, "model": model, "dtype": dtype, "steps": steps,
@@ -73,6 +76,10 @@ def measure(comm=None, mode: str = "strong", rows: int = 1_000_000, features: in
         "step_seconds_min": float(samples[:, 0].min()), "step_seconds_max": float(samples[:, 0].max()),
         "bytes_per_allreduce": gradient.buffer.nbytes, "strategy": comm.strategy_label, "mpi_library": comm.library(),
         "oversubscribed": comm.size > (os.cpu_count() or 1),
+        # Where it came from: the commit, the date, the command (the CLI's; None from Python), and
+        # the tune file auto or ring read, which the command may not name ($MPIGD_TUNE_FILE, default path).
+        "git_commit": git_commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": None,
+        **tune_file_read(comm.tune_file, (comm.strategy.name,), comm.size),
     }
 
 

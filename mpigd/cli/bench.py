@@ -181,15 +181,7 @@ def _bench_scaling(args: argparse.Namespace) -> int:
     def job() -> int:
         record = scaling.measure(comm, args.mode, args.rows, args.features, args.model, args.dtype, args.steps)
         if comm.rank == 0:
-            from mpigd.bench.metadata import run_metadata
-
-            # Where the record came from: the command that re-runs it, the commit, the date.
-            from mpigd.bench.allreduce import tune_file_read
-
-            meta = run_metadata(comm, command=command_line(args, comm.size))
-            record.update({key: meta[key] for key in ("git_commit", "date", "command")})
-            # auto and ring read a tune file the command does not name ($MPIGD_TUNE_FILE, the default path).
-            record.update(tune_file_read(None, (args.strategy,), comm.size))
+            record["command"] = command_line(args, comm.size)  # the command that re-runs it
             print(json_text(record))
             if args.output:
                 scaling.append_record(args.output, record)

@@ -147,7 +147,11 @@ def test_the_default_path_passes_over_a_one_rank_calibration(tmp_path: Path, mon
         tune.write_text(json.dumps({"format": 1, "ranks": ranks, "model": {
             "alpha_s": alpha, "beta_s_per_byte": alpha / 1e4, "gamma_s_per_byte": 5e-11}, "crossover": None}))
     assert find_calibration(None) == (default_path(4), "default path")  # the most ranks, not 1 by name order
-    default_path(4).unlink()
+    # Another host's file, whose name begins with this host's name and a dash, is not this host's.
+    other_host = default_path(8).with_name(default_path(8).name.replace("-8ranks", "-b-8ranks"))
+    default_path(4).rename(other_host)
+    assert find_calibration(None) == (default_path(2), "default path")
+    other_host.unlink()
     default_path(2).unlink()
     assert find_calibration(None) == (None, "built-in defaults")  # a 1-rank file alone: none
     assert cost_models(None)[0] == CostModel()

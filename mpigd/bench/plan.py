@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -151,8 +152,9 @@ def find_calibration(explicit: str | None) -> tuple[Path | None, str]:
     if tune_file_from_env():
         return Path(str(tune_file_from_env())).expanduser(), f"${TUNE_FILE_VARIABLE}"
     folder = default_path(1).parent
-    ranks = {path: int("".join(c for c in path.stem.rsplit("-", 1)[-1] if c.isdigit()) or 0)
-             for path in folder.glob(f"tune-{platform.node() or 'host'}-*ranks.json")}
+    # Exactly this host's names: a glob on tune-HOST-* also took the files of a host named HOST-b.
+    name = re.compile(re.escape(f"tune-{platform.node() or 'host'}-") + r"(\d+)ranks\.json")
+    ranks = {path: int(match[1]) for path in folder.glob("tune-*ranks.json") if (match := name.fullmatch(path.name))}
     found = sorted((path for path in ranks if ranks[path] >= 2), key=ranks.get)
     return (found[-1], "default path") if found else (None, "built-in defaults")
 

@@ -257,7 +257,7 @@ def test_a_named_tune_file_that_is_missing_stops_ring_on_every_rank(comm, tmp_pa
     from mpigd.comm.strategies import make_strategy
     from mpigd.errors import UsageError
 
-    with pytest.raises(UsageError, match="cannot use the tune file for --strategy ring: ") as raised:
+    with pytest.raises(UsageError, match="cannot use the tune file for the ring strategy: ") as raised:
         make_strategy("ring", comm, str(tmp_path / "missing.json"))
     # Rank 0, which reads the file, says why; the others point to it.
     assert ("no such file" if comm.Get_rank() == 0 else "see rank 0") in str(raised.value)

@@ -81,7 +81,7 @@ def test_an_unusable_tune_file_is_one_line_and_exit_code_2(tmp_path, strategy, c
                 "--tune-file", str(tune), "--quiet", timeout=60)
     assert job.returncode == 2
     lines = job.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"cannot use the tune file for --strategy {strategy}: " in lines[0], job.stderr
+    assert len(lines) == 1 and f"cannot use the tune file for the {strategy} strategy: " in lines[0], job.stderr
     assert message in lines[0]
 
 

@@ -50,7 +50,7 @@ def agreed_calibration(comm: MPI.Comm, tune_file: str | None, strategy: str) -> 
             header[0] = 1
     comm.Bcast(header, root=0)
     if header[0]:
-        raise UsageError(f"cannot use the tune file for --strategy {strategy}: {problem or 'see rank 0'}")
+        raise UsageError(f"cannot use the tune file for the {strategy} strategy: {problem or 'see rank 0'}")
     if comm.Get_rank() != 0:
         bounds, choices = np.empty(header[1], np.int64), np.empty(header[1] + 1, np.int64)
     if bounds.size:

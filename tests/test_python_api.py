@@ -229,6 +229,9 @@ def test_bench_sparse_from_python_times_what_the_command_times(tmp_path, capsys)
     ours = sparse.run(200, 20, [0.1, 0.5], classes=3, repeats=1)
     theirs = cli_json(capsys, tmp_path / "s.json", "bench", "sparse", "--rows", "200", "--features", "20",
                       "--densities", "0.1,0.5", "--classes", "3", "--repeats", "1")
+    assert theirs["metadata"]["command"].startswith("mpigd bench sparse --rows 200 ")
+    assert theirs["metadata"]["git_commit"] and theirs["metadata"]["numba"]
+    theirs = theirs["results"]
     keys = ("rows", "features", "density", "nnz", "classes", "kernel")
     assert _shape(ours, *keys) == _shape(theirs, *keys) and ours[0]["nnz"] < ours[1]["nnz"]
     assert "--densities" in python_error(sparse.run, 200, 20, [0.1, 2.0])

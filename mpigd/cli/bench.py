@@ -288,7 +288,11 @@ def _bench_sparse(args: argparse.Namespace) -> int:
     results = sparse.run(args.rows, args.features, args.densities, args.classes, args.repeats)
     print(sparse.table(results), flush=True)
     if args.json:
-        write_json_report(args.json, results)
+        from mpigd.bench import metadata
+
+        # As bench kernel's: a bare list of records said neither what machine, commit nor command.
+        write_json_report(args.json, {"metadata": {**metadata.describe(), "command": command_line(args)},
+                                      "results": results})
     return EXIT_OK
 
 

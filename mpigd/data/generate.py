@@ -8,7 +8,7 @@ Rows come from :mod:`mpigd.data.synthetic`, so the file is the same whatever the
   each writing its rows in chunks. Without a parallel HDF5 build only one process may have the
   file open for writing, and turns keep every rank's memory bounded, which gathering on rank 0
   would not.
-* ``csv`` and ``libsvm``: the rows are written in rounds of at most :data:`ROUND_ROWS` rows per
+* ``csv`` and ``libsvm``: the rows are written in rounds of at most :func:`round_rows` rows per
   rank. In each round every rank formats its rows to bytes, an exclusive prefix sum of the byte
   counts gives its offset, and it writes there with ``os.pwrite``. Floats are written with
   ``repr``, which reads back to the same bits.
@@ -35,6 +35,13 @@ from mpigd.outputs import (check_output_directory, check_output_file, deepest_ex
 from mpigd.partition import block_range, exclusive_prefix
 
 ROUND_ROWS = 65536
+# Values (rows x (features + 1)) a rank holds per round, whatever the feature count: 32 MiB of
+# float64, about 80 MB once formatted as text. Rounds of ROUND_ROWS rows alone grew with the width
+# (65,536 rows of 2,048 features were a 1 GiB array per rank, and as CSV some 15 GB of strings).
+ROUND_VALUES = 1 << 22
+# Values formatted at a time by csv_bytes and libsvm_bytes: their Python strings (about 100 bytes
+# a value) live only while one such piece is formatted; the round is kept as bytes.
+FORMAT_VALUES = 1 << 16
 SIZE_SAMPLE_VALUES = 100_000  # values formatted to estimate the size of a text data set
 
 
@@ -67,6 +74,18 @@ class Spec:
         return synthetic.generate(self.task, self.features, self.seed, start, stop, "float64", self.density or 1.0)
 
 
+def round_rows(features: int) -> int:
+    """Rows a rank generates and writes per round: :data:`ROUND_ROWS`, fewer for wide rows, so that
+    a round holds at most :data:`ROUND_VALUES` values (at least one row)."""
+    return max(1, min(ROUND_ROWS, ROUND_VALUES // (features + 1)))
+
+
+def _pieces(rows: int, features: int):
+    """Row slices of about :data:`FORMAT_VALUES` values, the unit of text formatting."""
+    step = max(1, FORMAT_VALUES // (features + 1))
+    return ((lo, min(lo + step, rows)) for lo in range(0, rows, step))
+
+
 def _labels(spec: Spec, y: np.ndarray) -> list[str]:
     return ["1" if v else "0" for v in y.tolist()] if spec.task == "classification" else list(map(repr, y.tolist()))
 
@@ -74,18 +93,26 @@ def _labels(spec: Spec, y: np.ndarray) -> list[str]:
 def csv_bytes(spec: Spec, X: np.ndarray, y: np.ndarray) -> bytes:
     """Rows as CSV lines, features then the label."""
     d = X.shape[1]
-    values = list(map(repr, X.ravel().tolist()))
-    labels = _labels(spec, y)
-    return "".join(",".join(values[i * d:(i + 1) * d]) + "," + labels[i] + "\n" for i in range(len(labels))).encode()
+    pieces = []
+    for lo, hi in _pieces(X.shape[0], d):
+        values = list(map(repr, X[lo:hi].ravel().tolist()))
+        labels = _labels(spec, y[lo:hi])
+        pieces.append("".join(",".join(values[i * d:(i + 1) * d]) + "," + labels[i] + "\n"
+                              for i in range(len(labels))).encode())
+    return b"".join(pieces)
 
 
 def libsvm_bytes(spec: Spec, X: np.ndarray, y: np.ndarray) -> bytes:
     """Rows as LIBSVM lines with one-based indices; zeros are left out."""
-    lines = []
-    for label, row in zip(_labels(spec, y), X):
-        nonzero = np.flatnonzero(row)
-        lines.append(" ".join([label] + [f"{j + 1}:{v!r}" for j, v in zip(nonzero.tolist(), row[nonzero].tolist())]))
-    return ("\n".join(lines) + "\n").encode() if lines else b""
+    pieces = []
+    for lo, hi in _pieces(X.shape[0], X.shape[1]):
+        lines = []
+        for label, row in zip(_labels(spec, y[lo:hi]), X[lo:hi]):
+            nonzero = np.flatnonzero(row)
+            lines.append(" ".join([label] + [f"{j + 1}:{v!r}"
+                                             for j, v in zip(nonzero.tolist(), row[nonzero].tolist())]))
+        pieces.append(("\n".join(lines) + "\n").encode())
+    return b"".join(pieces)
 
 
 def _csv_header(spec: Spec) -> bytes:
@@ -119,7 +146,7 @@ def _write_text(spec: Spec, comm, paths: list[str]) -> None:
     fmt = csv_bytes if spec.format == "csv" else libsvm_bytes
     descriptor = comm.together(_os_step, os.open, path, os.O_WRONLY)
     try:
-        per_round = ROUND_ROWS * comm.size
+        per_round = round_rows(spec.features) * comm.size
         for first in range(0, spec.rows, per_round):
             count = min(per_round, spec.rows - first)
             lo, hi = block_range(count, comm.size, comm.rank)
@@ -151,8 +178,9 @@ def _write_npy(spec: Spec, comm, paths: list[str]) -> None:
     comm.barrier()
     X_all, y_all = (np.load(path, mmap_mode="r+") for path in paths)
     lo, hi = block_range(spec.rows, comm.size, comm.rank)
-    for start in range(lo, hi, ROUND_ROWS):
-        stop = min(start + ROUND_ROWS, hi)
+    step = round_rows(spec.features)
+    for start in range(lo, hi, step):
+        stop = min(start + step, hi)
         X_all[start:stop], y_all[start:stop] = spec.rows_of(start, stop)
     X_all.flush()
     y_all.flush()
@@ -173,8 +201,9 @@ def _write_hdf5(spec: Spec, comm, paths: list[str]) -> None:
 
     def write_own_rows(lo: int, hi: int) -> None:
         with h5py.File(path, "r+") as handle:
-            for start in range(lo, hi, ROUND_ROWS):
-                stop = min(start + ROUND_ROWS, hi)
+            step = round_rows(spec.features)
+            for start in range(lo, hi, step):
+                stop = min(start + step, hi)
                 handle["X"][start:stop], handle["y"][start:stop] = spec.rows_of(start, stop)
 
     comm.together(_hdf5_step, create if comm.rank == 0 else (lambda: None))

@@ -73,10 +73,15 @@ def slice_shard(source: str, X_all, y_all, size: int, rank: int, dtype: str, fmt
     start, stop = block_range(n, size, rank)
 
     def rows(name: str, array) -> np.ndarray:
-        # Slicing reads only this rank's rows. Always copy: a view of a read-only memory map would
-        # keep the file open and could not be standardized in place.
+        # Slicing reads only this rank's rows. A view (of a read-only memory map, or of the labels
+        # of a data set without any) is copied: it would keep the file open and could not be
+        # standardized in place. An array the slicing made (h5py reads into a new one) is kept as
+        # it is when it has the dtype: copied, it was held twice at once (2x the shard at its peak).
         try:
-            return np.array(array[start:stop], dtype=dtype, order="C", copy=True)
+            part = array[start:stop]
+            if type(part) is np.ndarray and part.base is None and part.flags.writeable:
+                return np.ascontiguousarray(part, dtype=dtype)
+            return np.array(part, dtype=dtype, order="C", copy=True)
         except OSError as error:
             raise InputError(f"{source}: cannot read dataset {name!r} (rows {start} to {stop - 1}): "
                              f"{read_error(error)}") from None

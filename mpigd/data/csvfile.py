@@ -92,15 +92,19 @@ def _layout(path: str, block: bytes, header: str, label_column: str | int | None
 def _parse(path: str, block: bytes, first_line: int, skip_header: bool, n_fields: int, label: int,
            dtype: str) -> tuple[np.ndarray, np.ndarray]:
     """This rank's rows: parse ``block`` (whose first line is global line ``first_line``)."""
+    skip = 0
     if skip_header:
+        # A view past the header: slicing the bytes copied rank 0's whole block (a third block
+        # beside the block and its cleaned copy, at the reader's peak).
         cut = block.find(b"\n")
-        block = block[cut + 1:] if cut >= 0 else b""
+        skip = cut + 1 if cut >= 0 else len(block)
         first_line += 1
-    raw = np.frombuffer(block, dtype=np.uint8)
+    raw = np.frombuffer(block, dtype=np.uint8, offset=skip)
     clean = np.empty_like(raw)
-    line_of_record = np.empty(block.count(b"\n") + 1, dtype=np.int64)
+    line_of_record = np.empty(block.count(b"\n", skip) + 1, dtype=np.int64)
     records, bad_line, code = kernels.csv_scan(raw, DELIMITER, n_fields, clean, line_of_record)
     if bad_line >= 0:
+        block = raw.tobytes() if skip else block  # the error paths below read the rows' bytes
         problem = kernels.CSV_PROBLEMS[code]
         if code == 1:
             found = block.split(b"\n")[bad_line].count(b",") + 1
@@ -109,6 +113,7 @@ def _parse(path: str, block: bytes, first_line: int, skip_header: bool, n_fields
     line_of_record = line_of_record[:records]
     values = parse_floats(clean, records * n_fields)
     if values is None:
+        block = raw.tobytes() if skip else block
         bad = first_unparsable(block, clean, line_of_record, np.full(records, n_fields))
         raise unparsable_error(path, first_line, bad, "a field is not a number")
     values = values.reshape(records, n_fields)

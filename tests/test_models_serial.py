@@ -453,7 +453,7 @@ def test_holdout_split_keeps_each_row_with_its_own_label(sparse):
     dense = rng.standard_normal((200, 5)) * (rng.random((200, 5)) < 0.5)
     y = np.arange(200, dtype=np.float64)
     X = CSRMatrix.from_dense(dense) if sparse else dense.copy()
-    train_part, test_part = split(Shard(X, y, 200, 0, "memory"), 0.3, 11, self_comm())
+    train_part, test_part = split(Shard(X, y.copy(), 200, 0, "memory"), 0.3, 11, self_comm())  # split takes it over
     mask = held_out(11, 0, 200, 0.3)
     as_dense = (lambda part: part.X.toarray()) if sparse else (lambda part: part.X)
     assert np.array_equal(as_dense(train_part), dense[~mask]) and np.array_equal(train_part.y, y[~mask])

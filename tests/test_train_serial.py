@@ -88,6 +88,28 @@ def test_sgd_lowers_the_objective_and_is_reproducible(dtype):
     assert local["steps"] == 3 * -(-5000 // 64) and local["evaluations"] == 3
 
 
+@pytest.mark.parametrize("n_local, batch_size", [(1000, 64), (1000, 1), (1000, 999), (1000, 1000), (7, 3)])
+def test_sgd_batches_are_the_block_range_slices_of_the_order(n_local, batch_size):
+    """Step ``s`` takes the ``s``-th of the epoch's near-equal slices of the rank's shuffled rows
+    (as ``block_range`` cuts them), and the epoch's batches tile the order. The bounds are
+    computed once, not per step; a slip there would skip or repeat rows silently."""
+    from mpigd.algorithms import make_algorithm
+    from mpigd.data import load_shard
+    from mpigd.models import make_model
+    from mpigd.partition import block_range
+
+    config = Config(model="linear", algo="sgd", rows=n_local, features=3, batch_size=batch_size, quiet=True)
+    comm = self_comm()
+    algorithm = make_algorithm(config, make_model("linear", 3), load_shard(config, comm), comm)
+    order = np.random.default_rng(0).permutation(n_local)
+    steps = algorithm.steps_per_epoch
+    batches = [algorithm.batch(order, step) for step in range(steps)]
+    for step, rows in enumerate(batches):
+        lo, hi = block_range(n_local, steps, step)
+        assert np.array_equal(rows, order[lo:hi]) and rows.size == algorithm.batch_rows[step]
+    assert np.array_equal(np.concatenate(batches), order)
+
+
 @pytest.mark.parametrize("algo", ["gd", "sgd", "lbfgs"])
 @pytest.mark.parametrize("model", ["linear", "softmax", "mlp"])
 def test_float32_runs_reduce_and_keep_float32(algo, model):

@@ -8,7 +8,7 @@ import numpy as np
 
 from mpigd.algorithms.objective import GlobalGradient
 from mpigd.algorithms.update import Update, UpdateDriven
-from mpigd.partition import block_counts, block_range
+from mpigd.partition import block_counts, block_offsets
 
 
 class MiniBatchSGD(UpdateDriven):
@@ -38,12 +38,16 @@ class MiniBatchSGD(UpdateDriven):
         self.batch_rows = np.zeros(self.steps_per_epoch, dtype=np.int64)
         for count in local_counts:
             self.batch_rows += block_counts(int(count), self.steps_per_epoch)
+        # Looked up once a step, as Python ints: where each step's slice of this rank's order
+        # starts (block_range of every step, computed once) and each step's global batch.
+        self._bounds = block_offsets(gradient.shard.n_local, self.steps_per_epoch).tolist()
+        self._batch_rows = self.batch_rows.tolist()
         self._cursor, self._total, self._epoch_rng = 0, 0.0, rng.bit_generator.state
 
     def batch(self, order: np.ndarray, step: int) -> np.ndarray:
-        """This rank's rows (local indices) in the global batch of ``step``."""
-        lo, hi = block_range(order.size, self.steps_per_epoch, step)
-        return order[lo:hi]
+        """This rank's rows (local indices) in the global batch of ``step``: the ``step``-th of
+        ``steps_per_epoch`` near-equal slices of ``order`` (a permutation of the local rows)."""
+        return order[self._bounds[step]:self._bounds[step + 1]]
 
     def run_epoch(self, params: np.ndarray, epoch: int, after_step: Callable[[], None] | None = None) -> float:
         """One pass over the data (the rest of it, after a resume mid-epoch); return the mean of
@@ -62,7 +66,7 @@ class MiniBatchSGD(UpdateDriven):
 
     def _advance(self, params: np.ndarray, order: np.ndarray, step: int) -> tuple[int, float]:
         """Take step ``step`` of the epoch; return the steps taken and their summed objectives."""
-        loss = self.gradient(params, int(self.batch_rows[step]), self.batch(order, step))
+        loss = self.gradient(params, self._batch_rows[step], self.batch(order, step))
         self.update(params, self.gradient.grad, self.update.rate())
         return 1, loss
 

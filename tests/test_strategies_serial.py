@@ -44,6 +44,16 @@ def test_one_rank_leaves_the_buffer_alone(strategy: str):
     assert comm.strategy_label.startswith(strategy)
 
 
+def test_one_rank_max_and_min_leave_the_buffer_alone():
+    """On one rank these return without calling MPI (a per-step call of the trainer's agreement)."""
+    comm = self_comm()
+    flags = np.array([15, 0, -3], dtype=np.int64)
+    comm.allreduce_max(flags)
+    comm.allreduce_min(flags)
+    assert flags.tolist() == [15, 0, -3]
+    assert comm.rank_values(7).tolist() == [7]
+
+
 def test_auto_reports_what_ran():
     comm = self_comm("auto")
     assert comm.strategy_label == "auto"

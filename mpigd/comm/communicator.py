@@ -66,12 +66,12 @@ class Communicator:
 
     def allreduce_max(self, buffer: np.ndarray) -> None:
         """Element-wise maximum of ``buffer`` in place across all ranks. Collective."""
-        if buffer.size:
+        if buffer.size and self.size > 1:  # one rank: the buffer is its own maximum
             self.mpi_comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.MAX)
 
     def allreduce_min(self, buffer: np.ndarray) -> None:
         """Element-wise minimum of ``buffer`` in place across all ranks. Collective."""
-        if buffer.size:
+        if buffer.size and self.size > 1:  # one rank: the buffer is its own minimum
             self.mpi_comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.MIN)
 
     def broadcast(self, buffer: np.ndarray, root: int = 0) -> None:

@@ -26,6 +26,9 @@ class NativeAllreduce:
     def __init__(self, comm: MPI.Comm, tune_file: str | None = None) -> None:
         self.comm = comm
         self._allreduce = comm.Allreduce  # bound once: a small message costs ~1.5 us in all
+        # On one rank the sum is the buffer itself. MPI's call still cost ~1.4 us, a tenth of an
+        # SGD step of one row (benchmarks/RESULTS.md, *Mini-batch SGD against scikit-learn*).
+        self._alone = comm.Get_size() == 1
 
     def describe(self) -> str:
         """The strategy that ran: this one."""
@@ -33,5 +36,5 @@ class NativeAllreduce:
 
     def allreduce(self, buffer: np.ndarray) -> None:
         """Sum ``buffer`` in place across the communicator. Collective."""
-        if buffer.size:
+        if buffer.size and not self._alone:
             self._allreduce(_IN_PLACE, buffer, _SUM)

@@ -1,0 +1,153 @@
+"""Mini-batch SGD against scikit-learn's SGDClassifier / SGDRegressor: time per epoch and objective.
+
+Run from the repository root with the environment of run/_env.sh, on 1 or more ranks:
+
+    mpiexec -n P python benchmarks/sgd_vs_sklearn.py [--models logistic linear] [--rows 200000]
+        [--features 32] [--epochs 3] [--batches 1:0.01,32:0.1,256:0.5] [--l2 1e-4] [--repeats 5]
+
+Rank 0 writes mpigd's synthetic data set (float64) as X.npy / y.npy in a scratch directory; every
+contender fits those rows. mpigd: ``mpigd.train(Config(algo="sgd", data=DIR, ...), comm)`` on every
+rank, constant learning rate, the given global batch, ``--epochs`` epochs, one evaluation (at the
+end). scikit-learn, on rank 0 while the other ranks wait without spinning: ``SGDClassifier(
+loss="log_loss")`` or ``SGDRegressor(loss="squared_error")``, penalty l2 with ``alpha = l2`` (the
+same objective: mean loss + (l2/2)‖w‖², intercept unpenalised), ``learning_rate="constant"``,
+``eta0`` = batch 1's rate, ``max_iter = epochs``, ``tol=None``, shuffle, no early stopping, no
+averaging. With batch 1 and a constant rate both run the same algorithm (one row a step, the same
+per-row update); only the shuffles differ. Contenders take turns in every repeat (scikit-learn, then
+each batch size); the table gives medians over ``--repeats`` after a warm-up, per epoch, and each
+contender's median as a ratio to scikit-learn's in the same launch. Whole fits are timed on both
+sides (mpigd: reading its rows from the .npy files, the epochs, the final evaluation; scikit-learn:
+its input checks and the epochs), divided by the epochs. The objective is the README's, evaluated
+on every row (mpigd's ``final_loss``; scikit-learn's from its coefficients). Writes JSON with
+``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from mpi4py import MPI
+
+from mpigd import Config, train
+from mpigd.comm import world
+from mpigd.data import synthetic
+
+
+def objective(model: str, X: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: float, l2: float) -> float:
+    """The README's objective on every row."""
+    z = X @ coef + intercept
+    loss = 0.5 * (z - y) ** 2 if model == "linear" else np.logaddexp(0.0, z) - y * z
+    return float(loss.mean() + 0.5 * l2 * float(coef @ coef))
+
+
+def sklearn_estimator(model: str, l2: float, lr: float, epochs: int, seed: int):
+    from sklearn.linear_model import SGDClassifier, SGDRegressor
+
+    common = dict(penalty="l2", alpha=l2, learning_rate="constant", eta0=lr, max_iter=epochs, tol=None,
+                  shuffle=True, early_stopping=False, average=False, fit_intercept=True, random_state=seed)
+    if model == "logistic":
+        return SGDClassifier(loss="log_loss", **common)
+    return SGDRegressor(loss="squared_error", **common)
+
+
+def wait_quietly(mpi_comm: MPI.Comm) -> None:
+    """A barrier the waiting ranks poll with sleeps, so they leave the cores to rank 0's scikit-learn."""
+    request = mpi_comm.Ibarrier()
+    while not request.Test():
+        time.sleep(0.002)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["logistic", "linear"], choices=["logistic", "linear"])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--features", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batches", default="1:0.01,32:0.1,256:0.5", help="batch:lr,... (batch 1's lr is eta0)")
+    parser.add_argument("--l2", type=float, default=1e-4)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    batches = [(int(b), float(lr)) for b, lr in (item.split(":") for item in args.batches.split(","))]
+    eta0 = dict(batches).get(1, batches[0][1])
+    comm = world()
+    mpi_comm = comm.mpi_comm
+    rank = comm.rank
+    records = []
+    for model in args.models:
+        task = "regression" if model == "linear" else "classification"
+        scratch = tempfile.mkdtemp(prefix="sgd_vs_sklearn_") if rank == 0 else None
+        scratch = mpi_comm.bcast(scratch, root=0)
+        if rank == 0:
+            X, y = synthetic.generate(task, args.features, 0, 0, args.rows, "float64")
+            np.save(Path(scratch) / "X.npy", X)
+            np.save(Path(scratch) / "y.npy", y)
+        mpi_comm.Barrier()
+        times: dict[str, list[float]] = {}
+        objectives: dict[str, float] = {}
+
+        def ours(batch: int, lr: float) -> tuple[float, float]:
+            config = Config(model=model, algo="sgd", data=scratch, batch_size=batch, lr=lr, l2=args.l2,
+                            epochs=args.epochs, eval_every=args.epochs, seed=0, quiet=True)
+            mpi_comm.Barrier()
+            start = time.perf_counter()
+            result = train(config, comm)
+            elapsed = mpi_comm.allreduce(time.perf_counter() - start, op=MPI.MAX)
+            return elapsed, result.summary["final_loss"]
+
+        def theirs() -> tuple[float, float]:
+            value = None
+            mpi_comm.Barrier()
+            if rank == 0:
+                estimator = sklearn_estimator(model, args.l2, eta0, args.epochs, 0)
+                start = time.perf_counter()
+                estimator.fit(X, y)
+                elapsed = time.perf_counter() - start
+                value = objective(model, X, y, np.ravel(estimator.coef_), float(np.ravel(estimator.intercept_)[0]),
+                                  args.l2)
+            wait_quietly(mpi_comm)
+            return mpi_comm.bcast((elapsed, value) if rank == 0 else None, root=0)
+
+        contenders = {"sklearn": theirs}
+        contenders.update({f"sgd b={b} lr={lr:g}": (lambda b=b, lr=lr: ours(b, lr)) for b, lr in batches})
+        for name, run in contenders.items():  # warm-up: JIT cache, first touch
+            run()
+        for _ in range(args.repeats):
+            for name, run in contenders.items():
+                seconds, value = run()
+                times.setdefault(name, []).append(seconds / args.epochs)
+                objectives[name] = value
+        base = statistics.median(times["sklearn"])
+        for name in contenders:
+            median = statistics.median(times[name])
+            records.append({"model": model, "contender": name, "ranks": comm.size, "rows": args.rows,
+                            "features": args.features, "epochs": args.epochs, "l2": args.l2,
+                            "median_s_per_epoch": median, "min_s": min(times[name]), "max_s": max(times[name]),
+                            "vs_sklearn": median / base, "objective": objectives[name]})
+        if rank == 0:
+            for name in ("X.npy", "y.npy"):
+                (Path(scratch) / name).unlink()
+            Path(scratch).rmdir()
+            del X, y
+    if rank == 0:
+        print(f"# {comm.size} rank(s), {comm.library()}, float64, {args.rows} x {args.features}, "
+              f"{args.epochs} epochs, l2 {args.l2:g}, median of {args.repeats}")
+        print("| model | contender | ranks | s/epoch median (min-max) | time vs sklearn | objective |")
+        print("|---|---|---|---|---|---|")
+        for r in records:
+            print(f"| {r['model']} | {r['contender']} | {r['ranks']} | {r['median_s_per_epoch']:.4f} "
+                  f"({r['min_s']:.4f}-{r['max_s']:.4f}) | {r['vs_sklearn']:.2f}x | {r['objective']:.6f} |")
+        if args.json:
+            Path(args.json).write_text(json.dumps(records, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

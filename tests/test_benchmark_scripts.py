@@ -189,3 +189,16 @@ def test_sgd_against_scikit_learn_times_every_contender_on_two_ranks(tmp_path):
         # (one row a step, per rank, constant rate): a mismatch of losses or penalties shows here.
         assert objective["sgd b=2 lr=0.01"] == pytest.approx(objective["sklearn"], rel=0.05), objective
     assert "| logistic | sklearn | 2 |" in job.stdout
+
+
+def test_sgd_step_parts_prints_every_part_on_two_ranks():
+    from mpirun import run_mpi
+
+    job = run_mpi(2, [str(SCRIPTS / "sgd_step_parts.py"), "--batch", "2", "--rows", "2000", "--features", "4",
+                      "--calls", "20", "--repeats", "1"], timeout=180)
+    assert job.returncode == 0, job.stderr
+    header, *lines = job.stdout.splitlines()
+    assert header.startswith("# logistic, batch 2, 2 rank(s)")
+    times = {line[:40].strip(): float(line[40:]) for line in lines}
+    assert "whole step (_advance + after_step)" in times and "kernel via model.loss_grad" in times
+    assert len(times) == 13 and all(value > 0 for value in times.values())

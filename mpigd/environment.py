@@ -24,13 +24,15 @@ def expected_ranks() -> int | None:
     return int(value)
 
 
+def _announced(names: tuple[str, ...], default: int) -> int:
+    """The first of the launcher's variables ``names`` that holds a count, else ``default``."""
+    return next((int(value) for value in map(os.environ.get, names) if value and value.isdigit()), default)
+
+
 def launch_rank() -> int:
     """This process's rank as the launcher announced it, without initialising MPI (0 if none)."""
-    for name in RANK_VARIABLES:
-        value = os.environ.get(name, "")
-        if value.isdigit():
-            return int(value)
-    return 0
+    return _announced(RANK_VARIABLES, 0)
+
 
 # Set by the launchers to the job's rank count (MPICH/Hydra, Slurm's PMI; Open MPI).
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
@@ -38,11 +40,7 @@ SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 
 def launch_size() -> int:
     """The rank count the launcher announced, without initialising MPI (1 if none)."""
-    for name in SIZE_VARIABLES:
-        value = os.environ.get(name, "")
-        if value.isdigit():
-            return int(value)
-    return 1
+    return _announced(SIZE_VARIABLES, 1)
 
 
 # Test-only fault injection (see mpigd/faults.py), e.g. "raise@rank=2,step=5". Never set it in production.

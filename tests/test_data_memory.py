@@ -112,3 +112,17 @@ def test_a_holdout_split_holds_the_shard_once_plus_the_held_out_rows():
     # The held-out copy (a fifth), the mask and its row indices, and one piece of the compaction;
     # a copy of the training rows alone would be 0.8 of the shard.
     assert peak < (fraction + 0.2) * (X.nbytes + y.nbytes) + 2 * COMPACT_PIECE_BYTES, (peak, X.nbytes)
+
+
+def test_a_rank_reads_its_lines_without_copying_them(tmp_path):
+    # read_own_lines sliced the bytes it read past the byte before its range (data[start:]) and
+    # appended the end of its last line (block += tail): each a whole copy of the rank's block.
+    from mpigd.data.textio import read_own_lines
+
+    path = tmp_path / "lines.txt"
+    path.write_bytes(b"".join(b"%d,%d\n" % (i, i * 7) for i in range(600_000)))
+    read_own_lines(str(path), 2, 1)  # first-call allocations apart
+    for rank in range(3):
+        (block, offset, _), peak = _peak(lambda: read_own_lines(str(path), 3, rank))
+        assert block.endswith(b"\n") and len(block) > 2 * MB
+        assert peak < 1.05 * len(block) + 64 * 1024, (rank, peak, len(block))

@@ -143,7 +143,8 @@ def read(path: str, comm, dtype: str, header: str = "auto", label_column: str | 
     if offset == 0:
         # A UTF-8 byte order mark (spreadsheets write one) is no part of the first field: left in,
         # it made a headerless first row look like a header to --header auto, and it was dropped.
-        block = block.removeprefix(codecs.BOM_UTF8)
+        if block.startswith(codecs.BOM_UTF8):
+            del block[:len(codecs.BOM_UTF8)]  # in place: removeprefix would copy a bytearray
     first_line = exclusive_prefix(comm.rank_values(block.count(b"\n")), comm.rank)
     layout = np.zeros(3, dtype=np.int64)
     if comm.rank == 0:

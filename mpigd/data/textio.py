@@ -16,6 +16,7 @@ import numpy as np
 from mpigd.errors import InputError
 from mpigd.partition import block_range
 
+NEWLINE = 10
 TAIL_CHUNK = 1024  # read granularity past the range's end, looking for the end of the last line
 FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # the smallest magnitude float32 rounds to Inf (half an ulp past its largest)
 
@@ -36,6 +37,21 @@ class CountingFile:
             self.high = max(self.high or 0, offset + len(data))
             self.bytes_read += len(data)
         return data
+
+    def pread_into(self, offset: int, view: memoryview) -> int:
+        """Read up to ``len(view)`` bytes at ``offset`` into ``view``, to its end or the file's;
+        the count read."""
+        done = 0
+        while done < len(view):
+            got = os.preadv(self._fd, [view[done:]], offset + done)
+            if got <= 0:
+                break
+            done += got
+        if done:
+            self.low = offset if self.low is None else min(self.low, offset)
+            self.high = max(self.high or 0, offset + done)
+            self.bytes_read += done
+        return done
 
     def close(self) -> None:
         os.close(self._fd)
@@ -58,45 +74,58 @@ def file_size(path: str) -> int:
     return os.path.getsize(path)
 
 
-def read_own_lines(path: str, size: int, rank: int) -> tuple[bytes, int, dict[str, int]]:
+def read_own_lines(path: str, size: int, rank: int) -> tuple[bytearray, int, dict[str, int]]:
     """This rank's whole lines of ``path``: ``(block, offset of block, stats)``.
 
     ``block`` holds every line whose first byte lies in this rank's byte range (possibly none),
     each ending with a newline (one is added to the file's last line if it lacks it). ``stats`` records the range
     (``range_start``, ``range_stop``) and the span actually read (``read_start``,
     ``read_stop``, ``bytes_read``) so that tests can check no rank read beyond its share.
+
+    The block is read straight into one buffer, with room for the end of the last line: the
+    bytes before the first line are dropped from its front and the spare room from its end in
+    place (a ``bytearray`` does both without moving its bytes), so no copy of the block is ever
+    made.
     """
     total = file_size(path)
     lo, hi = block_range(total, size, rank)
     with CountingFile(path) as handle:
         first = max(lo - 1, 0)
-        data = handle.pread(first, hi - first) if hi > first else b""
+        length = max(hi - first, 0)
+        block = bytearray(length + TAIL_CHUNK + 1)  # room for one tail chunk and a final newline
+        view = memoryview(block)
+        end = handle.pread_into(first, view[:length])
+        view.release()
         if lo == 0:
             start = 0
         else:
             # A line starts at lo exactly when byte lo-1 ends the previous one.
-            newline = data.find(b"\n")
-            start = len(data) if newline < 0 else newline + 1
-        block = data[start:]
-        if block and hi < total and not block.endswith(b"\n"):
-            tail = []
+            newline = block.find(b"\n", 0, end)
+            start = end if newline < 0 else newline + 1
+        if start < end and hi < total and block[end - 1] != NEWLINE:
             position = hi
             while position < total:
-                chunk = handle.pread(position, TAIL_CHUNK)
-                if not chunk:
+                if len(block) < end + TAIL_CHUNK + 1:
+                    block.extend(bytes(max(TAIL_CHUNK, end - length)))  # a long last line: double the room
+                view = memoryview(block)
+                got = handle.pread_into(position, view[end:end + TAIL_CHUNK])
+                view.release()
+                if not got:
                     break
-                cut = chunk.find(b"\n")
+                cut = block.find(b"\n", end, end + got)
                 if cut >= 0:
-                    tail.append(chunk[: cut + 1])
+                    end = cut + 1
                     break
-                tail.append(chunk)
-                position += len(chunk)
-            block += b"".join(tail)
-        if block and not block.endswith(b"\n"):
+                end += got
+                position += got
+        if start < end and block[end - 1] != NEWLINE:
             # The file's last line lacks its newline. The parsers hand the block to strtod, which
             # stops only at a character that is not part of a number: at the end of the block it
             # would read on into whatever memory follows.
-            block += b"\n"
+            block[end] = NEWLINE
+            end += 1
+        del block[max(end, start):]
+        del block[:start]
         stats = {"range_start": lo, "range_stop": hi, "read_start": handle.low if handle.low is not None else lo,
                  "read_stop": handle.high if handle.high is not None else lo, "bytes_read": handle.bytes_read}
     return block, first + start, stats

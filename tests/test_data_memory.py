@@ -126,3 +126,21 @@ def test_a_rank_reads_its_lines_without_copying_them(tmp_path):
         (block, offset, _), peak = _peak(lambda: read_own_lines(str(path), 3, rank))
         assert block.endswith(b"\n") and len(block) > 2 * MB
         assert peak < 1.05 * len(block) + 64 * 1024, (rank, peak, len(block))
+
+
+def test_csv_parse_holds_its_rows_and_one_piece_of_text(monkeypatch):
+    # _parse cleaned the whole block, parsed all of it into one float64 array and cut X out of that
+    # with np.delete: text + cleaned text + values + X at the peak (25.2 MB for 13.3 MB of text
+    # and 5.4 MB of values). X and y are now filled piece by piece.
+    from mpigd.data import csvfile, textio
+
+    monkeypatch.setattr(textio, "PIECE_BYTES", MB, raising=False)
+    spec = generate.Spec(40_000, 16, "regression", 0, "csv", "unused.csv")
+    X, y = spec.rows_of(0, 40_000)
+    block = generate._csv_header(spec) + generate.csv_bytes(spec, X, y)
+    csvfile._parse("d.csv", b"x,y\n1,2\n", 0, True, 2, 1, "float64")  # first-call allocations apart
+    for dtype in ("float64", "float32"):
+        (got_X, got_y), peak = _peak(lambda: csvfile._parse("d.csv", block, 0, True, 17, 16, dtype))
+        assert np.array_equal(got_X, X.astype(dtype)) and np.array_equal(got_y, y.astype(dtype))
+        shard = got_X.nbytes + got_y.nbytes
+        assert peak < shard + 3 * MB, (dtype, peak, shard, len(block))

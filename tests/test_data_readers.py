@@ -38,6 +38,16 @@ def test_csv_scan_reports_the_first_bad_line():
     assert kernels.csv_scan(_bytes(b"1, 2 3,4\n"), ord(","), 3, clean, lines)[1:] == (0, 3)
 
 
+@pytest.mark.parametrize("text", [b"", b"\n", b"1,2\n\n \t\r\n,\n3", b" x", b"a\n\nb\n", b"\r\n\r\n", b"1,2\n3,4\n"])
+def test_count_records_counts_the_lines_csv_scan_takes_for_records(text):
+    reference = sum(1 for line in text.split(b"\n") if line.strip(b" \t\r"))
+    assert kernels.count_records(_bytes(text)) == reference
+    clean = np.empty(len(text), np.uint8)
+    lines = np.empty(text.count(b"\n") + 1, np.int64)
+    records, bad, _ = kernels.csv_scan(_bytes(text), ord(","), 1, clean, lines)
+    assert bad >= 0 or records == reference
+
+
 def test_libsvm_scan_skips_comments_and_qid():
     clean = np.empty(len(SVM_TEXT), np.uint8)
     nnz, lines = np.empty(6, np.int64), np.empty(6, np.int64)

@@ -15,8 +15,8 @@ import numpy as np
 
 from mpigd import kernels
 from mpigd.data.shard import Shard
-from mpigd.data.textio import (first_unparsable, line_error, parse_floats, read_own_lines, unparsable_error, unusable,
-                               value_error)
+from mpigd.data.textio import (first_unparsable, line_error, line_pieces, parse_floats, read_own_lines, unparsable_error,
+                               unusable, value_error)
 from mpigd.errors import InputError
 from mpigd.partition import exclusive_prefix
 
@@ -50,6 +50,7 @@ def _has_header(path: str, fields: list[str], header: str) -> bool:
 
 
 NO_LABEL = -1  # the label index of a file without labels
+_NOT_A_NUMBER, _UNUSABLE = 0, 1  # kinds of error found while parsing, the more serious first
 
 
 def _layout(path: str, block: bytes, header: str, label_column: str | int | None,
@@ -89,43 +90,68 @@ def _layout(path: str, block: bytes, header: str, label_column: str | int | None
     return np.array([len(fields), index, int(has_header)], dtype=np.int64)
 
 
-def _parse(path: str, block: bytes, first_line: int, skip_header: bool, n_fields: int, label: int,
+def _parse(path: str, block: bytes | bytearray, first_line: int, skip_header: bool, n_fields: int, label: int,
            dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """This rank's rows: parse ``block`` (whose first line is global line ``first_line``)."""
+    """This rank's rows: parse ``block`` (whose first line is global line ``first_line``).
+
+    X and y are allocated once the records are counted and filled piece by piece (see
+    :func:`~mpigd.data.textio.line_pieces`): the cleaned text and the parsed numbers are held for
+    one piece at a time, and the label column is never cut out of a copy of all the values. The
+    errors are the whole block's: a malformed line anywhere comes before a field that is not a
+    number anywhere, which comes before a NaN, Inf or value too large, each the first of its kind.
+    """
     skip = 0
     if skip_header:
-        # A view past the header: slicing the bytes copied rank 0's whole block (a third block
-        # beside the block and its cleaned copy, at the reader's peak).
+        # Past the header through offsets into the block: slicing the bytes copied rank 0's whole block.
         cut = block.find(b"\n")
         skip = cut + 1 if cut >= 0 else len(block)
         first_line += 1
-    raw = np.frombuffer(block, dtype=np.uint8, offset=skip)
-    clean = np.empty_like(raw)
-    line_of_record = np.empty(block.count(b"\n", skip) + 1, dtype=np.int64)
-    records, bad_line, code = kernels.csv_scan(raw, DELIMITER, n_fields, clean, line_of_record)
-    if bad_line >= 0:
-        block = raw.tobytes() if skip else block  # the error paths below read the rows' bytes
-        problem = kernels.CSV_PROBLEMS[code]
-        if code == 1:
-            found = block.split(b"\n")[bad_line].count(b",") + 1
-            problem += f": expected {n_fields}, found {found}"
-        raise line_error(path, first_line + bad_line, problem)
-    line_of_record = line_of_record[:records]
-    values = parse_floats(clean, records * n_fields)
-    if values is None:
-        block = raw.tobytes() if skip else block
-        bad = first_unparsable(block, clean, line_of_record, np.full(records, n_fields))
-        raise unparsable_error(path, first_line, bad, "a field is not a number")
-    values = values.reshape(records, n_fields)
-    bad = unusable(values, dtype)
-    if bad.any():
-        row, column = np.argwhere(bad)[0]
-        kind = "label" if column == label else "features"
-        raise value_error(path, first_line + int(line_of_record[row]), values[row, column], kind)
-    if label == NO_LABEL:
-        return np.ascontiguousarray(values, dtype=dtype), np.zeros(records, dtype=dtype)
-    y = np.ascontiguousarray(values[:, label], dtype=dtype)
-    X = np.ascontiguousarray(np.delete(values, label, axis=1), dtype=dtype)
+    raw = np.frombuffer(block, dtype=np.uint8)
+    records = kernels.count_records(raw[skip:])
+    X = np.empty((records, n_fields if label == NO_LABEL else n_fields - 1), dtype=dtype)
+    y = (np.zeros if label == NO_LABEL else np.empty)(records, dtype=dtype)
+    pieces = line_pieces(block, skip)
+    clean = np.empty(max((stop - start for start, stop, _ in pieces), default=0), dtype=np.uint8)
+    line_of_record = np.empty(max((block.count(b"\n", start, stop) + 1 for start, stop, _ in pieces), default=1),
+                              dtype=np.int64)
+    pending: tuple[int, InputError] | None = None  # the first error of the most serious kind after a malformed line
+    row = 0
+    for start, stop, lines_before in pieces:
+        text, cleaned = raw[start:stop], clean[:stop - start]
+        count, bad_line, code = kernels.csv_scan(text, DELIMITER, n_fields, cleaned, line_of_record)
+        if bad_line >= 0:
+            problem = kernels.CSV_PROBLEMS[code]
+            if code == 1:
+                found = text.tobytes().split(b"\n")[bad_line].count(b",") + 1
+                problem += f": expected {n_fields}, found {found}"
+            raise line_error(path, first_line + lines_before + bad_line, problem)
+        if pending is not None and pending[0] == _NOT_A_NUMBER:
+            continue  # only a malformed line further on could come before it
+        values = parse_floats(cleaned, count * n_fields)
+        if values is None:
+            bad = first_unparsable(text, cleaned, line_of_record[:count], np.full(count, n_fields))
+            pending = (_NOT_A_NUMBER, unparsable_error(path, first_line + lines_before, bad, "a field is not a number"))
+            continue
+        if pending is not None:
+            continue
+        values = values.reshape(count, n_fields)
+        bad = unusable(values, dtype)
+        if bad.any():
+            at, column = np.argwhere(bad)[0]
+            kind = "label" if column == label else "features"
+            pending = (_UNUSABLE, value_error(path, first_line + lines_before + int(line_of_record[at]),
+                                              values[at, column], kind))
+            continue
+        rows = slice(row, row + count)
+        if label == NO_LABEL:
+            X[rows] = values
+        else:
+            X[rows, :label] = values[:, :label]
+            X[rows, label:] = values[:, label + 1:]
+            y[rows] = values[:, label]
+        row += count
+    if pending is not None:
+        raise pending[1]
     return X, y
 
 

@@ -17,7 +17,8 @@ from mpigd.errors import InputError
 from mpigd.partition import block_range
 
 NEWLINE = 10
-TAIL_CHUNK = 1024  # read granularity past the range's end, looking for the end of the last line
+TAIL_CHUNK = 1024
+PIECE_BYTES = 32 << 20  # text parsed at a time: the cleaned copy and the parsed numbers are of one piece, not the block  # read granularity past the range's end, looking for the end of the last line
 FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # the smallest magnitude float32 rounds to Inf (half an ulp past its largest)
 
 
@@ -129,6 +130,24 @@ def read_own_lines(path: str, size: int, rank: int) -> tuple[bytearray, int, dic
         stats = {"range_start": lo, "range_stop": hi, "read_start": handle.low if handle.low is not None else lo,
                  "read_stop": handle.high if handle.high is not None else lo, "bytes_read": handle.bytes_read}
     return block, first + start, stats
+
+
+def line_pieces(block: bytes | bytearray, begin: int = 0, piece: int | None = None) -> list[tuple[int, int, int]]:
+    """``block[begin:]`` cut at line ends into pieces of about ``piece`` bytes (:data:`PIECE_BYTES`):
+    ``(start, stop, lines before the piece)`` each. A line longer than a piece is a piece of its own."""
+    piece = PIECE_BYTES if piece is None else piece
+    pieces = []
+    start, lines, size = begin, 0, len(block)
+    while start < size:
+        stop = size
+        if start + piece < size:
+            stop = block.rfind(b"\n", start, start + piece) + 1
+            if stop <= start:
+                stop = block.find(b"\n", start + piece) + 1 or size
+        pieces.append((start, stop, lines))
+        lines += block.count(b"\n", start, stop)
+        start = stop
+    return pieces
 
 
 def unusable(values: np.ndarray, dtype: str) -> np.ndarray:

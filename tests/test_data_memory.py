@@ -144,3 +144,21 @@ def test_csv_parse_holds_its_rows_and_one_piece_of_text(monkeypatch):
         assert np.array_equal(got_X, X.astype(dtype)) and np.array_equal(got_y, y.astype(dtype))
         shard = got_X.nbytes + got_y.nbytes
         assert peak < shard + 3 * MB, (dtype, peak, shard, len(block))
+
+
+def test_libsvm_parse_holds_its_csr_arrays_and_one_piece_of_text(monkeypatch):
+    # _parse cleaned the whole block and parsed all of it into one float64 array, then copied the
+    # pairs out of it by a mask, the indices as float64 and int64 and the values (and read() copied
+    # the indices again to rebase them and the values to cast them): 5.7x the shard at the peak.
+    from mpigd.data import libsvm, textio
+
+    monkeypatch.setattr(textio, "PIECE_BYTES", MB, raising=False)
+    spec = generate.Spec(20_000, 16, "regression", 0, "libsvm", "unused.svm")
+    X, y = spec.rows_of(0, 20_000)
+    block = generate.libsvm_bytes(spec, X, y)
+    libsvm._parse("d.svm", b"1 1:2\n", 0, "float64")  # first-call allocations apart
+    for dtype in ("float64", "float32"):
+        (labels, indptr, indices, values, lines), peak = _peak(lambda: libsvm._parse("d.svm", block, 0, dtype))
+        assert np.array_equal(labels, y) and np.array_equal(values, X[X != 0].astype(dtype))
+        shard = labels.nbytes + indptr.nbytes + indices.nbytes + values.nbytes + lines.nbytes
+        assert peak < shard + 5 * MB  # a piece's text, its cleaned copy, numbers and pairs, (dtype, peak, shard, len(block))

@@ -17,8 +17,8 @@ from mpigd.errors import InputError
 from mpigd.partition import block_range
 
 NEWLINE = 10
-TAIL_CHUNK = 1024
-PIECE_BYTES = 32 << 20  # text parsed at a time: the cleaned copy and the parsed numbers are of one piece, not the block  # read granularity past the range's end, looking for the end of the last line
+TAIL_CHUNK = 1024  # read granularity past the range's end, looking for the end of the last line
+PIECE_BYTES = 32 << 20  # text parsed at a time: the cleaned copy and the parsed numbers are of one piece, not the block
 FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # the smallest magnitude float32 rounds to Inf (half an ulp past its largest)
 
 

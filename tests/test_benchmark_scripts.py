@@ -202,3 +202,20 @@ def test_sgd_step_parts_prints_every_part_on_two_ranks():
     times = {line[:40].strip(): float(line[40:]) for line in lines}
     assert "whole step (_advance + after_step)" in times and "kernel via model.loss_grad" in times
     assert len(times) == 13 and all(value > 0 for value in times.values())
+
+
+def test_rank_memory_reports_every_rank_and_sees_a_larger_shard(tmp_path):
+    # Each rank prints its own line; a rank given 8x the rows holds measurably more (the reading is real).
+    from mpirun import run_mpi
+
+    def anon_peaks(rows: int) -> list[float]:
+        job = run_mpi(2, [str(SCRIPTS / "rank_memory.py"), "train", "--rows", str(rows), "--features", "16",
+                          "--epochs", "1", "--quiet"], timeout=180)
+        assert job.returncode == 0, job.stderr
+        lines = sorted(line for line in job.stderr.splitlines() if line.startswith("rank "))
+        assert [line.split(":")[0] for line in lines] == ["rank 0", "rank 1"], job.stderr
+        return [float(line.split("peak anon ")[1].split()[0]) for line in lines]
+
+    small, large = anon_peaks(50_000), anon_peaks(400_000)
+    # 175,000 more rows a rank of 17 float64 numbers: 24 MB more (measured 25)
+    assert all(b - a > 15 for a, b in zip(small, large)), (small, large)

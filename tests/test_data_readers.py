@@ -185,6 +185,49 @@ def test_an_unparsable_block_whose_line_cannot_be_found_names_no_line(tmp_path, 
     assert f"{path}:1" not in str(caught.value) and f"{path}:2" not in str(caught.value)
 
 
+# Files whose lines, blanks and errors fall on piece boundaries when pieces are a few bytes: each
+# kind of error after another kind in a later piece, a line longer than a piece, CRLF, a BOM, no
+# final newline, blank and comment lines, a header only.
+PIECE_CASES = [
+    ("csv", b"a,b,y\r\n1,2,0\r\n\r\n \t\n3,4,1\r\n\n5,6e38,0"),
+    ("csv", b"\xef\xbb\xbf1,2,0\n" + b"1." + b"0" * 90 + b"1,2,1\n  \n3,4,0\n"),
+    ("csv", b"a,b,y\n1,nan,0\n" + b"1,2,0\n" * 4 + b"1,1e39,0\n1,x,0\n1,y,0\n"),
+    ("csv", b"a,b,y\n1,1e39,0\n1,2,0\n2,3,-inf\n"),
+    ("csv", b"a,b,y\n1,x,0\n1,2,0\n\n1,2\n"),
+    ("csv", b"a,b,y\n\n \n"),
+    ("libsvm", b"# c\n1 qid:1 1:1 3:2\n\n0 2:1 # t 9:9\r\n-1\n1 2:1 5:3"),
+    ("libsvm", b"1 1:1e39\n" + b"0 1:1\n" * 4 + b"nan 2:1\n1 3:1 2:1\n1 1.5:1\n"),
+    ("libsvm", b"1 3:1 2:1\n0 1:1\n-inf 1:1\n1 1:x\n0 1:1 0:1\n"),
+    ("libsvm", b"1 1:1e39\n0 1:1\nnan 2:1\n1 3:1 2:1\n"),
+    ("libsvm", b"1 1:inf\n0 1:1\n1 2:3\nnan 2:1\n1 2:inf\n"),
+    ("libsvm", b"1 0:1 2:2\n\n" + b"0 " + b" ".join(b"%d:1" % i for i in range(1, 40)) + b"\n1\n"),
+]
+
+
+def test_text_readers_give_the_same_rows_and_errors_whatever_the_piece_size(tmp_path, monkeypatch):
+    # The readers parse a block in pieces cut at line ends: the rows, and the error (the first of
+    # the most serious kind in the whole block), must not depend on where the cuts fall.
+    from mpigd.data import textio
+
+    def outcome(path, fmt, dtype):
+        try:
+            shard = (csvfile if fmt == "csv" else libsvm).read(str(path), self_comm(), dtype)
+        except InputError as error:
+            return str(error)
+        X = (shard.X.indptr, shard.X.indices, shard.X.data) if shard.sparse else (shard.X,)
+        return [(a.dtype.str, a.shape, a.tobytes()) for a in (*X, shard.y)] + [shard.n_global, shard.meta]
+
+    for case, (fmt, text) in enumerate(PIECE_CASES):
+        path = tmp_path / f"{case}.{fmt}"
+        path.write_bytes(text)
+        for dtype in ("float64", "float32"):
+            expected = outcome(path, fmt, dtype)
+            for piece in (1, 7, 64):
+                monkeypatch.setattr(textio, "PIECE_BYTES", piece)
+                assert outcome(path, fmt, dtype) == expected, (case, dtype, piece)
+                monkeypatch.undo()
+
+
 @pytest.fixture(scope="module")
 def big_csv(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("big") / "big.csv")

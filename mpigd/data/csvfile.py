@@ -15,8 +15,8 @@ import numpy as np
 
 from mpigd import kernels
 from mpigd.data.shard import Shard
-from mpigd.data.textio import (first_unparsable, line_error, line_pieces, parse_floats, read_own_lines, unparsable_error,
-                               unusable, value_error)
+from mpigd.data.textio import (first_unparsable, line_error, line_pieces, parse_floats, piece_scratch, read_own_lines,
+                               unparsable_error, unusable, value_error)
 from mpigd.errors import InputError
 from mpigd.partition import exclusive_prefix
 
@@ -111,9 +111,7 @@ def _parse(path: str, block: bytes | bytearray, first_line: int, skip_header: bo
     X = np.empty((records, n_fields if label == NO_LABEL else n_fields - 1), dtype=dtype)
     y = (np.zeros if label == NO_LABEL else np.empty)(records, dtype=dtype)
     pieces = line_pieces(block, skip)
-    clean = np.empty(max((stop - start for start, stop, _ in pieces), default=0), dtype=np.uint8)
-    line_of_record = np.empty(max((block.count(b"\n", start, stop) + 1 for start, stop, _ in pieces), default=1),
-                              dtype=np.int64)
+    clean, line_of_record = piece_scratch(block, pieces)
     pending: tuple[int, InputError] | None = None  # the first error of the most serious kind after a malformed line
     row = 0
     for start, stop, lines_before in pieces:

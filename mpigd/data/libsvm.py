@@ -15,8 +15,8 @@ import numpy as np
 from mpigd import kernels
 from mpigd.data.csr import CSRMatrix
 from mpigd.data.shard import Shard
-from mpigd.data.textio import (first_unparsable, line_error, line_pieces, parse_floats, read_own_lines, unparsable_error,
-                               unusable, value_error)
+from mpigd.data.textio import (first_unparsable, line_error, line_pieces, parse_floats, piece_scratch, read_own_lines,
+                               unparsable_error, unusable, value_error)
 from mpigd.errors import InputError
 from mpigd.partition import exclusive_prefix
 
@@ -39,7 +39,7 @@ def _parse(path: str, block: bytes | bytearray, first_line: int, dtype: str
     """
     raw = np.frombuffer(block, dtype=np.uint8)
     pieces = line_pieces(block)
-    clean = np.empty(max((stop - start for start, stop, _ in pieces), default=0), dtype=np.uint8)
+    clean, scratch = piece_scratch(block, pieces)  # scratch: the second pass's line slots of a piece
     slots = block.count(b"\n") + 1
     nnz = np.empty(slots, dtype=np.int64)
     line_of_record = np.empty(slots, dtype=np.int64)
@@ -59,8 +59,6 @@ def _parse(path: str, block: bytes | bytearray, first_line: int, dtype: str
     labels = np.empty(records, dtype=np.float64)
     indices = np.empty(int(indptr[-1]), dtype=np.int64)
     values = np.empty(int(indptr[-1]), dtype=dtype)
-    scratch = np.empty(max((block.count(b"\n", start, stop) + 1 for start, stop, _ in pieces), default=1),
-                       dtype=np.int64)
     pending: tuple[int, InputError] | None = None
     for (start, stop, lines_before), low, high in zip(pieces, first_record, first_record[1:]):
         text, cleaned = raw[start:stop], clean[:stop - start]

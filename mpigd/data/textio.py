@@ -150,6 +150,19 @@ def line_pieces(block: bytes | bytearray, begin: int = 0, piece: int | None = No
     return pieces
 
 
+def piece_scratch(block: bytes | bytearray, pieces: list[tuple[int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The buffers a scan of one of ``pieces`` at a time needs, sized for the largest: its cleaned
+    text (bytes), and one slot per line of it and one more (int64). Line counts come from the
+    pieces' ``lines before``; only the last piece's lines are counted here."""
+    if not pieces:
+        return np.empty(0, dtype=np.uint8), np.empty(1, dtype=np.int64)
+    last_start, last_stop, last_before = pieces[-1]
+    ends = [before for _, _, before in pieces[1:]] + [last_before + block.count(b"\n", last_start, last_stop)]
+    most_lines = max(end - before for end, (_, _, before) in zip(ends, pieces))
+    largest = max(stop - start for start, stop, _ in pieces)
+    return np.empty(largest, dtype=np.uint8), np.empty(most_lines + 1, dtype=np.int64)
+
+
 def unusable(values: np.ndarray, dtype: str) -> np.ndarray:
     """Where the parsed (float64) ``values`` are NaN or Inf, or would become Inf as ``dtype``."""
     bad = ~np.isfinite(values)

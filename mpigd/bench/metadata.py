@@ -53,6 +53,11 @@ def git_commit(start: Path | None = None) -> str | None:
     return None
 
 
+def timestamp() -> str:
+    """Now, as the ``date`` of every result's metadata (ISO 8601, with the UTC offset)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
 def run_metadata(comm, **extra: Any) -> dict[str, Any]:
     """Library, versions, ranks, host, time and commit; ``comm`` is a :class:`mpigd.comm.Communicator`."""
     return {
@@ -66,7 +71,7 @@ def run_metadata(comm, **extra: Any) -> dict[str, Any]:
         "numpy": np.__version__,
         "numba": numba.__version__,
         "command": " ".join(sys.argv),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "date": timestamp(),
         **extra,
     }
 
@@ -97,7 +102,7 @@ def describe() -> dict[str, object]:
     return {
         "mpigd": __version__,
         "git_commit": git_commit(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "date": timestamp(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "numba": numba.__version__,

@@ -66,7 +66,7 @@ def measure(comm=None, mode: str = "strong", rows: int = 1_000_000, features: in
     comm.allreduce_max(samples)  # each step takes as long as its slowest rank
     total, compute, communication = (statistics.median(samples[:, k]) for k in range(3))
     from mpigd.bench.allreduce import tune_file_read
-    from mpigd.bench.metadata import git_commit
+    from mpigd.bench.metadata import git_commit, timestamp
 
     return {
         "mode": mode, "ranks": comm.size, "rows": global_rows, "rows_per_rank": global_rows / comm.size,
@@ -78,7 +78,7 @@ def measure(comm=None, mode: str = "strong", rows: int = 1_000_000, features: in
         "oversubscribed": comm.size > (os.cpu_count() or 1),
         # Where it came from: the commit, the date, the command (the CLI's; None from Python), and
         # the tune file auto or ring read, which the command may not name ($MPIGD_TUNE_FILE, default path).
-        "git_commit": git_commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": None,
+        "git_commit": git_commit(), "date": timestamp(), "command": None,
         **tune_file_read(comm.tune_file, (comm.strategy.name,), comm.size),
     }
 

@@ -354,9 +354,9 @@ def _one_process(command: str, why: str = "") -> None:
     kernels that competed with each other for the cores and the memory bandwidth."""
     from mpigd.environment import launch_size
 
-    if launch_size() > 1:
-        raise UsageError(f"{command} runs as one process{why}: run it without mpiexec "
-                         f"(this launch has {launch_size()} ranks)")
+    ranks = launch_size()
+    if ranks > 1:
+        raise UsageError(f"{command} runs as one process{why}: run it without mpiexec (this launch has {ranks} ranks)")
 
 
 def _check_plotting(plot_path: str | None) -> None:

@@ -4,6 +4,7 @@ No MPI, no I/O, no state. Every kernel writes into output arrays the caller prea
 allocates nothing in its loop; each has a NumPy twin in the tests as its oracle.
 """
 
+from mpigd.kernels.finish import all_finite, mean_with_l2, sum_of_squares
 from mpigd.kernels.glm import LOGISTIC, SQUARED, glm_loss_grad, glm_loss_grad_rows, logistic_eval, squared_eval
 from mpigd.kernels.gram import DEFAULT as gram_default, gram_blas, gram_csr, gram_numba
 from mpigd.kernels.jit import kernel
@@ -14,6 +15,7 @@ from mpigd.kernels.softmax import softmax_logits
 from mpigd.kernels.sparse import csr_glm_loss_grad, csr_glm_margins, csr_softmax_logits, csr_softmax_loss_grad
 from mpigd.kernels.stream import stream_sum
 from mpigd.kernels.text import CSV_PROBLEMS, LIBSVM_PROBLEMS, count_records, csv_scan, libsvm_scan
+from mpigd.kernels.update import adam_step, momentum_step, sgd_step
 
 __all__ = [
     "CSV_PROBLEMS",
@@ -24,11 +26,14 @@ __all__ = [
     "SQUARED",
     "SQUARED_HEAD",
     "TANH",
+    "adam_step",
     "add_into",
+    "all_finite",
     "csr_glm_loss_grad",
     "csr_glm_margins",
     "csr_softmax_logits",
     "csr_softmax_loss_grad",
+    "count_records",
     "csv_scan",
     "glm_loss_grad",
     "glm_loss_grad_rows",
@@ -39,11 +44,15 @@ __all__ = [
     "kernel",
     "libsvm_scan",
     "logistic_eval",
+    "mean_with_l2",
     "mlp_loss_grad",
     "mlp_outputs",
+    "momentum_step",
+    "sgd_step",
     "soft_threshold",
     "softmax_logits",
     "softmax_loss_grad",
     "squared_eval",
     "stream_sum",
+    "sum_of_squares",
 ]

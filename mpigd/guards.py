@@ -1,8 +1,9 @@
 """Numerical guards: cheap finiteness tests and global-norm clipping on the gradient path, and the
 check that ends a run whose objective runs away.
 
-Plain NumPy on purpose: a finiteness test inside a ``fastmath`` Numba kernel can be optimised
-away (see ../shared/RELIABILITY.md), so the guards stay outside the kernels.
+The finiteness tests run in kernels compiled without ``fastmath`` (:mod:`mpigd.kernels.finish`):
+under the flags that assume no NaN or Inf, a compiler may optimise such a test away (see
+../shared/RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -11,16 +12,13 @@ import math
 
 import numpy as np
 
+from mpigd import kernels
 from mpigd.errors import DivergedError
 
 
 def finite(buffer: np.ndarray) -> bool:
-    """Whether every entry of ``buffer`` is finite, in one pass and no allocation.
-
-    The sum of the entries is NaN or infinite if any entry is; a sum that overflows from finite
-    entries also counts as not finite, which for a gradient means divergence all the same.
-    """
-    return math.isfinite(float(np.add.reduce(buffer)))
+    """Whether every entry of ``buffer`` is finite, in one pass and no allocation."""
+    return bool(kernels.all_finite(buffer))
 
 
 def clip_norm(grad: np.ndarray, max_norm: float) -> float:

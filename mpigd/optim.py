@@ -12,19 +12,21 @@ pickle) that ``load_state_dict()`` takes back, bit for bit.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mpigd import kernels
 from mpigd.schedules import Schedule, make_schedule
 
-__all__ = ["Adam", "Momentum", "Nesterov", "OPTIMIZERS", "SGD", "Schedule", "add_l2", "apply_l1",
-           "l2_penalty", "make_optimizer", "make_schedule", "penalty"]
+__all__ = ["Adam", "Momentum", "Nesterov", "OPTIMIZERS", "SGD", "Schedule", "apply_l1", "l2_penalty",
+           "make_optimizer", "make_schedule", "penalty"]
 
 
 def l2_penalty(params: np.ndarray, n_penalized: int, l2: float) -> float:
-    """(l2/2)·‖w‖², where ``w`` is the first ``n_penalized`` entries of ``params``."""
-    weights = params[:n_penalized].astype(np.float64, copy=False)
-    return 0.5 * l2 * float(weights @ weights)
+    """(l2/2)·‖w‖², where ``w`` is the first ``n_penalized`` entries of ``params`` (the bits of
+    the training objective's term: :func:`mpigd.kernels.mean_with_l2`)."""
+    return 0.5 * l2 * kernels.sum_of_squares(params, n_penalized)
 
 
 def penalty(params: np.ndarray, n_penalized: int, l1: float, l2: float) -> float:
@@ -35,17 +37,6 @@ def penalty(params: np.ndarray, n_penalized: int, l1: float, l2: float) -> float
     return value
 
 
-def add_l2(params: np.ndarray, grad: np.ndarray, n_penalized: int, l2: float) -> float:
-    """Add the gradient of (l2/2)·‖w‖² to ``grad`` in place and return the penalty's value.
-
-    ``w`` is the first ``n_penalized`` entries of ``params``: intercepts are not penalised.
-    """
-    if l2 == 0.0:
-        return 0.0
-    grad[:n_penalized] += l2 * params[:n_penalized]
-    return l2_penalty(params, n_penalized, l2)
-
-
 def apply_l1(params: np.ndarray, n_penalized: int, threshold: float) -> None:
     """The proximal step of ``threshold``·‖w‖₁: soft-threshold the weights in place (``lr·l1`` after a
     step of size ``lr``)."""
@@ -54,16 +45,19 @@ def apply_l1(params: np.ndarray, n_penalized: int, threshold: float) -> None:
 
 
 class SGD:
-    """Plain (stochastic) gradient descent: ``params -= lr * grad``."""
+    """Plain (stochastic) gradient descent: ``params -= lr * grad``.
+
+    Each optimizer's update is one kernel (:mod:`mpigd.kernels.update`): the NumPy expressions
+    it replaced cost a microsecond of dispatch each, most of a small model's step.
+    """
 
     name = "sgd"
 
     def __init__(self, n_params: int, dtype: np.dtype) -> None:
-        self._step = np.empty(n_params, dtype=dtype)
+        self.dtype = np.dtype(dtype)
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        np.multiply(grad, lr, out=self._step)
-        params -= self._step
+        kernels.sgd_step(params, grad, self.dtype.type(lr))
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The optimizer's state as named arrays (empty for plain SGD)."""
@@ -81,6 +75,7 @@ class Momentum(SGD):
     """Heavy-ball momentum: ``v = mu·v + grad; params -= lr·v``."""
 
     name = "momentum"
+    nesterov = False
 
     def __init__(self, n_params: int, dtype: np.dtype, momentum: float = 0.9) -> None:
         super().__init__(n_params, dtype)
@@ -88,13 +83,8 @@ class Momentum(SGD):
         self.velocity = np.zeros(n_params, dtype=dtype)
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        self.velocity *= self.momentum
-        self.velocity += grad
-        np.multiply(self._direction(grad), lr, out=self._step)
-        params -= self._step
-
-    def _direction(self, grad: np.ndarray) -> np.ndarray:
-        return self.velocity
+        scalar = self.dtype.type
+        kernels.momentum_step(params, grad, self.velocity, scalar(self.momentum), scalar(lr), self.nesterov)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {"velocity": self.velocity}
@@ -104,11 +94,7 @@ class Nesterov(Momentum):
     """Nesterov momentum in the form PyTorch and Keras use: ``v = mu·v + grad; params -= lr·(grad + mu·v)``."""
 
     name = "nesterov"
-
-    def _direction(self, grad: np.ndarray) -> np.ndarray:
-        np.multiply(self.velocity, self.momentum, out=self._step)
-        self._step += grad
-        return self._step
+    nesterov = True
 
 
 class Adam(SGD):
@@ -123,25 +109,18 @@ class Adam(SGD):
         self.m = np.zeros(n_params, dtype=dtype)
         self.v = np.zeros(n_params, dtype=dtype)
         self.t = np.zeros(1, dtype=np.int64)
-        self._scratch = np.empty(n_params, dtype=dtype)
+        self._denominator = np.empty(n_params, dtype=dtype)
+        scalar = self.dtype.type
+        self._decays = (scalar(1.0 - beta1), scalar(1.0 - beta2), scalar(beta1), scalar(beta2))
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        self.t += 1
+        self.t[0] += 1
         t = int(self.t[0])
-        self.m *= self.beta1
-        np.multiply(grad, 1.0 - self.beta1, out=self._scratch)
-        self.m += self._scratch
-        np.multiply(grad, grad, out=self._scratch)
-        self._scratch *= 1.0 - self.beta2
-        self.v *= self.beta2
-        self.v += self._scratch
         # The bias corrections fold into the step size and epsilon: no extra pass over the arrays.
-        rate = lr * np.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
-        np.sqrt(self.v, out=self._scratch)
-        self._scratch += self.eps * np.sqrt(1.0 - self.beta2**t)
-        np.divide(self.m, self._scratch, out=self._step)
-        self._step *= rate
-        params -= self._step
+        correction = math.sqrt(1.0 - self.beta2**t)
+        rate = lr * correction / (1.0 - self.beta1**t)
+        kernels.adam_step(params, grad, self.m, self.v, *self._decays, rate, self.eps * correction,
+                          self._denominator)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {"m": self.m, "v": self.v, "t": self.t}

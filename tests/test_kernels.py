@@ -1,5 +1,6 @@
 """Each kernel against its NumPy twin, in float32 and float64."""
 
+import math
 import os
 import shutil
 import subprocess
@@ -175,3 +176,60 @@ def test_a_kernel_is_compiled_again_when_a_kernel_it_calls_changes_in_another_fi
     callee.write_text(callee.read_text().replace("x + 1.0", "x + 2.0"))
     assert run() == (6.0, 0)  # the old twice_bumped would give 4.0
     assert run() == (6.0, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_finds_a_nan_or_inf_anywhere_and_ignores_huge_finite_values(dtype):
+    huge = np.finfo(dtype).max
+    for n in (0, 1, 7, 8, 9, 64, 131):
+        values = np.full(n, huge, dtype=dtype)  # their sum overflows; each is finite
+        assert kernels.all_finite(values)
+        for where in range(n):
+            for bad in (np.nan, np.inf, -np.inf):
+                values[where] = bad
+                assert not kernels.all_finite(values), (n, where, bad)
+                values[where] = huge
+
+
+def _numpy_mean_with_l2(buffer, rows, params, n_penalized, l2):
+    """What GlobalGradient.reduce did in NumPy before the kernel (commit 809f6df)."""
+    buffer /= rows
+    value = float(buffer[-1])
+    if l2 != 0.0:
+        buffer[:n_penalized] += l2 * params[:n_penalized]
+        value += 0.5 * l2 * kernels.sum_of_squares(params, n_penalized)
+    return value
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mean_with_l2_gives_the_bits_of_the_numpy_expressions(dtype):
+    rng = np.random.default_rng(3)
+    for n, n_penalized, rows, l2 in [(2, 0, 1, 0.1), (8, 6, 7, 1e-4), (34, 32, 4099, 0.0), (1001, 990, 3, 2.5),
+                                     (70, 69, 1 << 25, 1e-3)]:
+        buffer = (rng.standard_normal(n) * 10.0 ** rng.integers(-5, 5, n)).astype(dtype)
+        params = rng.standard_normal(n - 1).astype(dtype)
+        expected = buffer.copy()
+        value = kernels.mean_with_l2(buffer, dtype(rows), params, n_penalized, dtype(l2), 0.5 * l2)
+        assert value == _numpy_mean_with_l2(expected, rows, params, n_penalized, l2)
+        assert np.array_equal(buffer, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mean_with_l2_returns_nan_for_any_nonfinite_entry_or_overflowing_term(dtype):
+    params = np.ones(9, dtype=dtype)
+    for where in range(10):
+        buffer = np.ones(10, dtype=dtype)
+        buffer[where] = np.inf if where % 2 else np.nan
+        assert np.isnan(kernels.mean_with_l2(buffer, dtype(2), params, 9, dtype(0.1), 0.05)), where
+    huge = np.full(9, np.finfo(dtype).max / 2, dtype=dtype)
+    assert np.isnan(kernels.mean_with_l2(np.ones(10, dtype=dtype), dtype(1), huge, 9, dtype(4), 2.0))  # l2 * w overflows
+    if dtype is np.float64:  # the penalty's float64 sum overflows while the gradient stays finite
+        assert kernels.mean_with_l2(np.ones(10), 1.0, huge, 9, 1e-300, 0.5e-300) == np.inf
+
+
+def test_sum_of_squares_is_the_float64_sum_of_the_first_n():
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 3, 4, 5, 63, 1000):
+        values = rng.standard_normal(n + 3).astype(np.float32)
+        exact = math.fsum(float(v) ** 2 for v in values[:n])
+        assert kernels.sum_of_squares(values, n) == pytest.approx(exact, rel=1e-15, abs=0.0)

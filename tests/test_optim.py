@@ -93,3 +93,58 @@ def test_the_configured_schedule_and_momentum_drive_gradient_descent(optimizer):
         v = mu * v + g
         w = w - rate * (g + mu * v if optimizer == "nesterov" else v)
     assert np.allclose(result.params, w, rtol=1e-12, atol=1e-14)
+
+
+def _numpy_step(name, params, grad, lr, state, mu=0.9, b1=0.9, b2=0.999, eps=1e-8):
+    """The NumPy expressions each optimizer ran before its kernel (commit 809f6df): the oracle bit for bit."""
+    step = np.empty_like(params)
+    if name == "sgd":
+        np.multiply(grad, lr, out=step)
+    elif name in ("momentum", "nesterov"):
+        state["velocity"] *= mu
+        state["velocity"] += grad
+        direction = state["velocity"]
+        if name == "nesterov":
+            np.multiply(state["velocity"], mu, out=step)
+            step += grad
+            direction = step
+        np.multiply(direction, lr, out=step)
+    else:
+        scratch = np.empty_like(params)
+        state["t"] += 1
+        t = int(state["t"][0])
+        state["m"] *= b1
+        np.multiply(grad, 1.0 - b1, out=scratch)
+        state["m"] += scratch
+        np.multiply(grad, grad, out=scratch)
+        scratch *= 1.0 - b2
+        state["v"] *= b2
+        state["v"] += scratch
+        rate = lr * np.sqrt(1.0 - b2**t) / (1.0 - b1**t)
+        np.sqrt(state["v"], out=scratch)
+        scratch += eps * np.sqrt(1.0 - b2**t)  # a NumPy float64: computed in float64, rounded into float32
+        np.divide(state["m"], scratch, out=step)
+        step *= rate
+    params -= step
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_optimizer_kernels_give_the_bits_of_the_numpy_updates(name, dtype):
+    # Each kernel must round where NumPy rounded (float32 scalars, float64 intermediates), with no
+    # fused multiply-add: a run's parameters do not change bits with the kernels. Lengths around
+    # the vector width, rates as Python floats as the schedules give them, gradients over decades.
+    rng = np.random.default_rng(7)
+    for n in (1, 3, 8, 33, 1001):
+        optimizer = make_optimizer(name, n, dtype)
+        params = rng.standard_normal(n).astype(dtype)
+        expected = params.copy()
+        state = {key: value.copy() for key, value in optimizer.state_dict().items()}
+        for step in range(25):
+            grad = (rng.standard_normal(n) * 10.0 ** rng.integers(-6, 4, n)).astype(dtype)
+            lr = float(rng.uniform(1e-4, 0.5))
+            optimizer.step(params, grad, lr)
+            _numpy_step(name, expected, grad, lr, state)
+            assert np.array_equal(params, expected), (n, step)
+        for key, value in optimizer.state_dict().items():
+            assert np.array_equal(value, state[key]), key

@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 
+from mpigd import kernels
 from mpigd.data import Shard
 from mpigd.guards import clip_norm, finite, nonfinite_error
 from mpigd.models import Model
-from mpigd.optim import add_l2
 
 
 class GlobalGradient:
@@ -57,13 +57,16 @@ class GlobalGradient:
         local_finite = finite(self.buffer)
         self.comm.allreduce(self.buffer)
         self.reductions += 1
-        self.buffer /= n_rows
-        value = float(self.buffer[-1]) + add_l2(params, self.grad, self.model.n_penalized, self.l2 * scale)
+        # The mean, the L2 gradient and penalty, and the finiteness test of the result, in one
+        # kernel: as NumPy calls they were half of a small model's step.
+        l2 = self.l2 * scale
+        scalar = self.buffer.dtype.type
+        value = kernels.mean_with_l2(self.buffer, scalar(n_rows), params, self.model.n_penalized, scalar(l2), 0.5 * l2)
         if self.l1:
             weights = params[: self.model.n_penalized].astype(np.float64, copy=False)
             value += self.l1 * scale * float(np.abs(weights).sum())
         # The reduced buffer is the same on every rank, so every rank takes this branch or none.
-        if not (math.isfinite(value) and finite(self.grad)):
+        if not math.isfinite(value):
             self.comm.agree(None if local_finite else nonfinite_error(self.comm.rank, local=True))
             raise nonfinite_error(self.comm.rank, local=False)
         if self.clip > 0:

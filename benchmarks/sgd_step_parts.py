@@ -9,7 +9,7 @@ Builds the algorithm and the trainer's RunControl as ``mpigd.train`` does (synth
 native allreduce), then times each part in a loop of ``--calls`` calls, median of ``--repeats``,
 and the whole step (``_advance`` + ``after_step``), in microseconds a call. Rank 0 prints the table.
 The parts overlap (``gradient.local`` holds the kernel; ``gradient.reduce`` holds the finiteness
-checks, the allreduce, the division and ``add_l2``), so they do not sum to the whole step.
+check, the allreduce and ``mean_with_l2``), so they do not sum to the whole step.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import time
 
 import numpy as np
 
+from mpigd import kernels
 from mpigd.algorithms import make_algorithm
 from mpigd.comm import world
 from mpigd.config import Config
 from mpigd.data import load_shard
 from mpigd.guards import finite
 from mpigd.models import make_model
-from mpigd.optim import add_l2
 from mpigd.resilience import RunControl
 from mpigd.signals import PreemptionFlag, Watchdog
 from mpigd.stopping import Stopping
@@ -52,7 +52,8 @@ def main() -> None:
     gradient = algorithm.gradient
     order = algorithm.rng.permutation(shard.n_local)
     rows, n_rows = algorithm.batch(order, 0), int(algorithm.batch_rows[0])
-    scratch, zeros = gradient.grad.copy(), np.zeros_like(gradient.grad)
+    scratch, zeros = gradient.buffer.copy(), np.zeros_like(gradient.grad)
+    one = scratch.dtype.type(1.0)  # dividing by 1 and adding 1 * w leave the scratch finite call after call
     d = model.n_penalized
 
     def reduce_fresh() -> None:
@@ -74,8 +75,7 @@ def main() -> None:
         "gradient.reduce (fill included)": reduce_fresh,
         "  finite(buffer)": lambda: finite(gradient.buffer),
         "  comm.allreduce (fill included)": allreduce_fresh,
-        "  buffer /= n": lambda: gradient.buffer.__itruediv__(1.0),
-        "  add_l2": lambda: add_l2(params, scratch, d, 1e-4),
+        "  mean_with_l2 (mean, L2, check)": lambda: kernels.mean_with_l2(scratch, one, params, d, one, 0.5),
         "update (rate, optimizer, L1)": lambda: algorithm.update(params, zeros, algorithm.update.rate()),
         "control.after_step": control.after_step,
         "  comm.allreduce_max(flags)": lambda: comm.allreduce_max(control._flags),

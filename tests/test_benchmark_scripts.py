@@ -201,7 +201,20 @@ def test_sgd_step_parts_prints_every_part_on_two_ranks():
     assert header.startswith("# logistic, batch 2, 2 rank(s)")
     times = {line[:40].strip(): float(line[40:]) for line in lines}
     assert "whole step (_advance + after_step)" in times and "kernel via model.loss_grad" in times
-    assert len(times) == 13 and all(value > 0 for value in times.values())
+    assert len(times) == 12 and all(value > 0 for value in times.values())
+
+
+def test_fused_step_probe_times_both_steps_and_finds_the_same_bits_on_two_ranks():
+    from mpirun import run_mpi
+
+    job = run_mpi(2, [str(SCRIPTS / "sgd_fused_step.py"), "--rows", "2000", "--features", "4", "--batches", "1,8",
+                      "--optimizers", "sgd,nesterov,adam", "--dtype", "float32", "--steps", "20", "--repeats", "2"],
+                  timeout=180)
+    assert job.returncode == 0, job.stderr
+    header, *lines = job.stdout.splitlines()
+    assert header.startswith("# logistic 2000 x 4 float32, 2 rank(s)")
+    assert [line.split()[1:3] for line in lines] == [[b, o] for b in ("2", "16") for o in ("sgd", "nesterov", "adam")]
+    assert all(line.endswith("same bits: True") for line in lines), lines
 
 
 def test_rank_memory_reports_every_rank_and_sees_a_larger_shard(tmp_path):

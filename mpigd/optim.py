@@ -19,8 +19,16 @@ import numpy as np
 from mpigd import kernels
 from mpigd.schedules import Schedule, make_schedule
 
-__all__ = ["Adam", "Momentum", "Nesterov", "OPTIMIZERS", "SGD", "Schedule", "apply_l1", "l2_penalty",
+__all__ = ["Adam", "Momentum", "Nesterov", "OPTIMIZERS", "SGD", "Schedule", "apply_l1", "kernel_scalar", "l2_penalty",
            "make_optimizer", "make_schedule", "penalty"]
+
+
+def kernel_scalar(dtype: np.dtype) -> type:
+    """What turns a Python number into a kernel argument computed with in ``dtype``, as NumPy
+    computes a Python float with an array of that dtype: ``float`` for float64 (a Python float
+    reaches a Numba kernel in half the time of a NumPy scalar, 0.3 against 0.5 us), else the
+    dtype's scalar type."""
+    return float if np.dtype(dtype) == np.float64 else np.dtype(dtype).type
 
 
 def l2_penalty(params: np.ndarray, n_penalized: int, l2: float) -> float:
@@ -55,9 +63,10 @@ class SGD:
 
     def __init__(self, n_params: int, dtype: np.dtype) -> None:
         self.dtype = np.dtype(dtype)
+        self._scalar = kernel_scalar(dtype)
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        kernels.sgd_step(params, grad, self.dtype.type(lr))
+        kernels.sgd_step(params, grad, self._scalar(lr))
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The optimizer's state as named arrays (empty for plain SGD)."""
@@ -83,8 +92,7 @@ class Momentum(SGD):
         self.velocity = np.zeros(n_params, dtype=dtype)
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        scalar = self.dtype.type
-        kernels.momentum_step(params, grad, self.velocity, scalar(self.momentum), scalar(lr), self.nesterov)
+        kernels.momentum_step(params, grad, self.velocity, self._scalar(self.momentum), self._scalar(lr), self.nesterov)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {"velocity": self.velocity}
@@ -110,7 +118,7 @@ class Adam(SGD):
         self.v = np.zeros(n_params, dtype=dtype)
         self.t = np.zeros(1, dtype=np.int64)
         self._denominator = np.empty(n_params, dtype=dtype)
-        scalar = self.dtype.type
+        scalar = self._scalar
         self._decays = (scalar(1.0 - beta1), scalar(1.0 - beta2), scalar(beta1), scalar(beta2))
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:

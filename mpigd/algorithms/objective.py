@@ -11,6 +11,7 @@ from mpigd import kernels
 from mpigd.data import Shard
 from mpigd.guards import clip_norm, finite, nonfinite_error
 from mpigd.models import Model
+from mpigd.optim import kernel_scalar
 
 
 class GlobalGradient:
@@ -32,6 +33,7 @@ class GlobalGradient:
         self.buffer = np.zeros(model.n_params + 1, dtype=shard.dtype)
         self.grad = self.buffer[:-1]
         self._largest = float(np.finfo(self.buffer.dtype).max)
+        self._scalar = kernel_scalar(self.buffer.dtype)
         self.compute_seconds = 0.0
         self.reductions = 0  # allreduces of the training buffer (evaluations not counted)
         self.before_reduce = None
@@ -60,7 +62,7 @@ class GlobalGradient:
         # The mean, the L2 gradient and penalty, and the finiteness test of the result, in one
         # kernel: as NumPy calls they were half of a small model's step.
         l2 = self.l2 * scale
-        scalar = self.buffer.dtype.type
+        scalar = self._scalar
         value = kernels.mean_with_l2(self.buffer, scalar(n_rows), params, self.model.n_penalized, scalar(l2), 0.5 * l2)
         if self.l1:
             weights = params[: self.model.n_penalized].astype(np.float64, copy=False)

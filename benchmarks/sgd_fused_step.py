@@ -6,8 +6,8 @@ Run from the repository root with the environment of run/_env.sh, on 1 or more r
     [mpiexec -n P] python benchmarks/sgd_fused_step.py [--batches 1,32,256] [--optimizers sgd,momentum,adam]
         [--dtype float64] [--steps 4000] [--repeats 21] [--rows 200000] [--features 32]
 
-For each batch size (rows per rank: the global batch is that times the rank count) and optimizer it builds the algorithm and the RunControl as ``mpigd.train``
-does (logistic on synthetic rows, l2 1e-4), then, ``--repeats`` times, runs
+For each batch size (rows per rank: the global batch is that times the rank count) and optimizer
+it builds the algorithm and the RunControl as ``mpigd.train`` does (logistic on synthetic rows, l2 1e-4), then, ``--repeats`` times, runs
 ``--steps`` whole steps (``_advance`` + ``after_step``) with the old code patched in and as many
 with the new, in alternating order. It prints, per configuration, the median us per step of
 each and the median of the per-repeat ratios old/new (above 1: the new step is faster), and
@@ -114,13 +114,14 @@ def main() -> None:
     args = parser.parse_args()
     comm = world()
     if comm.rank == 0:
-        print(f"# logistic {args.rows} x {args.features} {args.dtype}, {comm.size} rank(s), {comm.library()}; us a step "
-              f"(_advance + after_step), median of {args.repeats} x {args.steps} steps; old/new: median of "
+        print(f"# logistic {args.rows} x {args.features} {args.dtype}, {comm.size} rank(s), {comm.library()}; "
+              f"us a step (_advance + after_step), median of {args.repeats} x {args.steps} steps; old/new: median of "
               "the per-repeat ratios")
     for batch in (int(b) for b in args.batches.split(",")):
         for name in args.optimizers.split(","):
-            config = Config(model="logistic", algo="sgd", rows=args.rows, features=args.features, epochs=1, lr=0.01, l2=1e-4,
-                            batch_size=batch * comm.size, optimizer=name, dtype=args.dtype, quiet=True)
+            config = Config(model="logistic", algo="sgd", rows=args.rows, features=args.features, epochs=1,
+                            lr=0.01, l2=1e-4, batch_size=batch * comm.size, optimizer=name, dtype=args.dtype,
+                            quiet=True)
             shard = load_shard(config, comm)
             model = make_model("logistic", args.features)
             algorithm = make_algorithm(config, model, shard, comm)

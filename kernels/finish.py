@@ -33,7 +33,8 @@ def sum_of_squares(values, n):
     s0 = s1 = s2 = s3 = 0.0
     quads = n - n % 4
     for i in range(0, quads, 4):
-        a, b, c, d = np.float64(values[i]), np.float64(values[i + 1]), np.float64(values[i + 2]), np.float64(values[i + 3])
+        a, b = np.float64(values[i]), np.float64(values[i + 1])
+        c, d = np.float64(values[i + 2]), np.float64(values[i + 3])
         s0 += a * a
         s1 += b * b
         s2 += c * c

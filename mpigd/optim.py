@@ -19,8 +19,8 @@ import numpy as np
 from mpigd import kernels
 from mpigd.schedules import Schedule, make_schedule
 
-__all__ = ["Adam", "Momentum", "Nesterov", "OPTIMIZERS", "SGD", "Schedule", "apply_l1", "kernel_scalar", "l2_penalty",
-           "make_optimizer", "make_schedule", "penalty"]
+__all__ = ["Adam", "Momentum", "Nesterov", "OPTIMIZERS", "SGD", "Schedule", "apply_l1", "kernel_scalar",
+           "l2_penalty", "make_optimizer", "make_schedule", "penalty"]
 
 
 def kernel_scalar(dtype: np.dtype) -> type:
@@ -92,7 +92,8 @@ class Momentum(SGD):
         self.velocity = np.zeros(n_params, dtype=dtype)
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        kernels.momentum_step(params, grad, self.velocity, self._scalar(self.momentum), self._scalar(lr), self.nesterov)
+        scalar = self._scalar
+        kernels.momentum_step(params, grad, self.velocity, scalar(self.momentum), scalar(lr), self.nesterov)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {"velocity": self.velocity}

@@ -222,7 +222,8 @@ def test_mean_with_l2_returns_nan_for_any_nonfinite_entry_or_overflowing_term(dt
         buffer[where] = np.inf if where % 2 else np.nan
         assert np.isnan(kernels.mean_with_l2(buffer, dtype(2), params, 9, dtype(0.1), 0.05)), where
     huge = np.full(9, np.finfo(dtype).max / 2, dtype=dtype)
-    assert np.isnan(kernels.mean_with_l2(np.ones(10, dtype=dtype), dtype(1), huge, 9, dtype(4), 2.0))  # l2 * w overflows
+    # l2 * w overflows
+    assert np.isnan(kernels.mean_with_l2(np.ones(10, dtype=dtype), dtype(1), huge, 9, dtype(4), 2.0))
     if dtype is np.float64:  # the penalty's float64 sum overflows while the gradient stays finite
         assert kernels.mean_with_l2(np.ones(10), 1.0, huge, 9, 1e-300, 0.5e-300) == np.inf
 

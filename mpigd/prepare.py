@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpigd.config import Config
-from mpigd.data import Shard, load_shard, standardize
+from mpigd.data import Shard, load_shard, standardize, synthetic_too_large
 from mpigd.data.holdout import split
 from mpigd.environment import physical_memory_bytes
 from mpigd.errors import InputError
-from mpigd.models import Model, make_model
+from mpigd.models import Model, make_model, memory_bytes
 
 
 @dataclass
@@ -32,8 +32,6 @@ class Prepared:
 
 
 MAX_LABEL_SPAN = 1 << 20
-# Parameters, gradient and the update's state: at least three buffers of the model's size per rank.
-PARAMETER_BUFFERS = 3
 
 
 def class_labels(shards: list[Shard], comm) -> tuple[int, ...]:
@@ -105,6 +103,14 @@ def check(model: Model, shards: list[Shard], comm) -> None:
 
 def prepare(config: Config, comm) -> Prepared:
     """Read, split and check the data of ``config`` and build its model. Collective."""
+    multi_class = config.model == "softmax" or (config.model == "mlp" and config.task_of_model == "classification")
+    if config.data == "synthetic" and multi_class:
+        # The model is known before the rows are made (3 classes unless --classes says): a --classes
+        # whose evaluation sums cannot fit is refused before the rows are made. The rows' own check
+        # comes first, which bounds the classes the model is built with.
+        comm.agree(synthetic_too_large(config, comm.size))
+        early = make_model(config.model, config.features, config.classes or 3, config.hidden, config.activation)
+        comm.agree(too_large(early, np.dtype(config.dtype).itemsize, "synthetic data"))
     shard = load_shard(config, comm)
     test = None
     if config.test_data:
@@ -116,7 +122,7 @@ def prepare(config: Config, comm) -> Prepared:
             comm.agree(InputError(f"holdout {config.holdout:g} leaves no rows on one side of the split"))
     shards = [shard] + ([test] if test is not None else [])
     values = None
-    if config.model == "softmax" or (config.model == "mlp" and config.task_of_model == "classification"):
+    if multi_class:
         values = tuple(range(config.classes)) if config.classes else class_labels(shards, comm)
     model = make_model(config.model, shard.n_features, len(values) if values else 2, config.hidden,
                        config.activation, config.task_of_model)
@@ -140,13 +146,16 @@ def prepare(config: Config, comm) -> Prepared:
 
 def too_large(model: Model, itemsize: int, source: str) -> InputError | None:
     """An error if the model's buffers cannot fit this node's memory (a LIBSVM index of 10^11, a
-    huge --classes or --hidden), so that it is refused in one line instead of a MemoryError."""
+    huge --classes or --hidden), so that it is refused in one line instead of a MemoryError, or of
+    a rank that Linux's OOM killer ends (:func:`mpigd.models.memory_bytes`)."""
     memory = physical_memory_bytes()
-    need = PARAMETER_BUFFERS * model.n_params * itemsize
+    need = memory_bytes(model, itemsize)
     if memory is None or need <= memory:
         return None
-    return InputError(f"{source}: a {model.name} model of {model.n_params:,} parameters needs about {need / 1e9:,.0f} GB "
-                      f"per rank for its parameters, gradient and update, more than this node's {memory / 1e9:,.0f} GB")
+    classes = f" with {model.n_classes:,} classes" if getattr(model, "n_classes", 0) > 2 else ""
+    return InputError(f"{source}: a {model.name} model of {model.n_params:,} parameters{classes} needs about "
+                      f"{need / 1e9:,.0f} GB per rank for its parameters, gradient, update, kernel and evaluation "
+                      f"buffers, more than this node's {memory / 1e9:,.0f} GB")
 
 
 def _dense(shard: Shard | None) -> Shard | None:

@@ -311,6 +311,39 @@ def test_a_model_description_too_large_for_memory_is_one_line(tmp_path):
     refused_in_one_line(done, "model.json: a logistic model of 10,000,000,000,001 parameters needs about")
 
 
+@pytest.mark.parametrize("name, hidden, classes, message", [
+    # 4 MB of parameters, but a 10^6 x 10^6 confusion matrix to count and allreduce at each evaluation.
+    ("softmax", (64,), 10**6, "a softmax model of 4,000,000 parameters with 1,000,000 classes needs about 32,004 GB"),
+    # 5.6 GB of parameters, but 256-row blocks of activations 10^8 wide (410 GB) in the kernel.
+    ("mlp", (10**8,), 3, "a mlp model of 700,000,003 parameters with 3 classes needs about 434 GB"),
+])
+def test_a_model_whose_kernel_or_evaluation_buffers_cannot_fit_is_refused_before_they_are_allocated(
+        monkeypatch, name, hidden, classes, message):
+    import mpigd.prepare
+    from mpigd.models import make_model
+
+    # Counting the parameter buffers alone let both through on a 64 GB node: the first was killed by
+    # the OOM killer while it evaluated, the second ran out of memory in its first step (exit 1).
+    monkeypatch.setattr(mpigd.prepare, "physical_memory_bytes", lambda: 64 * 10**9)
+    error = mpigd.prepare.too_large(make_model(name, 3, classes, hidden), 8, "d.npz")
+    assert isinstance(error, InputError) and str(error).startswith(f"d.npz: {message} per rank"), error
+    assert mpigd.prepare.too_large(make_model(name, 3, 1000, (64, 64)), 8, "d.npz") is None
+
+
+def test_synthetic_rows_of_a_model_too_large_for_memory_are_never_made(monkeypatch):
+    import mpigd.data
+    import mpigd.prepare
+
+    # 10^5 classes: 13 GB of label arrays per rank in the generator (two ranks of a 25 GB node were
+    # killed by the OOM killer there) before the model's 320 GB of evaluation sums were checked.
+    for module in (mpigd.data, mpigd.prepare):
+        monkeypatch.setattr(module, "physical_memory_bytes", lambda: 64 * 10**9)
+    monkeypatch.setattr(mpigd.prepare, "load_shard", lambda *args, **kwargs: pytest.fail("the rows were made"))
+    with pytest.raises(InputError, match=r"^synthetic data: a softmax model of 400,000 parameters with 100,000 "
+                                         r"classes needs about 320 GB per rank"):
+        mpigd.prepare.prepare(Config(model="softmax", classes=100_000, features=3, rows=1000), self_comm())
+
+
 def test_predict_pads_a_libsvm_file_whose_highest_index_is_below_the_models(tmp_path):
     from mpirun import mpigd
 

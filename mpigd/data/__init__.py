@@ -17,7 +17,7 @@ from mpigd.environment import physical_memory_bytes
 from mpigd.errors import InputError, UsageError
 from mpigd.partition import block_counts, block_range
 
-__all__ = ["FORMATS", "Shard", "infer_format", "load_shard", "task_of"]
+__all__ = ["FORMATS", "Shard", "infer_format", "load_shard", "synthetic_too_large", "task_of"]
 
 FORMATS = DATA_FORMATS
 SUFFIXES = {
@@ -63,7 +63,7 @@ def load_shard(config: Config, comm, test: bool = False, n_features: int | None 
     path = config.test_data if test else config.data
     labels = config.test_labels if test else config.labels
     if path == "synthetic":
-        comm.agree(_synthetic_too_large(config, comm.size))
+        comm.agree(synthetic_too_large(config, comm.size))
         shard = _synthetic_shard(config, comm.size, comm.rank)
     else:
         fmt = comm.together(infer_format, path, config.format)
@@ -83,15 +83,19 @@ def load_shard(config: Config, comm, test: bool = False, n_features: int | None 
     return shard
 
 
-def _synthetic_too_large(config: Config, size: int) -> UsageError | None:
-    """An error if one rank's dense synthetic rows cannot fit this node's memory."""
+def synthetic_too_large(config: Config, size: int) -> UsageError | None:
+    """An error if one rank's synthetic rows, or the arrays that make them, cannot fit this node's
+    memory. Not collective: :func:`load_shard` agrees on it before making the rows."""
     memory = physical_memory_bytes()
     rows = -(-config.rows // size)
     itemsize = np.dtype(config.dtype).itemsize
     # Dense rows, or CSR: a value and a column index per non-zero.
     per_entry = config.density * (itemsize + 8) if config.density else itemsize
-    # The generator also draws the true weights: features x outputs in float64.
-    need = rows * config.features * per_entry + config.features * max(config.classes, 1) * 8
+    # The generator also draws the true weights, features x outputs in float64, and draws each
+    # block's multi-class labels from its margins, their shifted copy, its exponential and its
+    # running sum: four arrays of a block of rows x outputs in float64.
+    outputs = max(config.classes, 1)
+    need = rows * config.features * per_entry + (config.features + 4 * synthetic.BLOCK_ROWS) * outputs * 8
     if memory is None or need <= memory:
         return None
     classes = f" with {config.classes:,} classes" if config.classes > 1 else ""

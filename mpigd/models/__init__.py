@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from mpigd.kernels.mlp import BLOCK as MLP_BLOCK
 from mpigd.models.base import Model
 from mpigd.models.glm import LinearRegression, LogisticRegression
 from mpigd.models.mlp import ACTIVATIONS, MLP
 from mpigd.models.softmax import SoftmaxRegression
 
 REGISTRY = {cls.name: cls for cls in (LinearRegression, LogisticRegression, SoftmaxRegression, MLP)}
+# Parameters, gradient and the kernel's accumulator: three buffers of the model's size per rank to
+# call the kernel, a fourth for the update's state in training.
+KERNEL_BUFFERS = 3
+# The evaluation's float64 sums (a k x k confusion matrix for k classes) while they are counted and
+# allreduced: the sums, NumPy's int64 counts, the allreduce's scratch and the metrics' copy.
+EVAL_COPIES = 4
 
-__all__ = ["Model", "REGISTRY", "from_description", "make_model"]
+__all__ = ["Model", "REGISTRY", "from_description", "make_model", "memory_bytes"]
 
 
 def make_model(name: str, n_features: int, n_classes: int = 2, hidden: Sequence[int] = (64,),
@@ -23,6 +30,23 @@ def make_model(name: str, n_features: int, n_classes: int = 2, hidden: Sequence[
     if name == "mlp":
         return MLP(n_features, tuple(hidden), activation, task, n_classes)
     return REGISTRY[name](n_features)
+
+
+def memory_bytes(model: Model, itemsize: int, training: bool = True) -> int:
+    """About the bytes one rank allocates for ``model`` besides its rows, in ``itemsize``-byte
+    parameters, to call its ``loss_grad``: the parameter-sized buffers and, for the dense softmax
+    and MLP kernel, its two blocks of activations and the gradient of its largest weight matrix;
+    ``training`` adds the update's state and the evaluation's sums. The checks made before anything
+    is allocated compare it with the node's memory (a huge ``--classes`` or ``--hidden`` is refused
+    in one line, not ended by Linux's OOM killer)."""
+    need = KERNEL_BUFFERS * model.n_params * itemsize
+    if training:
+        need += model.n_params * itemsize + EVAL_COPIES * model.n_eval_stats * 8
+    if isinstance(model, (MLP, SoftmaxRegression)):
+        widths = [model.n_features, *getattr(model, "hidden", ()), model.n_outputs]
+        largest = max(a * b for a, b in zip(widths, widths[1:]))
+        need += (2 * MLP_BLOCK * sum(widths) + largest) * itemsize
+    return need
 
 
 def from_description(description: dict) -> Model:

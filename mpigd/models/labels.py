@@ -66,7 +66,8 @@ class ClassLabels:
     are turned back into labels (:meth:`labels_of`)."""
 
     def start_labels(self, n_classes: int) -> None:
-        self.label_values = tuple(range(n_classes))
+        # A range, not a tuple: a model of 10^9 classes is built, for its memory check, in no time.
+        self.label_values = range(n_classes)
         self.trained = False  # label_values are those of a trained model, not the data's
 
     def check_labels(self, y: np.ndarray) -> str | None:

@@ -105,6 +105,20 @@ def test_cli_refuses_what_it_cannot_run_in_one_line(args, words):
                         words)
 
 
+@pytest.mark.parametrize("name, classes, hidden, words", [
+    ("mlp", 10, (10**8,), "100 rows x 4 features and a mlp model of 1,500,000,010 parameters needs about 454 GB"),
+    ("softmax", 10**9, (64,), "100 rows x 4 features and a softmax model of 5,000,000,000 parameters needs about"),
+])
+def test_a_model_too_large_for_memory_is_refused_before_it_is_allocated(monkeypatch, name, classes, hidden, words):
+    import mpigd.checks
+    from mpigd.errors import UsageError
+
+    # Only the rows were counted: the model's buffers were allocated until memory ran out.
+    monkeypatch.setattr(mpigd.checks, "physical_memory_bytes", lambda: 64 * 10**9)
+    with pytest.raises(UsageError, match="^" + words):
+        kernel.check_arguments(100, 4, ("float64",), 1, (name,), ("dense",), classes, hidden, 0.01)
+
+
 def test_the_internal_solvers_worker_is_left_out_of_the_help_but_still_runs(tmp_path):
     shown = mpigd(1, "bench", "--help")
     assert shown.returncode == 0 and "solvers," in shown.stdout and "solvers-worker" not in shown.stdout

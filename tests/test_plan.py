@@ -212,6 +212,20 @@ def test_a_rate_measurement_that_cannot_fit_memory_is_refused_in_one_line():
     assert lines[0].endswith("give --compute-rate, or fewer --sample-rows")
 
 
+def test_a_model_too_large_to_measure_is_refused_before_anything_is_allocated(monkeypatch):
+    import mpigd.bench.plan
+    import mpigd.checks
+    from mpigd.errors import UsageError
+
+    # Only the rows were counted: 12 GB of MLP weights were drawn (minutes) before the kernel's 410 GB
+    # of activations failed, or Linux's OOM killer ended the process.
+    monkeypatch.setattr(mpigd.checks, "physical_memory_bytes", lambda: 64 * 10**9)
+    monkeypatch.setattr(mpigd.bench.plan, "measure_rate", lambda *args, **kwargs: pytest.fail("measured"))
+    with pytest.raises(UsageError, match=r"^measuring the rate on 1,000 rows x 4 features with a mlp model of "
+                                         r"1,500,000,010 parameters needs about 454 GB per rank"):
+        mpigd.bench.plan.make_plan("mlp", 1000, 4, hidden=(10**8,))
+
+
 def test_the_recorded_command_re_runs_the_plan_quoted_and_from_main_too(tmp_path: Path):
     import shlex
 

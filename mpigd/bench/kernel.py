@@ -25,7 +25,7 @@ from mpigd.checks import check_choices, check_fits_memory
 from mpigd.config import DTYPES
 from mpigd.errors import UsageError
 from mpigd.data.synthetic_models import generate_sparse
-from mpigd.models import make_model
+from mpigd.models import make_model, memory_bytes
 
 MODELS = ("linear", "logistic", "softmax", "mlp")
 LAYOUTS = ("dense", "sparse")
@@ -104,8 +104,8 @@ def _record(variant: str, timing, nbytes: int, **fields) -> dict[str, Any]:
 def check_arguments(rows: int, features: int, dtypes: Sequence[str], repeats: int, models: Sequence[str],
                     layouts: Sequence[str], classes: int, hidden: Sequence[int], density: float) -> None:
     """Refuse, in one line (:class:`~mpigd.errors.UsageError`), what ``mpigd bench kernel`` refuses:
-    values out of range, unknown names, and rows whose largest layout in any of ``dtypes`` cannot
-    fit this node's memory (one layout in one dtype is held at a time). :func:`run` calls it; the
+    values out of range, unknown names, and rows whose largest layout in any of ``dtypes``, alone or
+    with a model's buffers, cannot fit this node's memory (one layout in one dtype is held at a time). :func:`run` calls it; the
     command calls it first with every dtype it will run, so that nothing runs before a refusal."""
     check_choices("--models", models, MODELS)
     check_choices("--layout", layouts, LAYOUTS)
@@ -114,8 +114,12 @@ def check_arguments(rows: int, features: int, dtypes: Sequence[str], repeats: in
         raise UsageError("bench kernel needs --rows, --features, --repeats >= 1, --classes >= 2, 0 < --density <= 1")
     if not hidden or min(hidden) < 1:
         raise UsageError(f"bench kernel needs --hidden widths >= 1 such as 64,32; got {hidden!r}")
-    check_fits_memory(max(data_bytes(layout, rows, features, density, dtype) for layout in layouts for dtype in dtypes),
-                      f"{rows:,} rows x {features:,} features")
+    held = max(data_bytes(layout, rows, features, density, dtype) for layout in layouts for dtype in dtypes)
+    check_fits_memory(held, f"{rows:,} rows x {features:,} features")
+    for name in models:  # one model at a time beside the rows, in float64 at most
+        model = make_model(name, features, classes, tuple(hidden))
+        check_fits_memory(held + memory_bytes(model, 8, training=False),
+                          f"{rows:,} rows x {features:,} features and a {name} model of {model.n_params:,} parameters")
 
 
 def run(rows: int, features: int, dtype: str, repeats: int, seed: int = 0, models: Sequence[str] = ("linear",

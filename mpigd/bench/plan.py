@@ -37,7 +37,7 @@ from mpigd.comm.tunefile import default_path, load
 from mpigd.config import DTYPES, MODELS
 from mpigd.environment import TUNE_FILE_VARIABLE, tune_file_from_env
 from mpigd.errors import UsageError
-from mpigd.models import make_model
+from mpigd.models import make_model, memory_bytes
 from mpigd.wording import counted
 
 STRATEGIES = ("ring", "tree")
@@ -278,9 +278,12 @@ def _check_plan_arguments(model: str, rows: int, features: int, max_nodes: int, 
         from mpigd.bench.kernel import data_bytes
 
         sample = min(rows, sample_rows)
-        check_fits_memory(data_bytes("dense", sample, features, 1.0, dtype),
-                          f"measuring the rate on {sample:,} rows x {features:,} features",
-                          "give --compute-rate, or fewer --sample-rows")
+        held = data_bytes("dense", sample, features, 1.0, dtype)
+        what = f"measuring the rate on {sample:,} rows x {features:,} features"
+        check_fits_memory(held, what, "give --compute-rate, or fewer --sample-rows")
+        instance = make_model(model, features, classes, hidden)
+        check_fits_memory(held + memory_bytes(instance, np.dtype(dtype).itemsize, training=False),
+                          f"{what} with a {model} model of {instance.n_params:,} parameters", "give --compute-rate")
 
 
 def _make_plan(model: str, rows: int, features: int, max_nodes: int, dtype: str, classes: int,

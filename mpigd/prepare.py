@@ -123,7 +123,7 @@ def prepare(config: Config, comm) -> Prepared:
     shards = [shard] + ([test] if test is not None else [])
     values = None
     if multi_class:
-        values = tuple(range(config.classes)) if config.classes else class_labels(shards, comm)
+        values = range(config.classes) if config.classes else class_labels(shards, comm)
     model = make_model(config.model, shard.n_features, len(values) if values else 2, config.hidden,
                        config.activation, config.task_of_model)
     comm.agree(too_large(model, np.dtype(config.dtype).itemsize, shard.source))

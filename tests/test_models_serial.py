@@ -344,6 +344,23 @@ def test_synthetic_rows_of_a_model_too_large_for_memory_are_never_made(monkeypat
         mpigd.prepare.prepare(Config(model="softmax", classes=100_000, features=3, rows=1000), self_comm())
 
 
+def test_classes_too_many_for_memory_are_refused_before_any_list_of_them_is_made(tmp_path, monkeypatch):
+    import time
+
+    import mpigd.prepare
+
+    # --classes K with a data file: the labels were tuple(range(K)) before the memory check, 16 GB
+    # of tuple at K = 2 x 10^9 (and a minute) before the one-line refusal.
+    np.save(tmp_path / "X.npy", np.ones((20, 3)))
+    np.save(tmp_path / "y.npy", np.arange(20) % 3)
+    monkeypatch.setattr(mpigd.prepare, "physical_memory_bytes", lambda: 64 * 10**9)
+    start = time.perf_counter()
+    with pytest.raises(InputError, match=r"softmax model of 8,000,000,000 parameters with 2,000,000,000 classes"):
+        mpigd.prepare.prepare(Config(model="softmax", classes=2_000_000_000, data=str(tmp_path / "X.npy"),
+                                     labels=str(tmp_path / "y.npy")), self_comm())
+    assert time.perf_counter() - start < 5
+
+
 def test_predict_pads_a_libsvm_file_whose_highest_index_is_below_the_models(tmp_path):
     from mpirun import mpigd
 

@@ -105,8 +105,8 @@ def check_arguments(rows: int, features: int, dtypes: Sequence[str], repeats: in
                     layouts: Sequence[str], classes: int, hidden: Sequence[int], density: float) -> None:
     """Refuse, in one line (:class:`~mpigd.errors.UsageError`), what ``mpigd bench kernel`` refuses:
     values out of range, unknown names, and rows whose largest layout in any of ``dtypes``, alone or
-    with a model's buffers, cannot fit this node's memory (one layout in one dtype is held at a time). :func:`run` calls it; the
-    command calls it first with every dtype it will run, so that nothing runs before a refusal."""
+    with a model's buffers, cannot fit this node's memory (one layout in one dtype is held at a time).
+    :func:`run` calls it; the command calls it first with every dtype it will run, so that nothing runs before a refusal."""
     check_choices("--models", models, MODELS)
     check_choices("--layout", layouts, LAYOUTS)
     check_choices("--dtype", dtypes, DTYPES)

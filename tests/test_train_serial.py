@@ -343,6 +343,10 @@ def test_the_command_line_names_a_refused_setting_by_its_option(args, message):
     # It went unread, even a file that was no tune file at all.
     (dict(strategy="tree", tune_file="t.json"), ["`tune_file` is for `strategy` auto and ring; tree does not read it"]),
     (dict(strategy="ring", tune_file="t.json"), []),
+    (dict(model="mlp", hidden=(8, 4), activation="tanh"), []),
+    (dict(model="logistic", hidden=[64]), []),  # the default, as a list
+    (dict(model="softmax", hidden=(8,), activation="tanh"), ["`hidden` is for `model` mlp; softmax does not read it",
+                                                             "`activation` is for `model` mlp; softmax does not read it"]),
 ])
 def test_settings_the_algorithm_does_not_read_are_listed(change, unread):
     assert Config(**change).unread_settings() == unread

@@ -456,6 +456,12 @@ def test_help_shows_every_default_of_train_by_group():
     assert "--one-based LIBSVM: indices count from 1 --x-key" in shown  # a flag has no default to show
 
 
+def test_a_list_option_shows_its_default_as_it_is_typed():
+    shown = _help_of("bench", "solvers")
+    assert "--ranks RANKS [RANKS ...] default: 1 2 " in shown  # it said 1,2, which --ranks refuses
+    assert "default: linear logistic softmax " in shown
+
+
 @pytest.mark.parametrize("command", [("train",), ("gen",), ("predict",), ("evaluate",), ("tune",), ("plan",),
                                      ("bench", "kernel"), ("bench", "allreduce"), ("bench", "scaling"),
                                      ("bench", "solvers"), ("bench", "sparse"), ("bench", "scaling-report")])

@@ -25,7 +25,9 @@ class DefaultsShown(argparse.HelpFormatter):
                  and default is not None and default != "" and default is not argparse.SUPPRESS
                  and "default" not in (action.help or "") and action.help is not argparse.SUPPRESS)
         if shown:
-            value = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
+            # A list as it is typed: space-separated for nargs ("--ranks 1 2"), else comma-separated.
+            joiner = " " if action.nargs in ("+", "*") else ","
+            value = joiner.join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
             said = f"default: {value}".replace("%", "%%")  # the help text is a %-format
             action = copy.copy(action)
             action.help = f"{action.help} ({said})" if action.help else said

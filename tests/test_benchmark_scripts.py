@@ -84,6 +84,25 @@ def test_allreduce_node_refuses_a_rank_count_that_is_not_one_before_any_launch(t
     assert not (tmp_path / "launches.log").exists() and not (tmp_path / "out").exists()
 
 
+def test_node_run_measures_with_the_checkouts_package_and_packs_every_file(tmp_path):
+    # What a lent machine runs (benchmarks/node_run.sh): the package copied from this checkout, one
+    # tune and bench per count, all in one archive the device tool can bring back.
+    import tarfile
+
+    env = dict(os.environ, OUT=str(tmp_path / "out"), WORK=str(tmp_path / "work"), COUNTS="2", REPEATS="1",
+               BENCH_ARGS="--max-bytes 64 --strategies native,tree")
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(["bash", str(SCRIPTS / "node_run.sh")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with tarfile.open(tmp_path / "out" / "node.tar.gz") as archive:
+        names = set(archive.getnames())
+        provenance = archive.extractfile("node/commit.txt").read().decode()
+    assert {"node/machine.txt", "node/tune-2ranks.json", "node/allreduce-2ranks-run1.json", "node/targets.txt",
+            "node/commit.txt"} <= names
+    assert f"{tmp_path}/work/pkg/mpigd/kernels/__init__.py" in provenance  # the copy ran, not the checkout
+    assert "allreduce-2ranks-run1.json" in done.stdout
+
+
 def test_ring_segments_probe_prints_one_line_with_every_contender():
     from mpirun import run_mpi
 

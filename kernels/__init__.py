@@ -14,7 +14,7 @@ from mpigd.kernels.reduce import add_into
 from mpigd.kernels.softmax import softmax_logits
 from mpigd.kernels.sparse import csr_glm_loss_grad, csr_glm_margins, csr_softmax_logits, csr_softmax_loss_grad
 from mpigd.kernels.stream import stream_sum
-from mpigd.kernels.text import CSV_PROBLEMS, LIBSVM_PROBLEMS, count_records, csv_scan, libsvm_scan
+from mpigd.kernels.text import CSV_PROBLEMS, LIBSVM_PROBLEMS, csv_scan, libsvm_scan
 from mpigd.kernels.update import adam_step, momentum_step, sgd_step
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "csr_glm_margins",
     "csr_softmax_logits",
     "csr_softmax_loss_grad",
-    "count_records",
     "csv_scan",
     "glm_loss_grad",
     "glm_loss_grad_rows",

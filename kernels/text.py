@@ -35,25 +35,6 @@ def _blank(c):
 
 
 @kernel
-def count_records(buf):
-    """The number of CSV records in ``buf``: lines holding a byte other than a blank (what
-    :func:`csv_scan` counts as a record, before it checks the fields)."""
-    records = 0
-    seen = False
-    for i in range(buf.shape[0]):
-        c = buf[i]
-        if c == NEWLINE:
-            if seen:
-                records += 1
-            seen = False
-        elif not _blank(c):
-            seen = True
-    if seen:
-        records += 1
-    return records
-
-
-@kernel
 def csv_scan(buf, delimiter, n_fields, clean, line_of_record):
     """Check that every non-blank line of ``buf`` has ``n_fields`` non-empty fields.
 

@@ -12,7 +12,7 @@ from mpigd.comm import self_comm
 from mpigd.data import csvfile, generate, libsvm, load_shard, standardize, synthetic
 from mpigd.data.csr import CSRMatrix
 from mpigd.data.shard import Shard
-from mpigd.data.textio import FLOAT32_OVERFLOW, TAIL_CHUNK, read_own_lines, unusable
+from mpigd.data.textio import FLOAT32_OVERFLOW, TAIL_CHUNK, RangeLines, unusable
 from mpigd.errors import InputError, UsageError
 
 SVM_TEXT = b"""# a comment line
@@ -21,6 +21,14 @@ SVM_TEXT = b"""# a comment line
 
 -1 1:1e-3 3:7
 """
+
+
+def read_own_lines(path: str, size: int, rank: int) -> tuple[bytes, int, dict[str, int]]:
+    """A rank's lines joined from the pieces it reads (a reader holds one piece at a time), their
+    file offset, and the read statistics."""
+    lines = RangeLines(path, size, rank)
+    block = b"".join(text.tobytes() for text, _, _ in lines.pieces())
+    return block, lines.offset, lines.stats()
 
 
 def _bytes(text: bytes) -> np.ndarray:
@@ -39,9 +47,8 @@ def test_csv_scan_reports_the_first_bad_line():
 
 
 @pytest.mark.parametrize("text", [b"", b"\n", b"1,2\n\n \t\r\n,\n3", b" x", b"a\n\nb\n", b"\r\n\r\n", b"1,2\n3,4\n"])
-def test_count_records_counts_the_lines_csv_scan_takes_for_records(text):
+def test_csv_scan_takes_the_lines_with_a_non_blank_byte_for_records(text):
     reference = sum(1 for line in text.split(b"\n") if line.strip(b" \t\r"))
-    assert kernels.count_records(_bytes(text)) == reference
     clean = np.empty(len(text), np.uint8)
     lines = np.empty(text.count(b"\n") + 1, np.int64)
     records, bad, _ = kernels.csv_scan(_bytes(text), ord(","), 1, clean, lines)
@@ -205,8 +212,8 @@ PIECE_CASES = [
 
 
 def test_text_readers_give_the_same_rows_and_errors_whatever_the_piece_size(tmp_path, monkeypatch):
-    # The readers parse a block in pieces cut at line ends: the rows, and the error (the first of
-    # the most serious kind in the whole block), must not depend on where the cuts fall.
+    # The readers read and parse a rank's text in pieces cut at line ends: the rows, and the error
+    # (the first of the most serious kind among the rank's lines), must not depend on where the cuts fall.
     from mpigd.data import textio
 
     def outcome(path, fmt, dtype):
@@ -217,14 +224,28 @@ def test_text_readers_give_the_same_rows_and_errors_whatever_the_piece_size(tmp_
         X = (shard.X.indptr, shard.X.indices, shard.X.data) if shard.sparse else (shard.X,)
         return [(a.dtype.str, a.shape, a.tobytes()) for a in (*X, shard.y)] + [shard.n_global, shard.meta]
 
+    reads = []
+    real = textio.CountingFile.pread_into
+
+    def pread_into(handle, offset, view):
+        reads.append(len(view))
+        return real(handle, offset, view)
+
     for case, (fmt, text) in enumerate(PIECE_CASES):
         path = tmp_path / f"{case}.{fmt}"
         path.write_bytes(text)
+        longest = max(len(line) + 1 for line in text.split(b"\n"))
         for dtype in ("float64", "float32"):
             expected = outcome(path, fmt, dtype)
             for piece in (1, 7, 64):
                 monkeypatch.setattr(textio, "PIECE_BYTES", piece)
+                monkeypatch.setattr(textio.CountingFile, "pread_into", pread_into)
+                reads.clear()
                 assert outcome(path, fmt, dtype) == expected, (case, dtype, piece)
+                # The file is read a piece at a time too, not only parsed so: no read is longer than
+                # a piece, or than the line that needs the room.
+                assert len(reads) > 1 or len(text) <= piece, (case, piece, reads)
+                assert max(reads) <= max(piece, longest), (case, piece, reads)
                 monkeypatch.undo()
 
 

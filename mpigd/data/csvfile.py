@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from mpigd import kernels
 from mpigd.data.shard import Shard
-from mpigd.data.textio import (first_unparsable, line_error, line_pieces, parse_floats, piece_scratch, read_own_lines,
-                               unparsable_error, unusable, value_error)
+from mpigd.data.textio import (NEWLINE, LineProblem, RangeLines, Rows, first_unparsable, malformed,
+                               parse_floats, unparsable, unusable, value_problem)
 from mpigd.errors import InputError
 from mpigd.partition import exclusive_prefix
 
@@ -53,13 +55,13 @@ NO_LABEL = -1  # the label index of a file without labels
 _NOT_A_NUMBER, _UNUSABLE = 0, 1  # kinds of error found while parsing, the more serious first
 
 
-def _layout(path: str, block: bytes, header: str, label_column: str | int | None,
+def _layout(path: str, first: bytes | None, header: str, label_column: str | int | None,
             unlabelled_features: int | None = None) -> np.ndarray:
-    """Rank 0: ``[n_fields, label index or NO_LABEL, has header]`` from the file's first line."""
-    if not block:
+    """Rank 0: ``[n_fields, label index or NO_LABEL, has header]`` from the file's first line
+    (``None``: the file has no line)."""
+    if first is None:
         raise InputError(f"{path}: the file is empty")
-    cut = block.find(b"\n")
-    first = (block if cut < 0 else block[:cut]).rstrip(b"\r")  # not split(): that copies the block
+    first = first.rstrip(b"\r")
     if not first.strip():
         raise InputError(f"{path}:1: the first line is empty (expected a header or a row of numbers)")
     # The csv module, not split(): a quoted header name may hold the delimiter ("b, c").
@@ -90,45 +92,45 @@ def _layout(path: str, block: bytes, header: str, label_column: str | int | None
     return np.array([len(fields), index, int(has_header)], dtype=np.int64)
 
 
-def _parse(path: str, block: bytes | bytearray, first_line: int, skip_header: bool, n_fields: int, label: int,
-           dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """This rank's rows: parse ``block`` (whose first line is global line ``first_line``).
+def _parse(path: str, pieces: Iterable[tuple[np.ndarray, int, int]], fraction: Callable[[], float],
+           skip_header: bool, n_fields: int, label: int, dtype: str) -> tuple[np.ndarray, np.ndarray, LineProblem | None]:
+    """This rank's rows ``(X, y, problem)``, parsed from ``pieces`` of its text (see
+    :meth:`~mpigd.data.textio.RangeLines.pieces`; ``fraction()`` is how much of it was read).
 
-    X and y are allocated once the records are counted and filled piece by piece (see
-    :func:`~mpigd.data.textio.line_pieces`): the cleaned text and the parsed numbers are held for
-    one piece at a time, and the label column is never cut out of a copy of all the values. The
-    errors are the whole block's: a malformed line anywhere comes before a field that is not a
-    number anywhere, which comes before a NaN, Inf or value too large, each the first of its kind.
+    X and y grow as the pieces are parsed (see :class:`~mpigd.data.textio.Rows`): the text, its
+    cleaned copy and the parsed numbers are held for one piece at a time, and the label column is
+    never cut out of a copy of all the values. ``problem`` is the rank's error, its line counted
+    from the rank's first line (the caller names it once the ranks' line counts are agreed): a
+    malformed line anywhere comes before a field that is not a number anywhere, which comes before
+    a NaN, Inf or value too large, each the first of its kind. Reading stops at a malformed line.
     """
-    skip = 0
-    if skip_header:
-        # Past the header through offsets into the block: slicing the bytes copied rank 0's whole block.
-        cut = block.find(b"\n")
-        skip = cut + 1 if cut >= 0 else len(block)
-        first_line += 1
-    raw = np.frombuffer(block, dtype=np.uint8)
-    records = kernels.count_records(raw[skip:])
-    X = np.empty((records, n_fields if label == NO_LABEL else n_fields - 1), dtype=dtype)
-    y = (np.zeros if label == NO_LABEL else np.empty)(records, dtype=dtype)
-    pieces = line_pieces(block, skip)
-    clean, line_of_record = piece_scratch(block, pieces)
-    pending: tuple[int, InputError] | None = None  # the first error of the most serious kind after a malformed line
-    row = 0
-    for start, stop, lines_before in pieces:
-        text, cleaned = raw[start:stop], clean[:stop - start]
-        count, bad_line, code = kernels.csv_scan(text, DELIMITER, n_fields, cleaned, line_of_record)
+    X = Rows((n_fields if label == NO_LABEL else n_fields - 1,), dtype)
+    y = Rows((), dtype)  # zeros, when the file has no labels
+    clean, line_of_record = np.empty(0, dtype=np.uint8), np.empty(1, dtype=np.int64)
+    pending: tuple[int, LineProblem] | None = None  # the first error of the most serious kind after a malformed line
+    for raw, lines_before, lines in pieces:
+        if skip_header:
+            # Past the header through a view of the piece: slicing the bytes copied rank 0's whole block.
+            skip_header, cut = False, int(np.argmax(raw == NEWLINE)) + 1
+            raw, lines_before, lines = raw[cut:], lines_before + 1, lines - 1
+        if clean.size < raw.size:
+            clean = np.empty(raw.size, dtype=np.uint8)
+        if line_of_record.size < lines + 1:
+            line_of_record = np.empty(lines + 1, dtype=np.int64)
+        cleaned = clean[:raw.size]
+        count, bad_line, code = kernels.csv_scan(raw, DELIMITER, n_fields, cleaned, line_of_record)
         if bad_line >= 0:
             problem = kernels.CSV_PROBLEMS[code]
             if code == 1:
-                found = text.tobytes().split(b"\n")[bad_line].count(b",") + 1
+                found = raw.tobytes().split(b"\n")[bad_line].count(b",") + 1
                 problem += f": expected {n_fields}, found {found}"
-            raise line_error(path, first_line + lines_before + bad_line, problem)
+            return X.done(), y.done(), malformed(lines_before + bad_line, problem)
         if pending is not None and pending[0] == _NOT_A_NUMBER:
             continue  # only a malformed line further on could come before it
         values = parse_floats(cleaned, count * n_fields)
         if values is None:
-            bad = first_unparsable(text, cleaned, line_of_record[:count], np.full(count, n_fields))
-            pending = (_NOT_A_NUMBER, unparsable_error(path, first_line + lines_before, bad, "a field is not a number"))
+            bad = first_unparsable(raw, cleaned, line_of_record[:count], np.full(count, n_fields))
+            pending = (_NOT_A_NUMBER, unparsable(lines_before, bad, "a field is not a number"))
             continue
         if pending is not None:
             continue
@@ -137,20 +139,26 @@ def _parse(path: str, block: bytes | bytearray, first_line: int, skip_header: bo
         if bad.any():
             at, column = np.argwhere(bad)[0]
             kind = "label" if column == label else "features"
-            pending = (_UNUSABLE, value_error(path, first_line + lines_before + int(line_of_record[at]),
-                                              values[at, column], kind))
+            pending = (_UNUSABLE, value_problem(lines_before + int(line_of_record[at]), values[at, column], kind))
             continue
-        rows = slice(row, row + count)
+        rows = X.take(count, fraction())
         if label == NO_LABEL:
-            X[rows] = values
+            rows[:] = values
+            y.take(count, fraction())
         else:
-            X[rows, :label] = values[:, :label]
-            X[rows, label:] = values[:, label + 1:]
-            y[rows] = values[:, label]
-        row += count
-    if pending is not None:
-        raise pending[1]
-    return X, y
+            rows[:, :label] = values[:, :label]
+            rows[:, label:] = values[:, label + 1:]
+            y.take(count, fraction())[:] = values[:, label]
+        del rows
+    return X.done(), y.done(), None if pending is None else pending[1]
+
+
+def _first_line(piece: tuple[np.ndarray, int, int] | None) -> bytes | None:
+    """The first line of a rank's first piece (without its newline); ``None`` for no piece."""
+    if piece is None:
+        return None
+    raw = piece[0]
+    return raw[:int(np.argmax(raw == NEWLINE))].tobytes()
 
 
 def read(path: str, comm, dtype: str, header: str = "auto", label_column: str | int | None = None,
@@ -163,28 +171,31 @@ def read(path: str, comm, dtype: str, header: str = "auto", label_column: str | 
     or ``None`` for the last column. A file of exactly ``unlabelled_features`` columns (``mpigd
     predict`` passes the model's feature count), with no ``label_column`` named, has no labels.
     """
-    block, offset, stats = comm.together(read_own_lines, path, comm.size, comm.rank)
-    if offset == 0:
-        # A UTF-8 byte order mark (spreadsheets write one) is no part of the first field: left in,
-        # it made a headerless first row look like a header to --header auto, and it was dropped.
-        if block.startswith(codecs.BOM_UTF8):
-            del block[:len(codecs.BOM_UTF8)]  # in place: removeprefix would copy a bytearray
-    first_line = exclusive_prefix(comm.rank_values(block.count(b"\n")), comm.rank)
+    text = comm.together(RangeLines, path, comm.size, comm.rank)
+    pieces = text.pieces()
     layout = np.zeros(3, dtype=np.int64)
     if comm.rank == 0:
-        layout = comm.together(_layout, path, block, header, label_column, unlabelled_features)
+        first = next(pieces, None)
+        if first is not None and first[0][:len(codecs.BOM_UTF8)].tobytes() == codecs.BOM_UTF8:
+            # A UTF-8 byte order mark (spreadsheets write one) is no part of the first field: left in,
+            # it made a headerless first row look like a header to --header auto, and it was dropped.
+            first = (first[0][len(codecs.BOM_UTF8):], *first[1:])
+        layout = comm.together(_layout, path, _first_line(first), header, label_column, unlabelled_features)
+        if first is not None:
+            pieces = itertools.chain([first], pieces)
     else:
         comm.together(lambda: None)
     comm.broadcast(layout)
     n_fields, label, has_header = (int(v) for v in layout)
-    X, y = comm.together(_parse, path, block, first_line, comm.rank == 0 and bool(has_header),
-                         n_fields, label, dtype)
+    X, y, problem = _parse(path, pieces, text.fraction, comm.rank == 0 and bool(has_header), n_fields, label, dtype)
+    first_line = exclusive_prefix(comm.rank_values(text.lines), comm.rank)
+    comm.agree(None if problem is None else problem.error(path, first_line))
     counts = comm.rank_values(X.shape[0])
     if counts.sum() == 0:
         raise InputError(f"{path}: no data rows")
     meta = {"format": "csv", "header": bool(has_header), "label_column": None if label == NO_LABEL else label,
             "first_line": first_line + 1 + int(comm.rank == 0 and bool(has_header)),
-            "read_span": stats, "byte_offset": offset}
+            "read_span": text.stats(), "byte_offset": text.offset}
     if label == NO_LABEL:
         meta["labelled"] = False
     return Shard(X, y, int(counts.sum()), exclusive_prefix(counts, comm.rank), path, counts, meta)

@@ -10,67 +10,68 @@ zero-based), agreed by an allreduce.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import numpy as np
 
 from mpigd import kernels
 from mpigd.data.csr import CSRMatrix
 from mpigd.data.shard import Shard
-from mpigd.data.textio import (first_unparsable, line_error, line_pieces, parse_floats, piece_scratch, read_own_lines,
-                               unparsable_error, unusable, value_error)
+from mpigd.data.textio import (LineProblem, RangeLines, Rows, first_unparsable, line_error, malformed, parse_floats,
+                               unparsable, unusable, value_problem)
 from mpigd.errors import InputError
 from mpigd.partition import exclusive_prefix
 
 _NO_INDEX = np.iinfo(np.int64).max
 
 
-_NOT_INTEGER, _NOT_INCREASING, _BAD_LABEL, _BAD_VALUE = range(4)  # kinds of error, the more serious first
+# Kinds of error, the more serious first.
+_MALFORMED, _NOT_A_NUMBER, _NOT_INTEGER, _NOT_INCREASING, _BAD_LABEL, _BAD_VALUE = range(6)
 
 
-def _parse(path: str, block: bytes | bytearray, first_line: int, dtype: str
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(labels, indptr, indices, values, line of each record)`` of this rank's lines; indices as
-    written in the file (the base is resolved once every rank has parsed), values as ``dtype``.
+def _parse(path: str, pieces: Iterable[tuple[np.ndarray, int, int]], fraction: Callable[[], float], dtype: str
+           ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], LineProblem | None]:
+    """``((labels, indptr, indices, values, line of each record), problem)`` of this rank's lines,
+    parsed from ``pieces`` of its text (see :meth:`~mpigd.data.textio.RangeLines.pieces`;
+    ``fraction()`` is how much of it was read); indices as written in the file (the base is
+    resolved once every rank has parsed), values as ``dtype``, lines counted from the rank's first.
 
-    Two passes over pieces of the block (see :func:`~mpigd.data.textio.line_pieces`): the first
-    checks every line and counts each record's features, so that the CSR arrays are allocated
-    once; the second parses each piece into them. The cleaned text and the parsed numbers are
-    held for one piece at a time. The errors are the whole block's: a malformed line anywhere
-    first, then a token that is not a number, then each later kind of error, the first of its kind.
+    Each piece is checked and its records' features counted, then parsed into the CSR arrays,
+    which grow as the pieces come (see :class:`~mpigd.data.textio.Rows`). The cleaned text and the
+    parsed numbers are held for one piece at a time. ``problem`` is the rank's error, its line
+    counted from the rank's first line (the caller names it once the ranks' line counts are
+    agreed): a malformed line anywhere first, then a token that is not a number, then each later
+    kind of error, the first of its kind. Reading stops at a malformed line.
     """
-    raw = np.frombuffer(block, dtype=np.uint8)
-    pieces = line_pieces(block)
-    clean, scratch = piece_scratch(block, pieces)  # scratch: the second pass's line slots of a piece
-    slots = block.count(b"\n") + 1
-    nnz = np.empty(slots, dtype=np.int64)
-    line_of_record = np.empty(slots, dtype=np.int64)
-    first_record = [0]
-    for start, stop, lines_before in pieces:
-        records = first_record[-1]
-        count, bad_line, code = kernels.libsvm_scan(raw[start:stop], clean[:stop - start], nnz[records:],
-                                                    line_of_record[records:])
+    labels, indptr, indices, values, line_of = (Rows((), np.float64), Rows((), np.int64), Rows((), np.int64),
+                                                Rows((), dtype), Rows((), np.int64))
+    indptr.take(1, 1.0)
+    clean, nnz, lines = np.empty(0, dtype=np.uint8), np.empty(1, dtype=np.int64), np.empty(1, dtype=np.int64)
+    pending: tuple[int, LineProblem] | None = None
+    stored = 0  # entries so far
+    for text, lines_before, piece_lines in pieces:
+        if clean.size < text.size:
+            clean = np.empty(text.size, dtype=np.uint8)
+        if nnz.size < piece_lines + 1:
+            nnz, lines = np.empty(piece_lines + 1, dtype=np.int64), np.empty(piece_lines + 1, dtype=np.int64)
+        cleaned = clean[:text.size]
+        count, bad_line, code = kernels.libsvm_scan(text, cleaned, nnz, lines)
         if bad_line >= 0:
-            raise line_error(path, first_line + lines_before + bad_line, kernels.LIBSVM_PROBLEMS[code])
-        line_of_record[records:records + count] += lines_before
-        first_record.append(records + count)
-    records = first_record[-1]
-    nnz, line_of_record = nnz[:records], line_of_record[:records]
-    indptr = np.zeros(records + 1, dtype=np.int64)
-    np.cumsum(nnz, out=indptr[1:])
-    labels = np.empty(records, dtype=np.float64)
-    indices = np.empty(int(indptr[-1]), dtype=np.int64)
-    values = np.empty(int(indptr[-1]), dtype=dtype)
-    pending: tuple[int, InputError] | None = None
-    for (start, stop, lines_before), low, high in zip(pieces, first_record, first_record[1:]):
-        text, cleaned = raw[start:stop], clean[:stop - start]
-        kernels.libsvm_scan(text, cleaned, scratch, scratch)  # the cleaned text again; checked and counted above
-        count, piece_nnz, lines = high - low, nnz[low:high], line_of_record[low:high]
-        offset, end = int(indptr[low]), int(indptr[high])
-        numbers = parse_floats(cleaned, count + 2 * (end - offset))
-        if numbers is None:  # the most serious error left: no need to look further
-            bad = first_unparsable(text, cleaned, lines - lines_before, 1 + 2 * piece_nnz)  # the label, then pairs
-            raise unparsable_error(path, first_line + lines_before, bad, "a label, index or value is not a number")
+            pending = (_MALFORMED, malformed(lines_before + bad_line, kernels.LIBSVM_PROBLEMS[code]))
+            break
+        if pending is not None and pending[0] <= _NOT_A_NUMBER:
+            continue  # only a malformed line further on could come before it
+        piece_nnz = nnz[:count]
+        row_start = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(piece_nnz, out=row_start[1:])
+        entries = int(row_start[-1])
+        numbers = parse_floats(cleaned, count + 2 * entries)
+        if numbers is None:
+            bad = first_unparsable(text, cleaned, lines[:count], 1 + 2 * piece_nnz)  # the label, then pairs
+            pending = (_NOT_A_NUMBER, unparsable(lines_before, bad, "a label, index or value is not a number"))
+            continue
         # Record k is: label, then nnz[k] (index, value) pairs.
-        row_start = indptr[low:high] - offset
+        row_start = row_start[:-1]
         label_at = row_start * 2 + np.arange(count)
         piece_labels = numbers[label_at]
         is_pair = np.ones(numbers.size, dtype=bool)
@@ -85,7 +86,7 @@ def _parse(path: str, block: bytes | bytearray, first_line: int, dtype: str
             nonlocal pending
             if not entry_mask.any():
                 return False
-            pending = (kind, line_error(path, first_line + int(lines[record_of[np.argmax(entry_mask)]]), problem))
+            pending = (kind, malformed(lines_before + int(lines[record_of[np.argmax(entry_mask)]]), problem))
             return True
 
         def serious(kind: int) -> bool:
@@ -110,15 +111,17 @@ def _parse(path: str, block: bytes | bytearray, first_line: int, dtype: str
             if bad.any():
                 entry = int(np.argmax(bad))
                 row = entry if record is None else int(record[entry])
-                pending = (kind, value_error(path, first_line + int(lines[row]), numbers_found[entry], _kind_name(kind)))
+                pending = (kind, value_problem(lines_before + int(lines[row]), numbers_found[entry], _kind_name(kind)))
                 break
         if pending is None:
-            labels[low:high] = piece_labels
-            indices[offset:end] = piece_indices
-            values[offset:end] = piece_values
-    if pending is not None:
-        raise pending[1]
-    return labels, indptr, indices, values, line_of_record
+            labels.take(count, fraction())[:] = piece_labels
+            indptr.take(count, fraction())[:] = row_start + piece_nnz + stored
+            line_of.take(count, fraction())[:] = lines[:count] + lines_before
+            indices.take(entries, fraction())[:] = piece_indices
+            values.take(entries, fraction())[:] = piece_values
+            stored += entries
+    arrays = (labels.done(), indptr.done(), indices.done(), values.done(), line_of.done())
+    return arrays, None if pending is None else pending[1]
 
 
 def _kind_name(kind: int) -> str:
@@ -132,10 +135,10 @@ def read(path: str, comm, dtype: str, zero_based: bool | None = None, n_features
     training set's count, when reading a test set), is the column count to use: a file whose
     largest index is smaller is padded with zero columns, one whose index is larger is refused.
     """
-    block, offset, stats = comm.together(read_own_lines, path, comm.size, comm.rank)
-    first_line = exclusive_prefix(comm.rank_values(block.count(b"\n")), comm.rank)
-    labels, indptr, indices, values, lines = comm.together(_parse, path, block, first_line, dtype)
-    del block
+    text = comm.together(RangeLines, path, comm.size, comm.rank)
+    (labels, indptr, indices, values, lines), problem = _parse(path, text.pieces(), text.fraction, dtype)
+    first_line = exclusive_prefix(comm.rank_values(text.lines), comm.rank)
+    comm.agree(None if problem is None else problem.error(path, first_line))
     counts = comm.rank_values(labels.size)
     if counts.sum() == 0:
         raise InputError(f"{path}: no data rows")
@@ -163,6 +166,6 @@ def read(path: str, comm, dtype: str, zero_based: bool | None = None, n_features
         indices -= base  # in place: a copy of the indices was a second one at the peak
     X = CSRMatrix(indptr, indices, values, (int(indptr.size - 1), width))
     meta = {"format": "libsvm", "zero_based": bool(zero_based), "first_line": first_line + 1,
-            "read_span": stats, "byte_offset": offset}
+            "read_span": text.stats(), "byte_offset": text.offset}
     y = np.ascontiguousarray(labels, dtype=dtype)
     return Shard(X, y, int(counts.sum()), exclusive_prefix(counts, comm.rank), path, counts, meta)

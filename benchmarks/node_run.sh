@@ -3,8 +3,8 @@
 # such a machine (16 cores) to some sessions for a few minutes; its 'run' copies this checkout there:
 #   here, once:  benchmarks/node_wheels.sh
 #   then:        run(command="bash benchmarks/node_run.sh", carry=[".whl"], timeout_s=480)
-# Installs the wheels of .whl/ (if any: in a checkout with run/_env.sh sourced, what is installed
-# runs) and puts this checkout's package on PYTHONPATH, runs benchmarks/allreduce_node.sh for the
+# Installs the wheels of WHEELS (.whl/; if there are none, as in a checkout with run/_env.sh
+# sourced, what is installed runs) and puts this checkout's package on PYTHONPATH, runs benchmarks/allreduce_node.sh for the
 # rank counts COUNTS ("4 4 4 2") with REPEATS (11), and packs its folder into $OUT/node.tar.gz (the
 # tool brings back 8 files at most); prints the targets of every run. Works in WORK (/tmp/mpigd-node).
 set -uo pipefail
@@ -13,9 +13,10 @@ cd "$root"
 out=${OUT:-/tmp/node-out}
 work=${WORK:-/tmp/mpigd-node}
 rm -rf "$work" && mkdir -p "$out" "$work/pkg" "$work/node"
-if compgen -G ".whl/*.whl" > /dev/null; then
+wheels=${WHEELS:-.whl}
+if compgen -G "$wheels/*.whl" > /dev/null; then
   # --prefix, not --target: --target leaves out the MPICH wheel's lib/ (libmpi.so), which mpi4py loads.
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --prefix "$work/site" .whl/*.whl || exit 1
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --prefix "$work/site" "$wheels"/*.whl || exit 1
   export PYTHONPATH=$(echo "$work"/site/lib/python3*/site-packages) PATH=$work/site/bin:$PATH \
     LD_LIBRARY_PATH=$work/site/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi

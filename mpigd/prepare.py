@@ -107,10 +107,12 @@ def prepare(config: Config, comm) -> Prepared:
     if config.data == "synthetic" and multi_class:
         # The model is known before the rows are made (3 classes unless --classes says): a --classes
         # whose evaluation sums cannot fit is refused before the rows are made. The rows' own check
-        # comes first, which bounds the classes the model is built with.
-        comm.agree(synthetic_too_large(config, comm.size))
-        early = make_model(config.model, config.features, config.classes or 3, config.hidden, config.activation)
-        comm.agree(too_large(early, np.dtype(config.dtype).itemsize, "synthetic data"))
+        # comes first, which bounds the classes the model is built with; one agreement for both.
+        error = synthetic_too_large(config, comm.size)
+        if error is None:
+            early = make_model(config.model, config.features, config.classes or 3, config.hidden, config.activation)
+            error = too_large(early, np.dtype(config.dtype).itemsize, "synthetic data")
+        comm.agree(error)
     shard = load_shard(config, comm)
     test = None
     if config.test_data:

@@ -244,4 +244,5 @@ def test_libsvm_parse_holds_its_csr_arrays_and_one_piece_of_text(monkeypatch):
         (labels, indptr, indices, values, lines), peak = _peak(lambda: _libsvm_parse(block, dtype))
         assert np.array_equal(labels, y) and np.array_equal(values, X[X != 0].astype(dtype))
         shard = labels.nbytes + indptr.nbytes + indices.nbytes + values.nbytes + lines.nbytes
-        assert peak < shard + 5 * MB  # a piece's text, its cleaned copy, numbers and pairs, (dtype, peak, shard, len(block))
+        # A piece's text, its cleaned copy, numbers and pairs.
+        assert peak < shard + 5 * MB, (dtype, peak, shard, len(block))

@@ -1,10 +1,17 @@
 """A mini-batch SGD step with the fused kernels against the same step with the NumPy expressions
-they replaced (commit 809f6df), taking turns in one process, on the real objects.
+they replaced (commit 809f6df; local SGD's local steps: commit 186819a), taking turns in one
+process, on the real objects.
 
 Run from the repository root with the environment of run/_env.sh, on 1 or more ranks:
 
     [mpiexec -n P] python benchmarks/sgd_fused_step.py [--batches 1,32,256] [--optimizers sgd,momentum,adam]
         [--dtype float64] [--steps 4000] [--repeats 21] [--rows 200000] [--features 32]
+        [--local-steps 1] [--old reduce,step,round]
+
+``--local-steps H`` above 1 times local SGD (``algo="local-sgd"``, rounds of ``H`` steps; a step's
+time is a round's over ``H``). ``--old`` names the parts the old step takes in their NumPy form: the
+finish of the reduced gradient (``reduce``), the optimizer (``step``), local SGD's local steps
+(``round``); the others are the fused kernels in both.
 
 For each batch size (rows per rank: the global batch is that times the rank count) and optimizer
 it builds the algorithm and the RunControl as ``mpigd.train`` does (logistic on synthetic rows, l2 1e-4), then, ``--repeats`` times, runs
@@ -59,6 +66,49 @@ def old_reduce(gradient, params: np.ndarray, n_rows: int, scale: float = 1.0) ->
     return value
 
 
+def old_round(algorithm):
+    """LocalSGD._round as it was: NumPy calls for each local step's accumulation and move."""
+    gradient, model = algorithm.gradient, algorithm.gradient.model
+    scratch = np.empty_like(algorithm.copy)
+
+    def local_step(grad, rows, lr):
+        nonlocal scratch  # updated in place; the augmented assignment would make it local
+        np.multiply(grad, algorithm.size / rows, out=scratch)
+        if gradient.l2:
+            scratch[:model.n_penalized] += gradient.l2 * algorithm.copy[:model.n_penalized]
+        scratch *= lr
+        algorithm.copy -= scratch
+
+    def round_(params, order, first, length):
+        nonlocal scratch
+        accumulated, l2, n_penalized = gradient.grad, gradient.l2, model.n_penalized
+        lr = algorithm.update.rate()
+        first_rows = int(algorithm.batch_rows[first])
+        gradient.buffer[-1] = gradient.local(params, algorithm.batch(order, first), accumulated)
+        if length > 1:
+            algorithm.copy[:] = params
+            algorithm.drift[:] = 0
+            local_step(accumulated, first_rows, lr)
+            for h in range(1, length):
+                rows = int(algorithm.batch_rows[first + h])
+                loss = gradient.local(algorithm.copy, algorithm.batch(order, first + h), algorithm.step_grad)
+                factor = first_rows / rows
+                np.multiply(algorithm.step_grad, factor, out=scratch)
+                accumulated += scratch
+                gradient.buffer[-1] += factor * loss
+                algorithm.drift += params
+                algorithm.drift -= algorithm.copy
+                if h < length - 1:
+                    local_step(algorithm.step_grad, rows, lr)
+            if l2:
+                accumulated[:n_penalized] -= (first_rows * l2 / algorithm.size) * algorithm.drift[:n_penalized]
+        value = gradient.reduce(params, first_rows, float(length))
+        algorithm.update(params, gradient.grad, lr, length)
+        return value
+
+    return round_
+
+
 def old_step(optimizer, n_params: int):
     """The optimizer's step as it was, with its own scratch arrays."""
     step, scratch = np.empty(n_params, dtype=optimizer.dtype), np.empty(n_params, dtype=optimizer.dtype)
@@ -111,17 +161,22 @@ def main() -> None:
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--local-steps", type=int, default=1)
+    parser.add_argument("--old", default="reduce,step,round", help="the parts the old step runs in NumPy")
     args = parser.parse_args()
+    old_parts = set(args.old.split(","))
+    algo = "local-sgd" if args.local_steps > 1 else "sgd"
     comm = world()
     if comm.rank == 0:
-        print(f"# logistic {args.rows} x {args.features} {args.dtype}, {comm.size} rank(s), {comm.library()}; "
+        print(f"# {algo} (H {args.local_steps}; old: {args.old}), "
+              f"logistic {args.rows} x {args.features} {args.dtype}, {comm.size} rank(s), {comm.library()}; "
               f"us a step (_advance + after_step), median of {args.repeats} x {args.steps} steps; old/new: median of "
               "the per-repeat ratios")
     for batch in (int(b) for b in args.batches.split(",")):
         for name in args.optimizers.split(","):
-            config = Config(model="logistic", algo="sgd", rows=args.rows, features=args.features, epochs=1,
+            config = Config(model="logistic", algo=algo, rows=args.rows, features=args.features, epochs=1,
                             lr=0.01, l2=1e-4, batch_size=batch * comm.size, optimizer=name, dtype=args.dtype,
-                            quiet=True)
+                            local_steps=args.local_steps, quiet=True)
             shard = load_shard(config, comm)
             model = make_model("logistic", args.features)
             algorithm = make_algorithm(config, model, shard, comm)
@@ -129,23 +184,28 @@ def main() -> None:
             control = RunControl(config, comm, shard, algorithm, params, PreemptionFlag(), Watchdog(0, 0),
                                  Stopping(0, 0))
             gradient, optimizer = algorithm.gradient, algorithm.update.optimizer
-            new_reduce, new_step = gradient.reduce, optimizer.step
+            new_reduce, new_step, new_round = gradient.reduce, optimizer.step, getattr(algorithm, "_round", None)
+            old_round_bound = old_round(algorithm) if new_round is not None else None
             old_reduce_bound = lambda p, n, scale=1.0: old_reduce(gradient, p, n, scale)  # noqa: E731
             old_step_bound = old_step(optimizer, gradient.grad.shape[0])
             order = algorithm.rng.permutation(shard.n_local)
             start_state = {k: v.copy() for k, v in optimizer.state_dict().items()}
 
             def use(old: bool) -> None:
-                gradient.reduce = old_reduce_bound if old else new_reduce
-                optimizer.step = old_step_bound if old else new_step
+                gradient.reduce = old_reduce_bound if old and "reduce" in old_parts else new_reduce
+                optimizer.step = old_step_bound if old and "step" in old_parts else new_step
+                if new_round is not None:
+                    algorithm._round = old_round_bound if old and "round" in old_parts else new_round
 
             def run(steps: int) -> float:
                 comm.barrier()
                 start = time.perf_counter()
-                for step in range(steps):
-                    algorithm._advance(params, order, step % algorithm.steps_per_epoch)
+                taken = 0
+                while taken < steps:
+                    done, _ = algorithm._advance(params, order, taken % algorithm.steps_per_epoch)
+                    taken += done
                     control.after_step()
-                return (time.perf_counter() - start) / steps * 1e6
+                return (time.perf_counter() - start) / taken * 1e6
 
             def reset() -> None:
                 params[:] = 0

@@ -15,7 +15,7 @@ from mpigd.kernels.softmax import softmax_logits
 from mpigd.kernels.sparse import csr_glm_loss_grad, csr_glm_margins, csr_softmax_logits, csr_softmax_loss_grad
 from mpigd.kernels.stream import stream_sum
 from mpigd.kernels.text import CSV_PROBLEMS, LIBSVM_PROBLEMS, csv_scan, libsvm_scan
-from mpigd.kernels.update import adam_step, momentum_step, sgd_step
+from mpigd.kernels.update import adam_step, local_sgd_start, local_sgd_step, momentum_step, sgd_step
 
 __all__ = [
     "CSV_PROBLEMS",
@@ -42,6 +42,8 @@ __all__ = [
     "gram_numba",
     "kernel",
     "libsvm_scan",
+    "local_sgd_start",
+    "local_sgd_step",
     "logistic_eval",
     "mean_with_l2",
     "mlp_loss_grad",

@@ -47,3 +47,34 @@ def adam_step(params, grad, m, v, one_minus_beta1, one_minus_beta2, beta1, beta2
         step = m[i] / denominator[i]
         denominator[i] = step * rate  # the same rounding of a float64 product
         params[i] -= denominator[i]
+
+
+@kernel(fastmath=False)
+def local_sgd_start(copy, drift, params, grad, scale, l2, n_penalized, lr):
+    """Local SGD's first move of a round: ``copy = params``, ``drift = 0``, then
+    ``copy -= lr * (scale * grad + l2 * copy)``, the L2 term on the first ``n_penalized`` entries
+    only (and not added at all when ``l2`` is 0, as NumPy skipped it)."""
+    for i in range(copy.shape[0]):
+        drift[i] = 0
+        copy[i] = params[i]
+        step = grad[i] * scale
+        if l2 != 0 and i < n_penalized:
+            step = step + l2 * copy[i]
+        copy[i] -= step * lr
+
+
+@kernel(fastmath=False)
+def local_sgd_step(copy, drift, params, accumulated, step_grad, factor, move, scale, l2, n_penalized, lr):
+    """One later local step of a round, after its gradient ``step_grad`` was computed at ``copy``:
+    ``accumulated += factor * step_grad``, ``drift += params``, ``drift -= copy``, then, when
+    ``move``, the move of :func:`local_sgd_start` with ``step_grad``."""
+    for i in range(copy.shape[0]):
+        g = step_grad[i]
+        accumulated[i] += g * factor
+        d = drift[i] + params[i]
+        drift[i] = d - copy[i]
+        if move:
+            step = g * scale
+            if l2 != 0 and i < n_penalized:
+                step = step + l2 * copy[i]
+            copy[i] -= step * lr

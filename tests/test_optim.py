@@ -148,3 +148,48 @@ def test_optimizer_kernels_give_the_bits_of_the_numpy_updates(name, dtype):
             assert np.array_equal(params, expected), (n, step)
         for key, value in optimizer.state_dict().items():
             assert np.array_equal(value, state[key]), key
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("l2", [0.0, 3e-3])
+def test_local_sgd_kernels_give_the_bits_of_the_numpy_round(dtype, l2):
+    # A round of local SGD as NumPy calls (LocalSGD._round before its kernels, commit 186819a) and
+    # with kernels.local_sgd_start / local_sgd_step: the same copy, drift and accumulated gradient,
+    # bit for bit. Unequal batch sizes make every factor and scale inexact.
+    from mpigd import kernels
+    from mpigd.optim import kernel_scalar
+
+    rng, scalar, size = np.random.default_rng(11), kernel_scalar(dtype), 3
+    for n in (1, 3, 8, 33, 1001):
+        n_penalized, lr = n - 1, float(rng.uniform(1e-3, 0.3))
+        params = rng.standard_normal(n).astype(dtype)
+        accumulated = (rng.standard_normal(n) * 10.0 ** rng.integers(-4, 3, n)).astype(dtype)
+        rows = [int(r) for r in rng.integers(5, 9, 6)]
+        grads = [(rng.standard_normal(n) * 10.0 ** rng.integers(-4, 3, n)).astype(dtype) for _ in rows[1:]]
+
+        copy, drift, expected, scratch = params.copy(), np.zeros(n, dtype), accumulated.copy(), np.empty(n, dtype)
+
+        def numpy_move(grad, batch_rows):
+            np.multiply(grad, size / batch_rows, out=scratch)
+            if l2:
+                scratch[:n_penalized] += l2 * copy[:n_penalized]
+            np.multiply(scratch, lr, out=scratch)
+            copy[...] -= scratch
+
+        numpy_move(expected, rows[0])
+        for h, grad in enumerate(grads, start=1):
+            np.multiply(grad, rows[0] / rows[h], out=scratch)
+            expected += scratch
+            drift += params
+            drift -= copy
+            if h < len(grads):
+                numpy_move(grad, rows[h])
+
+        got_copy, got_drift, got = np.empty(n, dtype), np.full(n, np.nan, dtype), accumulated.copy()
+        kernels.local_sgd_start(got_copy, got_drift, params, got, scalar(size / rows[0]), scalar(l2), n_penalized,
+                                scalar(lr))
+        for h, grad in enumerate(grads, start=1):
+            kernels.local_sgd_step(got_copy, got_drift, params, got, grad, scalar(rows[0] / rows[h]), h < len(grads),
+                                   scalar(size / rows[h]), scalar(l2), n_penalized, scalar(lr))
+        for name, value, want in (("copy", got_copy, copy), ("drift", got_drift, drift), ("accumulated", got, expected)):
+            assert np.array_equal(value, want), (n, name)

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpigd import kernels
 from mpigd.algorithms.objective import GlobalGradient
 from mpigd.algorithms.sgd import MiniBatchSGD
 from mpigd.algorithms.update import Update
+from mpigd.optim import kernel_scalar
 
 
 class LocalSGD(MiniBatchSGD):
@@ -46,7 +48,7 @@ class LocalSGD(MiniBatchSGD):
         n, dtype = gradient.model.n_params, gradient.buffer.dtype
         self.copy = np.empty(n, dtype=dtype)  # u_r, this rank's moving copy of the parameters
         self.step_grad = np.empty(n, dtype=dtype)
-        self.scratch = np.empty(n, dtype=dtype)
+        self._scalar = kernel_scalar(dtype)
         self.drift = np.zeros(n, dtype=dtype)  # Σ_h (w − u_r^h): what the L2 correction needs
 
     def _advance(self, params: np.ndarray, order: np.ndarray, step: int) -> tuple[int, float]:
@@ -56,38 +58,26 @@ class LocalSGD(MiniBatchSGD):
 
     def _round(self, params: np.ndarray, order: np.ndarray, first: int, length: int) -> float:
         """The round's steps; returns the sum of their mini-batch objectives (one reduction)."""
-        gradient, model = self.gradient, self.gradient.model
+        gradient, model, scalar = self.gradient, self.gradient.model, self._scalar
         accumulated, l2, n_penalized = gradient.grad, gradient.l2, model.n_penalized
         lr = self.update.rate()
-        first_rows = int(self.batch_rows[first])
+        first_rows = self._batch_rows[first]
         # Step 0 is evaluated at the shared parameters, exactly as synchronous SGD does.
         gradient.buffer[-1] = gradient.local(params, self.batch(order, first), accumulated)
         if length > 1:
-            self.copy[:] = params
-            self.drift[:] = 0
-            self._local_step(accumulated, int(self.batch_rows[first]), lr)
+            # Each local step's arithmetic after the model's kernel is one kernel: as NumPy calls
+            # (the same operations, in the same order) it took longer than a small model's gradient.
+            kernels.local_sgd_start(self.copy, self.drift, params, accumulated, scalar(self.size / first_rows),
+                                    scalar(l2), n_penalized, scalar(lr))
             for h in range(1, length):
-                rows = int(self.batch_rows[first + h])
+                rows = self._batch_rows[first + h]
                 loss = gradient.local(self.copy, self.batch(order, first + h), self.step_grad)
                 factor = first_rows / rows
-                np.multiply(self.step_grad, factor, out=self.scratch)
-                accumulated += self.scratch
+                kernels.local_sgd_step(self.copy, self.drift, params, accumulated, self.step_grad, scalar(factor),
+                                       h < length - 1, scalar(self.size / rows), scalar(l2), n_penalized, scalar(lr))
                 gradient.buffer[-1] += factor * loss
-                self.drift += params
-                self.drift -= self.copy
-                if h < length - 1:
-                    self._local_step(self.step_grad, rows, lr)
             if l2:
                 accumulated[:n_penalized] -= (first_rows * l2 / self.size) * self.drift[:n_penalized]
         value = gradient.reduce(params, first_rows, float(length))
         self.update(params, gradient.grad, lr, length)
         return value
-
-    def _local_step(self, grad: np.ndarray, rows: int, lr: float) -> None:
-        """``u ← u − lr · (P · grad / rows + l2 · u)`` on this rank's copy; no communication."""
-        np.multiply(grad, self.size / rows, out=self.scratch)
-        l2, n_penalized = self.gradient.l2, self.gradient.model.n_penalized
-        if l2:
-            self.scratch[:n_penalized] += l2 * self.copy[:n_penalized]
-        self.scratch *= lr
-        self.copy -= self.scratch

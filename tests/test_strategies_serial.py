@@ -158,3 +158,19 @@ def test_bench_allreduce_on_two_ranks_reports_what_its_samples_say(tmp_path):
             r = by[(nbytes, name)]
             assert cell == [f"{r['latency_us']:.1f}", f"{r['busbw_gb_s']:.2f}", f"{r['speedup_vs_native']:.2f}"]
         assert cells[4] == [by[(nbytes, "auto")]["ran"], f"{by[(nbytes, 'auto')]['vs_best']:.2f}"]
+
+
+def test_contenders_take_turns_in_a_rotated_order_each_round():
+    # Timed in a fixed order, one contender always follows the same other one, whose aftermath it
+    # pays for; rotated, each follows each other as often, and every call is still timed.
+    from mpi4py import MPI
+
+    from mpigd.comm.timing import take_turns
+
+    calls: list[str] = []
+    runs = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    samples = take_turns(MPI.COMM_SELF, runs, {"a": 1, "b": 2, "c": 1}, repeats=4)
+    # Each turn: one untimed call, then the timed ones.
+    assert "".join(calls) == "aabbbcc" + "bbbccaa" + "ccaabbb" + "aabbbcc"
+    assert {name: len(times) for name, times in samples.items()} == {"a": 4, "b": 4, "c": 4}
+    assert all(t >= 0 for times in samples.values() for t in times)

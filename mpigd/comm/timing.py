@@ -70,10 +70,18 @@ def time_interleaved(comm: MPI.Comm, runs: dict[str, Callable[[], object]], max_
 def take_turns(comm: MPI.Comm, runs: dict[str, Callable[[], object]], iterations: dict[str, int],
                repeats: int) -> dict[str, list[float]]:
     """``repeats`` rounds in which every contender has one timed repeat of ``iterations[name]`` calls
-    (:func:`time_calls`), in turn; the per-call seconds of each repeat, by contender. Collective."""
+    (:func:`time_calls`), in turn; the per-call seconds of each repeat, by contender. Collective.
+
+    Round ``r`` starts at the ``r``-th contender (modulo their number) and goes on in the given order:
+    in a fixed order one contender would always follow the same other one, and on a 2-rank VM the
+    ring timed right after native's 16 MiB allreduce was slower than the same ring timed after
+    itself in 15 of 20 launches (benchmarks/RESULTS.md)."""
     samples: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
+    names = list(runs)
+    for round_number in range(repeats):
+        first = round_number % len(names) if names else 0
+        for name in names[first:] + names[:first]:
+            run = runs[name]
             # One untimed call first: the contender before may have filled the caches with its
             # own scratch, which would otherwise be charged to this one.
             samples[name] += time_calls(comm, run, iterations[name], 1, 1)

@@ -4,6 +4,7 @@ Run from the repository root with the environment of run/_env.sh, on 1 or more r
 
     mpiexec -n P python benchmarks/sgd_vs_sklearn.py [--models logistic linear] [--rows 200000]
         [--features 32] [--epochs 3] [--batches 1:0.01,32:0.1,256:0.5] [--l2 1e-4] [--repeats 5]
+        [--local-steps H]
 
 Rank 0 writes mpigd's synthetic data set (float64) as X.npy / y.npy in a scratch directory; every
 contender fits those rows. mpigd: ``mpigd.train(Config(algo="sgd", data=DIR, ...), comm)`` on every
@@ -12,7 +13,8 @@ end). scikit-learn, on rank 0 while the other ranks wait without spinning: ``SGD
 loss="log_loss")`` or ``SGDRegressor(loss="squared_error")``, penalty l2 with ``alpha = l2`` (the
 same objective: mean loss + (l2/2)‖w‖², intercept unpenalised), ``learning_rate="constant"``,
 ``eta0`` = batch 1's rate, ``max_iter = epochs``, ``tol=None``, shuffle, no early stopping, no
-averaging. With batch 1 and a constant rate both run the same algorithm (one row a step, the same
+averaging. ``--local-steps H`` adds ``algo="local-sgd"`` (rounds of ``H`` steps) at every batch size.
+With batch 1 and a constant rate both run the same algorithm (one row a step, the same
 per-row update); only the shuffles differ. Contenders take turns in every repeat (scikit-learn, then
 each batch size); the table gives medians over ``--repeats`` after a warm-up, per epoch, and each
 contender's median as a ratio to scikit-learn's in the same launch. Whole fits are timed on both
@@ -71,6 +73,8 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batches", default="1:0.01,32:0.1,256:0.5", help="batch:lr,... (batch 1's lr is eta0)")
+    parser.add_argument("--local-steps", type=int, default=0,
+                        help="also time --algo local-sgd with this many local steps at every batch (0: not)")
     parser.add_argument("--l2", type=float, default=1e-4)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", default=None)
@@ -93,9 +97,10 @@ def main() -> None:
         times: dict[str, list[float]] = {}
         objectives: dict[str, float] = {}
 
-        def ours(batch: int, lr: float) -> tuple[float, float]:
-            config = Config(model=model, algo="sgd", data=scratch, batch_size=batch, lr=lr, l2=args.l2,
-                            epochs=args.epochs, eval_every=args.epochs, seed=0, quiet=True)
+        def ours(batch: int, lr: float, local_steps: int = 0) -> tuple[float, float]:
+            algo = dict(algo="local-sgd", local_steps=local_steps) if local_steps else dict(algo="sgd")
+            config = Config(model=model, data=scratch, batch_size=batch, lr=lr, l2=args.l2,
+                            epochs=args.epochs, eval_every=args.epochs, seed=0, quiet=True, **algo)
             mpi_comm.Barrier()
             start = time.perf_counter()
             result = train(config, comm)
@@ -117,6 +122,9 @@ def main() -> None:
 
         contenders = {"sklearn": theirs}
         contenders.update({f"sgd b={b} lr={lr:g}": (lambda b=b, lr=lr: ours(b, lr)) for b, lr in batches})
+        if args.local_steps:
+            contenders.update({f"local-sgd H={args.local_steps} b={b} lr={lr:g}":
+                               (lambda b=b, lr=lr: ours(b, lr, args.local_steps)) for b, lr in batches})
         for name, run in contenders.items():  # warm-up: JIT cache, first touch
             run()
         for _ in range(args.repeats):

@@ -129,10 +129,9 @@ def _squared_rows(X, y, rows, params, grad):
 
 
 @kernel
-def _logistic_rows(X, y, rows, params, grad):
+def _logistic_rows(X, y, rows, params, grad, z, r):
+    """``z`` and ``r``: scratch for a block's margins and slopes, :data:`BLOCK_ROWS` float64 each."""
     n = X.shape[0] if rows is None else rows.shape[0]
-    z = np.empty(BLOCK_ROWS)
-    r = np.empty(BLOCK_ROWS)
     total = 0.0
     for start in range(0, n, BLOCK_ROWS):
         m = min(BLOCK_ROWS, n - start)
@@ -164,9 +163,17 @@ def glm_loss_grad(X, y, params, grad, loss):
 @kernel
 def glm_loss_grad_rows(X, y, rows, params, grad, loss):
     """As :func:`glm_loss_grad`, over the rows whose indices are listed in ``rows`` (``None``: all)."""
-    acc = np.zeros_like(grad)
+    return glm_loss_grad_rows_into(X, y, rows, params, grad, loss, np.empty_like(grad), np.empty(2 * BLOCK_ROWS))
+
+
+@kernel(inline="always")
+def glm_loss_grad_rows_into(X, y, rows, params, grad, loss, acc, blocks):
+    """As :func:`glm_loss_grad_rows`, with the caller's scratch: ``acc`` shaped as ``grad`` (not
+    ``grad`` itself) and ``blocks``, ``2 * BLOCK_ROWS`` float64. For a caller that takes many steps
+    in one call and should not allocate in its loop."""
+    acc[:] = 0
     if loss == LOGISTIC:
-        total = _logistic_rows(X, y, rows, params, acc)
+        total = _logistic_rows(X, y, rows, params, acc, blocks[:BLOCK_ROWS], blocks[BLOCK_ROWS:])
     else:
         total = _squared_rows(X, y, rows, params, acc)
     grad[:] = acc

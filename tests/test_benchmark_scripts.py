@@ -196,11 +196,14 @@ def test_sgd_against_scikit_learn_times_every_contender_on_two_ranks(tmp_path):
 
     report = tmp_path / "sgd.json"
     job = run_mpi(2, [str(SCRIPTS / "sgd_vs_sklearn.py"), "--rows", "3000", "--features", "4", "--epochs", "2",
-                      "--repeats", "1", "--batches", "2:0.01,64:0.1", "--json", str(report)], timeout=240)
+                      "--repeats", "1", "--batches", "2:0.01,64:0.1", "--local-steps", "16", "--json", str(report)],
+                  timeout=240)
     assert job.returncode == 0, job.stderr
     records = json.loads(report.read_text())
     assert [(r["model"], r["contender"]) for r in records] == [
-        (model, name) for model in ("logistic", "linear") for name in ("sklearn", "sgd b=2 lr=0.01", "sgd b=64 lr=0.1")]
+        (model, name) for model in ("logistic", "linear")
+        for name in ("sklearn", "sgd b=2 lr=0.01", "sgd b=64 lr=0.1", "local-sgd H=16 b=2 lr=0.01",
+                     "local-sgd H=16 b=64 lr=0.1")]
     for r in records:
         assert r["ranks"] == 2 and r["median_s_per_epoch"] > 0 and r["vs_sklearn"] > 0, r
     for model in ("logistic", "linear"):
@@ -208,6 +211,7 @@ def test_sgd_against_scikit_learn_times_every_contender_on_two_ranks(tmp_path):
         # The same objective (README's, scikit-learn's alpha = l2) and nearly the same algorithm
         # (one row a step, per rank, constant rate): a mismatch of losses or penalties shows here.
         assert objective["sgd b=2 lr=0.01"] == pytest.approx(objective["sklearn"], rel=0.05), objective
+        assert objective["local-sgd H=16 b=2 lr=0.01"] == pytest.approx(objective["sklearn"], rel=0.05), objective
     assert "| logistic | sklearn | 2 |" in job.stdout
 
 

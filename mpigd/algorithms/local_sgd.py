@@ -23,9 +23,16 @@ With an optimizer other than plain SGD the averaged displacement is handed to it
 gradient (an outer optimizer, as in FedOpt/SlowMo); with L1, the proximal step of the whole
 round (threshold ``H · lr · l1``) follows the average. Each round moves one buffer of
 ``n_params + 1`` numbers: ``H`` times fewer bytes than synchronous SGD.
+
+A local step's arithmetic after the model's gradient is one kernel (``kernels.local_sgd_step``);
+a model whose ``local_steps_loss(X)`` names a loss (linear and logistic regression on dense rows)
+takes steps 1 to ``H - 1`` of a round in one call (``kernels.glm_local_steps``). Both do the
+NumPy operations they replaced, in the same order and dtype: the same bits.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -50,6 +57,11 @@ class LocalSGD(MiniBatchSGD):
         self.step_grad = np.empty(n, dtype=dtype)
         self._scalar = kernel_scalar(dtype)
         self.drift = np.zeros(n, dtype=dtype)  # Σ_h (w − u_r^h): what the L2 correction needs
+        # Dense linear models take a round's later steps in one kernel call (kernels/local_round.py).
+        local_steps_loss = getattr(gradient.model, "local_steps_loss", None)
+        self._round_loss = local_steps_loss(gradient.shard.X) if local_steps_loss is not None else None
+        self._bounds_array = np.asarray(self._bounds, dtype=np.int64)
+        self._round_scalars = np.empty(2, dtype=dtype)
 
     def _advance(self, params: np.ndarray, order: np.ndarray, step: int) -> tuple[int, float]:
         """One round from step ``step``: up to ``local_steps`` steps, ending at the epoch's end."""
@@ -64,7 +76,9 @@ class LocalSGD(MiniBatchSGD):
         first_rows = self._batch_rows[first]
         # Step 0 is evaluated at the shared parameters, exactly as synchronous SGD does.
         gradient.buffer[-1] = gradient.local(params, self.batch(order, first), accumulated)
-        if length > 1:
+        if length > 1 and self._round_loss is not None:
+            self._fused_steps(params, order, first, length, lr)
+        elif length > 1:
             # Each local step's arithmetic after the model's kernel is one kernel: as NumPy calls
             # (the same operations, in the same order) it took longer than a small model's gradient.
             kernels.local_sgd_start(self.copy, self.drift, params, accumulated, scalar(self.size / first_rows),
@@ -76,8 +90,19 @@ class LocalSGD(MiniBatchSGD):
                 kernels.local_sgd_step(self.copy, self.drift, params, accumulated, self.step_grad, scalar(factor),
                                        h < length - 1, scalar(self.size / rows), scalar(l2), n_penalized, scalar(lr))
                 gradient.buffer[-1] += factor * loss
-            if l2:
-                accumulated[:n_penalized] -= (first_rows * l2 / self.size) * self.drift[:n_penalized]
+        if length > 1 and l2:
+            accumulated[:n_penalized] -= (first_rows * l2 / self.size) * self.drift[:n_penalized]
         value = gradient.reduce(params, first_rows, float(length))
         self.update(params, gradient.grad, lr, length)
         return value
+
+    def _fused_steps(self, params: np.ndarray, order: np.ndarray, first: int, length: int, lr: float) -> None:
+        """Steps 1 to ``length - 1`` of the round in one kernel call: the operations of the loop in
+        :meth:`_round`, in its order (the same bits), without the Python between them."""
+        gradient, scalar = self.gradient, self._scalar
+        start = time.perf_counter()
+        kernels.glm_local_steps(gradient.shard.X, gradient.shard.y, order, self._bounds_array, self.batch_rows,
+                                first, length, params, self.copy, self.drift, gradient.buffer, self.step_grad,
+                                self.size, scalar(gradient.l2), gradient.model.n_penalized, scalar(lr),
+                                self._round_loss, gradient.largest, self._round_scalars)
+        gradient.compute_seconds += time.perf_counter() - start

@@ -32,7 +32,7 @@ class GlobalGradient:
         self.model, self.shard, self.comm, self.l2, self.l1, self.clip = model, shard, comm, l2, l1, clip
         self.buffer = np.zeros(model.n_params + 1, dtype=shard.dtype)
         self.grad = self.buffer[:-1]
-        self._largest = float(np.finfo(self.buffer.dtype).max)
+        self.largest = float(np.finfo(self.buffer.dtype).max)  # a larger loss counts as Inf
         self._scalar = kernel_scalar(self.buffer.dtype)
         self.compute_seconds = 0.0
         self.reductions = 0  # allreduces of the training buffer (evaluations not counted)
@@ -46,7 +46,7 @@ class GlobalGradient:
         self.compute_seconds += time.perf_counter() - start
         # Stored into a float32 buffer, such a loss would become Inf anyway (which reduce() reports
         # as a divergence), but with a NumPy overflow warning printed before the one-line error.
-        return loss if abs(loss) <= self._largest else math.inf
+        return loss if abs(loss) <= self.largest else math.inf
 
     def reduce(self, params: np.ndarray, n_rows: int, scale: float = 1.0) -> float:
         """Sum :attr:`buffer` across ranks, divide by ``n_rows`` and add ``scale`` times the penalty's

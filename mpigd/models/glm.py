@@ -38,6 +38,11 @@ class GeneralizedLinearModel:
             return kernels.glm_loss_grad(X, y, params, grad, self.loss)
         return kernels.glm_loss_grad_rows(X, y, rows, params, grad, self.loss)
 
+    def local_steps_loss(self, X) -> int | None:
+        """The ``loss`` argument of :func:`mpigd.kernels.glm_local_steps`, which takes a local SGD
+        round's later steps in one call on dense rows; ``None`` for CSR rows (one kernel a step)."""
+        return None if isinstance(X, CSRMatrix) else self.loss
+
     def outputs(self, X, params: np.ndarray) -> np.ndarray:
         """The margin ``x . w + b`` of every row, as an ``(n, 1)`` array."""
         out = np.empty((X.shape[0], 1), dtype=params.dtype)

@@ -14,7 +14,8 @@ The request comes from the environment variable ``MPIGD_FAULT`` (see :mod:`mpigd
 
 The fault fires on rank ``R`` during global step ``S`` (1-based, counted across resumes), after
 the local gradient is computed and before it is reduced, so that the other ranks are waiting in
-the allreduce as they would be in a real failure. The request is parsed strictly: anything else
+the allreduce as they would be in a real failure. A local SGD round reduces once for all its
+steps: the fault fires before the reduction of the round that holds step ``S``. The request is parsed strictly: anything else
 is a :class:`~mpigd.errors.UsageError`. When the variable is unset nothing is installed, so the
 training loop pays nothing.
 """
@@ -62,17 +63,19 @@ def from_environment() -> Fault | None:
     return None if text is None else parse(text)
 
 
-def hook(fault: Fault | None, rank: int, next_step: Callable[[], int]) -> Callable[[np.ndarray], None] | None:
+def hook(fault: Fault | None, rank: int, steps: Callable[[], tuple[int, int]]) -> Callable[[np.ndarray], None] | None:
     """A callable for :attr:`GlobalGradient.before_reduce` that fires ``fault`` on this rank.
 
-    ``next_step()`` gives the global number of the step being taken. Returns ``None`` when there
-    is nothing to do on this rank, so that the hot path keeps its single ``is None`` test.
+    ``steps()`` gives the global numbers of the first and the last step that the coming reduction
+    stands for (the same number but in a local SGD round). Returns ``None`` when there is nothing
+    to do on this rank, so that the hot path keeps its single ``is None`` test.
     """
     if fault is None or fault.rank != rank:
         return None
 
     def fire(local: np.ndarray) -> None:
-        if next_step() != fault.step:
+        first, last = steps()
+        if not first <= fault.step <= last:
             return
         if fault.action == "nan":
             local[0] = np.nan

@@ -34,14 +34,19 @@ def test_anything_else_is_refused(text):
 
 
 def test_a_fault_fires_only_on_its_rank_and_step():
-    assert hook(None, 0, lambda: 1) is None
-    assert hook(Fault("nan", 1, 3), 0, lambda: 3) is None
-    step = [2]
-    fire = hook(Fault("nan", 1, 3), 1, lambda: step[0])
+    assert hook(None, 0, lambda: (1, 1)) is None
+    assert hook(Fault("nan", 1, 3), 0, lambda: (3, 3)) is None
+    steps = [(2, 2)]
+    fire = hook(Fault("nan", 1, 3), 1, lambda: steps[0])
     local = np.zeros(4)
+    for steps[0] in ((2, 2), (4, 4), (4, 7)):
+        fire(local)
+        assert finite(local), steps[0]
+    steps[0] = (3, 3)
     fire(local)
-    assert finite(local)
-    step[0] = 3
+    assert not finite(local)
+    local[:] = 0
+    steps[0] = (1, 4)  # a local SGD round of steps 1 to 4 holds step 3
     fire(local)
     assert not finite(local)
 
@@ -168,3 +173,17 @@ def test_a_run_stuck_writing_its_results_is_ended_by_the_step_watchdog(tmp_path)
     job = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert job.returncode != 0 and time.monotonic() - start < 30
     assert "Timeout (0:00:02)!" in job.stderr and "line 5 in <lambda>" in job.stderr  # the stuck write
+
+
+@pytest.mark.parametrize("algo", ["sgd", "local-sgd"])
+def test_a_fault_at_a_step_inside_a_local_sgd_round_fires_before_the_rounds_reduction(algo, monkeypatch):
+    # Rounds of 4 steps reduce after steps 4, 8, ...: step 3 is inside the first round, whose
+    # reduction once stood for step 1 alone, and the fault never fired.
+    from mpigd import train
+    from mpigd.comm import self_comm
+
+    monkeypatch.setenv("MPIGD_FAULT", "raise@rank=0,step=3")
+    config = Config(model="linear", algo=algo, local_steps=4, batch_size=10, rows=200, features=3, epochs=1,
+                    quiet=True)
+    with pytest.raises(RuntimeError, match="injected failure .MPIGD_FAULT. at step 3"):
+        train(config, self_comm())

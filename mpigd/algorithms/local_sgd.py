@@ -52,6 +52,7 @@ class LocalSGD(MiniBatchSGD):
                  size: int, local_steps: int) -> None:
         super().__init__(gradient, update, batch_size, rng, size)
         self.local_steps, self.size = local_steps, size
+        self.reduction_steps = 1  # the steps the coming reduction stands for: the current round's
         n, dtype = gradient.model.n_params, gradient.buffer.dtype
         self.copy = np.empty(n, dtype=dtype)  # u_r, this rank's moving copy of the parameters
         self.step_grad = np.empty(n, dtype=dtype)
@@ -66,6 +67,7 @@ class LocalSGD(MiniBatchSGD):
     def _advance(self, params: np.ndarray, order: np.ndarray, step: int) -> tuple[int, float]:
         """One round from step ``step``: up to ``local_steps`` steps, ending at the epoch's end."""
         length = min(self.local_steps, self.steps_per_epoch - step)
+        self.reduction_steps = length
         return length, self._round(params, order, step, length)
 
     def _round(self, params: np.ndarray, order: np.ndarray, first: int, length: int) -> float:

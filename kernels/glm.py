@@ -170,7 +170,8 @@ def glm_loss_grad_rows(X, y, rows, params, grad, loss):
 def glm_loss_grad_rows_into(X, y, rows, params, grad, loss, acc, blocks):
     """As :func:`glm_loss_grad_rows`, with the caller's scratch: ``acc`` shaped as ``grad`` (not
     ``grad`` itself) and ``blocks``, ``2 * BLOCK_ROWS`` float64. For a caller that takes many steps
-    in one call and should not allocate in its loop."""
+    in one call and should not allocate in its loop. Inlined: it has no arithmetic of its own, so
+    the caller's fastmath flags cannot change its bits."""
     acc[:] = 0
     if loss == LOGISTIC:
         total = _logistic_rows(X, y, rows, params, acc, blocks[:BLOCK_ROWS], blocks[BLOCK_ROWS:])

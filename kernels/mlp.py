@@ -90,18 +90,36 @@ def _load_block(X, rows, start, m, inputs):
 
 
 @kernel
-def mlp_loss_grad(X, y, rows, params, grad, widths, activation, head):
-    """Summed loss of the network over the rows of ``X`` (all, or those in ``rows``); the summed
-    gradient is written to ``grad``."""
+def mlp_workspace(widths, grad):
+    """What :func:`mlp_loss_grad_into` works in: the layout of :func:`mlp_layout`, an accumulator
+    shaped as ``grad``, a block's activations and deltas, and one weight gradient."""
     w_off, b_off, a_off, width = mlp_layout(widths)
-    layers = widths.shape[0] - 1
     largest = 0
-    for l in range(layers):
+    for l in range(widths.shape[0] - 1):
         largest = max(largest, widths[l] * widths[l + 1])
-    acc = np.zeros_like(grad)
+    acc = np.empty_like(grad)
     act = np.empty(BLOCK * width, dtype=grad.dtype)
     delta = np.empty(BLOCK * width, dtype=grad.dtype)
     weight_grad = np.empty(largest, dtype=grad.dtype)
+    return w_off, b_off, a_off, acc, act, delta, weight_grad
+
+
+@kernel
+def mlp_loss_grad(X, y, rows, params, grad, widths, activation, head):
+    """Summed loss of the network over the rows of ``X`` (all, or those in ``rows``); the summed
+    gradient is written to ``grad``."""
+    return mlp_loss_grad_into(X, y, rows, params, grad, widths, activation, head, mlp_workspace(widths, grad))
+
+
+@kernel
+def mlp_loss_grad_into(X, y, rows, params, grad, widths, activation, head, workspace):
+    """As :func:`mlp_loss_grad`, in the caller's ``workspace`` (:func:`mlp_workspace`): for a caller
+    that takes many steps in one call and should not allocate in its loop. Not inlined: inlined, its
+    arithmetic would take the caller's fastmath flags (local_round.py has them off) and its bits
+    could differ from :func:`mlp_loss_grad`'s."""
+    w_off, b_off, a_off, acc, act, delta, weight_grad = workspace
+    acc[:] = 0
+    layers = widths.shape[0] - 1
     n = X.shape[0] if rows is None else rows.shape[0]
     q_out = widths[layers]
     total = 0.0

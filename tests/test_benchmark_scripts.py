@@ -246,10 +246,10 @@ def test_fused_step_probe_times_local_sgd_rounds_with_the_same_bits_on_two_ranks
 
     job = run_mpi(2, [str(SCRIPTS / "sgd_fused_step.py"), "--rows", "2000", "--features", "4", "--batches", "3",
                       "--optimizers", "momentum", "--local-steps", "4", "--old", "round", "--steps", "40",
-                      "--repeats", "2"], timeout=180)
+                      "--repeats", "2", "--model", "mlp", "--classes", "3", "--hidden", "5"], timeout=180)
     assert job.returncode == 0, job.stderr
     header, *lines = job.stdout.splitlines()
-    assert header.startswith("# local-sgd (H 4; old: round), logistic 2000 x 4 float64, 2 rank(s)"), header
+    assert header.startswith("# local-sgd (H 4; old: round), mlp 2000 x 4 float64, 2 rank(s)"), header
     assert [line.split()[1:3] for line in lines] == [["6", "momentum"]]
     assert lines[0].endswith("same bits: True"), lines
 

@@ -196,32 +196,36 @@ def test_local_sgd_kernels_give_the_bits_of_the_numpy_round(dtype, l2):
 
 
 @pytest.mark.parametrize("model, dtype", [("linear", "float64"), ("logistic", "float64"), ("logistic", "float32"),
-                                          ("linear", "float32")])
-def test_dense_linear_models_take_a_local_round_in_one_kernel_with_the_same_bits(model, dtype, monkeypatch,
-                                                                                tmp_path):
-    # kernels.glm_local_steps runs a round's later steps itself; the loop of two kernels a step
-    # (what CSR rows, softmax and the MLP take) must give the same parameters and objective, bit for
+                                          ("linear", "float32"), ("softmax", "float64"), ("softmax", "float32"),
+                                          ("mlp", "float64"), ("mlp", "float32")])
+def test_dense_rows_take_a_local_round_in_one_kernel_with_the_same_bits(model, dtype, monkeypatch, tmp_path):
+    # kernels.glm_local_steps and mlp_local_steps run a round's later steps themselves; the loop of
+    # two kernels a step (what CSR rows take) must give the same parameters and objective, bit for
     # bit, and the same epoch objectives (the steps' losses, summed in the buffer's dtype). Unequal
     # batches (a holdout, 1 and 7 rows), L2 on and off, Adam as the outer optimizer.
     import json
 
     from mpigd import kernels
-    from mpigd.models.glm import GeneralizedLinearModel
+    from mpigd.models import make_model
 
     calls = []
-    fused = kernels.glm_local_steps
-    monkeypatch.setattr(kernels, "glm_local_steps", lambda *args: calls.append(1) or fused(*args))
+    for name in ("glm_local_steps", "mlp_local_steps"):
+        fused = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *args, fused=fused: calls.append(1) or fused(*args))
+
     def epoch_objectives(out):
         return [json.loads(line)["train_loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
+    model_class = type(make_model(model, 6, n_classes=3))
     for k, extra in enumerate((dict(batch_size=1, l2=0.0), dict(batch_size=7, l2=3e-3, holdout=0.2, optimizer="adam"))):
         config = Config(model=model, dtype=dtype, algo="local-sgd", local_steps=5, rows=300, features=6, epochs=3,
-                        lr=0.05, seed=5, quiet=True, **extra)
+                        lr=0.05, seed=5, quiet=True, **({"classes": 3, "hidden": (5,)} if model == "mlp" else
+                                                        {"classes": 3} if model == "softmax" else {}), **extra)
         calls.clear()
         one_call = train(config.replace(out=str(tmp_path / f"one-call-{k}")), self_comm())
         assert calls, "the dense rows did not take the one-call round"
         with monkeypatch.context() as per_step:
-            per_step.setattr(GeneralizedLinearModel, "local_steps_loss", lambda self, X: None)
+            per_step.setattr(model_class, "local_round", lambda self, X: None)
             calls.clear()
             loop = train(config.replace(out=str(tmp_path / f"loop-{k}")), self_comm())
             assert not calls

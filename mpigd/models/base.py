@@ -51,3 +51,6 @@ class Model(Protocol):
 
     def describe(self) -> dict[str, object]:
         """What ``model.json`` records so that the model can be rebuilt (``models.from_description``)."""
+
+    # Optional: ``local_round(X)``, the kernel that takes a local SGD round's later steps in one call
+    # on these rows and the model's own arguments to it, or None (mpigd/algorithms/local_sgd.py).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from mpigd import kernels
@@ -38,10 +40,10 @@ class GeneralizedLinearModel:
             return kernels.glm_loss_grad(X, y, params, grad, self.loss)
         return kernels.glm_loss_grad_rows(X, y, rows, params, grad, self.loss)
 
-    def local_steps_loss(self, X) -> int | None:
-        """The ``loss`` argument of :func:`mpigd.kernels.glm_local_steps`, which takes a local SGD
-        round's later steps in one call on dense rows; ``None`` for CSR rows (one kernel a step)."""
-        return None if isinstance(X, CSRMatrix) else self.loss
+    def local_round(self, X) -> tuple[Callable, tuple] | None:
+        """The kernel that takes a local SGD round's later steps in one call on these rows, and the
+        model's own arguments to it; ``None`` for CSR rows (a kernel call a step)."""
+        return None if isinstance(X, CSRMatrix) else (kernels.glm_local_steps, (self.loss,))
 
     def outputs(self, X, params: np.ndarray) -> np.ndarray:
         """The margin ``x . w + b`` of every row, as an ``(n, 1)`` array."""

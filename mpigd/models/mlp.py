@@ -8,6 +8,8 @@ exactly the weights; ``params.npz`` holds each of them under those names.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from mpigd import kernels
@@ -59,6 +61,10 @@ class MLP(ClassLabels):
 
     def loss_grad(self, X, y, params, grad, rows=None) -> float:
         return kernels.mlp_loss_grad(X, y, rows, params, grad, self.widths, self._activation, self._head)
+
+    def local_round(self, X) -> tuple[Callable, tuple]:
+        """As :meth:`mpigd.models.glm.GeneralizedLinearModel.local_round` (the MLP takes dense rows only)."""
+        return kernels.mlp_local_steps, (self.widths, self._activation, self._head)
 
     def outputs(self, X, params: np.ndarray) -> np.ndarray:
         """Logits (classification) or predicted values (regression), ``(n, outputs)``."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from mpigd import kernels
@@ -41,6 +43,14 @@ class SoftmaxRegression(ClassLabels):
             return kernels.csr_softmax_loss_grad(X.indptr, X.indices, X.data, y, rows, params, grad,
                                                  self.n_classes)
         return kernels.softmax_loss_grad(X, y, rows, params, grad, self.n_classes)
+
+    def local_round(self, X) -> tuple[Callable, tuple] | None:
+        """As :meth:`mpigd.models.glm.GeneralizedLinearModel.local_round`: on dense rows, the MLP
+        kernel's round without hidden layers (the kernel :func:`mpigd.kernels.softmax_loss_grad` runs)."""
+        if isinstance(X, CSRMatrix):
+            return None
+        widths = np.array([self.n_features, self.n_classes], dtype=np.int64)
+        return kernels.mlp_local_steps, (widths, kernels.RELU, kernels.SOFTMAX_HEAD)
 
     def outputs(self, X, params: np.ndarray) -> np.ndarray:
         """The logits of every row, ``(n, k)``."""

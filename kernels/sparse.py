@@ -47,9 +47,18 @@ def _csr_margin(indptr, indices, data, i, params):
 @kernel
 def csr_glm_loss_grad(indptr, indices, data, y, rows, params, grad, loss):
     """Summed loss (``loss`` = SQUARED or LOGISTIC) over CSR rows; summed gradient to ``grad``."""
-    acc = np.zeros_like(grad)
+    return csr_glm_loss_grad_into(indptr, indices, data, y, rows, params, grad, loss, np.empty_like(grad),
+                                  np.empty(2 * BLOCK_ROWS))
+
+
+@kernel(inline="always")
+def csr_glm_loss_grad_into(indptr, indices, data, y, rows, params, grad, loss, acc, blocks):
+    """As :func:`csr_glm_loss_grad`, with the caller's scratch (as
+    :func:`~mpigd.kernels.glm.glm_loss_grad_rows_into`; no arithmetic of its own, so inlined)."""
+    acc[:] = 0
     if loss == LOGISTIC:
-        total = _csr_logistic_rows(indptr, indices, data, y, rows, params, acc)
+        total = _csr_logistic_rows(indptr, indices, data, y, rows, params, acc, blocks[:BLOCK_ROWS],
+                                   blocks[BLOCK_ROWS:])
     else:
         total = _csr_squared_rows(indptr, indices, data, y, rows, params, acc)
     grad[:] = acc
@@ -76,14 +85,12 @@ def _csr_squared_rows(indptr, indices, data, y, rows, params, acc):
 
 
 @kernel
-def _csr_logistic_rows(indptr, indices, data, y, rows, params, acc):
+def _csr_logistic_rows(indptr, indices, data, y, rows, params, acc, z, r):
     """In blocks, as the dense log-loss kernel. Here the two passes over a block's non-zeros cost
     what the vectorised ``exp`` saves (one pass overlaps a row's gather with the previous row's
     scatter): the same time as one row at a time with libm, and the same per-row arithmetic as the
-    dense kernel."""
+    dense kernel. ``z`` and ``r``: a block's margins and slopes, :data:`BLOCK_ROWS` float64 each."""
     n = _n_rows(indptr, rows)
-    z = np.empty(BLOCK_ROWS)
-    r = np.empty(BLOCK_ROWS)
     total = 0.0
     for start in range(0, n, BLOCK_ROWS):
         m = min(BLOCK_ROWS, n - start)
@@ -108,11 +115,19 @@ def csr_glm_margins(indptr, indices, data, params, out):
 def csr_softmax_loss_grad(indptr, indices, data, y, rows, params, grad, k):
     """Summed softmax log-loss over CSR rows; summed gradient to ``grad`` (weights ``d x k``, then ``k``
     intercepts)."""
+    return csr_softmax_loss_grad_into(indptr, indices, data, y, rows, params, grad, k, np.empty_like(grad),
+                                      np.empty(k, dtype=grad.dtype))
+
+
+@kernel
+def csr_softmax_loss_grad_into(indptr, indices, data, y, rows, params, grad, k, acc, z):
+    """As :func:`csr_softmax_loss_grad`, with the caller's scratch: ``acc`` shaped as ``grad``, ``z``
+    of ``k`` entries of its dtype. Not inlined: inlined, its arithmetic would take the caller's
+    fastmath flags."""
     b = params.shape[0] - k
     weights = params[:b].reshape(b // k, k)
-    acc = np.zeros_like(grad)
+    acc[:] = 0
     acc_weights = acc[:b].reshape(b // k, k)
-    z = np.empty(k, dtype=grad.dtype)
     total = 0.0
     for t in range(_n_rows(indptr, rows)):
         i = row_index(rows, t)

@@ -195,21 +195,23 @@ def test_local_sgd_kernels_give_the_bits_of_the_numpy_round(dtype, l2):
             assert np.array_equal(value, want), (n, name)
 
 
-@pytest.mark.parametrize("model, dtype", [("linear", "float64"), ("logistic", "float64"), ("logistic", "float32"),
-                                          ("linear", "float32"), ("softmax", "float64"), ("softmax", "float32"),
-                                          ("mlp", "float64"), ("mlp", "float32")])
-def test_dense_rows_take_a_local_round_in_one_kernel_with_the_same_bits(model, dtype, monkeypatch, tmp_path):
-    # kernels.glm_local_steps and mlp_local_steps run a round's later steps themselves; the loop of
-    # two kernels a step (what CSR rows take) must give the same parameters and objective, bit for
-    # bit, and the same epoch objectives (the steps' losses, summed in the buffer's dtype). Unequal
-    # batches (a holdout, 1 and 7 rows), L2 on and off, Adam as the outer optimizer.
+@pytest.mark.parametrize("model, dtype, density", [
+    ("linear", "float64", 0.0), ("logistic", "float64", 0.0), ("logistic", "float32", 0.0), ("linear", "float32", 0.0),
+    ("softmax", "float64", 0.0), ("softmax", "float32", 0.0), ("mlp", "float64", 0.0), ("mlp", "float32", 0.0),
+    ("logistic", "float64", 0.3), ("linear", "float32", 0.3), ("softmax", "float64", 0.3), ("softmax", "float32", 0.3)])
+def test_a_local_round_in_one_kernel_gives_the_bits_of_a_kernel_call_a_step(model, dtype, density, monkeypatch,
+                                                                            tmp_path):
+    # kernels/local_round.py runs a round's later steps itself; the loop of two kernels a step
+    # (what a model without a round kernel takes) must give the same parameters and objective, bit
+    # for bit, and the same epoch objectives (the steps' losses, summed in the buffer's dtype).
+    # Dense and CSR rows, unequal batches (a holdout, 1 and 7 rows), L2 on and off, Adam outside.
     import json
 
     from mpigd import kernels
     from mpigd.models import make_model
 
     calls = []
-    for name in ("glm_local_steps", "mlp_local_steps"):
+    for name in ("glm_local_steps", "mlp_local_steps", "csr_glm_local_steps", "csr_softmax_local_steps"):
         fused = getattr(kernels, name)
         monkeypatch.setattr(kernels, name, lambda *args, fused=fused: calls.append(1) or fused(*args))
 
@@ -218,12 +220,12 @@ def test_dense_rows_take_a_local_round_in_one_kernel_with_the_same_bits(model, d
 
     model_class = type(make_model(model, 6, n_classes=3))
     for k, extra in enumerate((dict(batch_size=1, l2=0.0), dict(batch_size=7, l2=3e-3, holdout=0.2, optimizer="adam"))):
-        config = Config(model=model, dtype=dtype, algo="local-sgd", local_steps=5, rows=300, features=6, epochs=3,
-                        lr=0.05, seed=5, quiet=True, **({"classes": 3, "hidden": (5,)} if model == "mlp" else
+        config = Config(model=model, dtype=dtype, density=density, algo="local-sgd", local_steps=5, rows=300,
+                        features=6, epochs=3, lr=0.05, seed=5, quiet=True, **({"classes": 3, "hidden": (5,)} if model == "mlp" else
                                                         {"classes": 3} if model == "softmax" else {}), **extra)
         calls.clear()
         one_call = train(config.replace(out=str(tmp_path / f"one-call-{k}")), self_comm())
-        assert calls, "the dense rows did not take the one-call round"
+        assert calls, "the run did not take the one-call round"
         with monkeypatch.context() as per_step:
             per_step.setattr(model_class, "local_round", lambda self, X: None)
             calls.clear()

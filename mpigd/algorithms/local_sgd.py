@@ -25,8 +25,8 @@ round (threshold ``H · lr · l1``) follows the average. Each round moves one bu
 ``n_params + 1`` numbers: ``H`` times fewer bytes than synchronous SGD.
 
 A local step's arithmetic after the model's gradient is one kernel (``kernels.local_sgd_step``);
-a model whose ``local_round(X)`` names a round kernel (every model, on dense rows) takes steps 1
-to ``H - 1`` of a round in one call (``kernels.glm_local_steps``, ``kernels.mlp_local_steps``).
+a model whose ``local_round(X)`` names a round kernel (every model, dense or CSR rows) takes
+steps 1 to ``H - 1`` of a round in one call (``kernels/local_round.py``).
 Both do the NumPy operations they replaced, in the same order and dtype: the same bits.
 """
 
@@ -58,7 +58,7 @@ class LocalSGD(MiniBatchSGD):
         self.step_grad = np.empty(n, dtype=dtype)
         self._scalar = kernel_scalar(dtype)
         self.drift = np.zeros(n, dtype=dtype)  # Σ_h (w − u_r^h): what the L2 correction needs
-        # On dense rows a round's later steps are one kernel call (kernels/local_round.py).
+        # A round's later steps are one kernel call (kernels/local_round.py).
         local_round = getattr(gradient.model, "local_round", None)
         self._round_kernel = local_round(gradient.shard.X) if local_round is not None else None
         self._bounds_array = np.asarray(self._bounds, dtype=np.int64)
@@ -102,9 +102,9 @@ class LocalSGD(MiniBatchSGD):
         """Steps 1 to ``length - 1`` of the round in one kernel call: the operations of the loop in
         :meth:`_round`, in its order (the same bits), without the Python between them."""
         gradient, scalar = self.gradient, self._scalar
-        kernel, model_arguments = self._round_kernel
+        kernel, rows, model_arguments = self._round_kernel
         start = time.perf_counter()
-        kernel(gradient.shard.X, gradient.shard.y, order, self._bounds_array, self.batch_rows, first, length, params,
+        kernel(*rows, gradient.shard.y, order, self._bounds_array, self.batch_rows, first, length, params,
                self.copy, self.drift, gradient.buffer, self.step_grad, self.size, scalar(gradient.l2),
                gradient.model.n_penalized, scalar(lr), gradient.largest, self._round_scalars, *model_arguments)
         gradient.compute_seconds += time.perf_counter() - start

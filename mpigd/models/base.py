@@ -53,4 +53,5 @@ class Model(Protocol):
         """What ``model.json`` records so that the model can be rebuilt (``models.from_description``)."""
 
     # Optional: ``local_round(X)``, the kernel that takes a local SGD round's later steps in one call
-    # on these rows and the model's own arguments to it, or None (mpigd/algorithms/local_sgd.py).
+    # on the rows ``X``, the arrays of ``X`` it takes and the model's own arguments to it
+    # (mpigd/algorithms/local_sgd.py; a model without it takes a kernel call a step).

@@ -40,10 +40,12 @@ class GeneralizedLinearModel:
             return kernels.glm_loss_grad(X, y, params, grad, self.loss)
         return kernels.glm_loss_grad_rows(X, y, rows, params, grad, self.loss)
 
-    def local_round(self, X) -> tuple[Callable, tuple] | None:
-        """The kernel that takes a local SGD round's later steps in one call on these rows, and the
-        model's own arguments to it; ``None`` for CSR rows (a kernel call a step)."""
-        return None if isinstance(X, CSRMatrix) else (kernels.glm_local_steps, (self.loss,))
+    def local_round(self, X) -> tuple[Callable, tuple, tuple]:
+        """The kernel that takes a local SGD round's later steps in one call on the rows ``X``, the
+        arrays of ``X`` it takes, and the model's own arguments to it (mpigd/algorithms/local_sgd.py)."""
+        if isinstance(X, CSRMatrix):
+            return kernels.csr_glm_local_steps, (X.indptr, X.indices, X.data), (self.loss,)
+        return kernels.glm_local_steps, (X,), (self.loss,)
 
     def outputs(self, X, params: np.ndarray) -> np.ndarray:
         """The margin ``x . w + b`` of every row, as an ``(n, 1)`` array."""

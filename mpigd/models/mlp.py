@@ -62,9 +62,9 @@ class MLP(ClassLabels):
     def loss_grad(self, X, y, params, grad, rows=None) -> float:
         return kernels.mlp_loss_grad(X, y, rows, params, grad, self.widths, self._activation, self._head)
 
-    def local_round(self, X) -> tuple[Callable, tuple]:
+    def local_round(self, X) -> tuple[Callable, tuple, tuple]:
         """As :meth:`mpigd.models.glm.GeneralizedLinearModel.local_round` (the MLP takes dense rows only)."""
-        return kernels.mlp_local_steps, (self.widths, self._activation, self._head)
+        return kernels.mlp_local_steps, (X,), (self.widths, self._activation, self._head)
 
     def outputs(self, X, params: np.ndarray) -> np.ndarray:
         """Logits (classification) or predicted values (regression), ``(n, outputs)``."""

@@ -44,13 +44,13 @@ class SoftmaxRegression(ClassLabels):
                                                  self.n_classes)
         return kernels.softmax_loss_grad(X, y, rows, params, grad, self.n_classes)
 
-    def local_round(self, X) -> tuple[Callable, tuple] | None:
-        """As :meth:`mpigd.models.glm.GeneralizedLinearModel.local_round`: on dense rows, the MLP
-        kernel's round without hidden layers (the kernel :func:`mpigd.kernels.softmax_loss_grad` runs)."""
+    def local_round(self, X) -> tuple[Callable, tuple, tuple]:
+        """As :meth:`mpigd.models.glm.GeneralizedLinearModel.local_round`; on dense rows, the MLP
+        kernel's round without hidden layers (what :func:`mpigd.kernels.softmax_loss_grad` runs)."""
         if isinstance(X, CSRMatrix):
-            return None
+            return kernels.csr_softmax_local_steps, (X.indptr, X.indices, X.data), (self.n_classes,)
         widths = np.array([self.n_features, self.n_classes], dtype=np.int64)
-        return kernels.mlp_local_steps, (widths, kernels.RELU, kernels.SOFTMAX_HEAD)
+        return kernels.mlp_local_steps, (X,), (widths, kernels.RELU, kernels.SOFTMAX_HEAD)
 
     def outputs(self, X, params: np.ndarray) -> np.ndarray:
         """The logits of every row, ``(n, k)``."""

@@ -333,3 +333,11 @@ def test_bench_solvers_refuses_before_launching_anything(capsys):
                                 "--features", "4", "--ranks", "1", "--repeats", "1")
     assert "--models" in python_error(solvers.run, ["svm"], 100, 4, 1e-4, [1], 1)
     assert "--ranks" in python_error(solvers.run, ["linear"], 100, 4, 1e-4, [], 1)
+
+
+def test_bench_solvers_refuses_data_that_cannot_fit_memory_in_one_line(capsys):
+    # The driver generated the whole data set first: a MemoryError's traceback, exit code 1.
+    message = python_error(solvers.run, ["linear"], 10**11, 4, 1e-4, [1], 1)
+    assert message == cli_error(capsys, "bench", "solvers", "--models", "linear", "--rows", str(10**11),
+                                "--features", "4", "--ranks", "1", "--repeats", "1")
+    assert message.startswith("bench solvers' 100,000,000,000 rows x 4 features needs about")

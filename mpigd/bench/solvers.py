@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mpigd.bench.timing import measure
-from mpigd.checks import check_choices
+from mpigd.checks import check_choices, check_fits_memory
 from mpigd.errors import UsageError
 
 # Which mpigd solvers run for each model; gd gets ``max epochs`` and its learning rate.
@@ -143,6 +143,9 @@ def run(models: list[str], rows: int, features: int, l2: float, ranks: list[int]
         raise UsageError(f"bench solvers needs a finite --l2 > 0 for logistic and softmax; got {l2}")
     if not 0 < rel < 1:
         raise UsageError(f"bench solvers needs rel in (0, 1); got {rel}")
+    # The driver holds the whole data set, and the linear reference a copy with the intercept column
+    # that lstsq copies again: a size that cannot fit was a MemoryError's traceback, not one line.
+    check_fits_memory(3 * rows * (features + 1) * 8, f"bench solvers' {rows:,} rows x {features:,} features")
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from mpigd.data import synthetic, task_of

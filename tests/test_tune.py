@@ -141,6 +141,16 @@ def test_a_tune_file_records_the_command_commit_and_date_that_made_it(tmp_path):
     assert "git_commit" in metadata
 
 
+def test_tune_refuses_a_default_path_it_cannot_write_before_measuring(tmp_path):
+    # Without --output the default path was first tried after the measurements: a traceback on rank 0
+    # and an abort (exit 1), after minutes of tuning at the default sizes.
+    cache = tmp_path / "cache"
+    cache.write_text("a file, not a directory\n")
+    job = mpigd(2, "tune", "--max-bytes", "1K", "--repeats", "1", env={"XDG_CACHE_HOME": str(cache)}, timeout=60)
+    refused_in_one_line(job, f"the default tune file (set --output or $XDG_CACHE_HOME) {cache}/mpigd/")
+    assert job.stdout == "" and cache.read_text() == "a file, not a directory\n"
+
+
 def test_bench_allreduce_refuses_to_write_over_the_tune_file_it_reads(tmp_path):
     # --json TUNE (or --csv, --plot) wrote the results over the calibration, after the run had read it.
     from mpigd.comm.costmodel import CostModel, Crossover

@@ -303,6 +303,11 @@ def _tune(args: argparse.Namespace) -> int:
     sizes = message_sizes(args.min_bytes, args.max_bytes, 2)
     check_output_paths({"--output": args.output})
     comm = world()
+    if args.output is None:
+        # The default path (its name holds the rank count) was only tried once the measuring was
+        # done: a cache directory that cannot be written was a traceback and an abort, minutes late.
+        check_output_paths({"the default tune file (set --output or $XDG_CACHE_HOME)":
+                            str(tuning.default_path(comm.size))})
 
     def job() -> int:
         result = tuning.calibrate(comm, sizes, args.dtype, args.repeats)

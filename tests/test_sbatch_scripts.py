@@ -1,0 +1,41 @@
+"""The slurm/ batch scripts' own logic without a Slurm cluster: run by bash with an srun stub that
+records its options and runs the command as one process (tests/test_slurm.py runs them on a real
+one-node cluster)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _stub_srun(tmp_path) -> dict[str, str]:
+    """An environment whose srun appends its arguments to srun.log, drops its own options (and -n N)
+    and runs the command."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "srun.log"}\n'
+                                  'while [ $# -gt 0 ]; do\n'
+                                  '  case "$1" in -n) shift 2 ;; -*) shift ;; *) break ;; esac\n'
+                                  'done\nexec "$@"\n')
+    (bin_dir / "srun").chmod(0o755)
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("SLURM_", "MPIGD_"))}
+    return dict(env, PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", MPIGD_VENV=sys.prefix, SLURM_NTASKS="1")
+
+
+@pytest.mark.parametrize("script, args", [
+    ("train.sbatch", ["--rows", "200", "--features", "3", "--epochs", "1", "--quiet"]),
+    ("scaling.sbatch", ["--rows", "200", "--features", "3", "--steps", "1"]),
+])
+def test_srun_gets_the_jobs_cpus_per_task(tmp_path, script, args):
+    # Since Slurm 22.05 srun no longer inherits --cpus-per-task from the job: with --cpus-per-task=4
+    # the ranks ran 4 threads each (NUMBA_NUM_THREADS, OMP_NUM_THREADS) on the one CPU srun gave them.
+    env = dict(_stub_srun(tmp_path), SLURM_CPUS_PER_TASK="4", MPIGD_RESULTS=str(tmp_path / "results"))
+    done = subprocess.run(["bash", str(ROOT / "slurm" / script), *args], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    launches = (tmp_path / "srun.log").read_text().splitlines()
+    assert launches and all("--cpus-per-task=4" in launch.split() for launch in launches), launches

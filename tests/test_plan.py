@@ -138,6 +138,16 @@ def test_a_one_rank_calibration_is_refused_not_taken_for_free_messages(tmp_path:
                                                 "or more ranks"]
 
 
+def test_a_tune_file_that_is_a_directory_is_named_as_such(tmp_path: Path):
+    # It was "no such tune file" for a path that exists, as train says it ("not a file").
+    done = _plan("--features", "3", "--compute-rate", "1e6", "--tune-file", str(tmp_path))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [f"mpigd: error: not a file: {tmp_path}"]
+    missing = tmp_path / "missing.json"
+    done = _plan("--features", "3", "--compute-rate", "1e6", "--tune-file", str(missing))
+    assert done.stderr.strip().splitlines() == [f"mpigd: error: no such tune file: {missing}"]
+
+
 def test_the_default_path_passes_over_a_one_rank_calibration(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("MPIGD_TUNE_FILE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

@@ -173,7 +173,8 @@ def cost_models(tune_file: str | None, network: str | None = None, alpha: float 
         calibrated, origin = CostModel(), "built-in defaults (no tune file found; run 'mpigd tune')"
     else:
         if not path.is_file():
-            raise ValueError(f"no such tune file: {path}")
+            # A directory is there, but not a tune file: "no such" sent users looking for a typo.
+            raise ValueError(f"{'not a file' if path.exists() else 'no such tune file'}: {path}")
         tuning = load(path)
         if tuning.ranks < 2:  # its alpha and beta are 0: the projection would make every message free
             raise ValueError(f"{path} was made by 'mpigd tune' on 1 rank, which sends no message: alpha and "

@@ -147,9 +147,11 @@ def _load(config: Config, params_path: str, comm) -> tuple[Model, np.ndarray, Sh
     return model, params.astype(shard.y.dtype), shard
 
 
-def predict(config: Config, params_path: str, output: str, comm) -> dict[str, object]:
+def predict(config: Config, params_path: str, output: str, comm=None) -> dict[str, object]:
     """Write the prediction of every row of ``config.data`` to the ``.npy`` file ``output`` (classes as
-    int64, regression values as float64). Collective."""
+    int64, regression values as float64). Collective over ``comm``: a
+    :class:`~mpigd.comm.Communicator`, an mpi4py communicator, or ``None`` for every rank of the job."""
+    comm = _communicator(comm, config)
     # Checked on every rank before any work and agreed: a refused output must not be created at all.
     comm.together(check_output, output, _input_files(config, params_path))
     model, params, shard = _load(config, params_path, comm)
@@ -168,6 +170,14 @@ def predict(config: Config, params_path: str, output: str, comm) -> dict[str, ob
             unlink_if_present(partial)
         raise
     return {"rows": shard.n_global, "output": output, "model": model.describe()}
+
+
+def _communicator(comm, config: Config):
+    """What the caller passed, made a Communicator as :func:`mpigd.train` makes it (the README's
+    Python API takes ``None`` and mpi4py communicators alike): the sums use ``config.strategy``."""
+    from mpigd.comm import as_communicator
+
+    return as_communicator(comm, config.strategy, config.tune_file)
 
 
 def _write_step(action, *args) -> None:
@@ -194,11 +204,13 @@ def _write_rows(path: str, start: int, rows: np.ndarray) -> None:
     del mapped
 
 
-def evaluate_file(config: Config, params_path: str, comm, output: str | None = None) -> dict[str, object]:
-    """The model's loss (unpenalised) and metrics over every row of ``config.data``. Collective.
+def evaluate_file(config: Config, params_path: str, comm=None, output: str | None = None) -> dict[str, object]:
+    """The model's loss (unpenalised) and metrics over every row of ``config.data``. Collective over
+    ``comm``, as for :func:`predict`.
 
     ``output``, the file the caller will write the result to, is checked first (see
     :func:`check_output`), so that a bad one stops the run before any work."""
+    comm = _communicator(comm, config)
     if output:
         comm.together(check_output, output, _input_files(config, params_path))
     model, params, shard = _load(config, params_path, comm)

@@ -71,6 +71,31 @@ def test_gen_refuses_what_the_command_refuses(tmp_path, capsys):
                                 "--output", str(tmp_path / "g.csv"))
 
 
+# -- predict and evaluate -------------------------------------------------------------------------------------
+
+
+def test_predict_and_evaluate_from_python_take_the_communicators_train_takes(tmp_path, capsys):
+    # They took a Communicator alone: None and an mpi4py communicator, which train and the other
+    # twins take, failed with AttributeError ('NoneType' object has no attribute 'together').
+    from mpi4py import MPI
+
+    from mpigd import Config, train
+    from mpigd.predict import evaluate_file, predict
+
+    out = tmp_path / "run"
+    train(Config(model="linear", rows=300, features=3, epochs=3, out=str(out), quiet=True), comm=self_comm())
+    params, data = out / "params.npz", Config(rows=300, features=3)
+    assert main(["predict", "--params", str(params), "--rows", "300", "--features", "3",
+                 "--output", str(tmp_path / "cli.npy"), "--quiet"]) == 0, capsys.readouterr().err
+    for comm in (None, MPI.COMM_SELF, self_comm()):
+        ours = tmp_path / "py.npy"
+        assert predict(data, str(params), str(ours), comm)["rows"] == 300
+        assert ours.read_bytes() == (tmp_path / "cli.npy").read_bytes()
+        assert evaluate_file(data, str(params), comm)["rows"] == 300
+    assert predict(data, str(params), str(tmp_path / "default.npy"))["rows"] == 300  # comm=None by default
+    assert evaluate_file(data, str(params)) == evaluate_file(data, str(params), self_comm())
+
+
 # -- tune -----------------------------------------------------------------------------------------------------
 
 

@@ -147,11 +147,12 @@ def _load(config: Config, params_path: str, comm) -> tuple[Model, np.ndarray, Sh
     return model, params.astype(shard.y.dtype), shard
 
 
-def predict(config: Config, params_path: str, output: str, comm=None) -> dict[str, object]:
+def predict(config: Config, params_path: str | os.PathLike, output: str | os.PathLike, comm=None) -> dict[str, object]:
     """Write the prediction of every row of ``config.data`` to the ``.npy`` file ``output`` (classes as
     int64, regression values as float64). Collective over ``comm``: a
     :class:`~mpigd.comm.Communicator`, an mpi4py communicator, or ``None`` for every rank of the job."""
     comm = _communicator(comm, config)
+    params_path, output = os.fspath(params_path), os.fspath(output)  # pathlib.Path too, as Config takes
     # Checked on every rank before any work and agreed: a refused output must not be created at all.
     comm.together(check_output, output, _input_files(config, params_path))
     model, params, shard = _load(config, params_path, comm)
@@ -204,13 +205,16 @@ def _write_rows(path: str, start: int, rows: np.ndarray) -> None:
     del mapped
 
 
-def evaluate_file(config: Config, params_path: str, comm=None, output: str | None = None) -> dict[str, object]:
+def evaluate_file(config: Config, params_path: str | os.PathLike, comm=None,
+                  output: str | os.PathLike | None = None) -> dict[str, object]:
     """The model's loss (unpenalised) and metrics over every row of ``config.data``. Collective over
     ``comm``, as for :func:`predict`.
 
     ``output``, the file the caller will write the result to, is checked first (see
     :func:`check_output`), so that a bad one stops the run before any work."""
     comm = _communicator(comm, config)
+    params_path = os.fspath(params_path)  # pathlib.Path too, as Config takes
+    output = None if output is None else os.fspath(output)
     if output:
         comm.together(check_output, output, _input_files(config, params_path))
     model, params, shard = _load(config, params_path, comm)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from mpigd import UsageError
@@ -94,6 +95,22 @@ def test_predict_and_evaluate_from_python_take_the_communicators_train_takes(tmp
         assert evaluate_file(data, str(params), comm)["rows"] == 300
     assert predict(data, str(params), str(tmp_path / "default.npy"))["rows"] == 300  # comm=None by default
     assert evaluate_file(data, str(params)) == evaluate_file(data, str(params), self_comm())
+
+
+def test_predict_and_evaluate_from_python_take_paths_as_config_does(tmp_path):
+    # A pathlib.Path output failed in the check of the output ('PosixPath' object has no attribute 'endswith').
+    from mpigd import Config, train
+    from mpigd.predict import evaluate_file, predict
+
+    out = tmp_path / "run"
+    train(Config(model="logistic", rows=300, features=3, epochs=3, out=out, quiet=True), comm=self_comm())
+    data = Config(rows=300, features=3)
+    assert predict(data, out / "params.npz", tmp_path / "p.npy", self_comm())["output"] == str(tmp_path / "p.npy")
+    assert np.load(tmp_path / "p.npy").shape == (300,)
+    evaluated = evaluate_file(data, out / "params.npz", self_comm(), output=tmp_path / "m.json")
+    assert evaluated == evaluate_file(data, str(out / "params.npz"), self_comm())
+    with pytest.raises(UsageError, match="writing it would destroy the input"):
+        evaluate_file(data, out / "params.npz", self_comm(), output=out / "model.json")
 
 
 # -- tune -----------------------------------------------------------------------------------------------------

@@ -61,6 +61,14 @@ def test_gen_from_python_writes_the_bytes_of_the_command(tmp_path, fmt):
         assert (ours / name).read_bytes() == (theirs / name).read_bytes()
 
 
+@pytest.mark.parametrize("fmt", ["csv", "npy"])
+def test_gen_from_python_takes_a_path_as_config_does(tmp_path, fmt):
+    # A pathlib.Path output failed in the check of the output ('PosixPath' object has no attribute 'endswith').
+    spec = generate.Spec(rows=20, features=2, task="classification", seed=0, format=fmt, output=tmp_path / f"g.{fmt}")
+    assert spec.output == str(tmp_path / f"g.{fmt}")
+    assert generate.write(spec, self_comm()) > 0 and (tmp_path / f"g.{fmt}").exists()
+
+
 def test_gen_refuses_what_the_command_refuses(tmp_path, capsys):
     (tmp_path / "a_file").write_text("keep me\n")
     below = str(tmp_path / "a_file" / "g.csv")

@@ -56,10 +56,12 @@ class Spec:
     task: str
     seed: int
     format: str
-    output: str
+    output: str | os.PathLike
     density: float = 0.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.output, os.PathLike):  # a pathlib.Path is as good as its text, as in Config
+            object.__setattr__(self, "output", os.fspath(self.output))
         if self.rows < 1 or self.features < 1 or self.seed < 0:
             raise UsageError("gen needs rows >= 1, features >= 1 and seed >= 0")
         # The range and meaning of train's --density (Config): 0 is dense, every entry non-zero.

@@ -80,6 +80,20 @@ def test_gen_refuses_what_the_command_refuses(tmp_path, capsys):
                                 "--output", str(tmp_path / "g.csv"))
 
 
+@pytest.mark.parametrize("option, value, words", [("--rows", "0", "--rows must be an integer >= 1, got 0"),
+                                                  ("--features", "0", "--features must be an integer >= 1, got 0"),
+                                                  ("--seed", "-1", "--seed must be an integer >= 0, got -1"),
+                                                  ("--density", "1.0", "--density must lie in [0, 1), got 1.0")])
+def test_gen_names_the_option_it_refuses_as_train_does(tmp_path, capsys, option, value, words):
+    # It said "gen needs rows >= 1, features >= 1 and seed >= 0" whichever was wrong, and "density"
+    # without its dashes; train words the same refusals as these.
+    options = {"--rows": "10", "--features": "2", "--seed": "0", "--density": "0", option: value}
+    args = [word for pair in options.items() for word in pair]
+    assert cli_error(capsys, "gen", *args, "--format", "csv", "--output", str(tmp_path / "g.csv")) == words
+    assert cli_error(capsys, "train", *args, "--epochs", "1") == words
+    assert not (tmp_path / "g.csv").exists()
+
+
 # -- predict and evaluate -------------------------------------------------------------------------------------
 
 

@@ -62,11 +62,14 @@ class Spec:
     def __post_init__(self) -> None:
         if isinstance(self.output, os.PathLike):  # a pathlib.Path is as good as its text, as in Config
             object.__setattr__(self, "output", os.fspath(self.output))
-        if self.rows < 1 or self.features < 1 or self.seed < 0:
-            raise UsageError("gen needs rows >= 1, features >= 1 and seed >= 0")
+        # Named as the command line names them, and as train words them: the Python twin raises
+        # the command's message, which must say which option is wrong.
+        for option, value, least in (("--rows", self.rows, 1), ("--features", self.features, 1), ("--seed", self.seed, 0)):
+            if value < least:
+                raise UsageError(f"{option} must be an integer >= {least}, got {value}")
         # The range and meaning of train's --density (Config): 0 is dense, every entry non-zero.
         if not 0.0 <= self.density < 1.0:
-            raise UsageError(f"density must lie in [0, 1), got {self.density}")
+            raise UsageError(f"--density must lie in [0, 1), got {self.density}")
         if self.task not in ("regression", "classification"):
             raise UsageError(f"task must be regression or classification, got {self.task!r}")
         if self.format not in ("npy", "hdf5", "csv", "libsvm"):

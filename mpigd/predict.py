@@ -39,6 +39,9 @@ class SavedModel(NamedTuple):
 def load_model(params_path: str) -> SavedModel:
     """The model described by ``model.json`` beside ``params_path``, with what was saved beside it."""
     description_path = os.path.join(os.path.dirname(os.path.abspath(params_path)), "model.json")
+    if os.path.isdir(params_path):  # the run's --out, passed for its params.npz: "no such file" misled
+        raise InputError(f"{params_path}: cannot load the model (a directory; give the params.npz in it: "
+                         f"{os.path.join(params_path, 'params.npz')})")
     if not os.path.isfile(params_path):  # named first: model.json beside it is then missing too
         raise InputError(f"{params_path}: cannot load the model (no such file)")
     try:

@@ -213,6 +213,13 @@ def test_a_truncated_params_file_cannot_be_loaded(work, tmp_path, command):
     assert not (tmp_path / "x.npy").exists()
 
 
+def test_a_run_directory_for_params_is_refused_with_its_params_file_named(work):
+    # It said "cannot load the model (no such file)" of a directory that was there.
+    with pytest.raises(InputError, match="a directory; give the params.npz in it: ") as caught:
+        load_model(str(work / "model"))
+    assert str(caught.value).endswith(str(work / "model" / "params.npz") + ")")
+
+
 UNUSABLE = {
     "NaN coefficient": (lambda a: a["coef"].__setitem__(0, np.nan), "the parameters contain NaN or inf"),
     "inf intercept": (lambda a: a["intercept"].__setitem__(0, np.inf), "the parameters contain NaN or inf"),

@@ -141,7 +141,11 @@ def _load(config: Config, params_path: str, comm) -> tuple[Model, np.ndarray, Sh
         # padded with zero columns, as a --test-data file is in training.
         shard = dataclasses.replace(shard, X=dataclasses.replace(shard.X, shape=(shard.X.shape[0], model.n_features)))
     if shard.n_features != model.n_features:
-        comm.agree(InputError(f"{shard.source}: {shard.n_features} features, but the model expects "
+        # A CSV file of another width had a column taken for the labels: "4 features" of a file of
+        # 5 columns reads as a miscount unless that column is named.
+        label_column = shard.meta.get("label_column") if shard.meta.get("format") == "csv" else None
+        taken = "" if label_column is None else f" (and column {label_column} as the labels)"
+        comm.agree(InputError(f"{shard.source}: {shard.n_features} features{taken}, but the model expects "
                               f"{model.n_features}"))
     if scaler is not None:  # the model was fitted to standardized features: scale these the same way
         if shard.sparse:

@@ -220,6 +220,21 @@ def test_a_run_directory_for_params_is_refused_with_its_params_file_named(work):
     assert str(caught.value).endswith(str(work / "model" / "params.npz") + ")")
 
 
+def test_a_csv_of_another_width_names_the_column_taken_for_labels(work, tmp_path):
+    # A file of 2 feature columns for a model of 3 said "1 features, but the model expects 3": the
+    # last column had been taken for the labels, which the message did not say.
+    from mpigd.config import Config
+
+    np.savetxt(tmp_path / "narrow.csv", np.ones((5, 2)), delimiter=",")
+    params = str(work / "model" / "params.npz")
+    with pytest.raises(InputError, match=r"narrow.csv: 1 features \(and column 1 as the labels\), but the model "
+                                         "expects 3"):
+        predict(Config(data=str(tmp_path / "narrow.csv")), params, str(tmp_path / "p.npy"), self_comm())
+    np.save(tmp_path / "narrow.npy", np.ones((5, 2)))  # no column is taken for labels here
+    with pytest.raises(InputError, match="narrow.npy: 2 features, but the model expects 3$"):
+        predict(Config(data=str(tmp_path / "narrow.npy")), params, str(tmp_path / "p.npy"), self_comm())
+
+
 UNUSABLE = {
     "NaN coefficient": (lambda a: a["coef"].__setitem__(0, np.nan), "the parameters contain NaN or inf"),
     "inf intercept": (lambda a: a["intercept"].__setitem__(0, np.inf), "the parameters contain NaN or inf"),

@@ -205,7 +205,7 @@ class Config:
     def unread_settings(self) -> list[str]:
         """One message for each setting changed from its default that ``algo`` (or ``strategy``, or
         ``model``) never reads: ``batch_size`` with full-batch gd, ``memory`` with sgd, ``tune_file``
-        with native, ``hidden`` with a linear model, ... Warned about by :func:`train`, not refused: a sweep may share its options."""
+        with native, ``hidden`` with a linear model, ``rows`` with a data file, ... Warned about by :func:`train`, not refused: a sweep may share its options."""
         unread = [f"`{name}` is for `algo` {' and '.join(readers)}; {self.algo} does not read it"
                   for name, readers in _READ_BY.items()
                   if getattr(self, name) != Config.__dataclass_fields__[name].default and self.algo not in readers]
@@ -214,6 +214,9 @@ class Config:
                        for name in ("tol", "clip_grad_norm") if getattr(self, name)]
         if self.tune_file is not None and self.strategy not in TUNED_STRATEGIES:
             unread.append(f"`tune_file` is for `strategy` auto and ring; {self.strategy} does not read it")
+        if not self.synthetic:  # a --rows meant to take a sample of a file took all of it, silently
+            unread += [f"`{name}` is for `data` synthetic; a data file is read as it is" for name in
+                       ("rows", "features", "density") if getattr(self, name) != Config.__dataclass_fields__[name].default]
         if self.model != "mlp":  # hidden is a tuple by now, as its default
             unread += [f"`{name}` is for `model` mlp; {self.model} does not read it" for name in ("hidden", "activation")
                        if getattr(self, name) != Config.__dataclass_fields__[name].default]

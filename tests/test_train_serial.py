@@ -347,6 +347,10 @@ def test_the_command_line_names_a_refused_setting_by_its_option(args, message):
     (dict(model="logistic", hidden=[64]), []),  # the default, as a list
     (dict(model="softmax", hidden=(8,), activation="tanh"), ["`hidden` is for `model` mlp; softmax does not read it",
                                                              "`activation` is for `model` mlp; softmax does not read it"]),
+    # A --rows meant to take a sample of a file took all of it without a word.
+    (dict(data="d.csv", rows=100, density=0.1), ["`rows` is for `data` synthetic; a data file is read as it is",
+                                                 "`density` is for `data` synthetic; a data file is read as it is"]),
+    (dict(data="d.csv", features=32), []),  # the default
 ])
 def test_settings_the_algorithm_does_not_read_are_listed(change, unread):
     assert Config(**change).unread_settings() == unread

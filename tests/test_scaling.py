@@ -56,6 +56,10 @@ def test_sweep_at_one_and_two_ranks_writes_records_tables_and_plots(tmp_path, mo
     assert float(table[1]["efficiency"]) == pytest.approx(expected)
     png = (tmp_path / f"plot-{mode}.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    # A directory for a prefix holds scaling-MODE.png (a bare "figs/" made "figs/-strong.png").
+    job = mpigd(1, "bench", "scaling-report", str(records), "--plot", str(tmp_path / "figs") + os.sep)
+    assert job.returncode == 0, job.stderr
+    assert os.listdir(tmp_path / "figs") == [f"scaling-{mode}.png"]
 
 
 @pytest.mark.parametrize("model,n_params", [("softmax", (4 + 1) * 3), ("mlp", 4 * 64 + 64 + 64 * 3 + 3)])

@@ -215,6 +215,15 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def plot_paths(prefix: str, modes_: list[str]) -> dict[str, str]:
+    """The PNG of each mode for ``--plot PREFIX``: ``PREFIX-strong.png``, ... A directory (one that
+    exists, or a name ending in a slash) holds ``scaling-strong.png``, ...: a bare ``figs/`` made
+    ``figs/-strong.png``."""
+    if prefix.endswith(os.sep) or os.path.isdir(prefix):
+        prefix = os.path.join(prefix, "scaling")
+    return {mode: f"{prefix}-{mode}.png" for mode in modes_}
+
+
 def modes(rows: list[dict[str, Any]]) -> list[str]:
     """The scaling modes (``strong``, ``weak``) that ``rows`` hold, one plot each."""
     return sorted({r["mode"] for r in rows})

@@ -71,7 +71,7 @@ def register(commands) -> None:
     scaling_report.add_argument("--csv", type=nonempty_path, metavar="FILE")
     scaling_report.add_argument("--json", type=nonempty_path, metavar="FILE")
     scaling_report.add_argument("--plot", type=nonempty_path, metavar="PREFIX",
-                                help="write PREFIX-strong.png / PREFIX-weak.png")
+                                help="write PREFIX-strong.png / PREFIX-weak.png (a directory: scaling-strong.png ... in it)")
     scaling_report.set_defaults(run=_bench_scaling_report)
 
     sparse = benches.add_parser("sparse", help="CSR kernels: time against non-zeros, vs the dense kernel")
@@ -197,7 +197,8 @@ def _bench_scaling_report(args: argparse.Namespace) -> int:
 
     _one_process("bench scaling-report")
     check_output_paths({"--json": args.json, "--csv": args.csv,
-                        "--plot": args.plot and f"{args.plot}-strong.png"}, inputs={"the records file": args.records})
+                        "--plot": args.plot and scaling.plot_paths(args.plot, ["strong"])["strong"]},
+                       inputs={"the records file": args.records})
     _check_plotting(args.plot)
     rows = scaling.report(args.records)
     print(scaling.table(rows))
@@ -210,9 +211,8 @@ def _bench_scaling_report(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows(rows)
     if args.plot:
-        for mode in scaling.modes(rows):
-            path = f"{parent_made(args.plot)}-{mode}.png"
-            with written(path) as temporary:
+        for mode, path in scaling.plot_paths(args.plot, scaling.modes(rows)).items():
+            with written(parent_made(path)) as temporary:
                 scaling.plot(rows, mode, temporary)
             print(f"wrote {path}")
     return EXIT_OK

@@ -181,6 +181,17 @@ def test_bad_tune_file_is_a_value_error(tmp_path, text):
         load(path)
 
 
+def test_a_value_of_the_wrong_kind_names_the_tune_file(tmp_path):
+    # int("two") raised its own ValueError, which said nothing of the file it came from.
+    path = tmp_path / "bad.json"
+    save(Tuning(2, MODEL, None), path)
+    data = json.loads(path.read_text())
+    data["ranks"] = "two"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"^{path}: not a tune file .*'two'"):
+        load(path)
+
+
 def test_tune_file_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("MPIGD_TUNE_FILE", raising=False)

@@ -107,8 +107,10 @@ def load(path: str | os.PathLike) -> Tuning:
             if not isinstance(data, dict):
                 raise TypeError("its JSON is not an object")
             return Tuning.from_dict(data)
-        except (AttributeError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: not a tune file ({error})") from None
+        # ValueError too: int("two") for a count did not name the file it came from.
+        except (AttributeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as error:
+            message = str(error)
+            raise ValueError(message if message.startswith(f"{path}:") else f"{path}: not a tune file ({message})") from None
 
 
 def save(tuning: Tuning, path: str | os.PathLike | None = None) -> Path:

@@ -72,6 +72,10 @@ def test_auto_reports_its_trial_in_the_train_summary(tmp_path):
                                                                  {"max_bytes": None, "strategy": "ring"}],
                          "model": {"alpha_s": 1e-6, "beta_s_per_byte": 1e-10, "gamma_s_per_byte": 1e-10}}),
      "a crossover bound"),
+    # A 1-rank calibration measured no message (alpha = beta = 0); auto built its table from it.
+    ("auto", json.dumps({"format": 1, "ranks": 1, "crossover": None,
+                         "model": {"alpha_s": 0.0, "beta_s_per_byte": 0.0, "gamma_s_per_byte": 1e-10}}),
+     "made by 'mpigd tune' on 1 rank, which sends no message"),
 ])
 def test_an_unusable_tune_file_is_one_line_and_exit_code_2(tmp_path, strategy, content, message):
     tune = tmp_path / "tune.json"

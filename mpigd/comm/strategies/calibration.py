@@ -82,6 +82,9 @@ def _read(tune_file: str | None, size: int) -> Calibration:
     if required and not path.is_file():
         raise ValueError(f"{'not a file' if path.exists() else 'no such file'}: {path}")
     tuning = tunefile.load(path)
+    if tuning.ranks < 2 <= size:  # auto's table came from alpha = beta = 0: every message free (plan refuses it too)
+        raise ValueError(f"{path} was made by 'mpigd tune' on 1 rank, which sends no message: alpha and beta are "
+                         f"not measured; run it on {size} ranks")
     table = tuning.crossover_for(size)
     unknown = set(table.choices) - set(CANDIDATES)
     if unknown:

@@ -114,7 +114,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
             # Every value a decision reads below was allreduced: all ranks stop at the same epoch.
             stop = stopping.after_epoch(loss) or getattr(algorithm, "converged", False)
             if stop or epoch % interval == 0 or epoch == config.epochs:
-                start = time.perf_counter()
+                start, comm_before = time.perf_counter(), comm.comm_seconds
                 metrics = evaluate(model, shard, params, comm, config.l2, config.l1)
                 # The last update can overflow even when the objective before it was finite; on
                 # the last epoch no further step would catch it.
@@ -126,7 +126,9 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
                     record.update(flat("test_", held_out))
                     stop = stopping.after_evaluation(held_out["loss"], params, epoch) or stop
                 evaluated = (metrics, held_out)
-                eval_seconds += time.perf_counter() - start
+                # Its allreduces are in the communication time already: counted here too, the
+                # split added up to more than the wall time.
+                eval_seconds += time.perf_counter() - start - (comm.comm_seconds - comm_before)
                 # Agreed: a full disk on rank 0 stops every rank with its one line.
                 comm.together(outputs.metric, {**record, "elapsed": time.perf_counter() - wall_start})
             progress.update(epoch, loss, force=stop or epoch == config.epochs)

@@ -144,6 +144,26 @@ def test_outputs_are_complete_and_load_without_pickle(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+def test_the_time_split_counts_each_second_once():
+    # An evaluation's allreduces were counted twice: in the communication time and, as part of the
+    # evaluation, in the compute time, so compute + communication exceeded the wall time.
+    comm = self_comm()
+    summed = comm.strategy.allreduce
+
+    def slow(buffer):
+        clock.sleep(0.02)
+        summed(buffer)
+
+    comm.strategy.allreduce = slow
+    summary = train(Config(model="linear", rows=300, features=3, epochs=4, eval_every=1, quiet=True), comm).summary
+    times = summary["time"]
+    waited = 0.02 * summary["allreduce_calls"]
+    assert times["communication_seconds"] >= waited
+    assert times["compute_seconds"] < times["wall_seconds"] - waited
+    assert (times["compute_seconds"] + times["communication_seconds"] + times["other_seconds"]
+            == pytest.approx(times["wall_seconds"], rel=1e-9))
+
+
 def test_the_configured_strategy_sums_even_on_a_communicator_handed_in():
     config = Config(model="linear", rows=300, features=4, epochs=3, quiet=True, strategy="ring")
     summary = train(config, self_comm("tree")).summary

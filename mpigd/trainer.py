@@ -74,6 +74,9 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
         for message in config.unread_settings():
             warn(message)
     wall_start = time.perf_counter()
+    # A Communicator handed in may have summed before (an earlier train() on it): the summary
+    # counts this run's sums alone.
+    comm_seconds_before, bytes_before, calls_before = comm.comm_seconds, comm.bytes_reduced, comm.allreduce_calls
     prepared = prepare(config, comm)
     shard, test, model = prepared.shard, prepared.test, prepared.model
     # Once the input is known good, and before a file of the run's directories is read or changed.
@@ -147,6 +150,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
     else:
         final, test_metrics = evaluated
     wall = time.perf_counter() - wall_start
+    communication = comm.comm_seconds - comm_seconds_before
     compute = algorithm.gradient.compute_seconds - compute_before + eval_seconds
     arrays = model.arrays(params)
     if prepared.scaler is not None:
@@ -176,20 +180,20 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
         "time": {
             "wall_seconds": wall,
             "compute_seconds": compute,
-            "communication_seconds": comm.comm_seconds,
-            "other_seconds": max(0.0, wall - compute - comm.comm_seconds),
+            "communication_seconds": communication,
+            "other_seconds": max(0.0, wall - compute - communication),
             # From process start (interpreter, imports, MPI, data) to the first step, and the
             # first step itself (where a JIT compilation or a load from the cache happens).
             "startup_seconds": first_step_at - process_start_time() if first_step_at else None,
             "first_step_seconds": first_step_done - first_step_at if first_step_done else None,
         },
         "jit": jit_cache_stats(),
-        "bytes_allreduced": comm.bytes_reduced,
+        "bytes_allreduced": comm.bytes_reduced - bytes_before,
         "bytes_allreduced_per_step": per_step,
         # The training reductions alone (gradients, parameters in local SGD, the normal solver's
         # Gram matrix), without evaluations.
         "bytes_allreduced_training": getattr(algorithm, "reduced_bytes", algorithm.gradient.reductions * per_step),
-        "allreduce_calls": comm.allreduce_calls,
+        "allreduce_calls": comm.allreduce_calls - calls_before,
     }
     if test_metrics is not None:
         summary["test"] = {"rows": test.n_global, "source": test.source, **test_metrics}

@@ -164,6 +164,17 @@ def test_the_time_split_counts_each_second_once():
             == pytest.approx(times["wall_seconds"], rel=1e-9))
 
 
+def test_a_communicator_used_twice_reports_each_run_alone():
+    # The summary's allreduce calls, bytes and communication time were the communicator's totals:
+    # a second train() on the same Communicator reported both runs.
+    comm = self_comm()
+    config = Config(model="linear", rows=300, features=3, epochs=4, quiet=True)
+    first, second = (train(config, comm).summary for _ in range(2))
+    for key in ("allreduce_calls", "bytes_allreduced", "bytes_allreduced_training"):
+        assert second[key] == first[key] > 0
+    assert second["time"]["communication_seconds"] <= second["time"]["wall_seconds"]
+
+
 def test_the_configured_strategy_sums_even_on_a_communicator_handed_in():
     config = Config(model="linear", rows=300, features=4, epochs=3, quiet=True, strategy="ring")
     summary = train(config, self_comm("tree")).summary

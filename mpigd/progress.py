@@ -10,8 +10,10 @@ class Progress:
     """Prints nothing for runs shorter than ``delay`` seconds, then a line every ``interval``."""
 
     def __init__(self, epochs: int, rows_per_epoch: int, enabled: bool, delay: float = 1.0,
-                 interval: float = 1.0, stream=None) -> None:
+                 interval: float = 1.0, stream=None, epochs_done: int = 0) -> None:
         self.epochs, self.rows_per_epoch, self.enabled = epochs, rows_per_epoch, enabled
+        # A resumed run starts its clock at epoch ``epochs_done``: the rate counts the rows since.
+        self.epochs_done = epochs_done
         self.delay, self.interval = delay, interval
         self.stream = stream if stream is not None else sys.stderr
         self.start = time.perf_counter()
@@ -25,7 +27,7 @@ class Progress:
         if now < self.next_print and not (force and self.printed):
             return
         elapsed = now - self.start
-        rate = epoch * self.rows_per_epoch / elapsed if elapsed > 0 else 0.0
+        rate = (epoch - self.epochs_done) * self.rows_per_epoch / elapsed if elapsed > 0 else 0.0
         width = len(str(self.epochs))
         print(f"epoch {epoch:>{width}}/{self.epochs}  loss {loss:.6g}  {rate:,.0f} rows/s  {elapsed:.1f}s",
               file=self.stream, flush=True)

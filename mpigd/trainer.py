@@ -95,7 +95,8 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
     outputs = RunOutputs(config.out, is_root)
     # Agreed: rank 0 alone writes, and a full disk there must stop every rank with its one line.
     comm.together(outputs.open, control.first_epoch if resumed is not None else None)
-    progress = Progress(config.epochs, shard.n_global, is_root and not config.quiet)
+    progress = Progress(config.epochs, shard.n_global, is_root and not config.quiet,
+                        epochs_done=control.first_epoch - 1)
     interval = config.evaluation_interval()
     compute_before = algorithm.gradient.compute_seconds
     eval_seconds = 0.0

@@ -465,6 +465,20 @@ def test_progress_lines_say_the_rate_and_appear_only_after_the_delay_and_interva
     assert silent.getvalue() == ""
 
 
+def test_a_resumed_run_s_progress_counts_only_the_rows_of_its_own_epochs():
+    # A run resumed at epoch 9 counted epochs 1 to 9 as rows it had just processed: its rate was
+    # several times the real one.
+    from mpigd.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress(30, 1000, True, delay=0.0, interval=3600, stream=stream, epochs_done=9)
+    progress.start = clock.perf_counter() - 2.0
+    progress.update(12, 0.5)
+    rate = re.search(r"([\d,]+) rows/s", stream.getvalue()).group(1)
+    assert stream.getvalue().startswith("epoch 12/30") and float(rate.replace(",", "")) == pytest.approx(
+        3 * 1000 / 2.0, rel=0.05)
+
+
 def _help_of(*command: str) -> str:
     from mpigd.cli import main
 

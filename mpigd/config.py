@@ -25,6 +25,9 @@ STRATEGIES = ("native", "ring", "direct", "tree", "auto")
 TUNED_STRATEGIES = ("auto", "ring")  # the strategies that read a tune file
 # The algorithms that read each of these settings (Config.unread_settings).
 _READ_BY = {"batch_size": ("sgd", "local-sgd"), "local_steps": ("local-sgd",), "memory": QUASI_NEWTON}
+# The optimizers or schedules (gd, sgd, local-sgd) that read each of these settings.
+_READ_BY_STEP_RULE = {"momentum": ("optimizer", ("momentum", "nesterov")), "step_size": ("schedule", ("step",)),
+                      "gamma": ("schedule", ("step",)), "power": ("schedule", ("invscaling",))}
 DTYPES = ("float32", "float64")
 DATA_FORMATS = ("npz", "npy", "csv", "libsvm", "hdf5")
 HEADER_CHOICES = ("auto", "yes", "no")
@@ -203,15 +206,31 @@ class Config:
         _check_fault_tolerance(self)
 
     def unread_settings(self) -> list[str]:
-        """One message for each setting changed from its default that ``algo`` (or ``strategy``, or
-        ``model``) never reads: ``batch_size`` with full-batch gd, ``memory`` with sgd, ``tune_file``
-        with native, ``hidden`` with a linear model, ``rows`` with a data file, ... Warned about by :func:`train`, not refused: a sweep may share its options."""
+        """One message for each setting changed from its default that ``algo`` (or its optimizer or
+        schedule, ``strategy``, or ``model``) never reads: ``batch_size`` with full-batch gd, ``memory``
+        with sgd, ``tune_file`` with native, ``hidden`` with a linear model, ``rows`` with a data file,
+        ``lr`` with a solver, ``momentum`` with plain SGD, ... Warned about by :func:`train`, not
+        refused: a sweep may share its options."""
         unread = [f"`{name}` is for `algo` {' and '.join(readers)}; {self.algo} does not read it"
                   for name, readers in _READ_BY.items()
                   if getattr(self, name) != Config.__dataclass_fields__[name].default and self.algo not in readers]
         if self.algo == "normal":
             unread += [f"`algo` normal solves in one step: `{name}` does not apply"
                        for name in ("tol", "clip_grad_norm") if getattr(self, name)]
+        # The step rule's settings: a solver reads none of them (--lr 0.1 with lbfgs went unread
+        # without a word), the first-order algorithms those of their optimizer and schedule.
+        changed = [name for name in ("lr", "momentum", "step_size", "gamma", "power")
+                   if getattr(self, name) != Config.__dataclass_fields__[name].default]
+        if self.algo in SOLVERS:
+            unread += [f"`{name}` is for `algo` gd, sgd and local-sgd; {self.algo} does not read it"
+                       for name in changed]
+        else:
+            for name in changed:
+                if name in _READ_BY_STEP_RULE:
+                    field, readers = _READ_BY_STEP_RULE[name]
+                    if getattr(self, field) not in readers:
+                        unread.append(f"`{name}` is for `{field}` {' and '.join(readers)}; "
+                                      f"{getattr(self, field)} does not read it")
         if self.tune_file is not None and self.strategy not in TUNED_STRATEGIES:
             unread.append(f"`tune_file` is for `strategy` auto and ring; {self.strategy} does not read it")
         if not self.synthetic:  # a --rows meant to take a sample of a file took all of it, silently

@@ -382,6 +382,18 @@ def test_the_command_line_names_a_refused_setting_by_its_option(args, message):
     (dict(data="d.csv", rows=100, density=0.1), ["`rows` is for `data` synthetic; a data file is read as it is",
                                                  "`density` is for `data` synthetic; a data file is read as it is"]),
     (dict(data="d.csv", features=32), []),  # the default
+    # The step rule's settings: --lr 0.1 with lbfgs, --momentum with plain SGD, --power with a step
+    # schedule went unread without a word.
+    (dict(algo="lbfgs", lr=0.1, momentum=0.5), ["`lr` is for `algo` gd, sgd and local-sgd; lbfgs does not read it",
+                                                "`momentum` is for `algo` gd, sgd and local-sgd; lbfgs does not read it"]),
+    (dict(algo="normal", model="linear", gamma=0.5), ["`gamma` is for `algo` gd, sgd and local-sgd; normal does not read it"]),
+    (dict(algo="sgd", optimizer="adam", momentum=0.5),
+     ["`momentum` is for `optimizer` momentum and nesterov; adam does not read it"]),
+    (dict(algo="local-sgd", optimizer="nesterov", momentum=0.5, lr=0.1), []),
+    (dict(schedule="step", step_size=5, gamma=0.5, power=0.5),
+     ["`power` is for `schedule` invscaling; step does not read it"]),
+    (dict(schedule="cosine", step_size=5), ["`step_size` is for `schedule` step; cosine does not read it"]),
+    (dict(schedule="invscaling", power=0.5, gamma=0.1), []),  # gamma at its default
 ])
 def test_settings_the_algorithm_does_not_read_are_listed(change, unread):
     assert Config(**change).unread_settings() == unread

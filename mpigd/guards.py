@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from mpigd import kernels
+from mpigd.config import SOLVERS
 from mpigd.errors import DivergedError
 
 
@@ -48,13 +49,21 @@ RUNAWAY_GROWTH = 1e4
 SMALLEST_REFERENCE = 1e-8
 
 
+def divergence_advice(algo: str, lr: float) -> str:
+    """What a diverged run of ``algo`` could try: a smaller learning rate for gd/sgd/local-sgd; a
+    solver reads none, so it is pointed at the data and the penalty instead."""
+    if algo in SOLVERS:
+        return "check the data for extreme values (--standardize scales the features) or add --l2"
+    return f"try a smaller learning rate than {lr:g} or --clip-grad-norm"
+
+
 class ObjectiveGuard:
     """Ends a run whose objective is NaN or Inf, or more than :data:`RUNAWAY_GROWTH` times the
     first value it was given (this launch's first epoch). Fed allreduced values only, so every
-    rank raises at the same epoch."""
+    rank raises at the same epoch. ``advice`` ends the message (:func:`divergence_advice`)."""
 
-    def __init__(self, lr: float) -> None:
-        self.lr = lr
+    def __init__(self, advice: str) -> None:
+        self.advice = advice
         self.first: float | None = None
         self.first_epoch = 0
 
@@ -69,5 +78,4 @@ class ObjectiveGuard:
                            f"{self.first:.6g} in epoch {self.first_epoch}", epoch, steps)
 
     def _diverged(self, what: str, epoch: int, steps: int) -> None:
-        raise DivergedError(f"training diverged at step {steps} (epoch {epoch}): {what}; "
-                            f"try a smaller learning rate than {self.lr:g} or --clip-grad-norm")
+        raise DivergedError(f"training diverged at step {steps} (epoch {epoch}): {what}; {self.advice}")

@@ -23,6 +23,7 @@ from mpigd.checkpoint import CheckpointStore
 from mpigd.comm.gather import broadcast_bytes, gather_bytes
 from mpigd.config import Config
 from mpigd.errors import CheckpointError, DivergedError, MpigdError, Preempted, warn
+from mpigd.guards import divergence_advice
 from mpigd.outputs import npz_bytes
 from mpigd.signals import PreemptionFlag, Watchdog
 from mpigd.stopping import Stopping
@@ -92,8 +93,7 @@ class RunControl:
             return self.algorithm.run_epoch(self.params, epoch, self.after_step)
         except DivergedError as error:
             raise DivergedError(f"training diverged at step {self.algorithm.steps + 1} (epoch {epoch}): {error}; "
-                                f"try a smaller learning rate than {self.config.lr:g} "
-                                "or --clip-grad-norm") from None
+                                f"{divergence_advice(self.config.algo, self.config.lr)}") from None
 
     def after_step(self) -> None:
         """Between steps: pet the watchdog, agree on preemption and checkpoints, act. Collective."""

@@ -15,7 +15,7 @@ from mpigd.algorithms import make_algorithm
 from mpigd.config import SOLVERS, Config
 from mpigd.errors import UsageError, warn
 from mpigd.evaluation import evaluate, flat
-from mpigd.guards import ObjectiveGuard
+from mpigd.guards import ObjectiveGuard, divergence_advice
 from mpigd.outputs import RunOutputs
 from mpigd.prepare import prepare
 from mpigd.progress import Progress
@@ -104,7 +104,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
     epoch = control.first_epoch - 1  # the last epoch done: 0, or a resumed run's
     # A resumed run that had stopped on --tol or --patience is over: it ends where it ended.
     last_epoch = epoch if stopping.stopped else config.epochs
-    guard = ObjectiveGuard(config.lr)
+    guard = ObjectiveGuard(divergence_advice(config.algo, config.lr))
     evaluated = None  # (metrics, held-out metrics) of the parameters as they are now, if known
     try:
         for epoch in range(control.first_epoch, last_epoch + 1):

@@ -20,7 +20,7 @@ from mpigd import Config, DivergedError, InputError, UsageError, train
 from mpigd.comm import self_comm
 from mpigd.data import synthetic
 from mpigd.environment import THREAD_VARIABLES
-from mpigd.guards import ObjectiveGuard
+from mpigd.guards import ObjectiveGuard, divergence_advice
 
 ROWS, FEATURES = 2000, 5
 
@@ -265,20 +265,28 @@ def test_an_objective_that_runs_away_ends_the_run_long_before_it_overflows(tmp_p
 
 
 def test_the_runaway_check_is_exactly_ten_thousand_times_the_first_objective():
-    guard = ObjectiveGuard(lr=0.1)
+    guard = ObjectiveGuard(divergence_advice("gd", 0.1))
     guard.check(2.0, "the objective", 1, 1)
     guard.check(2.0e4, "the objective", 2, 2)  # 10^4 times: allowed
     with pytest.raises(DivergedError, match=r"step 3 \(epoch 3\): the objective grew to 20000, over 10000 "
                                             r"times its 2 in epoch 1; try a smaller learning rate than 0.1 "):
         guard.check(np.nextafter(2.0e4, np.inf), "the objective", 3, 3)
     # A first objective of 0 (an exact fit at the start) is measured from 1e-8, not from 0.
-    exact = ObjectiveGuard(lr=0.1)
+    exact = ObjectiveGuard(divergence_advice("gd", 0.1))
     exact.check(0.0, "the objective", 1, 1)
     exact.check(1e-4, "the objective", 2, 2)
     with pytest.raises(DivergedError, match="grew to 0.00010"):
         exact.check(1.0001e-4, "the objective", 3, 3)
     with pytest.raises(DivergedError, match="the objective is nan"):
-        ObjectiveGuard(lr=0.1).check(math.nan, "the objective", 1, 1)
+        ObjectiveGuard(divergence_advice("gd", 0.1)).check(math.nan, "the objective", 1, 1)
+
+
+@pytest.mark.parametrize("algo", ["lbfgs", "owlqn", "normal"])
+def test_a_diverged_solver_is_not_told_to_lower_a_learning_rate_it_never_read(algo):
+    with pytest.raises(DivergedError, match=r"the objective is inf; check the data for extreme values "
+                                            r"\(--standardize scales the features\) or add --l2$"):
+        ObjectiveGuard(divergence_advice(algo, 0.5)).check(math.inf, "the objective", 1, 1)
+    assert divergence_advice("sgd", 0.5) == "try a smaller learning rate than 0.5 or --clip-grad-norm"
 
 
 def test_an_undefined_metric_is_null_in_standard_json(tmp_path):

@@ -12,7 +12,7 @@ from mpigd.algorithms.objective import GlobalGradient
 from mpigd.algorithms.owlqn import OWLQN
 from mpigd.algorithms.sgd import MiniBatchSGD
 from mpigd.algorithms.update import Update
-from mpigd.config import Config
+from mpigd.config import SOLVERS, Config
 from mpigd.errors import UsageError
 from mpigd.optim import make_optimizer, make_schedule
 
@@ -29,7 +29,9 @@ def make_algorithm(config: Config, model, shard, comm):
     Collective: a problem found on any rank (the normal equations too large for one rank's
     memory) is raised on every rank.
     """
-    gradient = GlobalGradient(model, shard, comm, config.l2, config.l1, config.clip_grad_norm)
+    # A solver's line search needs the true gradient: clipping is for the first-order steps.
+    clip = 0.0 if config.algo in SOLVERS else config.clip_grad_norm
+    gradient = GlobalGradient(model, shard, comm, config.l2, config.l1, clip)
     if config.algo == "lbfgs":
         return LBFGS(gradient, config.memory, config.stopping_tol())
     if config.algo == "owlqn":

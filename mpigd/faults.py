@@ -15,9 +15,9 @@ The request comes from the environment variable ``MPIGD_FAULT`` (see :mod:`mpigd
 The fault fires on rank ``R`` during global step ``S`` (1-based, counted across resumes), after
 the local gradient is computed and before it is reduced, so that the other ranks are waiting in
 the allreduce as they would be in a real failure. A local SGD round reduces once for all its
-steps: the fault fires before the reduction of the round that holds step ``S``. The request is parsed strictly: anything else
-is a :class:`~mpigd.errors.UsageError`. When the variable is unset nothing is installed, so the
-training loop pays nothing.
+steps: the fault fires before the reduction of the round that holds step ``S``. The request is
+parsed strictly: anything else is a :class:`~mpigd.errors.UsageError`. When the variable is unset
+nothing is installed, so the training loop pays nothing.
 """
 
 from __future__ import annotations

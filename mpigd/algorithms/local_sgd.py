@@ -61,7 +61,6 @@ class LocalSGD(MiniBatchSGD):
         # A round's later steps are one kernel call (kernels/local_round.py).
         local_round = getattr(gradient.model, "local_round", None)
         self._round_kernel = local_round(gradient.shard.X) if local_round is not None else None
-        self._bounds_array = np.asarray(self._bounds, dtype=np.int64)
         self._round_scalars = np.empty(2, dtype=dtype)
 
     def _advance(self, params: np.ndarray, order: np.ndarray, step: int) -> tuple[int, float]:
@@ -104,7 +103,7 @@ class LocalSGD(MiniBatchSGD):
         gradient, scalar = self.gradient, self._scalar
         kernel, rows, model_arguments = self._round_kernel
         start = time.perf_counter()
-        kernel(*rows, gradient.shard.y, order, self._bounds_array, self.batch_rows, first, length, params,
+        kernel(*rows, gradient.shard.y, order, self.bounds, self.batch_rows, first, length, params,
                self.copy, self.drift, gradient.buffer, self.step_grad, self.size, scalar(gradient.l2),
                gradient.model.n_penalized, scalar(lr), gradient.largest, self._round_scalars, *model_arguments)
         gradient.compute_seconds += time.perf_counter() - start

@@ -38,9 +38,11 @@ class MiniBatchSGD(UpdateDriven):
         self.batch_rows = np.zeros(self.steps_per_epoch, dtype=np.int64)
         for count in local_counts:
             self.batch_rows += block_counts(int(count), self.steps_per_epoch)
-        # Looked up once a step, as Python ints: where each step's slice of this rank's order
-        # starts (block_range of every step, computed once) and each step's global batch.
-        self._bounds = block_offsets(gradient.shard.n_local, self.steps_per_epoch).tolist()
+        # Where each step's slice of this rank's order starts (block_range of every step, computed
+        # once): an array for the kernels that take many steps, and, like each step's global batch,
+        # Python ints for a lookup once a step.
+        self.bounds = block_offsets(gradient.shard.n_local, self.steps_per_epoch)
+        self._bounds = self.bounds.tolist()
         self._batch_rows = self.batch_rows.tolist()
         self._cursor, self._total, self._epoch_rng = 0, 0.0, rng.bit_generator.state
 

@@ -22,8 +22,10 @@ def check_output_file(option: str, path: str) -> None:
     are allowed: :func:`parent_made` creates them when the file is written. A device or FIFO that
     exists (``/dev/stdout``) is written directly (see :func:`written`), so only it must be writable."""
     _check_not_empty(option, path)
-    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+    if os.path.isdir(path):
         raise UsageError(f"{option} {path}: is a directory; give a file name")
+    if path.endswith(("/", os.sep)):
+        raise UsageError(f"{option} {path}: ends in '/', which names a directory; give a file name")
     if os.path.exists(path) and not os.path.isfile(path):
         if not os.access(path, os.W_OK):
             raise UsageError(f"{option} {path}: cannot write it (permission denied)")

@@ -54,6 +54,7 @@ def test_output_path_check_accepts_new_nested_paths_and_refuses_unusable_ones(pl
             ({"--json": ""}, {}, "empty"),
             ({}, {"--out": ""}, "empty"),
             ({"--json": str(places / "a_dir")}, {}, "is a directory"),
+            ({"--json": str(places / "new_dir") + "/"}, {}, "ends in '/', which names a directory"),
             ({"--json": str(places / "a_file" / "r.json")}, {}, "is not a directory"),
             ({"--json": str(places / "a_file" / "more" / "r.json")}, {}, "is not a directory"),
             ({}, {"--out": str(places / "a_file")}, "exists and is not a directory"),

@@ -127,3 +127,14 @@ def test_the_internal_solvers_worker_is_left_out_of_the_help_but_still_runs(tmp_
     job = mpigd(1, "bench", "solvers-worker", "--model", "linear", "--rows", "200", "--features", "3", "--l2",
                 "0.001", "--target", "1e30", "--repeats", "1", "--output", str(output))
     assert job.returncode == 0 and isinstance(json.loads(output.read_text()), (list, dict)), job.stderr
+
+
+def test_options_the_chosen_models_and_layouts_do_not_read_are_warned_about(capsys):
+    base = ["bench", "kernel", "--rows", "16", "--features", "3", "--dtype", "float64", "--repeats", "1"]
+    assert main([*base, "--models", "linear", "--layout", "dense", "--density", "0.5", "--classes", "3",
+                 "--hidden", "4"]) == 0
+    err = capsys.readouterr().err
+    for option in ("--density", "--classes", "--hidden"):
+        assert f"{option} is not read with --models linear and --layout dense" in err
+    assert main([*base, "--models", "softmax", "--layout", "sparse", "--density", "0.5", "--classes", "3"]) == 0
+    assert "warning" not in capsys.readouterr().err

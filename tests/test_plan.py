@@ -285,3 +285,18 @@ def test_a_one_process_command_launched_on_several_ranks_is_refused_in_one_line(
     # Each rank ran it whole: every table printed twice, every file written by both, kernels timed
     # while competing for the cores, and solvers' own mpiexec jobs started from inside a job.
     refused_in_one_line(mpigd(2, *name.split(), *options), f"{name} runs as one process")
+
+
+def test_classes_and_hidden_that_the_model_does_not_read_are_warned_about(capsys):
+    from mpigd.cli import main
+
+    base = ["plan", "--nodes", "2", "--rows", "100", "--features", "4", "--compute-rate", "1e6"]
+    assert main([*base, "--model", "logistic", "--classes", "100", "--hidden", "8"]) == 0
+    err = capsys.readouterr().err
+    assert "--classes is not read with --model logistic" in err and "--hidden is not read" in err
+    assert main([*base, "--model", "softmax", "--classes", "100", "--hidden", "8"]) == 0
+    err = capsys.readouterr().err
+    assert "--classes" not in err and "--hidden is not read with --model softmax" in err
+    assert main([*base, "--model", "mlp", "--classes", "100", "--hidden", "8"]) == 0
+    assert main([*base, "--model", "linear"]) == 0  # defaults left alone: nothing to say
+    assert "warning" not in capsys.readouterr().err

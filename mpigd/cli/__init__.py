@@ -13,7 +13,7 @@ one_thread_per_rank()  # before the imports below load NumPy and its BLAS
 
 from mpigd import __version__  # noqa: E402
 from mpigd.cli import bench, run  # noqa: E402
-from mpigd.cli.common import Parser, option_names  # noqa: E402
+from mpigd.cli.common import Parser, option_defaults, option_names  # noqa: E402
 from mpigd.errors import EXIT_USAGE, MpigdError, describe, name_fields_as  # noqa: E402
 
 
@@ -28,13 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _remember_option_names(parser: argparse.ArgumentParser) -> None:
-    """Give each command's parser its options by field, for :func:`main` to name fields with."""
+    """Give each command's parser its options by field, for :func:`main` to name fields with, and
+    their defaults, for a command to tell an option given from one left alone."""
     commands = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
     for action in commands:
         for command in action.choices.values():
             _remember_option_names(command)
     if not commands:
-        parser.set_defaults(option_names=option_names(parser))
+        parser.set_defaults(option_names=option_names(parser), option_defaults=option_defaults(parser))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import json
 from mpigd.cli.common import (Parser, at_least, check_output_paths, choice_list, command_line, fractions,
                               nonempty_path, size_range, strategy_names, widths)
 from mpigd.config import DTYPES, MODELS, STRATEGIES
-from mpigd.errors import EXIT_OK, UsageError
+from mpigd.errors import EXIT_OK, UsageError, warn
 from mpigd.outputs import json_text, parent_made, write_json_report, written
 from mpigd.wording import counted
 
@@ -154,6 +154,9 @@ def _bench_kernel(args: argparse.Namespace) -> int:
     kernel.check_arguments(args.rows, args.features, dtypes, args.repeats, args.models, args.layout, args.classes,
                            args.hidden, args.density)
     check_output_paths({"--json": args.json, "--csv": args.csv})
+    _warn_unread(args, {"--density": "sparse" in args.layout,
+                        "--classes": bool({"softmax", "mlp"} & set(args.models)), "--hidden": "mlp" in args.models},
+                 "with --models " + ",".join(args.models) + " and --layout " + ",".join(args.layout))
     results = []
     for dtype in dtypes:
         rows = kernel.run(args.rows, args.features, dtype, args.repeats, models=args.models, layouts=args.layout,
@@ -162,7 +165,7 @@ def _bench_kernel(args: argparse.Namespace) -> int:
         results += rows
     if args.json:
         options = {key: value for key, value in vars(args).items()
-                   if key not in ("run", "command", "bench", "argv", "option_names")}
+                   if key not in ("run", "command", "bench", "argv", "option_names", "option_defaults")}
         write_json_report(args.json, {"metadata": {**metadata.describe(), "command": command_line(args),
                                                    "options": options}, "results": results})
     if args.csv:
@@ -339,6 +342,8 @@ def _plan(args: argparse.Namespace) -> int:
     check_output_paths({"--json": args.json, "--csv": args.csv, "--plot": args.plot},
                        inputs={"the --tune-file": args.tune_file})
     _check_plotting(args.plot)
+    _warn_unread(args, {"--classes": args.model in ("softmax", "mlp"), "--hidden": args.model == "mlp"},
+                 f"with --model {args.model}")
     result = plan.make_plan(args.model, args.rows, args.features, args.nodes, args.dtype, args.classes,
                             tuple(args.hidden), args.ranks_per_node, args.mode, args.compute_rate, args.sample_rows,
                             args.repeats, args.tune_file, args.network, args.alpha, args.beta, args.gamma)
@@ -351,6 +356,16 @@ def _plan(args: argparse.Namespace) -> int:
                 write(temporary, result)
             print(f"wrote {path}")
     return EXIT_OK
+
+
+def _warn_unread(args: argparse.Namespace, read: dict[str, bool], why: str) -> None:
+    """Warn about each option in ``read`` given a value other than its default where the command,
+    as configured (``why``), does not read it: a --classes 100 with --model logistic was ignored in
+    silence, and the projection looked like the one asked for."""
+    for option, is_read in read.items():
+        name = option[2:]
+        if not is_read and getattr(args, name) != args.option_defaults[name]:
+            warn(f"{option} is not read {why}")
 
 
 def _one_process(command: str, why: str = "") -> None:

@@ -7,7 +7,7 @@ import argparse
 import copy
 import os
 import shlex
-from typing import Mapping
+from typing import Any, Mapping
 
 from mpigd.config import DATA_FORMATS, DTYPES, HEADER_CHOICES, STRATEGIES, Config
 from mpigd.environment import launch_rank
@@ -102,6 +102,18 @@ def option_names(parser: argparse.ArgumentParser) -> dict[str, str]:
             if option.startswith("--"):
                 names.setdefault(action.dest, option)
     return names
+
+
+def option_defaults(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """Each destination of ``parser``'s options with its default as parsing gives it (a string
+    default passes through the option's type, as argparse does: ``--hidden``'s "64" is ``(64,)``)."""
+    defaults = {}
+    for action in parser._actions:
+        default = action.default
+        if isinstance(default, str) and action.type is not None:
+            default = action.type(default)
+        defaults[action.dest] = default
+    return defaults
 
 
 def config_from(args: argparse.Namespace) -> Config:

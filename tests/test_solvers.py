@@ -43,7 +43,9 @@ def test_linear_solvers_reach_the_closed_form(algo, l2):
     X, y = _data("regression")
     result = _fit(model="linear", algo=algo, l2=l2, tol=1e-12)
     assert _relative(result.params, _ridge(X, y, l2)) <= 1e-6
-    assert result.summary["stopped"]["reason"] != "max_epochs"
+    # Codes, as gd's and sgd's are (a sentence here once made scripts match on prose).
+    assert result.summary["stopped"]["reason"] in ({"solved"} if algo == "normal" else
+                                                   {"gradient_tol", "tol", "line_search"})
     assert result.summary["steps"] < 100 and result.summary["evaluations"] >= result.summary["steps"]
 
 

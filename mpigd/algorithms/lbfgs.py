@@ -81,8 +81,9 @@ class LBFGS:
     """Limited-memory BFGS with a strong Wolfe line search, for every smooth objective.
 
     Stops (sets :attr:`converged` and :attr:`stop_reason`) when the gradient norm falls to
-    ``tol`` times its starting value, when the objective changes by at most ``tol`` relative to
-    its size, or when no step along the direction lowers the objective.
+    ``tol`` times its starting value (``"gradient_tol"``), when the objective changes by at most
+    ``tol`` relative to its size (``"tol"``, as gd and sgd say it), or when no step along the
+    direction lowers the objective (``"line_search"``).
     """
 
     name = "lbfgs"
@@ -131,17 +132,17 @@ class LBFGS:
         self.steps += 1
         if accepted is None:
             params[:] = x
-            self.converged, self.stop_reason = True, "line search found no lower objective"
+            self.converged, self.stop_reason = True, "line_search"
             return value
         point, new_grad = accepted.payload
         self.history.push(point - x, new_grad - grad)
         self._x, self._value, self._grad = point, accepted.value, new_grad
         params[:] = point
         if not self._stop_on_gradient() and abs(value - accepted.value) <= self.tol * max(abs(value), abs(accepted.value)):
-            self.converged, self.stop_reason = True, "relative objective change below tol"
+            self.converged, self.stop_reason = True, "tol"
         return accepted.value
 
     def _stop_on_gradient(self) -> bool:
         if float(np.linalg.norm(self._grad)) <= self.tol * self._grad0_norm:
-            self.converged, self.stop_reason = True, "relative gradient norm below tol"
+            self.converged, self.stop_reason = True, "gradient_tol"
         return self.converged

@@ -132,5 +132,5 @@ class NormalEquations:
         self.value = float(result[-1])
         self.steps, self.evaluations = 1, 1
         self.reduced_bytes = self.gram.nbytes
-        self.converged, self.stop_reason = True, "solved exactly"
+        self.converged, self.stop_reason = True, "solved"
         return self.value

@@ -70,7 +70,7 @@ class OWLQN:
         x, value, grad = self._x, self._value, self._grad
         pg = pseudo_gradient(x, grad, self.n_penalized, self.l1)
         if float(np.linalg.norm(pg)) <= self.tol * self._pg0_norm:
-            self.converged, self.stop_reason = True, "relative pseudo-gradient norm below tol"
+            self.converged, self.stop_reason = True, "gradient_tol"
             return value
         direction = -self.history.apply_inverse(pg)
         direction[direction * pg >= 0.0] = 0.0  # keep only the components that descend
@@ -93,12 +93,12 @@ class OWLQN:
         self.steps += 1
         if accepted is None:
             params[:] = x
-            self.converged, self.stop_reason = True, "line search found no lower objective"
+            self.converged, self.stop_reason = True, "line_search"
             return value
         _, new_value, (point, new_grad) = accepted
         self.history.push(point - x, new_grad - grad)
         self._x, self._value, self._grad = point, new_value, new_grad
         params[:] = point
         if abs(value - new_value) <= self.tol * max(abs(value), abs(new_value)):
-            self.converged, self.stop_reason = True, "relative objective change below tol"
+            self.converged, self.stop_reason = True, "tol"
         return new_value

@@ -6,7 +6,7 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from mpigd.runlock import RunLock, lock_run_directories
 from mpigd.signals import PreemptionFlag, Watchdog, take_early_flag
 from mpigd.startup import jit_cache_stats, process_start_time
 from mpigd.stopping import Stopping
+
+if TYPE_CHECKING:
+    from mpigd.comm import Communicator
 
 __all__ = ["TrainResult", "evaluate", "train"]
 
@@ -99,7 +102,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
                         epochs_done=control.first_epoch - 1)
     interval = config.evaluation_interval()
     compute_before = algorithm.gradient.compute_seconds
-    eval_seconds = 0.0
+    evaluating = _ComputeClock(comm)
     first_step_at = first_step_done = None
     epoch = control.first_epoch - 1  # the last epoch done: 0, or a resumed run's
     # A resumed run that had stopped on --tol or --patience is over: it ends where it ended.
@@ -118,21 +121,18 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
             # Every value a decision reads below was allreduced: all ranks stop at the same epoch.
             stop = stopping.after_epoch(loss) or getattr(algorithm, "converged", False)
             if stop or epoch % interval == 0 or epoch == config.epochs:
-                start, comm_before = time.perf_counter(), comm.comm_seconds
-                metrics = evaluate(model, shard, params, comm, config.l2, config.l1)
-                # The last update can overflow even when the objective before it was finite; on
-                # the last epoch no further step would catch it.
-                guard.check(metrics["loss"], "the objective after the update", epoch, algorithm.steps)
-                record = {"epoch": epoch, "step": algorithm.steps, "train_loss": loss, **metrics}
-                held_out = None
-                if test is not None:
-                    held_out = evaluate(model, test, params, comm, penalized=False)
-                    record.update(flat("test_", held_out))
-                    stop = stopping.after_evaluation(held_out["loss"], params, epoch) or stop
+                with evaluating:
+                    metrics = evaluate(model, shard, params, comm, config.l2, config.l1)
+                    # The last update can overflow even when the objective before it was finite; on
+                    # the last epoch no further step would catch it.
+                    guard.check(metrics["loss"], "the objective after the update", epoch, algorithm.steps)
+                    record = {"epoch": epoch, "step": algorithm.steps, "train_loss": loss, **metrics}
+                    held_out = None
+                    if test is not None:
+                        held_out = evaluate(model, test, params, comm, penalized=False)
+                        record.update(flat("test_", held_out))
+                        stop = stopping.after_evaluation(held_out["loss"], params, epoch) or stop
                 evaluated = (metrics, held_out)
-                # Its allreduces are in the communication time already: counted here too, the
-                # split added up to more than the wall time.
-                eval_seconds += time.perf_counter() - start - (comm.comm_seconds - comm_before)
                 # Agreed: a full disk on rank 0 stops every rank with its one line.
                 comm.together(outputs.metric, {**record, "elapsed": time.perf_counter() - wall_start})
             progress.update(epoch, loss, force=stop or epoch == config.epochs)
@@ -146,13 +146,14 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
 
     restored = stopping.restore_best(params)
     if restored or evaluated is None:  # the loop's last evaluation was not of these parameters
-        final = evaluate(model, shard, params, comm, config.l2, config.l1)
-        test_metrics = evaluate(model, test, params, comm, penalized=False) if test is not None else None
+        with evaluating:  # compute, as the loop's are (it fell in "other" before)
+            final = evaluate(model, shard, params, comm, config.l2, config.l1)
+            test_metrics = evaluate(model, test, params, comm, penalized=False) if test is not None else None
     else:
         final, test_metrics = evaluated
     wall = time.perf_counter() - wall_start
     communication = comm.comm_seconds - comm_seconds_before
-    compute = algorithm.gradient.compute_seconds - compute_before + eval_seconds
+    compute = algorithm.gradient.compute_seconds - compute_before + evaluating.seconds
     arrays = model.arrays(params)
     if prepared.scaler is not None:
         arrays.update(prepared.scaler.arrays())
@@ -210,3 +211,16 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
     return TrainResult(arrays.get("coef"), arrays.get("intercept"), summary, params, arrays)
 
 
+class _ComputeClock:
+    """Seconds spent in ``with clock:`` blocks (the evaluations), less the communicator's seconds
+    in them: their allreduces are in the communication time already, and counted twice the split
+    added up to more than the wall time."""
+
+    def __init__(self, comm: Communicator) -> None:
+        self.comm, self.seconds = comm, 0.0
+
+    def __enter__(self) -> None:
+        self._start, self._comm_start = time.perf_counter(), self.comm.comm_seconds
+
+    def __exit__(self, *exception: object) -> None:
+        self.seconds += time.perf_counter() - self._start - (self.comm.comm_seconds - self._comm_start)

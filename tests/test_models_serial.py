@@ -509,3 +509,26 @@ def test_holdout_split_keeps_each_row_with_its_own_label(sparse):
     assert np.array_equal(as_dense(train_part), dense[~mask]) and np.array_equal(train_part.y, y[~mask])
     assert np.array_equal(as_dense(test_part), dense[mask]) and np.array_equal(test_part.y, y[mask])
     assert train_part.n_global + test_part.n_global == 200 and test_part.n_global == mask.sum()
+
+
+def test_the_evaluation_after_a_patience_restore_counts_as_compute_not_other(monkeypatch):
+    """Every evaluation's time is compute: the one of the restored parameters fell in "other"."""
+    import time
+
+    from mpigd import trainer
+
+    pause, calls = 0.3, []
+
+    def slow_evaluate(*args, **kwargs):
+        calls.append(1)
+        time.sleep(pause)
+        return real_evaluate(*args, **kwargs)
+
+    real_evaluate = trainer.evaluate
+    monkeypatch.setattr(trainer, "evaluate", slow_evaluate)
+    run = dict(model="logistic", algo="sgd", batch_size=64, rows=1000, features=6, holdout=0.3, eval_every=1, lr=2.0,
+               quiet=True, patience=2, epochs=30)
+    summary = train(Config(**run), self_comm()).summary
+    assert summary["stopped"]["restored_best_epoch"] is not None  # what the test relies on
+    times = summary["time"]
+    assert times["compute_seconds"] >= pause * len(calls) and times["other_seconds"] < pause

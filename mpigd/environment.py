@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 # Set by the launchers before MPI starts; lets us keep non-root ranks quiet before MPI_Init.
-RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MPI_LOCALRANKID", "SLURM_PROCID")
+RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "MPI_LOCALRANKID",
+                  "SLURM_PROCID")
 
 
 # Set by slurm/*.sbatch to the task count, so that a launch which starts independent one-rank
@@ -34,8 +35,9 @@ def launch_rank() -> int:
     return _announced(RANK_VARIABLES, 0)
 
 
-# Set by the launchers to the job's rank count (MPICH/Hydra, Slurm's PMI; Open MPI).
-SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+# Set by the launchers to the job's rank count (MPICH/Hydra, Intel MPI, Slurm's PMI; Open MPI; MVAPICH).
+# Not SLURM_NTASKS: a batch script's own shell has it, and a one-process command run there is one process.
+SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
 def launch_size() -> int:

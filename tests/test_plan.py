@@ -300,3 +300,18 @@ def test_classes_and_hidden_that_the_model_does_not_read_are_warned_about(capsys
     assert main([*base, "--model", "mlp", "--classes", "100", "--hidden", "8"]) == 0
     assert main([*base, "--model", "linear"]) == 0  # defaults left alone: nothing to say
     assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variable", ["PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"])
+def test_each_launchers_rank_count_is_read_before_mpi_starts(monkeypatch, capsys, variable):
+    from mpigd.cli import main
+    from mpigd.environment import SIZE_VARIABLES, launch_size
+
+    for name in SIZE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "4")  # a batch script's shell: still one process
+    assert launch_size() == 1
+    monkeypatch.setenv(variable, "3")
+    assert launch_size() == 3
+    assert main(["plan", "--nodes", "2", "--rows", "100", "--features", "2", "--compute-rate", "1e6"]) == 2
+    assert "plan runs as one process" in capsys.readouterr().err

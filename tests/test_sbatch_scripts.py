@@ -13,13 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _stub_srun(tmp_path) -> dict[str, str]:
-    """An environment whose srun appends its arguments to srun.log, drops its own options (and -n N)
-    and runs the command."""
+    """An environment whose srun appends its arguments to srun.log, drops its own options (and -n N,
+    -N N) and runs the command."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "srun").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "srun.log"}\n'
                                   'while [ $# -gt 0 ]; do\n'
-                                  '  case "$1" in -n) shift 2 ;; -*) shift ;; *) break ;; esac\n'
+                                  '  case "$1" in -n|-N) shift 2 ;; -*) shift ;; *) break ;; esac\n'
                                   'done\nexec "$@"\n')
     (bin_dir / "srun").chmod(0o755)
     env = {name: value for name, value in os.environ.items() if not name.startswith(("SLURM_", "MPIGD_"))}
@@ -39,3 +39,21 @@ def test_srun_gets_the_jobs_cpus_per_task(tmp_path, script, args):
     assert done.returncode == 0, done.stderr
     launches = (tmp_path / "srun.log").read_text().splitlines()
     assert launches and all("--cpus-per-task=4" in launch.split() for launch in launches), launches
+
+
+@pytest.mark.parametrize("per_node_variable", [{"SLURM_NTASKS_PER_NODE": "4"}, {}])
+def test_the_scaling_sweep_fills_whole_nodes(tmp_path, per_node_variable):
+    # srun -n 2 in an allocation of several nodes spreads the 2 ranks over 2 nodes: the sweep's small
+    # counts measured the network, its large ones shared memory as well.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "srun.log"}\n')  # records, runs nothing
+    (bin_dir / "srun").chmod(0o755)
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("SLURM_", "MPIGD_"))}
+    env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", MPIGD_VENV=sys.prefix, SLURM_NTASKS="8",
+               SLURM_JOB_NUM_NODES="2", MPIGD_RESULTS=str(tmp_path / "results"), **per_node_variable)
+    subprocess.run(["bash", str(ROOT / "slurm" / "scaling.sbatch")], env=env, cwd=tmp_path, capture_output=True,
+                   timeout=120)  # the report then fails: the stub wrote no records
+    launches = [launch.split() for launch in (tmp_path / "srun.log").read_text().splitlines()]
+    shapes = [(launch[launch.index("-n") + 1], launch[launch.index("-N") + 1]) for launch in launches]
+    assert shapes == [("1", "1"), ("2", "1"), ("4", "1"), ("8", "2")]

@@ -3,7 +3,7 @@
 Run from the repository root with the environment of run/_env.sh, on 1 or more ranks:
 
     [mpiexec -n P] python benchmarks/sgd_step_parts.py [--model logistic] [--batch 1] [--rows 200000]
-        [--features 32] [--calls 5000] [--repeats 9]
+        [--features 32] [--calls 5000] [--repeats 9] [--compare-agreement]
 
 Builds the algorithm and the trainer's RunControl as ``mpigd.train`` does (synthetic data, l2 1e-4,
 native allreduce), then times each part in a loop of ``--calls`` calls, median of ``--repeats``,
@@ -40,6 +40,9 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=32)
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--compare-agreement", action="store_true",
+                        help="instead: whole steps with the preemption flag on the gradient's allreduce against "
+                             "steps with the flags in an allreduce of their own (the code before), taking turns")
     args = parser.parse_args()
     comm = world()
     config = Config(model=args.model, algo="sgd", rows=args.rows, features=args.features, epochs=1, lr=0.01,
@@ -68,6 +71,9 @@ def main() -> None:
         algorithm._advance(params, order, 3)
         control.after_step()
 
+    if args.compare_agreement:
+        compare_agreement(comm, control, gradient, whole, args)
+        return
     parts = {
         "whole step (_advance + after_step)": whole,
         "kernel via model.loss_grad": lambda: model.loss_grad(shard.X, shard.y, params, gradient.grad, rows),
@@ -99,6 +105,39 @@ def main() -> None:
               f"{config.dtype}, {comm.library()}; us a call, median of {args.repeats} x {args.calls} calls")
         for name, value in medians.items():
             print(f"{name:40s} {value:8.2f}")
+
+
+def compare_agreement(comm, control, gradient, whole, args) -> None:
+    """Whole steps, the flag carried by the gradient's allreduce ("folded") and the flags agreed in a
+    MAX allreduce of their own after each step ("separate", as before), taking turns in every
+    repeat (the one that goes first alternates); rank 0 prints the medians and of the per-repeat ratios."""
+    carrier = control._carrier
+
+    def separate() -> None:  # what RunControl did before the flag rode on the gradient
+        control._carrier, gradient._raised, gradient._reduced = None, None, gradient.buffer
+
+    def folded() -> None:
+        control._carrier = carrier
+        gradient.carry_flag(control._flag_raised)
+
+    samples = {"separate": [], "folded": []}
+    for repeat in range(args.repeats):
+        for name in (("separate", "folded") if repeat % 2 == 0 else ("folded", "separate")):
+            (separate if name == "separate" else folded)()
+            whole()
+            comm.barrier()
+            start = time.perf_counter()
+            for _ in range(args.calls):
+                whole()
+            samples[name].append((time.perf_counter() - start) / args.calls * 1e6)
+    ratios = [old / new for old, new in zip(samples["separate"], samples["folded"])]
+    if comm.rank == 0:
+        print(f"# batch {args.batch}, {comm.size} rank(s), {comm.library()}; us a whole step, median of "
+              f"{args.repeats} x {args.calls} steps, taking turns")
+        for name, values in samples.items():
+            print(f"{name:10s} {statistics.median(values):8.2f}  ({min(values):.2f}-{max(values):.2f})")
+        print(f"separate / folded, median of the per-repeat ratios: {statistics.median(ratios):.3f} "
+              f"({min(ratios):.3f}-{max(ratios):.3f})")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,11 @@ class RunControl:
                            lambda: (algorithm.steps + 1, algorithm.steps + getattr(algorithm, "reduction_steps", 1)))
         if gradient is not None and hook is not None:
             gradient.before_reduce = hook
+        # On several ranks the agreement rides on the gradient's allreduce (see after_step).
+        self._carrier = gradient if gradient is not None and comm.size > 1 else None
+        if self._carrier is not None:
+            self._carrier.carry_flag(self._flag_raised)
+        self._reductions_seen = gradient.reductions if self._carrier is not None else 0
         error = None
         if self.store is not None and comm.rank == 0:
             try:
@@ -96,18 +101,43 @@ class RunControl:
                                 f"{divergence_advice(self.config.algo, self.config.lr)}") from None
 
     def after_step(self) -> None:
-        """Between steps: pet the watchdog, agree on preemption and checkpoints, act. Collective."""
+        """Between steps: pet the watchdog, agree on preemption and checkpoints, act. Collective.
+
+        On several ranks each gradient reduction carries whether any rank had a signal or a
+        checkpoint due (:meth:`GlobalGradient.carry_flag`), so a step whose reductions carried
+        nothing needs no agreement of its own; only when one did, or when the algorithm reduced no
+        gradient since the last step (``normal``), do the ranks agree on the flags themselves. A
+        second allreduce a step was a third of a small model's step on 2 ranks. A signal that
+        arrives after the step's reduction is acted on after the next step.
+        """
         self.watchdog.pet()
+        carrier = self._carrier
+        if carrier is not None and carrier.reductions != self._reductions_seen:
+            self._reductions_seen = carrier.reductions
+            if not carrier.take_flag():
+                self._act(0, False)
+                return
         config, flags = self.config, self._flags
         flags[0] = self.preemption.signum or 0
-        flags[1] = int(self.comm.rank == 0 and config.checkpoint_seconds > 0
-                       and time.monotonic() - self._last_save_time >= config.checkpoint_seconds)
+        flags[1] = int(self._checkpoint_due())
         self.comm.allreduce_max(flags)
-        step = self.algorithm.steps
-        if flags[0] or flags[1] or (config.checkpoint_every and step % config.checkpoint_every == 0):
+        self._act(int(flags[0]), bool(flags[1]))
+
+    def _flag_raised(self) -> bool:
+        """This rank's part of the agreement: a signal arrived, or (rank 0) a timed checkpoint is due."""
+        return bool(self.preemption.signum) or self._checkpoint_due()
+
+    def _checkpoint_due(self) -> bool:
+        return (self.comm.rank == 0 and self.config.checkpoint_seconds > 0
+                and time.monotonic() - self._last_save_time >= self.config.checkpoint_seconds)
+
+    def _act(self, signum: int, checkpoint_due: bool) -> None:
+        """Save and stop as the ranks agreed: ``signum`` a signal's number (0: none)."""
+        config, step = self.config, self.algorithm.steps
+        if signum or checkpoint_due or (config.checkpoint_every and step % config.checkpoint_every == 0):
             self.save(self.epoch)
-        if flags[0]:
-            self._stop(int(flags[0]), step)
+        if signum:
+            self._stop(signum, step)
 
     def finish(self, next_epoch: int) -> None:
         """After the last epoch: a final checkpoint when checkpoints were asked for, so that the

@@ -157,7 +157,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
     arrays = model.arrays(params)
     if prepared.scaler is not None:
         arrays.update(prepared.scaler.arrays())
-    per_step = getattr(algorithm, "reduced_bytes_per_step", algorithm.gradient.buffer.nbytes)
+    per_step = getattr(algorithm, "reduced_bytes_per_step", algorithm.gradient.reduced_bytes)
     summary = {
         "mpigd_version": __version__,
         "config": config.to_dict(),

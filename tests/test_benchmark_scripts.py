@@ -226,6 +226,12 @@ def test_sgd_step_parts_prints_every_part_on_two_ranks():
     times = {line[:40].strip(): float(line[40:]) for line in lines}
     assert "whole step (_advance + after_step)" in times and "kernel via model.loss_grad" in times
     assert len(times) == 12 and all(value > 0 for value in times.values())
+    job = run_mpi(2, [str(SCRIPTS / "sgd_step_parts.py"), "--batch", "2", "--rows", "2000", "--features", "4",
+                      "--calls", "20", "--repeats", "2", "--compare-agreement"], timeout=180)
+    assert job.returncode == 0, job.stderr
+    lines = job.stdout.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["separate", "folded", "separate"], job.stdout
+    assert float(lines[-1].split(": ")[1].split()[0]) > 0
 
 
 def test_fused_step_probe_times_both_steps_and_finds_the_same_bits_on_two_ranks():

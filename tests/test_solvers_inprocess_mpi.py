@@ -148,3 +148,44 @@ def test_train_returns_on_every_rank_once_its_outputs_are_written(tmp_path):
     same = np.array([evaluated["accuracy"] == result.summary["metrics"]["accuracy"]], dtype=np.int64)
     comm.allreduce_min(same)
     assert same[0] == 1
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("algo", ["gd", "sgd", "local-sgd"])
+def test_the_preemption_agreement_rides_on_the_gradients_allreduce(algo, monkeypatch):
+    """A step with no signal and no checkpoint due makes one allreduce, the gradient's: the flags'
+    own MAX allreduce after every step was a third of a small model's step on 2 ranks."""
+    from mpigd.comm import world
+    from mpigd.comm.communicator import Communicator
+
+    maxima = []
+    real = Communicator.allreduce_max
+
+    def counted(self, buffer):
+        maxima.append(buffer.size)
+        real(self, buffer)
+
+    monkeypatch.setattr(Communicator, "allreduce_max", counted)
+    counts = []
+    for batch in (40, 400):  # the same epochs and evaluations, 10x the steps
+        config = Config(model="logistic", algo=algo, batch_size=batch, local_steps=3, rows=4000, features=5,
+                        epochs=2, lr=0.1, quiet=True)
+        before = len(maxima)
+        summary = train(config, world()).summary
+        counts.append(len(maxima) - before)
+        assert summary["bytes_allreduced_per_step"] == (5 + 1 + 2) * 8  # parameters, loss, flag
+    assert counts[0] == counts[1]
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("algo", ["gd", "sgd", "local-sgd"])
+def test_a_signal_on_one_rank_stops_every_rank_after_the_step_it_arrived_in(algo, monkeypatch):
+    from mpigd import Preempted
+    from mpigd.comm import world
+
+    monkeypatch.setenv("MPIGD_FAULT", "term@rank=1,step=6")
+    config = Config(model="logistic", algo=algo, batch_size=400, local_steps=3, rows=4000, features=5, epochs=10,
+                    lr=0.1, quiet=True)
+    # local SGD's rounds are steps 1-3 and 4-6: the one that holds step 6 ends at 6 too.
+    with pytest.raises(Preempted, match=r"every rank stopped after step 6 "):
+        train(config, world())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -26,12 +27,20 @@ class GlobalGradient:
     on a :class:`~mpigd.errors.DivergedError` naming the first culprit. With ``clip > 0`` the
     reduced gradient is scaled to a Euclidean norm of at most ``clip``, identically everywhere.
     ``before_reduce`` (test-only fault injection, :mod:`mpigd.faults`) sees the local buffer.
+
+    With a ``raised`` callable (:meth:`carry_flag`; the trainer's preemption and checkpoint
+    agreement) one more number rides on the allreduce, 1 where ``raised()`` held on that rank and 0
+    elsewhere: :attr:`flag_raised` then tells every rank alike whether any rank raised it in the
+    reductions since :meth:`take_flag` last read it, without an allreduce of its own.
     """
 
     def __init__(self, model: Model, shard: Shard, comm, l2: float, l1: float = 0.0, clip: float = 0.0) -> None:
         self.model, self.shard, self.comm, self.l2, self.l1, self.clip = model, shard, comm, l2, l1, clip
-        self.buffer = np.zeros(model.n_params + 1, dtype=shard.dtype)
+        # [gradient..., loss, flag]: the flag is reduced only while one is carried (see carry_flag).
+        self._wire = np.zeros(model.n_params + 2, dtype=shard.dtype)
+        self.buffer = self._wire[:-1]
         self.grad = self.buffer[:-1]
+        self._reduced, self._raised, self.flag_raised = self.buffer, None, False
         self.largest = float(np.finfo(self.buffer.dtype).max)  # a larger loss counts as Inf
         self._scalar = kernel_scalar(self.buffer.dtype)
         self.compute_seconds = 0.0
@@ -57,7 +66,11 @@ class GlobalGradient:
         if self.before_reduce is not None:
             self.before_reduce(self.buffer)
         local_finite = finite(self.buffer)
-        self.comm.allreduce(self.buffer)
+        if self._raised is not None:
+            self._wire[-1] = 1 if self._raised() else 0
+        self.comm.allreduce(self._reduced)
+        if self._raised is not None and self._wire[-1]:
+            self.flag_raised = True
         self.reductions += 1
         # The mean, the L2 gradient and penalty, and the finiteness test of the result, in one
         # kernel: as NumPy calls they were half of a small model's step.
@@ -74,6 +87,20 @@ class GlobalGradient:
         if self.clip > 0:
             clip_norm(self.grad, self.clip)
         return value
+
+    def carry_flag(self, raised: Callable[[], bool]) -> None:
+        """From now on each reduction also sums ``raised()`` of every rank (see the class)."""
+        self._raised, self._reduced = raised, self._wire
+
+    @property
+    def reduced_bytes(self) -> int:
+        """Bytes each reduction sums: the buffer, and the flag while one is carried."""
+        return self._reduced.nbytes
+
+    def take_flag(self) -> bool:
+        """Whether a rank raised the flag in a reduction since the last call (the same on every rank)."""
+        raised, self.flag_raised = self.flag_raised, False
+        return raised
 
     def __call__(self, params: np.ndarray, n_rows: int, rows: np.ndarray | None = None) -> float:
         """The objective at ``params`` over ``n_rows`` rows in all (this rank's: all of its rows,

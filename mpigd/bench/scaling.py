@@ -74,7 +74,7 @@ def measure(comm=None, mode: str = "strong", rows: int = 1_000_000, features: in
         "step_seconds": total, "compute_seconds": compute, "communication_seconds": communication,
         "other_seconds": max(0.0, total - compute - communication),
         "step_seconds_min": float(samples[:, 0].min()), "step_seconds_max": float(samples[:, 0].max()),
-        "bytes_per_allreduce": gradient.buffer.nbytes, "strategy": comm.strategy_label, "mpi_library": comm.library(),
+        "bytes_per_allreduce": gradient.reduced_bytes, "strategy": comm.strategy_label, "mpi_library": comm.library(),
         "oversubscribed": comm.size > (os.cpu_count() or 1),
         # Where it came from: the commit, the date, the command (the CLI's; None from Python), and
         # the tune file auto or ring read, which the command may not name ($MPIGD_TUNE_FILE, default path).

@@ -36,11 +36,11 @@ def test_node_counts_are_powers_of_two_and_the_maximum():
     assert node_counts(1024)[-1] == 1024 and len(node_counts(1024)) == 11
 
 
-def test_gradient_bytes_are_parameters_plus_the_loss():
-    assert gradient_bytes("logistic", 32, "float64") == (33, 34 * 8)
-    assert gradient_bytes("softmax", 10, "float32", classes=5) == (55, 56 * 4)
+def test_gradient_bytes_are_parameters_plus_the_loss_and_the_flag():
+    assert gradient_bytes("logistic", 32, "float64") == (33, 35 * 8)
+    assert gradient_bytes("softmax", 10, "float32", classes=5) == (55, 57 * 4)
     n_params, nbytes = gradient_bytes("mlp", 8, "float64", classes=3, hidden=(16,))
-    assert n_params == 8 * 16 + 16 + 16 * 3 + 3 and nbytes == (n_params + 1) * 8
+    assert n_params == 8 * 16 + 16 + 16 * 3 + 3 and nbytes == (n_params + 2) * 8
 
 
 def test_strong_projection_equals_the_closed_form():
@@ -182,7 +182,7 @@ def test_cli_writes_json_csv_and_png_without_mpi(tmp_path: Path):
     assert [r["nodes"] for r in plan["records"]] == [1, 2, 4, 8, 16, 32, 64]
     assert plan["parameters"]["rate_rows_per_s"] == 1e7 and plan["sources"]["rate"] == "--compute-rate"
     assert set(plan["sources"]) >= {"alpha", "beta", "gamma", "rate", "calibration"}
-    assert plan["bytes"] == 34 * 8 and plan["records"][0]["compute_s"] == pytest.approx(0.1)
+    assert plan["bytes"] == 35 * 8 and plan["records"][0]["compute_s"] == pytest.approx(0.1)
     for r in plan["records"]:
         assert {"nodes", "ranks", "compute_s", "ring_s", "tree_s", "best", "step_s", "speedup", "efficiency"} <= set(r)
     with open(out_csv, newline="", encoding="utf-8") as handle:

@@ -22,7 +22,8 @@ operation what one step of synchronous SGD executes: the results are bitwise ide
 With an optimizer other than plain SGD the averaged displacement is handed to it as a
 gradient (an outer optimizer, as in FedOpt/SlowMo); with L1, the proximal step of the whole
 round (threshold ``H · lr · l1``) follows the average. Each round moves one buffer of
-``n_params + 1`` numbers: ``H`` times fewer bytes than synchronous SGD.
+``n_params + 1`` numbers (``+ 2`` with the trainer's preemption flag on several ranks): ``H`` times
+fewer bytes than synchronous SGD.
 
 A local step's arithmetic after the model's gradient is one kernel (``kernels.local_sgd_step``);
 a model whose ``local_round(X)`` names a round kernel (every model, dense or CSR rows) takes

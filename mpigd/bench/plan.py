@@ -5,8 +5,8 @@ One full-batch gradient step on ``P`` ranks costs
 * compute: ``rows_per_rank / rate``, where ``rate`` (rows per second per rank) is measured here
   by timing the model's fused ``loss_grad`` kernel, or given; ``rows_per_rank`` is ``rows / P``
   (strong scaling) or ``rows`` (weak scaling);
-* communication: one allreduce of the gradient buffer (``n_params + 1`` values, the loss riding
-  along, as :class:`~mpigd.algorithms.objective` sends it), priced by the alpha-beta-gamma
+* communication: one allreduce of the gradient buffer (``n_params + 2`` values, the loss and the
+  preemption flag riding along, as :class:`~mpigd.algorithms.objective` sends it on several ranks), priced by the alpha-beta-gamma
   :class:`~mpigd.comm.costmodel.CostModel` for ring and tree; the step takes the cheaper one.
 
 With ``ranks_per_node > 1`` the allreduce is hierarchical: a binomial-tree reduce to one leader
@@ -88,9 +88,10 @@ def node_counts(max_nodes: int) -> list[int]:
 
 def gradient_bytes(model: str, features: int, dtype: str, classes: int = 2,
                    hidden: tuple[int, ...] = (64,)) -> tuple[int, int]:
-    """``(n_params, bytes)`` of the buffer one step reduces: the parameters plus the loss."""
+    """``(n_params, bytes)`` of the buffer one step reduces: the parameters, the loss and the
+    preemption flag (see :meth:`~mpigd.algorithms.objective.GlobalGradient.carry_flag`)."""
     n_params = make_model(model, features, classes, hidden).n_params
-    return n_params, (n_params + 1) * np.dtype(dtype).itemsize
+    return n_params, (n_params + 2) * np.dtype(dtype).itemsize
 
 
 def allreduce_seconds(spec: Projection, strategy: str, nodes: int) -> float:

@@ -342,11 +342,12 @@ def _plan(args: argparse.Namespace) -> int:
     check_output_paths({"--json": args.json, "--csv": args.csv, "--plot": args.plot},
                        inputs={"the --tune-file": args.tune_file})
     _check_plotting(args.plot)
-    _warn_unread(args, {"--classes": args.model in ("softmax", "mlp"), "--hidden": args.model == "mlp"},
-                 f"with --model {args.model}")
     result = plan.make_plan(args.model, args.rows, args.features, args.nodes, args.dtype, args.classes,
                             tuple(args.hidden), args.ranks_per_node, args.mode, args.compute_rate, args.sample_rows,
                             args.repeats, args.tune_file, args.network, args.alpha, args.beta, args.gamma)
+    # After make_plan's checks: a refusal stays the one line it is.
+    _warn_unread(args, {"--classes": args.model in ("softmax", "mlp"), "--hidden": args.model == "mlp"},
+                 f"with --model {args.model}")
     result["metadata"]["command"] = command_line(args)
     print(plan_report.table(result), flush=True)
     for path, write in ((args.json, plan_report.write_json), (args.csv, plan_report.write_csv),

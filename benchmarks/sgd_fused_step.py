@@ -11,7 +11,9 @@ Run from the repository root with the environment of run/_env.sh, on 1 or more r
 ``--local-steps H`` above 1 times local SGD (``algo="local-sgd"``, rounds of ``H`` steps; a step's
 time is a round's over ``H``). ``--old`` names the parts the old step takes in their NumPy form: the
 finish of the reduced gradient (``reduce``), the optimizer (``step``), local SGD's local steps
-(``round``); the others are the fused kernels in both.
+(``round``), synchronous steps taken one by one instead of many in one kernel call on one rank
+(``chunk``: only the new side chunks them, and only where it is named); the others are the fused
+kernels in both.
 
 For each batch size (rows per rank: the global batch is that times the rank count) and optimizer
 it builds the algorithm and the RunControl as ``mpigd.train`` does (``--model``, logistic by default,
@@ -166,7 +168,7 @@ def main() -> None:
     parser.add_argument("--model", default="logistic", choices=["linear", "logistic", "softmax", "mlp"])
     parser.add_argument("--classes", type=int, default=10, help="softmax and mlp")
     parser.add_argument("--hidden", type=int, default=16, help="mlp: one hidden layer of this width")
-    parser.add_argument("--old", default="reduce,step,round", help="the parts the old step runs in NumPy")
+    parser.add_argument("--old", default="reduce,step,round", help="the parts the old step runs in their old form: reduce, step, round in NumPy; chunk one step a call")
     args = parser.parse_args()
     old_parts = set(args.old.split(","))
     algo = "local-sgd" if args.local_steps > 1 else "sgd"
@@ -194,6 +196,7 @@ def main() -> None:
                                  Stopping(0, 0))
             gradient, optimizer = algorithm.gradient, algorithm.update.optimizer
             new_reduce, new_step, new_round = gradient.reduce, optimizer.step, getattr(algorithm, "_round", None)
+            new_chunk = getattr(algorithm, "_chunk", None)
             old_round_bound = old_round(algorithm) if new_round is not None else None
             old_reduce_bound = lambda p, n, scale=1.0: old_reduce(gradient, p, n, scale)  # noqa: E731
             old_step_bound = old_step(optimizer, gradient.grad.shape[0])
@@ -205,14 +208,18 @@ def main() -> None:
                 optimizer.step = old_step_bound if old and "step" in old_parts else new_step
                 if new_round is not None:
                     algorithm._round = old_round_bound if old and "round" in old_parts else new_round
+                if new_chunk is not None:  # chunked steps only where they are what the new side times
+                    algorithm._chunk = new_chunk if not old and "chunk" in old_parts else None
 
             def run(steps: int) -> float:
+                # Chunked steps end at multiples of checkpoint_every: from a reset (0 steps) the bits
+                # are compared after exactly `steps` steps, as the step-by-step side takes.
+                algorithm.checkpoint_every = steps
                 comm.barrier()
                 start = time.perf_counter()
                 taken = 0
                 while taken < steps:
-                    done, _ = algorithm._advance(params, order, taken % algorithm.steps_per_epoch)
-                    taken += done
+                    taken += algorithm._advance(params, order, taken % algorithm.steps_per_epoch)
                     control.after_step()
                 return (time.perf_counter() - start) / taken * 1e6
 

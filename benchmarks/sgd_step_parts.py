@@ -50,6 +50,7 @@ def main() -> None:
     shard = load_shard(config, comm)
     model = make_model(args.model, args.features)
     algorithm = make_algorithm(config, model, shard, comm)
+    algorithm._chunk = None  # the parts of one step: on one rank, steps one by one, not many in a kernel call
     params = model.init_params(np.dtype(config.dtype))
     control = RunControl(config, comm, shard, algorithm, params, PreemptionFlag(), Watchdog(0, 0), Stopping(0, 0))
     gradient = algorithm.gradient

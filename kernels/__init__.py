@@ -15,13 +15,21 @@ from mpigd.kernels.reduce import add_into
 from mpigd.kernels.softmax import softmax_logits
 from mpigd.kernels.sparse import csr_glm_loss_grad, csr_glm_margins, csr_softmax_logits, csr_softmax_loss_grad
 from mpigd.kernels.stream import stream_sum
+from mpigd.kernels.sync_round import (DONE, LOCAL_NONFINITE, MOMENTUM, NESTEROV, NONFINITE, PLAIN, csr_glm_sync_steps,
+                                      csr_softmax_sync_steps, glm_sync_steps, mlp_sync_steps)
 from mpigd.kernels.text import CSV_PROBLEMS, LIBSVM_PROBLEMS, csv_scan, libsvm_scan
 from mpigd.kernels.update import adam_step, local_sgd_start, local_sgd_step, momentum_step, sgd_step
 
 __all__ = [
     "CSV_PROBLEMS",
+    "DONE",
     "LIBSVM_PROBLEMS",
+    "LOCAL_NONFINITE",
     "LOGISTIC",
+    "MOMENTUM",
+    "NESTEROV",
+    "NONFINITE",
+    "PLAIN",
     "RELU",
     "SOFTMAX_HEAD",
     "SQUARED",
@@ -32,14 +40,17 @@ __all__ = [
     "all_finite",
     "csr_glm_local_steps",
     "csr_glm_loss_grad",
+    "csr_glm_sync_steps",
     "csr_glm_margins",
     "csr_softmax_local_steps",
     "csr_softmax_logits",
     "csr_softmax_loss_grad",
+    "csr_softmax_sync_steps",
     "csv_scan",
     "glm_local_steps",
     "glm_loss_grad",
     "glm_loss_grad_rows",
+    "glm_sync_steps",
     "gram_blas",
     "gram_csr",
     "gram_default",
@@ -53,6 +64,7 @@ __all__ = [
     "mlp_local_steps",
     "mlp_loss_grad",
     "mlp_outputs",
+    "mlp_sync_steps",
     "momentum_step",
     "sgd_step",
     "soft_threshold",

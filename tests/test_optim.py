@@ -195,6 +195,43 @@ def test_local_sgd_kernels_give_the_bits_of_the_numpy_round(dtype, l2):
             assert np.array_equal(value, want), (n, name)
 
 
+def _one_call_against_a_step_at_a_time(monkeypatch, tmp_path, kernel_names, turn_off, configs) -> None:
+    """Train each of ``configs`` with the kernels named (many steps in one call), then with
+    ``turn_off(patch)`` making the steps one at a time: the parameters, the final objective, the
+    steps, every evaluation's objectives and the checkpoints kept must be the same, bit for bit."""
+    import json
+
+    from mpigd import kernels
+
+    calls = []
+    for name in kernel_names:
+        fused = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *args, fused=fused: calls.append(1) or fused(*args))
+
+    def outcome(result, out):
+        lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        kept = sorted(p.name for p in (out / "checkpoints").iterdir()) if (out / "checkpoints").exists() else []
+        return (result.params.tobytes(), result.summary["final_loss"], result.summary["steps"],
+                [(line["train_loss"], line["loss"]) for line in lines], kept)
+
+    for k, config in enumerate(configs):
+        outcomes = []
+        for one_call in (True, False):
+            out = tmp_path / f"{'one-call' if one_call else 'step-by-step'}-{k}"
+            calls.clear()
+            with monkeypatch.context() as patch:
+                if not one_call:
+                    turn_off(patch)
+                result = train(config.replace(out=str(out)), self_comm())
+            assert bool(calls) == one_call, "the kernels named did not take the steps" if one_call else config
+            outcomes.append(outcome(result, out))
+        assert outcomes[0] == outcomes[1], config
+
+
+def _shape(model: str) -> dict:
+    return {"classes": 3, "hidden": (5,)} if model == "mlp" else {"classes": 3} if model == "softmax" else {}
+
+
 @pytest.mark.parametrize("model, dtype, density", [
     ("linear", "float64", 0.0), ("logistic", "float64", 0.0), ("logistic", "float32", 0.0), ("linear", "float32", 0.0),
     ("softmax", "float64", 0.0), ("softmax", "float32", 0.0), ("mlp", "float64", 0.0), ("mlp", "float32", 0.0),
@@ -205,32 +242,48 @@ def test_a_local_round_in_one_kernel_gives_the_bits_of_a_kernel_call_a_step(mode
     # (what a model without a round kernel takes) must give the same parameters and objective, bit
     # for bit, and the same epoch objectives (the steps' losses, summed in the buffer's dtype).
     # Dense and CSR rows, unequal batches (a holdout, 1 and 7 rows), L2 on and off, Adam outside.
-    import json
-
-    from mpigd import kernels
     from mpigd.models import make_model
 
-    calls = []
-    for name in ("glm_local_steps", "mlp_local_steps", "csr_glm_local_steps", "csr_softmax_local_steps"):
-        fused = getattr(kernels, name)
-        monkeypatch.setattr(kernels, name, lambda *args, fused=fused: calls.append(1) or fused(*args))
-
-    def epoch_objectives(out):
-        return [json.loads(line)["train_loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-
     model_class = type(make_model(model, 6, n_classes=3))
-    for k, extra in enumerate((dict(batch_size=1, l2=0.0), dict(batch_size=7, l2=3e-3, holdout=0.2, optimizer="adam"))):
-        config = Config(model=model, dtype=dtype, density=density, algo="local-sgd", local_steps=5, rows=300,
-                        features=6, epochs=3, lr=0.05, seed=5, quiet=True, **({"classes": 3, "hidden": (5,)} if model == "mlp" else
-                                                        {"classes": 3} if model == "softmax" else {}), **extra)
-        calls.clear()
-        one_call = train(config.replace(out=str(tmp_path / f"one-call-{k}")), self_comm())
-        assert calls, "the run did not take the one-call round"
-        with monkeypatch.context() as per_step:
-            per_step.setattr(model_class, "local_round", lambda self, X: None)
-            calls.clear()
-            loop = train(config.replace(out=str(tmp_path / f"loop-{k}")), self_comm())
-            assert not calls
-        assert np.array_equal(one_call.params, loop.params), extra
-        assert one_call.summary["final_loss"] == loop.summary["final_loss"]
-        assert epoch_objectives(tmp_path / f"one-call-{k}") == epoch_objectives(tmp_path / f"loop-{k}"), extra
+    config = Config(model=model, dtype=dtype, density=density, algo="local-sgd", local_steps=5, rows=300, features=6,
+                    epochs=3, lr=0.05, seed=5, quiet=True, **_shape(model))
+    _one_call_against_a_step_at_a_time(
+        monkeypatch, tmp_path, ("glm_local_steps", "mlp_local_steps", "csr_glm_local_steps", "csr_softmax_local_steps"),
+        lambda patch: patch.setattr(model_class, "local_round", lambda self, X: None),
+        [config.replace(batch_size=1, l2=0.0), config.replace(batch_size=7, l2=3e-3, holdout=0.2, optimizer="adam")])
+
+
+@pytest.mark.parametrize("model, dtype, density", [
+    ("linear", "float64", 0.0), ("logistic", "float32", 0.0), ("softmax", "float64", 0.0), ("mlp", "float32", 0.0),
+    ("logistic", "float64", 0.3), ("softmax", "float32", 0.3)])
+def test_synchronous_steps_in_one_kernel_call_give_the_bits_of_a_step_at_a_time(model, dtype, density, monkeypatch,
+                                                                               tmp_path):
+    # On one rank kernels/sync_round.py takes many sgd steps in one call; taken one at a time (the
+    # path of every rank count) they must give the same parameters, objectives and checkpoints,
+    # bit for bit, and stop a diverging run at the same step with the same words. Dense and CSR
+    # rows, batches of 1 and 7 rows with a holdout, L2 on and off, plain SGD, momentum and Nesterov,
+    # a constant rate and a cosine with warm-up, checkpoints every 23 steps (chunks end there).
+    from mpigd import DivergedError
+    from mpigd.algorithms.sgd import ChunkedSteps
+
+    def one_by_one(patch):
+        patch.setattr(ChunkedSteps, "for_run", classmethod(lambda cls, sgd, size: None))
+
+    config = Config(model=model, dtype=dtype, density=density, algo="sgd", rows=300, features=6, epochs=3, lr=0.05,
+                    seed=5, quiet=True, checkpoint_every=23, keep=100, out=str(tmp_path / "unused"), **_shape(model))
+    _one_call_against_a_step_at_a_time(
+        monkeypatch, tmp_path, ("glm_sync_steps", "mlp_sync_steps", "csr_glm_sync_steps", "csr_softmax_sync_steps"),
+        one_by_one,
+        [config.replace(batch_size=1, l2=0.0, optimizer="sgd"),
+         config.replace(batch_size=7, l2=3e-3, holdout=0.2, optimizer="momentum", schedule="cosine", warmup=30),
+         config.replace(batch_size=7, l2=1e-3, optimizer="nesterov", lr=0.02)])
+    diverging = config.replace(lr=1e20, l2=1.0, batch_size=3, checkpoint_every=0, out=None)
+    words = []
+    for chunk in (True, False):
+        with monkeypatch.context() as patch:
+            if not chunk:
+                one_by_one(patch)
+            with pytest.raises(DivergedError) as caught:
+                train(diverging, self_comm())
+            words.append(str(caught.value))
+    assert words[0] == words[1] and "diverged at step" in words[0]

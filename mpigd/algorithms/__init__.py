@@ -55,4 +55,4 @@ def make_algorithm(config: Config, model, shard, comm):
     rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(2, comm.rank)))
     if config.algo == "local-sgd":
         return LocalSGD(gradient, update, config.batch_size, rng, comm.size, config.local_steps)
-    return MiniBatchSGD(gradient, update, config.batch_size, rng, comm.size)
+    return MiniBatchSGD(gradient, update, config.batch_size, rng, comm.size, config.checkpoint_every)

@@ -64,11 +64,12 @@ class LocalSGD(MiniBatchSGD):
         self._round_kernel = local_round(gradient.shard.X) if local_round is not None else None
         self._round_scalars = np.empty(2, dtype=dtype)
 
-    def _advance(self, params: np.ndarray, order: np.ndarray, step: int) -> tuple[int, float]:
+    def _advance(self, params: np.ndarray, order: np.ndarray, step: int) -> int:
         """One round from step ``step``: up to ``local_steps`` steps, ending at the epoch's end."""
         length = min(self.local_steps, self.steps_per_epoch - step)
         self.reduction_steps = length
-        return length, self._round(params, order, step, length)
+        self._total += self._round(params, order, step, length)
+        return length
 
     def _round(self, params: np.ndarray, order: np.ndarray, first: int, length: int) -> float:
         """The round's steps; returns the sum of their mini-batch objectives (one reduction)."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import numpy as np
 
+from mpigd import kernels
 from mpigd.algorithms.objective import GlobalGradient
 from mpigd.algorithms.update import Update, UpdateDriven
+from mpigd.guards import nonfinite_error
+from mpigd.optim import SGD, Momentum, Nesterov, kernel_scalar
 from mpigd.partition import block_counts, block_offsets
 
 
@@ -22,13 +26,19 @@ class MiniBatchSGD(UpdateDriven):
     For an exact resume the state holds the generator's state at the start of the current epoch
     and the steps done in it: the epoch's order is drawn again from that state, not stored.
     Subclasses (local SGD) group steps into rounds by overriding :meth:`_advance`.
+
+    On one rank, with plain SGD, momentum or Nesterov, no L1 and no clipping, consecutive steps
+    run as one kernel call (:mod:`mpigd.kernels.sync_round`; the same bits), as many as take about
+    :data:`CHUNK_SECONDS`, ending at each multiple of ``checkpoint_every``: ``after_step`` (the
+    caller's checks between steps) then runs once per call.
     """
 
     name = "sgd"
 
     def __init__(self, gradient: GlobalGradient, update: Update, batch_size: int, rng: np.random.Generator,
-                 size: int) -> None:
+                 size: int, checkpoint_every: int = 0) -> None:
         self.gradient, self.update, self.rng = gradient, update, rng
+        self.checkpoint_every = checkpoint_every
         n_global = gradient.shard.n_global
         self.steps_per_epoch = -(-n_global // batch_size)
         # Text readers split files by bytes, so the ranks' row counts come from the shard.
@@ -45,6 +55,7 @@ class MiniBatchSGD(UpdateDriven):
         self._bounds = self.bounds.tolist()
         self._batch_rows = self.batch_rows.tolist()
         self._cursor, self._total, self._epoch_rng = 0, 0.0, rng.bit_generator.state
+        self._chunk = ChunkedSteps.for_run(self, size) if type(self) is MiniBatchSGD else None
 
     def batch(self, order: np.ndarray, step: int) -> np.ndarray:
         """This rank's rows (local indices) in the global batch of ``step``: the ``step``-th of
@@ -58,19 +69,20 @@ class MiniBatchSGD(UpdateDriven):
             self._epoch_rng, self._total = self.rng.bit_generator.state, 0.0
         order = self.rng.permutation(self.gradient.shard.n_local)
         while self._cursor < self.steps_per_epoch:
-            done, value = self._advance(params, order, self._cursor)
-            self._total += value
-            self._cursor += done
+            self._cursor += self._advance(params, order, self._cursor)
             if after_step is not None:
                 after_step()
         self._cursor = 0
         return self._total / self.steps_per_epoch
 
-    def _advance(self, params: np.ndarray, order: np.ndarray, step: int) -> tuple[int, float]:
-        """Take step ``step`` of the epoch; return the steps taken and their summed objectives."""
-        loss = self.gradient(params, self._batch_rows[step], self.batch(order, step))
+    def _advance(self, params: np.ndarray, order: np.ndarray, step: int) -> int:
+        """Take step ``step`` of the epoch, or more as one kernel call; add their objectives to the
+        epoch's total; return the steps taken."""
+        if self._chunk is not None and self.gradient.before_reduce is None:  # a fault hook fires between steps
+            return self._chunk.run(params, order, step)
+        self._total += self.gradient(params, self._batch_rows[step], self.batch(order, step))
         self.update(params, self.gradient.grad, self.update.rate())
-        return 1, loss
+        return 1
 
     @property
     def mid_epoch(self) -> bool:
@@ -88,3 +100,61 @@ class MiniBatchSGD(UpdateDriven):
         self._total, self._epoch_rng = float(state["total"]), state["rng"]
         # Back to the start of the epoch: run_epoch draws the same order again and skips the done steps.
         self.rng.bit_generator.state = state["rng"]
+
+
+# A call of the step kernel takes about this long: the caller's checks between steps (the watchdog,
+# preemption) then wait no longer than that.
+CHUNK_SECONDS = 0.01
+RULES = {SGD: kernels.PLAIN, Momentum: kernels.MOMENTUM, Nesterov: kernels.NESTEROV}
+
+
+class ChunkedSteps:
+    """Synchronous SGD's steps on one rank, many in one call of the model's
+    :mod:`~mpigd.kernels.sync_round` kernel: the operations the step-by-step path runs, in its order."""
+
+    @classmethod
+    def for_run(cls, sgd: MiniBatchSGD, size: int) -> "ChunkedSteps | None":
+        """The chunked steps of ``sgd``, or ``None`` where its steps cannot run as one kernel call."""
+        gradient, update = sgd.gradient, sgd.update
+        sync_round = getattr(gradient.model, "sync_round", None)
+        if size != 1 or sync_round is None or type(update.optimizer) not in RULES or update.l1 or gradient.clip:
+            return None
+        return cls(sgd, sync_round(gradient.shard.X))
+
+    def __init__(self, sgd: MiniBatchSGD, round_kernel: tuple) -> None:
+        self.sgd, (self.kernel, self.rows, self.model_arguments) = sgd, round_kernel
+        gradient, optimizer = sgd.gradient, sgd.update.optimizer
+        dtype = gradient.buffer.dtype
+        self.scalar = kernel_scalar(dtype)
+        self.rule = RULES[type(optimizer)]
+        self.velocity = getattr(optimizer, "velocity", np.empty(0, dtype=dtype))
+        self.momentum = self.scalar(getattr(optimizer, "momentum", 0.0))
+        self.rates = np.empty(sgd.steps_per_epoch, dtype=dtype)
+        self.scalars = np.empty(1, dtype=dtype)
+        self.length = 8  # the first call's; then as many steps as the last call took CHUNK_SECONDS for
+
+    def run(self, params: np.ndarray, order: np.ndarray, first: int) -> int:
+        """Steps from ``first`` on, as one kernel call; returns the steps taken (see MiniBatchSGD)."""
+        sgd, gradient, update = self.sgd, self.sgd.gradient, self.sgd.update
+        length = min(self.length, sgd.steps_per_epoch - first)
+        if sgd.checkpoint_every:
+            length = min(length, sgd.checkpoint_every - update.steps % sgd.checkpoint_every)
+        rates = self.rates[:length]
+        schedule = update.schedule
+        if schedule.kind == "constant" and update.steps >= schedule.warmup:
+            rates.fill(schedule.lr)
+        else:
+            rates[:] = [schedule(update.steps + h) for h in range(length)]
+        start = time.perf_counter()
+        taken, sgd._total, status = self.kernel(
+            *self.rows, gradient.shard.y, order, sgd.bounds, sgd.batch_rows, first, length, params, gradient.buffer,
+            rates, self.scalar(gradient.l2), 0.5 * gradient.l2, gradient.model.n_penalized, gradient.largest,
+            self.rule, self.velocity, self.momentum, sgd._total, self.scalars, *self.model_arguments)
+        seconds = time.perf_counter() - start
+        gradient.compute_seconds += seconds
+        gradient.reductions += taken
+        update.steps += taken
+        if status != kernels.DONE:
+            raise nonfinite_error(gradient.comm.rank, local=status == kernels.LOCAL_NONFINITE)
+        self.length = max(1, min(4096, int(CHUNK_SECONDS * length / max(seconds, 1e-9))))
+        return taken

@@ -47,6 +47,12 @@ class GeneralizedLinearModel:
             return kernels.csr_glm_local_steps, (X.indptr, X.indices, X.data), (self.loss,)
         return kernels.glm_local_steps, (X,), (self.loss,)
 
+    def sync_round(self, X) -> tuple[Callable, tuple, tuple]:
+        """As :meth:`local_round`, for synchronous SGD's steps on one rank (kernels/sync_round.py)."""
+        if isinstance(X, CSRMatrix):
+            return kernels.csr_glm_sync_steps, (X.indptr, X.indices, X.data), (self.loss,)
+        return kernels.glm_sync_steps, (X,), (self.loss,)
+
     def outputs(self, X, params: np.ndarray) -> np.ndarray:
         """The margin ``x . w + b`` of every row, as an ``(n, 1)`` array."""
         out = np.empty((X.shape[0], 1), dtype=params.dtype)

@@ -66,6 +66,10 @@ class MLP(ClassLabels):
         """As :meth:`mpigd.models.glm.GeneralizedLinearModel.local_round` (the MLP takes dense rows only)."""
         return kernels.mlp_local_steps, (X,), (self.widths, self._activation, self._head)
 
+    def sync_round(self, X) -> tuple[Callable, tuple, tuple]:
+        """As :meth:`mpigd.models.glm.GeneralizedLinearModel.sync_round`."""
+        return kernels.mlp_sync_steps, (X,), (self.widths, self._activation, self._head)
+
     def outputs(self, X, params: np.ndarray) -> np.ndarray:
         """Logits (classification) or predicted values (regression), ``(n, outputs)``."""
         out = np.empty((X.shape[0], self.n_outputs), dtype=params.dtype)

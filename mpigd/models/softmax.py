@@ -49,8 +49,17 @@ class SoftmaxRegression(ClassLabels):
         kernel's round without hidden layers (what :func:`mpigd.kernels.softmax_loss_grad` runs)."""
         if isinstance(X, CSRMatrix):
             return kernels.csr_softmax_local_steps, (X.indptr, X.indices, X.data), (self.n_classes,)
-        widths = np.array([self.n_features, self.n_classes], dtype=np.int64)
-        return kernels.mlp_local_steps, (X,), (widths, kernels.RELU, kernels.SOFTMAX_HEAD)
+        return kernels.mlp_local_steps, (X,), self._as_network()
+
+    def sync_round(self, X) -> tuple[Callable, tuple, tuple]:
+        """As :meth:`mpigd.models.glm.GeneralizedLinearModel.sync_round` (dense rows: the MLP kernel's)."""
+        if isinstance(X, CSRMatrix):
+            return kernels.csr_softmax_sync_steps, (X.indptr, X.indices, X.data), (self.n_classes,)
+        return kernels.mlp_sync_steps, (X,), self._as_network()
+
+    def _as_network(self) -> tuple:
+        """The MLP kernel's model arguments for this model: no hidden layer, a softmax head."""
+        return np.array([self.n_features, self.n_classes], dtype=np.int64), kernels.RELU, kernels.SOFTMAX_HEAD
 
     def outputs(self, X, params: np.ndarray) -> np.ndarray:
         """The logits of every row, ``(n, k)``."""

@@ -235,6 +235,24 @@ def test_a_preempted_job_resumes_to_bitwise_the_uninterrupted_result(tmp_path, t
     assert np.array_equal(_params(out), _reference(algo, tmp_path_factory))
 
 
+def test_a_preempted_one_rank_sgd_run_resumes_to_bitwise_the_uninterrupted_result(tmp_path):
+    # On one rank sgd takes its steps many in one kernel call: the signal is acted on after the
+    # call, the checkpoint is of the step it ended at, and the resumed run, cut into other calls,
+    # ends on the same bits as a run never stopped.
+    args = ["train", "--model", "linear", "--rows", "4000", "--features", "5", "--algo", "sgd", "--batch-size", "1",
+            "--epochs", "1500", "--lr", "0.001", "--eval-every", "1", "--quiet"]
+    whole = mpigd(1, *args, "--out", str(tmp_path / "whole"), timeout=180)
+    assert whole.returncode == 0, whole.stderr
+    out = tmp_path / "out"
+    job = start_mpi(1, ["-m", "mpigd", *args, "--out", str(out)])
+    _wait_for_progress(out / "metrics.jsonl", job)
+    os.kill(job.pid, signal.SIGTERM)  # mpiexec passes it on to the rank
+    code, _, stderr = _finish(job, 120)
+    assert code == 75 and "every rank stopped after step" in stderr, stderr
+    resumed = mpigd(1, *args, "--out", str(out), "--resume", timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert np.array_equal(_params(out), _params(tmp_path / "whole"))
+
 def test_the_slurm_script_forwards_usr1_requeues_and_resumes(tmp_path, tmp_path_factory):
     """slurm/train.sbatch with stubbed ``srun`` (mpiexec on 2 ranks) and ``scontrol`` (records its
     arguments), as Lightning and submitit test requeueing without a cluster."""

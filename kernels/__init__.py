@@ -15,12 +15,13 @@ from mpigd.kernels.reduce import add_into
 from mpigd.kernels.softmax import softmax_logits
 from mpigd.kernels.sparse import csr_glm_loss_grad, csr_glm_margins, csr_softmax_logits, csr_softmax_loss_grad
 from mpigd.kernels.stream import stream_sum
-from mpigd.kernels.sync_round import (DONE, LOCAL_NONFINITE, MOMENTUM, NESTEROV, NONFINITE, PLAIN, csr_glm_sync_steps,
-                                      csr_softmax_sync_steps, glm_sync_steps, mlp_sync_steps)
+from mpigd.kernels.sync_round import (ADAM, DONE, LOCAL_NONFINITE, MOMENTUM, NESTEROV, NONFINITE, PLAIN,
+                                      csr_glm_sync_steps, csr_softmax_sync_steps, glm_sync_steps, mlp_sync_steps)
 from mpigd.kernels.text import CSV_PROBLEMS, LIBSVM_PROBLEMS, csv_scan, libsvm_scan
 from mpigd.kernels.update import adam_step, local_sgd_start, local_sgd_step, momentum_step, sgd_step
 
 __all__ = [
+    "ADAM",
     "CSV_PROBLEMS",
     "DONE",
     "LIBSVM_PROBLEMS",

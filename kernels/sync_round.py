@@ -13,7 +13,10 @@ Each takes steps ``first`` to ``first + length - 1`` of the epoch: step ``s`` ta
 rows ``order[bounds[s]:bounds[s + 1]]`` of a global batch of ``batch_rows[s]``, at the learning
 rate ``rates[s - first]`` (the schedule's, rounded into the dtype as the optimizer rounds it).
 ``rule`` is :data:`PLAIN` (``sgd_step``), :data:`MOMENTUM` or :data:`NESTEROV` (``momentum_step``
-with ``velocity`` and ``momentum``). ``l2`` is in the buffer's dtype and ``half_l2`` in float64,
+with the velocity ``state[0]`` and ``coefficients[0]``), or :data:`ADAM` (``adam_step`` with the
+moments ``state[0]``, ``state[1]``, the scratch ``state[2]``, ``coefficients[1:5]`` = 1 - beta1,
+1 - beta2, beta1, beta2, and step ``s``'s bias-corrected rate and epsilon, float64, in
+``adam[s - first]``). ``l2`` is in the buffer's dtype and ``half_l2`` in float64,
 as :meth:`mpigd.algorithms.objective.GlobalGradient.reduce` passes them. ``total`` is the epoch's
 running sum of step objectives, continued in float64 step by step as the caller's loop added them.
 
@@ -31,15 +34,15 @@ from mpigd.kernels.glm import BLOCK_ROWS, glm_loss_grad_rows_into
 from mpigd.kernels.jit import kernel
 from mpigd.kernels.mlp import mlp_loss_grad_into, mlp_workspace
 from mpigd.kernels.sparse import csr_glm_loss_grad_into, csr_softmax_loss_grad_into
-from mpigd.kernels.update import momentum_step, sgd_step
+from mpigd.kernels.update import adam_step, momentum_step, sgd_step
 
-PLAIN, MOMENTUM, NESTEROV = 0, 1, 2
+PLAIN, MOMENTUM, NESTEROV, ADAM = 0, 1, 2, 3
 DONE, LOCAL_NONFINITE, NONFINITE = 0, 1, 2
 
 
 @kernel(inline="always", fastmath=False)
-def _finish_step(params, buffer, value, rows, rate, l2, half_l2, n_penalized, largest, rule, velocity, momentum,
-                 scalars):
+def _finish_step(params, buffer, value, rows, h, rates, adam, l2, half_l2, n_penalized, largest, rule, state,
+                 coefficients, scalars):
     """What a step does once its gradient is in ``buffer[:-1]`` and its summed loss is ``value``:
     returns ``(status, objective)``."""
     if not abs(value) <= largest:
@@ -53,15 +56,18 @@ def _finish_step(params, buffer, value, rows, rate, l2, half_l2, n_penalized, la
     if not np.isfinite(objective):
         return NONFINITE, 0.0
     if rule == PLAIN:
-        sgd_step(params, buffer[:last], rate)
+        sgd_step(params, buffer[:last], rates[h])
+    elif rule == ADAM:
+        adam_step(params, buffer[:last], state[0], state[1], coefficients[1], coefficients[2], coefficients[3],
+                  coefficients[4], adam[h, 0], adam[h, 1], state[2])
     else:
-        momentum_step(params, buffer[:last], velocity, momentum, rate, rule == NESTEROV)
+        momentum_step(params, buffer[:last], state[0], coefficients[0], rates[h], rule == NESTEROV)
     return DONE, objective
 
 
 @kernel(fastmath=False)
 def glm_sync_steps(X, y, order, bounds, batch_rows, first, length, params, buffer, rates, l2, half_l2,
-                   n_penalized, largest, rule, velocity, momentum, total, scalars, loss):
+                   n_penalized, largest, rule, state, coefficients, adam, total, scalars, loss):
     """Steps ``first`` to ``first + length - 1`` (see the module); ``loss`` is the GLM's."""
     grad = buffer[:-1]
     acc = np.empty_like(grad)
@@ -69,8 +75,8 @@ def glm_sync_steps(X, y, order, bounds, batch_rows, first, length, params, buffe
     for h in range(length):
         step = first + h
         value = glm_loss_grad_rows_into(X, y, order[bounds[step]:bounds[step + 1]], params, grad, loss, acc, blocks)
-        status, objective = _finish_step(params, buffer, value, batch_rows[step], rates[h], l2, half_l2, n_penalized,
-                                         largest, rule, velocity, momentum, scalars)
+        status, objective = _finish_step(params, buffer, value, batch_rows[step], h, rates, adam, l2, half_l2,
+                                         n_penalized, largest, rule, state, coefficients, scalars)
         if status != DONE:
             return h, total, status
         total += objective
@@ -79,7 +85,7 @@ def glm_sync_steps(X, y, order, bounds, batch_rows, first, length, params, buffe
 
 @kernel(fastmath=False)
 def mlp_sync_steps(X, y, order, bounds, batch_rows, first, length, params, buffer, rates, l2, half_l2,
-                   n_penalized, largest, rule, velocity, momentum, total, scalars, widths, activation, head):
+                   n_penalized, largest, rule, state, coefficients, adam, total, scalars, widths, activation, head):
     """As :func:`glm_sync_steps`, for the network of :func:`~mpigd.kernels.mlp.mlp_loss_grad`."""
     grad = buffer[:-1]
     workspace = mlp_workspace(widths, grad)
@@ -87,8 +93,8 @@ def mlp_sync_steps(X, y, order, bounds, batch_rows, first, length, params, buffe
         step = first + h
         value = mlp_loss_grad_into(X, y, order[bounds[step]:bounds[step + 1]], params, grad, widths, activation,
                                    head, workspace)
-        status, objective = _finish_step(params, buffer, value, batch_rows[step], rates[h], l2, half_l2, n_penalized,
-                                         largest, rule, velocity, momentum, scalars)
+        status, objective = _finish_step(params, buffer, value, batch_rows[step], h, rates, adam, l2, half_l2,
+                                         n_penalized, largest, rule, state, coefficients, scalars)
         if status != DONE:
             return h, total, status
         total += objective
@@ -97,7 +103,7 @@ def mlp_sync_steps(X, y, order, bounds, batch_rows, first, length, params, buffe
 
 @kernel(fastmath=False)
 def csr_glm_sync_steps(indptr, indices, data, y, order, bounds, batch_rows, first, length, params, buffer, rates,
-                       l2, half_l2, n_penalized, largest, rule, velocity, momentum, total, scalars, loss):
+                       l2, half_l2, n_penalized, largest, rule, state, coefficients, adam, total, scalars, loss):
     """As :func:`glm_sync_steps`, on CSR rows."""
     grad = buffer[:-1]
     acc = np.empty_like(grad)
@@ -106,8 +112,8 @@ def csr_glm_sync_steps(indptr, indices, data, y, order, bounds, batch_rows, firs
         step = first + h
         value = csr_glm_loss_grad_into(indptr, indices, data, y, order[bounds[step]:bounds[step + 1]], params, grad,
                                        loss, acc, blocks)
-        status, objective = _finish_step(params, buffer, value, batch_rows[step], rates[h], l2, half_l2, n_penalized,
-                                         largest, rule, velocity, momentum, scalars)
+        status, objective = _finish_step(params, buffer, value, batch_rows[step], h, rates, adam, l2, half_l2,
+                                         n_penalized, largest, rule, state, coefficients, scalars)
         if status != DONE:
             return h, total, status
         total += objective
@@ -116,7 +122,7 @@ def csr_glm_sync_steps(indptr, indices, data, y, order, bounds, batch_rows, firs
 
 @kernel(fastmath=False)
 def csr_softmax_sync_steps(indptr, indices, data, y, order, bounds, batch_rows, first, length, params, buffer, rates,
-                           l2, half_l2, n_penalized, largest, rule, velocity, momentum, total, scalars, k):
+                           l2, half_l2, n_penalized, largest, rule, state, coefficients, adam, total, scalars, k):
     """As :func:`glm_sync_steps`, for softmax regression of ``k`` classes on CSR rows."""
     grad = buffer[:-1]
     acc = np.empty_like(grad)
@@ -125,8 +131,8 @@ def csr_softmax_sync_steps(indptr, indices, data, y, order, bounds, batch_rows, 
         step = first + h
         value = csr_softmax_loss_grad_into(indptr, indices, data, y, order[bounds[step]:bounds[step + 1]], params,
                                            grad, k, acc, z)
-        status, objective = _finish_step(params, buffer, value, batch_rows[step], rates[h], l2, half_l2, n_penalized,
-                                         largest, rule, velocity, momentum, scalars)
+        status, objective = _finish_step(params, buffer, value, batch_rows[step], h, rates, adam, l2, half_l2,
+                                         n_penalized, largest, rule, state, coefficients, scalars)
         if status != DONE:
             return h, total, status
         total += objective

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable
 
@@ -11,7 +12,7 @@ from mpigd import kernels
 from mpigd.algorithms.objective import GlobalGradient
 from mpigd.algorithms.update import Update, UpdateDriven
 from mpigd.guards import nonfinite_error
-from mpigd.optim import SGD, Momentum, Nesterov, kernel_scalar
+from mpigd.optim import SGD, Adam, Momentum, Nesterov, kernel_scalar
 from mpigd.partition import block_counts, block_offsets
 
 
@@ -27,7 +28,7 @@ class MiniBatchSGD(UpdateDriven):
     and the steps done in it: the epoch's order is drawn again from that state, not stored.
     Subclasses (local SGD) group steps into rounds by overriding :meth:`_advance`.
 
-    On one rank, with plain SGD, momentum or Nesterov, no L1 and no clipping, consecutive steps
+    On one rank, without L1 and clipping, consecutive steps
     run as one kernel call (:mod:`mpigd.kernels.sync_round`; the same bits), as many as take about
     :data:`CHUNK_SECONDS`, ending at each multiple of ``checkpoint_every``: ``after_step`` (the
     caller's checks between steps) then runs once per call.
@@ -105,7 +106,7 @@ class MiniBatchSGD(UpdateDriven):
 # A call of the step kernel takes about this long: the caller's checks between steps (the watchdog,
 # preemption) then wait no longer than that.
 CHUNK_SECONDS = 0.01
-RULES = {SGD: kernels.PLAIN, Momentum: kernels.MOMENTUM, Nesterov: kernels.NESTEROV}
+RULES = {SGD: kernels.PLAIN, Momentum: kernels.MOMENTUM, Nesterov: kernels.NESTEROV, Adam: kernels.ADAM}
 
 
 class ChunkedSteps:
@@ -126,10 +127,18 @@ class ChunkedSteps:
         gradient, optimizer = sgd.gradient, sgd.update.optimizer
         dtype = gradient.buffer.dtype
         self.scalar = kernel_scalar(dtype)
-        self.rule = RULES[type(optimizer)]
-        self.velocity = getattr(optimizer, "velocity", np.empty(0, dtype=dtype))
-        self.momentum = self.scalar(getattr(optimizer, "momentum", 0.0))
+        self.optimizer, self.rule = optimizer, RULES[type(optimizer)]
+        # The optimizer's arrays and coefficients, rounded into the dtype as its step() rounds them.
+        none = np.empty(0, dtype=dtype)
+        if isinstance(optimizer, Adam):
+            self.state = (optimizer.m, optimizer.v, optimizer._denominator)
+            self.coefficients = np.array([0.0, 1.0 - optimizer.beta1, 1.0 - optimizer.beta2, optimizer.beta1,
+                                          optimizer.beta2], dtype=dtype)
+        else:
+            self.state = (getattr(optimizer, "velocity", none), none, none)
+            self.coefficients = np.array([getattr(optimizer, "momentum", 0.0), 0, 0, 0, 0], dtype=dtype)
         self.rates = np.empty(sgd.steps_per_epoch, dtype=dtype)
+        self.adam = np.empty((sgd.steps_per_epoch if self.rule == kernels.ADAM else 0, 2))
         self.scalars = np.empty(1, dtype=dtype)
         self.length = 8  # the first call's; then as many steps as the last call took CHUNK_SECONDS for
 
@@ -139,22 +148,35 @@ class ChunkedSteps:
         length = min(self.length, sgd.steps_per_epoch - first)
         if sgd.checkpoint_every:
             length = min(length, sgd.checkpoint_every - update.steps % sgd.checkpoint_every)
-        rates = self.rates[:length]
         schedule = update.schedule
         if schedule.kind == "constant" and update.steps >= schedule.warmup:
-            rates.fill(schedule.lr)
+            self.rates[:length] = schedule.lr
         else:
-            rates[:] = [schedule(update.steps + h) for h in range(length)]
+            self.rates[:length] = [schedule(update.steps + h) for h in range(length)]
+        if self.rule == kernels.ADAM:
+            self._adam_rates(length)
         start = time.perf_counter()
         taken, sgd._total, status = self.kernel(
             *self.rows, gradient.shard.y, order, sgd.bounds, sgd.batch_rows, first, length, params, gradient.buffer,
-            rates, self.scalar(gradient.l2), 0.5 * gradient.l2, gradient.model.n_penalized, gradient.largest,
-            self.rule, self.velocity, self.momentum, sgd._total, self.scalars, *self.model_arguments)
+            self.rates, self.scalar(gradient.l2), 0.5 * gradient.l2, gradient.model.n_penalized, gradient.largest,
+            self.rule, self.state, self.coefficients, self.adam, sgd._total, self.scalars, *self.model_arguments)
         seconds = time.perf_counter() - start
         gradient.compute_seconds += seconds
         gradient.reductions += taken
         update.steps += taken
+        if self.rule == kernels.ADAM:
+            self.optimizer.t[0] += taken
         if status != kernels.DONE:
             raise nonfinite_error(gradient.comm.rank, local=status == kernels.LOCAL_NONFINITE)
         self.length = max(1, min(4096, int(CHUNK_SECONDS * length / max(seconds, 1e-9))))
         return taken
+
+    def _adam_rates(self, length: int) -> None:
+        """Each step's bias-corrected rate and epsilon, in float64, as :meth:`Adam.step` computes them
+        (from the schedule's rate as a Python float, not rounded into the dtype)."""
+        adam, schedule, steps = self.optimizer, self.sgd.update.schedule, self.sgd.update.steps
+        t = int(adam.t[0])
+        for h in range(length):
+            correction = math.sqrt(1.0 - adam.beta2 ** (t + h + 1))
+            self.adam[h, 0] = schedule(steps + h) * correction / (1.0 - adam.beta1 ** (t + h + 1))
+            self.adam[h, 1] = adam.eps * correction

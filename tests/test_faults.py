@@ -117,9 +117,12 @@ def test_training_puts_the_signal_handlers_back():
             signal.signal(signum, handler)
 
 
-def test_a_signal_during_start_up_is_kept_for_the_first_step():
+@pytest.mark.parametrize("algo", ["gd", "sgd"])
+def test_a_signal_during_start_up_is_kept_for_the_first_step(algo):
     """`mpigd train` catches SIGTERM and SIGUSR1 before its imports, MPI's start and the data (seconds
-    at scale): a signal then used to end the rank with its own code, not 75, and no requeue."""
+    at scale): a signal then used to end the rank with its own code, not 75, and no requeue. sgd on
+    one rank (many steps in one kernel call) took 8 steps in its first call, before any check: it
+    stopped after step 8, and the start-up watchdog had to cover 8 steps, not one."""
     script = ("import os, signal, sys, tempfile\n"
               "from mpigd.signals import catch_preemption_early\n"
               "catch_preemption_early()\n"
@@ -128,7 +131,8 @@ def test_a_signal_during_start_up_is_kept_for_the_first_step():
               "from mpigd.comm import self_comm\n"
               "out = tempfile.mkdtemp()\n"
               "try:\n"
-              "    train(Config(model='linear', rows=200, features=3, epochs=5, quiet=True, out=out), self_comm())\n"
+              f"    train(Config(model='linear', algo={algo!r}, batch_size=10, rows=200, features=3, epochs=5, quiet=True,\n"
+              "                 out=out), self_comm())\n"
               "except Preempted as stop:\n"
               "    print(stop, sorted(os.listdir(out + '/checkpoints')))\n"
               "print(signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL)\n")

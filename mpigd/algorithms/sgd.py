@@ -140,7 +140,10 @@ class ChunkedSteps:
         self.rates = np.empty(sgd.steps_per_epoch, dtype=dtype)
         self.adam = np.empty((sgd.steps_per_epoch if self.rule == kernels.ADAM else 0, 2))
         self.scalars = np.empty(1, dtype=dtype)
-        self.length = 8  # the first call's; then as many steps as the last call took CHUNK_SECONDS for
+        # The first call takes one step (its time is unknown: it may be seconds, and the start-up
+        # watchdog and an early signal wait for the first check); then as many steps as the last
+        # call took CHUNK_SECONDS for.
+        self.length = 1
 
     def run(self, params: np.ndarray, order: np.ndarray, first: int) -> int:
         """Steps from ``first`` on, as one kernel call; returns the steps taken (see MiniBatchSGD)."""

@@ -164,6 +164,22 @@ def test_the_time_split_counts_each_second_once():
             == pytest.approx(times["wall_seconds"], rel=1e-9))
 
 
+def test_sgd_steps_in_one_kernel_call_report_the_allreduces_of_a_step_at_a_time(monkeypatch):
+    # On one rank sgd takes many steps in one kernel call (kernels/sync_round.py) and reduced
+    # nothing through the communicator: allreduce_calls and bytes_allreduced counted the
+    # evaluations alone, less than bytes_allreduced_training, which counts every step's buffer.
+    from mpigd.algorithms.sgd import ChunkedSteps
+
+    config = Config(model="logistic", algo="sgd", batch_size=4, rows=400, features=3, epochs=2, quiet=True)
+    chunked = train(config, self_comm()).summary
+    monkeypatch.setattr(ChunkedSteps, "for_run", classmethod(lambda cls, sgd, size: None))
+    stepped = train(config, self_comm()).summary
+    assert chunked["steps"] == stepped["steps"] == 200
+    for key in ("allreduce_calls", "bytes_allreduced", "bytes_allreduced_training", "bytes_allreduced_per_step"):
+        assert chunked[key] == stepped[key], key
+    assert chunked["bytes_allreduced"] >= chunked["bytes_allreduced_training"] == 200 * (4 + 1) * 8
+
+
 def test_a_communicator_used_twice_reports_each_run_alone():
     # The summary's allreduce calls, bytes and communication time were the communicator's totals:
     # a second train() on the same Communicator reported both runs.

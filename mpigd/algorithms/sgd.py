@@ -166,9 +166,7 @@ class ChunkedSteps:
         seconds = time.perf_counter() - start
         gradient.compute_seconds += seconds
         gradient.reductions += taken
-        # One reduction a step, as a step at a time counts them (on one rank a sum of nothing).
-        gradient.comm.allreduce_calls += taken
-        gradient.comm.bytes_reduced += taken * gradient.reduced_bytes
+        gradient.comm.count_unsent(taken, gradient.reduced_bytes)  # as a step at a time counts them
         update.steps += taken
         if self.rule == kernels.ADAM:
             self.optimizer.t[0] += taken

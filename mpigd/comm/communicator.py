@@ -51,6 +51,12 @@ class Communicator:
         self.bytes_reduced += buffer.nbytes
         self.allreduce_calls += 1
 
+    def count_unsent(self, calls: int, nbytes: int) -> None:
+        """Count ``calls`` sums of ``nbytes`` bytes each that one rank made without a message (its
+        kernels took the steps), as :meth:`allreduce` would have counted them."""
+        self.allreduce_calls += calls
+        self.bytes_reduced += calls * nbytes
+
     @property
     def strategy_label(self) -> str:
         """The strategy that actually ran: its name, or e.g. ``auto->ring`` for ``auto``."""

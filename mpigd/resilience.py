@@ -4,9 +4,10 @@ to checkpoint or to stop on a preemption signal, the checkpoint itself, and resu
 The trainer owns the loop; it hands each epoch to :meth:`RunControl.run_epoch`, which passes
 :meth:`RunControl.after_step` to the algorithm. Every decision that changes which collectives run
 is agreed: the preemption flag (each rank's own) and the time-based checkpoint decision (rank 0's
-clock) travel in one tiny ``MAX`` allreduce per step. They are not folded into the gradient
-buffer: that buffer belongs to the allreduce strategies, which may compress or reorder it, and a
-longer message could switch the MPI library to another algorithm and change the sums' bits.
+clock). On several ranks whether any rank raised one rides on the gradient's allreduce (one more
+number, summed exactly by every strategy: the sums stay the same on every rank and every run), and
+only a step where one did makes the tiny ``MAX`` allreduce that says which; that second collective
+every step was a third of a small model's step on 2 ranks (see :meth:`RunControl.after_step`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Run from the repository root with the environment of run/_env.sh, on 1 or more r
 
     mpiexec -n P python benchmarks/sgd_vs_sklearn.py [--models logistic linear] [--rows 200000]
         [--features 32] [--epochs 3] [--batches 1:0.01,32:0.1,256:0.5] [--l2 1e-4] [--repeats 5]
-        [--local-steps H]
+        [--local-steps H] [--density F]
 
 Rank 0 writes mpigd's synthetic data set (float64) as X.npy / y.npy in a scratch directory; every
 contender fits those rows. mpigd: ``mpigd.train(Config(algo="sgd", data=DIR, ...), comm)`` on every
@@ -14,6 +14,8 @@ loss="log_loss")`` or ``SGDRegressor(loss="squared_error")``, penalty l2 with ``
 same objective: mean loss + (l2/2)‖w‖², intercept unpenalised), ``learning_rate="constant"``,
 ``eta0`` = batch 1's rate, ``max_iter = epochs``, ``tol=None``, shuffle, no early stopping, no
 averaging. ``--local-steps H`` adds ``algo="local-sgd"`` (rounds of ``H`` steps) at every batch size.
+``--density F`` below 1 makes the rows sparse instead (about ``F`` of the features non-zero, mpigd's
+synthetic CSR rows): written as a CSR ``.npz`` for mpigd, handed to scikit-learn as a SciPy CSR matrix.
 With batch 1 and a constant rate both run the same algorithm (one row a step, the same
 per-row update); only the shuffles differ. Contenders take turns in every repeat (scikit-learn, then
 each batch size); the table gives medians over ``--repeats`` after a warm-up, per epoch, and each
@@ -49,6 +51,23 @@ def objective(model: str, X: np.ndarray, y: np.ndarray, coef: np.ndarray, interc
     return float(loss.mean() + 0.5 * l2 * float(coef @ coef))
 
 
+def write_rows(task: str, features: int, rows: int, density: float, path: str):
+    """mpigd's synthetic rows, written where ``path`` says (a directory of X.npy and y.npy, or with a
+    density below 1 a CSR ``.npz``); returns them as scikit-learn takes them (SciPy CSR when sparse)."""
+    if density >= 1:
+        X, y = synthetic.generate(task, features, 0, 0, rows, "float64")
+        np.save(Path(path) / "X.npy", X)
+        np.save(Path(path) / "y.npy", y)
+        return X, y
+    from scipy.sparse import csr_matrix
+
+    from mpigd.data.synthetic_models import generate_sparse
+
+    X, y = generate_sparse(task, features, 2, density, 0, 0, rows, "float64")
+    np.savez(path, indptr=X.indptr, indices=X.indices, data=X.data, shape=np.array(X.shape), y=y)
+    return csr_matrix((X.data, X.indices, X.indptr), shape=X.shape), y
+
+
 def sklearn_estimator(model: str, l2: float, lr: float, epochs: int, seed: int):
     from sklearn.linear_model import SGDClassifier, SGDRegressor
 
@@ -77,6 +96,7 @@ def main() -> None:
                         help="also time --algo local-sgd with this many local steps at every batch (0: not)")
     parser.add_argument("--l2", type=float, default=1e-4)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--density", type=float, default=1.0, help="below 1: sparse rows, this fraction non-zero")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     batches = [(int(b), float(lr)) for b, lr in (item.split(":") for item in args.batches.split(","))]
@@ -89,17 +109,16 @@ def main() -> None:
         task = "regression" if model == "linear" else "classification"
         scratch = tempfile.mkdtemp(prefix="sgd_vs_sklearn_") if rank == 0 else None
         scratch = mpi_comm.bcast(scratch, root=0)
+        data = str(Path(scratch) / "rows.npz") if args.density < 1 else scratch
         if rank == 0:
-            X, y = synthetic.generate(task, args.features, 0, 0, args.rows, "float64")
-            np.save(Path(scratch) / "X.npy", X)
-            np.save(Path(scratch) / "y.npy", y)
+            X, y = write_rows(task, args.features, args.rows, args.density, data)
         mpi_comm.Barrier()
         times: dict[str, list[float]] = {}
         objectives: dict[str, float] = {}
 
         def ours(batch: int, lr: float, local_steps: int = 0) -> tuple[float, float]:
             algo = dict(algo="local-sgd", local_steps=local_steps) if local_steps else dict(algo="sgd")
-            config = Config(model=model, data=scratch, batch_size=batch, lr=lr, l2=args.l2,
+            config = Config(model=model, data=data, batch_size=batch, lr=lr, l2=args.l2,
                             epochs=args.epochs, eval_every=args.epochs, seed=0, quiet=True, **algo)
             mpi_comm.Barrier()
             start = time.perf_counter()
@@ -136,16 +155,17 @@ def main() -> None:
         for name in contenders:
             median = statistics.median(times[name])
             records.append({"model": model, "contender": name, "ranks": comm.size, "rows": args.rows,
-                            "features": args.features, "epochs": args.epochs, "l2": args.l2,
+                            "features": args.features, "density": args.density, "epochs": args.epochs, "l2": args.l2,
                             "median_s_per_epoch": median, "min_s": min(times[name]), "max_s": max(times[name]),
                             "vs_sklearn": median / base, "objective": objectives[name]})
         if rank == 0:
-            for name in ("X.npy", "y.npy"):
-                (Path(scratch) / name).unlink()
+            for written in Path(scratch).iterdir():
+                written.unlink()
             Path(scratch).rmdir()
             del X, y
     if rank == 0:
-        print(f"# {comm.size} rank(s), {comm.library()}, float64, {args.rows} x {args.features}, "
+        layout = f"CSR, density {args.density:g}" if args.density < 1 else "dense"
+        print(f"# {comm.size} rank(s), {comm.library()}, float64, {args.rows} x {args.features} {layout}, "
               f"{args.epochs} epochs, l2 {args.l2:g}, median of {args.repeats}")
         print("| model | contender | ranks | s/epoch median (min-max) | time vs sklearn | objective |")
         print("|---|---|---|---|---|---|")

@@ -289,3 +289,33 @@ def test_synchronous_steps_in_one_kernel_call_give_the_bits_of_a_step_at_a_time(
                 train(diverging, self_comm())
             words.append(str(caught.value))
     assert words[0] == words[1] and "diverged at step" in words[0]
+
+
+@pytest.mark.parametrize("model", ["logistic", "linear"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_plain_sgd_on_wide_sparse_rows_takes_lazy_steps_that_agree_with_a_step_at_a_time(model, dtype, monkeypatch):
+    # On one rank, plain SGD on CSR rows whose steps touch few of the weights keeps them as a scale
+    # times a vector (kernels/lazy_sgd.py): a step costs its non-zeros, not the features. Not the
+    # same bits (the decay and the gradient land in another order), the same steps to rounding:
+    # batches of 1, 2 and 4 rows, L2 off and on, a decaying rate, and an L2 so strong (lr * l2 =
+    # 0.2 a step) that the scale falls below 1e-9 and is folded back into the weights mid-call.
+    from mpigd import kernels
+    from mpigd.algorithms.sgd import ChunkedSteps
+
+    calls = []
+    lazy_kernel = kernels.csr_glm_lazy_sgd_steps
+    monkeypatch.setattr(kernels, "csr_glm_lazy_sgd_steps", lambda *args: calls.append(1) or lazy_kernel(*args))
+    config = Config(model=model, dtype=dtype, rows=400, features=5000, density=0.002, algo="sgd", epochs=3, lr=0.05,
+                    seed=3, quiet=True)
+    tolerance = dict(rtol=1e-9, atol=1e-12) if dtype == "float64" else dict(rtol=2e-4, atol=1e-5)
+    for extra in (dict(batch_size=1, l2=1e-3), dict(batch_size=4, l2=0.0, schedule="invscaling"),
+                  dict(batch_size=2, l2=0.4, lr=0.5)):
+        calls.clear()
+        lazy = train(config.replace(**extra), self_comm())
+        assert calls, extra
+        with monkeypatch.context() as patch:
+            patch.setattr(ChunkedSteps, "for_run", classmethod(lambda cls, sgd, size: None))
+            exact = train(config.replace(**extra), self_comm())
+        assert np.allclose(lazy.params, exact.params, **tolerance), (extra, np.abs(lazy.params - exact.params).max())
+        assert lazy.summary["final_loss"] == pytest.approx(exact.summary["final_loss"], rel=tolerance["rtol"])
+        assert np.any(lazy.params[:-1] != 0) and lazy.summary["steps"] == exact.summary["steps"]

@@ -28,8 +28,8 @@ class MiniBatchSGD(UpdateDriven):
     and the steps done in it: the epoch's order is drawn again from that state, not stored.
     Subclasses (local SGD) group steps into rounds by overriding :meth:`_advance`.
 
-    On one rank, without L1 and clipping, consecutive steps
-    run as one kernel call (:mod:`mpigd.kernels.sync_round`; the same bits), as many as take about
+    On one rank, without L1 and clipping, consecutive steps run as one kernel call
+    (:class:`ChunkedSteps`; the same bits, but on wide sparse rows), as many as take about
     :data:`CHUNK_SECONDS`, ending at each multiple of ``checkpoint_every``: ``after_step`` (the
     caller's checks between steps) then runs once per call.
     """
@@ -107,15 +107,17 @@ class MiniBatchSGD(UpdateDriven):
 # preemption) then wait no longer than that.
 CHUNK_SECONDS = 0.01
 # Plain SGD on CSR rows keeps its weights as a scale times a vector (kernels/lazy_sgd.py) where a
-# step writes fewer than this fraction of them: a one-row step on 10^5 features of which 50 are
-# non-zero took 90x scikit-learn's time, in passes over weights the row does not touch.
+# step writes fewer than this fraction of them: one-row steps on 10^5 features of which 50 are
+# non-zero took 280-430x scikit-learn's time, in passes over weights the row does not touch.
 LAZY_BELOW = 1 / 8
 RULES = {SGD: kernels.PLAIN, Momentum: kernels.MOMENTUM, Nesterov: kernels.NESTEROV, Adam: kernels.ADAM}
 
 
 class ChunkedSteps:
     """Synchronous SGD's steps on one rank, many in one call of the model's
-    :mod:`~mpigd.kernels.sync_round` kernel: the operations the step-by-step path runs, in its order."""
+    :mod:`~mpigd.kernels.sync_round` kernel: the operations the step-by-step path runs, in its order.
+    Plain SGD on wide CSR rows of a GLM takes :func:`~mpigd.kernels.csr_glm_lazy_sgd_steps` instead
+    (the same steps to rounding, at the cost of their non-zeros)."""
 
     @classmethod
     def for_run(cls, sgd: MiniBatchSGD, size: int) -> "ChunkedSteps | None":

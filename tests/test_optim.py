@@ -319,3 +319,20 @@ def test_plain_sgd_on_wide_sparse_rows_takes_lazy_steps_that_agree_with_a_step_a
         assert np.allclose(lazy.params, exact.params, **tolerance), (extra, np.abs(lazy.params - exact.params).max())
         assert lazy.summary["final_loss"] == pytest.approx(exact.summary["final_loss"], rel=tolerance["rtol"])
         assert np.any(lazy.params[:-1] != 0) and lazy.summary["steps"] == exact.summary["steps"]
+
+
+def test_lazy_sparse_steps_give_the_same_bits_however_the_clock_cuts_them_into_calls(monkeypatch):
+    # Folding the scale into the weights at the end of a lazy kernel call rounds them: where the
+    # calls end must not depend on how long steps took (CHUNK_SECONDS), or a run gives other bits
+    # run after run, and a run resumed between two calls other bits than an uninterrupted one.
+    from mpigd.algorithms import sgd
+
+    config = Config(model="logistic", rows=400, features=5000, density=0.002, algo="sgd", batch_size=1, epochs=3,
+                    lr=0.05, l2=1e-3, seed=3, quiet=True)
+    runs = []
+    for seconds in (1e-9, 1e-4, 10.0):
+        monkeypatch.setattr(sgd, "CHUNK_SECONDS", seconds)
+        runs.append(train(config, self_comm()))
+    for run in runs[1:]:
+        assert np.array_equal(run.params, runs[0].params)
+        assert run.summary["final_loss"] == runs[0].summary["final_loss"]

@@ -110,6 +110,12 @@ CHUNK_SECONDS = 0.01
 # step writes fewer than this fraction of them: one-row steps on 10^5 features of which 50 are
 # non-zero took 280-430x scikit-learn's time, in passes over weights the row does not touch.
 LAZY_BELOW = 1 / 8
+# Its kernel calls end where the steps' count reaches a multiple of a fixed number of steps (about
+# this many non-zeros visited a call), not where CHUNK_SECONDS does: folding the scale into the
+# weights at a call's end rounds them, so calls that end where the clock says gave other bits run
+# after run, and a run resumed from a checkpoint taken between calls other bits than an
+# uninterrupted one.
+LAZY_NONZEROS_A_CALL = 1 << 21
 RULES = {SGD: kernels.PLAIN, Momentum: kernels.MOMENTUM, Nesterov: kernels.NESTEROV, Adam: kernels.ADAM}
 
 
@@ -148,6 +154,7 @@ class ChunkedSteps:
         self.scalars = np.empty(1, dtype=dtype)
         self.lazy = self.rule == kernels.PLAIN and self.kernel is kernels.csr_glm_sync_steps and _touches_few(sgd)
         self.slopes = np.empty(int(np.diff(sgd.bounds).max(initial=0)) if self.lazy else 0)
+        self.lazy_steps = _lazy_steps(sgd) if self.lazy else 0
         # The first call takes one step (its time is unknown: it may be seconds, and the start-up
         # watchdog and an early signal wait for the first check); then as many steps as the last
         # call took CHUNK_SECONDS for.
@@ -156,7 +163,10 @@ class ChunkedSteps:
     def run(self, params: np.ndarray, order: np.ndarray, first: int) -> int:
         """Steps from ``first`` on, as one kernel call; returns the steps taken (see MiniBatchSGD)."""
         sgd, gradient, update = self.sgd, self.sgd.gradient, self.sgd.update
-        length = min(self.length, sgd.steps_per_epoch - first)
+        if self.lazy:  # the same calls whatever the clock (see LAZY_NONZEROS_A_CALL)
+            length = min(self.lazy_steps - update.steps % self.lazy_steps, sgd.steps_per_epoch - first)
+        else:
+            length = min(self.length, sgd.steps_per_epoch - first)
         if sgd.checkpoint_every:
             length = min(length, sgd.checkpoint_every - update.steps % sgd.checkpoint_every)
         schedule = update.schedule
@@ -200,10 +210,18 @@ class ChunkedSteps:
             self.adam[h, 1] = adam.eps * correction
 
 
+def _nonzeros_a_step(sgd: MiniBatchSGD) -> float:
+    """The largest batch's non-zeros, counting its rows' average non-zeros a row."""
+    X = sgd.gradient.shard.X
+    return X.nnz / max(X.shape[0], 1) * int(np.diff(sgd.bounds).max(initial=0))
+
+
+def _lazy_steps(sgd: MiniBatchSGD) -> int:
+    """The steps of a lazy kernel call (see :data:`LAZY_NONZEROS_A_CALL`): the same on every run."""
+    return max(1, min(4096, int(LAZY_NONZEROS_A_CALL / max(_nonzeros_a_step(sgd), 1.0))))
+
+
 def _touches_few(sgd: MiniBatchSGD) -> bool:
     """Whether the largest batch's rows have non-zeros in fewer than :data:`LAZY_BELOW` of the
     weights, counting their average non-zeros a row."""
-    X = sgd.gradient.shard.X
-    rows = max(X.shape[0], 1)
-    largest_batch = int(np.diff(sgd.bounds).max(initial=0))
-    return X.nnz / rows * largest_batch < LAZY_BELOW * X.shape[1]
+    return _nonzeros_a_step(sgd) < LAZY_BELOW * sgd.gradient.shard.X.shape[1]

@@ -64,7 +64,8 @@ def csr_glm_lazy_sgd_steps(indptr, indices, data, y, order, bounds, batch_rows, 
             value, slope = _point(scale * z + intercept, y[rows[t]], loss)
             slopes[t] = slope
             summed += value
-        objective = summed / batch_rows[step] + half_l2 * (scale * scale * norm)
+        # No penalty without L2, as mean_with_l2 (0 times an overflowed ‖v‖² is NaN).
+        objective = summed / batch_rows[step] + (half_l2 * (scale * scale * norm) if half_l2 != 0 else 0.0)
         if not abs(summed) <= largest or not np.isfinite(objective):
             _rescale(params, d, scale)
             return h, total, LOCAL_NONFINITE
@@ -78,7 +79,15 @@ def csr_glm_lazy_sgd_steps(indptr, indices, data, y, order, bounds, batch_rows, 
             for p in range(lo, hi):
                 j = np.uint64(indices[p])
                 old = np.float64(params[j])
-                params[j] = old - coefficient * data[p]
+                value = old - coefficient * data[p]
+                if not abs(value) <= largest and scale != 1.0:
+                    # v = w / scale would overflow the dtype where w does not: fold the scale in first.
+                    _rescale(params, d, scale)
+                    scale, norm = 1.0, _squared_norm(params, d)
+                    coefficient = move * slopes[t]
+                    old = np.float64(params[j])
+                    value = old - coefficient * data[p]
+                params[j] = value
                 new = np.float64(params[j])
                 norm += new * new - old * old
             pulled += slopes[t]

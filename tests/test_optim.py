@@ -336,3 +336,21 @@ def test_lazy_sparse_steps_give_the_same_bits_however_the_clock_cuts_them_into_c
     for run in runs[1:]:
         assert np.array_equal(run.params, runs[0].params)
         assert run.summary["final_loss"] == runs[0].summary["final_loss"]
+
+
+@pytest.mark.parametrize("dtype, lr, l2", [("float64", 1e160, 0.0), ("float32", 1e30, 1e-31)])
+def test_lazy_sparse_steps_do_not_diverge_where_a_step_at_a_time_does_not(dtype, lr, l2, monkeypatch):
+    # Huge weights that a step at a time keeps finite: without L2, 0 times an overflowed ‖v‖² was a
+    # NaN objective; with the scale far below 1, v = w / scale overflowed float32 where w did not.
+    # Both stopped the lazy run as diverged ("the local gradient ... is NaN or Inf").
+    from mpigd.algorithms.sgd import ChunkedSteps
+
+    config = Config(model="logistic", dtype=dtype, rows=400, features=5000, density=0.002, algo="sgd", batch_size=1,
+                    epochs=1, lr=lr, l2=l2, seed=3, quiet=True)
+    lazy = train(config, self_comm())
+    with monkeypatch.context() as patch:
+        patch.setattr(ChunkedSteps, "for_run", classmethod(lambda cls, sgd, size: None))
+        exact = train(config, self_comm())
+    assert lazy.summary["steps"] == exact.summary["steps"] == 400
+    assert np.allclose(lazy.params, exact.params, rtol=1e-5 if dtype == "float32" else 1e-9, atol=0)
+    assert lazy.summary["final_loss"] == pytest.approx(exact.summary["final_loss"], rel=1e-5)

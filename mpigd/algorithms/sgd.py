@@ -155,16 +155,17 @@ class ChunkedSteps:
         self.lazy = self.rule == kernels.PLAIN and self.kernel is kernels.csr_glm_sync_steps and _touches_few(sgd)
         self.slopes = np.empty(int(np.diff(sgd.bounds).max(initial=0)) if self.lazy else 0)
         self.lazy_steps = _lazy_steps(sgd) if self.lazy else 0
-        # The first call takes one step (its time is unknown: it may be seconds, and the start-up
+        # A run's first call takes one step (its time is unknown: it may be seconds, and the start-up
         # watchdog and an early signal wait for the first check); then as many steps as the last
-        # call took CHUNK_SECONDS for.
+        # call took CHUNK_SECONDS for (lazy calls: fixed multiples, see LAZY_NONZEROS_A_CALL).
         self.length = 1
 
     def run(self, params: np.ndarray, order: np.ndarray, first: int) -> int:
         """Steps from ``first`` on, as one kernel call; returns the steps taken (see MiniBatchSGD)."""
         sgd, gradient, update = self.sgd, self.sgd.gradient, self.sgd.update
-        if self.lazy:  # the same calls whatever the clock (see LAZY_NONZEROS_A_CALL)
-            length = min(self.lazy_steps - update.steps % self.lazy_steps, sgd.steps_per_epoch - first)
+        if self.lazy:  # the same calls whatever the clock (see LAZY_NONZEROS_A_CALL), the first one step
+            step_in_call = update.steps % self.lazy_steps
+            length = min(1 if update.steps == 0 else self.lazy_steps - step_in_call, sgd.steps_per_epoch - first)
         else:
             length = min(self.length, sgd.steps_per_epoch - first)
         if sgd.checkpoint_every:

@@ -2,8 +2,8 @@
 
 A step of plain SGD with an L2 term moves every weight, ``w ← (1 − lr·l2)·w − (lr/B)·g``, though
 the gradient ``g`` of a batch of CSR rows is zero outside the rows' columns: on 10^5 features and
-50 non-zeros a row, the passes over all the weights made a one-row step 90x slower than
-scikit-learn's. As scikit-learn's SGD does, :func:`csr_glm_lazy_sgd_steps` keeps the weights as a
+50 non-zeros a row, the passes over all the weights made one-row steps take 280-430x
+scikit-learn's time. As scikit-learn's SGD does, :func:`csr_glm_lazy_sgd_steps` keeps the weights as a
 scale times a vector, ``w = scale·v``: the L2 decay multiplies ``scale``, and only the weights in
 the batch's columns are written, ``v_j −= (lr/B)·g_j / scale``. ``‖v‖²`` is kept up to date at
 each write, for the step's objective. The weights are ``scale·v`` again (one pass) when the call

@@ -21,20 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpigd.kernels.finish import sum_of_squares
 from mpigd.kernels.glm import _point
 from mpigd.kernels.jit import kernel
 from mpigd.kernels.sparse import _span
 from mpigd.kernels.sync_round import DONE, LOCAL_NONFINITE
 
 RESCALE_BELOW = 1e-9
-
-
-@kernel(inline="always")
-def _squared_norm(params, d):
-    total = 0.0
-    for j in range(d):
-        total += np.float64(params[j]) * np.float64(params[j])
-    return total
 
 
 @kernel(inline="always")
@@ -50,7 +43,7 @@ def csr_glm_lazy_sgd_steps(indptr, indices, data, y, order, bounds, batch_rows, 
     the module; the arguments as :func:`~mpigd.kernels.sync_round.csr_glm_sync_steps`')."""
     d = params.shape[0] - 1
     scale = 1.0
-    norm = _squared_norm(params, d)  # ‖v‖²
+    norm = sum_of_squares(params, d)  # ‖v‖²
     for h in range(length):
         step = first + h
         rows = order[bounds[step]:bounds[step + 1]]
@@ -83,7 +76,7 @@ def csr_glm_lazy_sgd_steps(indptr, indices, data, y, order, bounds, batch_rows, 
                 if not abs(value) <= largest and scale != 1.0:
                     # v = w / scale would overflow the dtype where w does not: fold the scale in first.
                     _rescale(params, d, scale)
-                    scale, norm = 1.0, _squared_norm(params, d)
+                    scale, norm = 1.0, sum_of_squares(params, d)
                     coefficient = move * slopes[t]
                     old = np.float64(params[j])
                     value = old - coefficient * data[p]
@@ -94,7 +87,7 @@ def csr_glm_lazy_sgd_steps(indptr, indices, data, y, order, bounds, batch_rows, 
         params[d] = intercept - move * pulled
         if scale < RESCALE_BELOW:
             _rescale(params, d, scale)
-            scale, norm = 1.0, _squared_norm(params, d)
+            scale, norm = 1.0, sum_of_squares(params, d)
         total += objective
     _rescale(params, d, scale)
     return length, total, DONE

@@ -152,9 +152,13 @@ class ChunkedSteps:
         self.rates = np.empty(sgd.steps_per_epoch, dtype=dtype)
         self.adam = np.empty((sgd.steps_per_epoch if self.rule == kernels.ADAM else 0, 2))
         self.scalars = np.empty(1, dtype=dtype)
-        self.lazy = self.rule == kernels.PLAIN and self.kernel is kernels.csr_glm_sync_steps and _touches_few(sgd)
-        self.slopes = np.empty(int(np.diff(sgd.bounds).max(initial=0)) if self.lazy else 0)
-        self.lazy_steps = _lazy_steps(sgd) if self.lazy else 0
+        self.lazy, self.slopes, self.lazy_steps = False, np.empty(0), 0
+        if self.rule == kernels.PLAIN and self.kernel is kernels.csr_glm_sync_steps:
+            X, largest_batch = gradient.shard.X, int(np.diff(sgd.bounds).max(initial=0))
+            nonzeros = X.nnz / max(X.shape[0], 1) * largest_batch  # a step's, at the rows' average
+            if nonzeros < LAZY_BELOW * X.shape[1]:
+                self.lazy, self.slopes = True, np.empty(largest_batch)
+                self.lazy_steps = max(1, min(4096, int(LAZY_NONZEROS_A_CALL / max(nonzeros, 1.0))))
         # A run's first call takes one step (its time is unknown: it may be seconds, and the start-up
         # watchdog and an early signal wait for the first check); then as many steps as the last
         # call took CHUNK_SECONDS for (lazy calls: fixed multiples, see LAZY_NONZEROS_A_CALL).
@@ -172,11 +176,12 @@ class ChunkedSteps:
             length = min(length, sgd.checkpoint_every - update.steps % sgd.checkpoint_every)
         schedule = update.schedule
         if schedule.kind == "constant" and update.steps >= schedule.warmup:
-            self.rates[:length] = schedule.lr
+            rates = [schedule.lr] * length
         else:
-            self.rates[:length] = [schedule(update.steps + h) for h in range(length)]
+            rates = [schedule(update.steps + h) for h in range(length)]
+        self.rates[:length] = rates
         if self.rule == kernels.ADAM:
-            self._adam_rates(length)
+            self._adam_rates(rates)
         start = time.perf_counter()
         if self.lazy and float(self.rates[:length].max()) * gradient.l2 < 1:  # the scale stays positive
             taken, sgd._total, status = kernels.csr_glm_lazy_sgd_steps(
@@ -200,29 +205,12 @@ class ChunkedSteps:
         self.length = max(1, min(4096, int(CHUNK_SECONDS * length / max(seconds, 1e-9))))
         return taken
 
-    def _adam_rates(self, length: int) -> None:
+    def _adam_rates(self, rates: list[float]) -> None:
         """Each step's bias-corrected rate and epsilon, in float64, as :meth:`Adam.step` computes them
-        (from the schedule's rate as a Python float, not rounded into the dtype)."""
-        adam, schedule, steps = self.optimizer, self.sgd.update.schedule, self.sgd.update.steps
+        from the schedule's ``rates`` (Python floats, not rounded into the dtype)."""
+        adam = self.optimizer
         t = int(adam.t[0])
-        for h in range(length):
+        for h, rate in enumerate(rates):
             correction = math.sqrt(1.0 - adam.beta2 ** (t + h + 1))
-            self.adam[h, 0] = schedule(steps + h) * correction / (1.0 - adam.beta1 ** (t + h + 1))
+            self.adam[h, 0] = rate * correction / (1.0 - adam.beta1 ** (t + h + 1))
             self.adam[h, 1] = adam.eps * correction
-
-
-def _nonzeros_a_step(sgd: MiniBatchSGD) -> float:
-    """The largest batch's non-zeros, counting its rows' average non-zeros a row."""
-    X = sgd.gradient.shard.X
-    return X.nnz / max(X.shape[0], 1) * int(np.diff(sgd.bounds).max(initial=0))
-
-
-def _lazy_steps(sgd: MiniBatchSGD) -> int:
-    """The steps of a lazy kernel call (see :data:`LAZY_NONZEROS_A_CALL`): the same on every run."""
-    return max(1, min(4096, int(LAZY_NONZEROS_A_CALL / max(_nonzeros_a_step(sgd), 1.0))))
-
-
-def _touches_few(sgd: MiniBatchSGD) -> bool:
-    """Whether the largest batch's rows have non-zeros in fewer than :data:`LAZY_BELOW` of the
-    weights, counting their average non-zeros a row."""
-    return _nonzeros_a_step(sgd) < LAZY_BELOW * sgd.gradient.shard.X.shape[1]

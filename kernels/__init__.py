@@ -8,7 +8,7 @@ from mpigd.kernels.finish import all_finite, mean_with_l2, sum_of_squares
 from mpigd.kernels.glm import LOGISTIC, SQUARED, glm_loss_grad, glm_loss_grad_rows, logistic_eval, squared_eval
 from mpigd.kernels.gram import DEFAULT as gram_default, gram_blas, gram_csr, gram_numba
 from mpigd.kernels.jit import kernel
-from mpigd.kernels.lazy_sgd import csr_glm_lazy_sgd_steps
+from mpigd.kernels.lazy_sgd import csr_glm_lazy_local_steps, csr_glm_lazy_sgd_steps
 from mpigd.kernels.local_round import csr_glm_local_steps, csr_softmax_local_steps, glm_local_steps, mlp_local_steps
 from mpigd.kernels.mlp import RELU, SOFTMAX_HEAD, SQUARED_HEAD, TANH, mlp_loss_grad, mlp_outputs, softmax_loss_grad
 from mpigd.kernels.prox import soft_threshold
@@ -41,6 +41,7 @@ __all__ = [
     "add_into",
     "all_finite",
     "csr_glm_local_steps",
+    "csr_glm_lazy_local_steps",
     "csr_glm_lazy_sgd_steps",
     "csr_glm_loss_grad",
     "csr_glm_sync_steps",

@@ -15,6 +15,9 @@ decay and the gradient applied in another order. ``rates`` holds each step's lea
 of the largest batch's rows, float64. Returns ``(steps taken, total, status)`` as the kernels of
 :mod:`mpigd.kernels.sync_round` do, ``total`` continued with each step's objective (mean loss plus
 ``half_l2·‖w‖²``, at the weights the step's gradient is taken at).
+
+:func:`csr_glm_lazy_local_steps` takes a local SGD round's steps the same way, on the rank's copy
+of the parameters (see :mod:`mpigd.algorithms.local_sgd`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,49 @@ def _rescale(params, d, scale):
         params[j] = params[j] * scale
 
 
+@kernel(inline="always")
+def _losses(indptr, indices, data, y, rows, params, scale, intercept, slopes, loss):
+    """The summed loss of ``rows`` at ``w = scale·v`` and ``intercept``; each row's slope to ``slopes``."""
+    summed = 0.0
+    for t in range(rows.shape[0]):
+        lo, hi = _span(indptr, rows[t])
+        z = 0.0
+        for p in range(lo, hi):
+            z += data[p] * params[np.uint64(indices[p])]
+        value, slope = _point(scale * z + intercept, y[rows[t]], loss)
+        slopes[t] = slope
+        summed += value
+    return summed
+
+
+@kernel(inline="always")
+def _pull(indptr, indices, data, rows, params, slopes, move, scale, norm, largest):
+    """``w −= move · Σ_t slopes[t]·x_t`` over the rows' columns, as ``v −= ... / scale``, keeping
+    ``norm = ‖v‖²``; returns ``(scale, norm, Σ_t slopes[t])`` (scale and norm change where ``v``
+    would overflow and the scale is folded in first)."""
+    d = params.shape[0] - 1
+    pulled = 0.0
+    for t in range(rows.shape[0]):
+        lo, hi = _span(indptr, rows[t])
+        coefficient = move * slopes[t] / scale
+        for p in range(lo, hi):
+            j = np.uint64(indices[p])
+            old = np.float64(params[j])
+            value = old - coefficient * data[p]
+            if not abs(value) <= largest and scale != 1.0:
+                # v = w / scale would overflow the dtype where w does not: fold the scale in first.
+                _rescale(params, d, scale)
+                scale, norm = 1.0, sum_of_squares(params, d)
+                coefficient = move * slopes[t]
+                old = np.float64(params[j])
+                value = old - coefficient * data[p]
+            params[j] = value
+            new = np.float64(params[j])
+            norm += new * new - old * old
+        pulled += slopes[t]
+    return scale, norm, pulled
+
+
 @kernel
 def csr_glm_lazy_sgd_steps(indptr, indices, data, y, order, bounds, batch_rows, first, length, params, rates, l2,
                            half_l2, largest, total, slopes, loss):
@@ -47,16 +93,8 @@ def csr_glm_lazy_sgd_steps(indptr, indices, data, y, order, bounds, batch_rows, 
     for h in range(length):
         step = first + h
         rows = order[bounds[step]:bounds[step + 1]]
-        summed = 0.0
         intercept = np.float64(params[d])
-        for t in range(rows.shape[0]):
-            lo, hi = _span(indptr, rows[t])
-            z = 0.0
-            for p in range(lo, hi):
-                z += data[p] * params[np.uint64(indices[p])]
-            value, slope = _point(scale * z + intercept, y[rows[t]], loss)
-            slopes[t] = slope
-            summed += value
+        summed = _losses(indptr, indices, data, y, rows, params, scale, intercept, slopes, loss)
         # No penalty without L2, as mean_with_l2 (0 times an overflowed ‖v‖² is NaN).
         objective = summed / batch_rows[step] + (half_l2 * (scale * scale * norm) if half_l2 != 0 else 0.0)
         if not abs(summed) <= largest or not np.isfinite(objective):
@@ -65,25 +103,7 @@ def csr_glm_lazy_sgd_steps(indptr, indices, data, y, order, bounds, batch_rows, 
         rate = np.float64(rates[h])
         scale *= 1.0 - rate * l2
         move = rate / batch_rows[step]
-        pulled = 0.0
-        for t in range(rows.shape[0]):
-            lo, hi = _span(indptr, rows[t])
-            coefficient = move * slopes[t] / scale
-            for p in range(lo, hi):
-                j = np.uint64(indices[p])
-                old = np.float64(params[j])
-                value = old - coefficient * data[p]
-                if not abs(value) <= largest and scale != 1.0:
-                    # v = w / scale would overflow the dtype where w does not: fold the scale in first.
-                    _rescale(params, d, scale)
-                    scale, norm = 1.0, sum_of_squares(params, d)
-                    coefficient = move * slopes[t]
-                    old = np.float64(params[j])
-                    value = old - coefficient * data[p]
-                params[j] = value
-                new = np.float64(params[j])
-                norm += new * new - old * old
-            pulled += slopes[t]
+        scale, norm, pulled = _pull(indptr, indices, data, rows, params, slopes, move, scale, norm, largest)
         params[d] = intercept - move * pulled
         if scale < RESCALE_BELOW:
             _rescale(params, d, scale)
@@ -91,3 +111,48 @@ def csr_glm_lazy_sgd_steps(indptr, indices, data, y, order, bounds, batch_rows, 
         total += objective
     _rescale(params, d, scale)
     return length, total, DONE
+
+
+@kernel
+def csr_glm_lazy_local_steps(indptr, indices, data, y, order, bounds, batch_rows, first, length, params, copy,
+                             buffer, size, l2, lr, largest, slopes, loss):
+    """A local SGD round's steps 1 to ``length - 1`` (the arguments as
+    :func:`~mpigd.kernels.local_round.csr_glm_local_steps`', ``slopes`` as above), with the
+    rank's copy ``u`` of the parameters kept as ``scale·v``.
+
+    Step 0's gradient and loss are in ``buffer``. The round's last step moves the copy too, to
+    ``u^H``, and ``buffer[:-1]`` is then set to what the exact round leaves there after its L2
+    correction, ``(B_0/P)·((w − u^H)/lr − H·l2·w)`` (no L2 term for the intercept): the average
+    of the ranks' copies comes out of the same reduction and update. ``lr`` must not be 0. The
+    same steps as the exact round to rounding, not bit for bit; each step's loss joins
+    ``buffer[-1]`` as there."""
+    d = params.shape[0] - 1
+    first_rows = batch_rows[first]
+    factor = size / first_rows
+    for j in range(d):  # the first move, as kernels.local_sgd_start
+        copy[j] = params[j] - (buffer[j] * factor + l2 * params[j]) * lr
+    copy[d] = params[d] - buffer[d] * factor * lr
+    scale = 1.0
+    norm = 0.0  # _pull keeps it; a local round reports no penalty
+    last = buffer.shape[0] - 1
+    for h in range(1, length):
+        step = first + h
+        rows = order[bounds[step]:bounds[step + 1]]
+        intercept = np.float64(copy[d])
+        value = _losses(indptr, indices, data, y, rows, copy, scale, intercept, slopes, loss)
+        if not abs(value) <= largest:
+            value = np.inf
+        buffer[last] = buffer[last] + (first_rows / batch_rows[step]) * value
+        scale *= 1.0 - lr * l2
+        move = lr * size / batch_rows[step]
+        scale, norm, pulled = _pull(indptr, indices, data, rows, copy, slopes, move, scale, norm, largest)
+        copy[d] = intercept - move * pulled
+        if scale < RESCALE_BELOW:
+            _rescale(copy, d, scale)
+            scale = 1.0
+    _rescale(copy, d, scale)
+    share = first_rows / size
+    decay = length * l2
+    for j in range(d):
+        buffer[j] = share * ((params[j] - copy[j]) / lr - decay * params[j])
+    buffer[d] = share * ((params[d] - copy[d]) / lr)

@@ -321,6 +321,39 @@ def test_plain_sgd_on_wide_sparse_rows_takes_lazy_steps_that_agree_with_a_step_a
         assert np.any(lazy.params[:-1] != 0) and lazy.summary["steps"] == exact.summary["steps"]
 
 
+@pytest.mark.parametrize("model", ["logistic", "linear"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_local_sgd_on_wide_sparse_rows_takes_lazy_rounds_that_agree_with_the_exact_round(model, dtype, monkeypatch):
+    # Local SGD's copy on CSR rows whose steps touch few of the weights is a scale times a vector
+    # too, and the round leaves in the buffer the displacement the exact round leaves after its
+    # L2 correction. The same rounds to rounding: batches of 1 to 4 rows, L2 off and on, a
+    # decaying rate, an outer momentum, and a round of 64 steps at lr * l2 = 0.45 whose scale
+    # falls below 1e-9 mid-round.
+    from mpigd import kernels
+    from mpigd.algorithms import local_sgd
+
+    calls = []
+    lazy_kernel = kernels.csr_glm_lazy_local_steps
+    monkeypatch.setattr(kernels, "csr_glm_lazy_local_steps", lambda *args: calls.append(1) or lazy_kernel(*args))
+    config = Config(model=model, dtype=dtype, rows=400, features=5000, density=0.002, algo="local-sgd", epochs=3,
+                    lr=0.05, seed=3, quiet=True)
+    tolerance = dict(rtol=1e-9, atol=1e-12) if dtype == "float64" else dict(rtol=2e-4, atol=1e-5)
+    for extra in (dict(batch_size=1, l2=1e-3, local_steps=8), dict(batch_size=4, local_steps=5, schedule="invscaling"),
+                  dict(batch_size=2, l2=0.9, lr=0.5, local_steps=64),
+                  dict(batch_size=3, l2=1e-2, local_steps=7, optimizer="momentum")):
+        calls.clear()
+        lazy = train(config.replace(**extra), self_comm())
+        assert calls, extra
+        with monkeypatch.context() as patch:
+            patch.setattr(local_sgd, "sparse_steps_plan", lambda gradient, bounds: None)
+            exact = train(config.replace(**extra), self_comm())
+        per_epoch, h = lazy.summary["steps"] // 3, extra["local_steps"]
+        assert len(calls) == 3 * sum(min(h, per_epoch - s) > 1 for s in range(0, per_epoch, h))  # every round
+        assert np.allclose(lazy.params, exact.params, **tolerance), (extra, np.abs(lazy.params - exact.params).max())
+        assert lazy.summary["final_loss"] == pytest.approx(exact.summary["final_loss"], rel=tolerance["rtol"])
+        assert np.any(lazy.params[:-1] != 0) and lazy.summary["steps"] == exact.summary["steps"]
+
+
 def test_lazy_sparse_steps_give_the_same_bits_however_the_clock_cuts_them_into_calls(monkeypatch):
     # Folding the scale into the weights at the end of a lazy kernel call rounds them: where the
     # calls end must not depend on how long steps took (CHUNK_SECONDS), or a run gives other bits

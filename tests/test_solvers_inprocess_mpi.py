@@ -189,3 +189,29 @@ def test_a_signal_on_one_rank_stops_every_rank_after_the_step_it_arrived_in(algo
     # local SGD's rounds are steps 1-3 and 4-6: the one that holds step 6 ends at 6 too.
     with pytest.raises(Preempted, match=r"every rank stopped after step 6 "):
         train(config, world())
+
+
+@pytest.mark.mpi(min_size=2)
+def test_lazy_local_rounds_on_wide_sparse_rows_agree_with_exact_rounds_and_every_rank_holds_the_same_bits(monkeypatch):
+    """Each rank's copy as a scale times a vector (kernels/lazy_sgd.py), its displacement into the
+    one reduction: the exact rounds' result to rounding, the same bits on every rank."""
+    from mpigd import kernels
+    from mpigd.algorithms import local_sgd
+    from mpigd.comm import world
+
+    comm = world()
+    calls = []
+    lazy_kernel = kernels.csr_glm_lazy_local_steps
+    monkeypatch.setattr(kernels, "csr_glm_lazy_local_steps", lambda *args: calls.append(1) or lazy_kernel(*args))
+    config = Config(model="logistic", rows=800, features=5000, density=0.002, algo="local-sgd", local_steps=6,
+                    batch_size=4, epochs=2, lr=0.05, l2=1e-3, seed=3, quiet=True)
+    lazy = train(config, comm).params
+    monkeypatch.setattr(local_sgd, "sparse_steps_plan", lambda gradient, bounds: None)
+    exact = train(config, comm).params
+    low, high = lazy.copy(), lazy.copy()
+    comm.allreduce_min(low)
+    comm.allreduce_max(high)
+    ok = bool(calls) and np.array_equal(low, high) and np.allclose(lazy, exact, rtol=1e-9, atol=1e-12)
+    flag = np.array([1 if ok else 0], dtype=np.int64)
+    comm.allreduce_min(flag)
+    assert flag[0] == 1, (len(calls), np.abs(lazy - exact).max())

@@ -29,6 +29,14 @@ A local step's arithmetic after the model's gradient is one kernel (``kernels.lo
 a model whose ``local_round(X)`` names a round kernel (every model, dense or CSR rows) takes
 steps 1 to ``H - 1`` of a round in one call (``kernels/local_round.py``).
 Both do the NumPy operations they replaced, in the same order and dtype: the same bits.
+
+On CSR rows of a linear or logistic model whose steps touch fewer than
+:data:`~mpigd.algorithms.sgd.LAZY_BELOW` of the weights, the copy is kept as a scale times a
+vector instead (:func:`~mpigd.kernels.csr_glm_lazy_local_steps`): a local step costs its
+non-zeros, not the features. That kernel moves the copy to ``u_r^H`` and leaves the round's
+corrected sum as ``A_r = (B_0/P)·((w − u_r^H)/lr − H·l2·w)``, from which the same reduction and
+update give the average: the same rounds to rounding, not bit for bit. Each round is one call,
+so a run repeats its bits and a resumed run ends on the uninterrupted one's.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ import numpy as np
 
 from mpigd import kernels
 from mpigd.algorithms.objective import GlobalGradient
-from mpigd.algorithms.sgd import MiniBatchSGD
+from mpigd.algorithms.sgd import MiniBatchSGD, sparse_steps_plan
 from mpigd.algorithms.update import Update
 from mpigd.optim import kernel_scalar
 
@@ -63,6 +71,11 @@ class LocalSGD(MiniBatchSGD):
         local_round = getattr(gradient.model, "local_round", None)
         self._round_kernel = local_round(gradient.shard.X) if local_round is not None else None
         self._round_scalars = np.empty(2, dtype=dtype)
+        # A GLM's copy on wide CSR rows as a scale times a vector (kernels/lazy_sgd.py).
+        plan = None
+        if self._round_kernel is not None and self._round_kernel[0] is kernels.csr_glm_local_steps:
+            plan = sparse_steps_plan(gradient, self.bounds)
+        self._slopes = np.empty(plan[0]) if plan is not None else None
 
     def _advance(self, params: np.ndarray, order: np.ndarray, step: int) -> int:
         """One round from step ``step``: up to ``local_steps`` steps, ending at the epoch's end."""
@@ -79,7 +92,11 @@ class LocalSGD(MiniBatchSGD):
         first_rows = self._batch_rows[first]
         # Step 0 is evaluated at the shared parameters, exactly as synchronous SGD does.
         gradient.buffer[-1] = gradient.local(params, self.batch(order, first), accumulated)
-        if length > 1 and self._round_kernel is not None:
+        # The scale must stay positive, and the lazy round divides by the rate.
+        lazy = length > 1 and self._slopes is not None and lr > 0 and lr * l2 < 1
+        if lazy:
+            self._lazy_steps(params, order, first, length, lr)
+        elif length > 1 and self._round_kernel is not None:
             self._fused_steps(params, order, first, length, lr)
         elif length > 1:
             # Each local step's arithmetic after the model's kernel is one kernel: as NumPy calls
@@ -93,7 +110,7 @@ class LocalSGD(MiniBatchSGD):
                 kernels.local_sgd_step(self.copy, self.drift, params, accumulated, self.step_grad, scalar(factor),
                                        h < length - 1, scalar(self.size / rows), scalar(l2), n_penalized, scalar(lr))
                 gradient.buffer[-1] += factor * loss
-        if length > 1 and l2:
+        if length > 1 and l2 and not lazy:  # the lazy round leaves the corrected sum
             accumulated[:n_penalized] -= (first_rows * l2 / self.size) * self.drift[:n_penalized]
         value = gradient.reduce(params, first_rows, float(length))
         self.update(params, gradient.grad, lr, length)
@@ -108,4 +125,16 @@ class LocalSGD(MiniBatchSGD):
         kernel(*rows, gradient.shard.y, order, self.bounds, self.batch_rows, first, length, params,
                self.copy, self.drift, gradient.buffer, self.step_grad, self.size, scalar(gradient.l2),
                gradient.model.n_penalized, scalar(lr), gradient.largest, self._round_scalars, *model_arguments)
+        gradient.compute_seconds += time.perf_counter() - start
+
+    def _lazy_steps(self, params: np.ndarray, order: np.ndarray, first: int, length: int, lr: float) -> None:
+        """Steps 1 to ``length - 1`` of the round with the copy as a scale times a vector
+        (:func:`~mpigd.kernels.csr_glm_lazy_local_steps`): the same steps to rounding, at the cost
+        of their non-zeros."""
+        gradient = self.gradient
+        kernel, rows, model_arguments = self._round_kernel
+        start = time.perf_counter()
+        kernels.csr_glm_lazy_local_steps(*rows, gradient.shard.y, order, self.bounds, self.batch_rows, first, length,
+                                         params, self.copy, gradient.buffer, self.size, gradient.l2, lr,
+                                         gradient.largest, self._slopes, *model_arguments)
         gradient.compute_seconds += time.perf_counter() - start

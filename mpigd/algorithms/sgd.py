@@ -119,6 +119,14 @@ LAZY_NONZEROS_A_CALL = 1 << 21
 RULES = {SGD: kernels.PLAIN, Momentum: kernels.MOMENTUM, Nesterov: kernels.NESTEROV, Adam: kernels.ADAM}
 
 
+def sparse_steps_plan(gradient: GlobalGradient, bounds: np.ndarray) -> tuple[int, float] | None:
+    """Where the steps' slices ``bounds`` of CSR rows touch fewer than :data:`LAZY_BELOW` of the
+    weights: the largest slice's rows and a step's non-zeros at the rows' average; else ``None``."""
+    X, largest_batch = gradient.shard.X, int(np.diff(bounds).max(initial=0))
+    nonzeros = X.nnz / max(X.shape[0], 1) * largest_batch
+    return (largest_batch, nonzeros) if nonzeros < LAZY_BELOW * X.shape[1] else None
+
+
 class ChunkedSteps:
     """Synchronous SGD's steps on one rank, many in one call of the model's
     :mod:`~mpigd.kernels.sync_round` kernel: the operations the step-by-step path runs, in its order.
@@ -153,12 +161,11 @@ class ChunkedSteps:
         self.adam = np.empty((sgd.steps_per_epoch if self.rule == kernels.ADAM else 0, 2))
         self.scalars = np.empty(1, dtype=dtype)
         self.lazy, self.slopes, self.lazy_steps = False, np.empty(0), 0
-        if self.rule == kernels.PLAIN and self.kernel is kernels.csr_glm_sync_steps:
-            X, largest_batch = gradient.shard.X, int(np.diff(sgd.bounds).max(initial=0))
-            nonzeros = X.nnz / max(X.shape[0], 1) * largest_batch  # a step's, at the rows' average
-            if nonzeros < LAZY_BELOW * X.shape[1]:
-                self.lazy, self.slopes = True, np.empty(largest_batch)
-                self.lazy_steps = max(1, min(4096, int(LAZY_NONZEROS_A_CALL / max(nonzeros, 1.0))))
+        plan = sparse_steps_plan(gradient, sgd.bounds) if self.kernel is kernels.csr_glm_sync_steps else None
+        if self.rule == kernels.PLAIN and plan is not None:
+            largest_batch, nonzeros = plan
+            self.lazy, self.slopes = True, np.empty(largest_batch)
+            self.lazy_steps = max(1, min(4096, int(LAZY_NONZEROS_A_CALL / max(nonzeros, 1.0))))
         # A run's first call takes one step (its time is unknown: it may be seconds, and the start-up
         # watchdog and an early signal wait for the first check); then as many steps as the last
         # call took CHUNK_SECONDS for (lazy calls: fixed multiples, see LAZY_NONZEROS_A_CALL).

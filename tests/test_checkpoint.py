@@ -335,20 +335,23 @@ def test_resuming_from_an_older_checkpoint_rewrites_the_metrics_from_its_epoch_o
     assert epochs == list(range(1, 11))
 
 
-def test_lazy_sparse_sgd_preempted_between_kernel_calls_resumes_bitwise(tmp_path, monkeypatch):
-    # One rank, plain SGD on wide CSR rows: many steps a kernel call, the weights a scale times a
-    # vector inside it (kernels/lazy_sgd.py). A signal is acted on between calls; the resumed run
-    # must end bitwise where the uninterrupted one does, however long its calls took.
+@pytest.mark.parametrize("algo, lazy_kernel", [("sgd", "csr_glm_lazy_sgd_steps"),
+                                               ("local-sgd", "csr_glm_lazy_local_steps")])
+def test_lazy_sparse_sgd_preempted_between_kernel_calls_resumes_bitwise(tmp_path, monkeypatch, algo, lazy_kernel):
+    # Plain SGD on wide CSR rows on one rank (many steps a kernel call), and local SGD's rounds: the
+    # weights a scale times a vector inside a call (kernels/lazy_sgd.py). A signal is acted on
+    # between calls; the resumed run must end bitwise where the uninterrupted one does, however
+    # long its calls took.
     import signal
 
     from mpigd import kernels
     from mpigd.algorithms import sgd
 
     monkeypatch.setattr(sgd, "LAZY_NONZEROS_A_CALL", 300, raising=False)  # calls end mid-epoch
-    run = dict(model="logistic", rows=400, features=5000, density=0.002, algo="sgd", batch_size=1, epochs=3,
-               lr=0.05, l2=1e-3, seed=3)
+    run = dict(model="logistic", rows=400, features=5000, density=0.002, algo=algo, batch_size=1, epochs=3, lr=0.05,
+               l2=1e-3, seed=3, **({"local_steps": 8} if algo == "local-sgd" else {}))
     whole = train(_config(tmp_path, "whole", **run), self_comm())
-    lazy, calls = kernels.csr_glm_lazy_sgd_steps, []
+    lazy, calls = getattr(kernels, lazy_kernel), []
 
     def signalled(*args):
         calls.append(1)
@@ -358,7 +361,7 @@ def test_lazy_sparse_sgd_preempted_between_kernel_calls_resumes_bitwise(tmp_path
 
     config = _config(tmp_path, "cut", **run)
     with monkeypatch.context() as patch:
-        patch.setattr(kernels, "csr_glm_lazy_sgd_steps", signalled)
+        patch.setattr(kernels, lazy_kernel, signalled)
         patch.setattr(sgd, "CHUNK_SECONDS", 1e-9)
         with pytest.raises(Preempted):
             train(config, self_comm())

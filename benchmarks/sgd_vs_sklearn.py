@@ -4,7 +4,7 @@ Run from the repository root with the environment of run/_env.sh, on 1 or more r
 
     mpiexec -n P python benchmarks/sgd_vs_sklearn.py [--models logistic linear] [--rows 200000]
         [--features 32] [--epochs 3] [--batches 1:0.01,32:0.1,256:0.5] [--l2 1e-4] [--repeats 5]
-        [--local-steps H] [--density F]
+        [--local-steps H [--local-only]] [--density F]
 
 Rank 0 writes mpigd's synthetic data set (float64) as X.npy / y.npy in a scratch directory; every
 contender fits those rows. mpigd: ``mpigd.train(Config(algo="sgd", data=DIR, ...), comm)`` on every
@@ -13,7 +13,8 @@ end). scikit-learn, on rank 0 while the other ranks wait without spinning: ``SGD
 loss="log_loss")`` or ``SGDRegressor(loss="squared_error")``, penalty l2 with ``alpha = l2`` (the
 same objective: mean loss + (l2/2)‖w‖², intercept unpenalised), ``learning_rate="constant"``,
 ``eta0`` = batch 1's rate, ``max_iter = epochs``, ``tol=None``, shuffle, no early stopping, no
-averaging. ``--local-steps H`` adds ``algo="local-sgd"`` (rounds of ``H`` steps) at every batch size.
+averaging. ``--local-steps H`` adds ``algo="local-sgd"`` (rounds of ``H`` steps) at every batch size
+(``--local-only``: instead of ``sgd``).
 ``--density F`` below 1 makes the rows sparse instead (about ``F`` of the features non-zero, mpigd's
 synthetic CSR rows): written as a CSR ``.npz`` for mpigd, handed to scikit-learn as a SciPy CSR matrix.
 With batch 1 and a constant rate both run the same algorithm (one row a step, the same
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1:0.01,32:0.1,256:0.5", help="batch:lr,... (batch 1's lr is eta0)")
     parser.add_argument("--local-steps", type=int, default=0,
                         help="also time --algo local-sgd with this many local steps at every batch (0: not)")
+    parser.add_argument("--local-only", action="store_true", help="with --local-steps: time local-sgd, not sgd")
     parser.add_argument("--l2", type=float, default=1e-4)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--density", type=float, default=1.0, help="below 1: sparse rows, this fraction non-zero")
@@ -140,7 +142,8 @@ def main() -> None:
             return mpi_comm.bcast((elapsed, value) if rank == 0 else None, root=0)
 
         contenders = {"sklearn": theirs}
-        contenders.update({f"sgd b={b} lr={lr:g}": (lambda b=b, lr=lr: ours(b, lr)) for b, lr in batches})
+        if not (args.local_only and args.local_steps):
+            contenders.update({f"sgd b={b} lr={lr:g}": (lambda b=b, lr=lr: ours(b, lr)) for b, lr in batches})
         if args.local_steps:
             contenders.update({f"local-sgd H={args.local_steps} b={b} lr={lr:g}":
                                (lambda b=b, lr=lr: ours(b, lr, args.local_steps)) for b, lr in batches})

@@ -215,6 +215,21 @@ def test_sgd_against_scikit_learn_times_every_contender_on_two_ranks(tmp_path):
     assert "| logistic | sklearn | 2 |" in job.stdout
 
 
+def test_sgd_against_scikit_learn_times_local_sgd_alone_on_sparse_rows(tmp_path):
+    """--local-only with --density: only local SGD against scikit-learn, on wide CSR rows (the lazy
+    rounds), reaching scikit-learn's objective."""
+    from mpirun import run_mpi
+
+    report = tmp_path / "sgd.json"
+    job = run_mpi(2, [str(SCRIPTS / "sgd_vs_sklearn.py"), "--models", "logistic", "--rows", "3000", "--features",
+                      "4000", "--density", "0.002", "--epochs", "2", "--repeats", "1", "--batches", "2:0.01",
+                      "--local-steps", "8", "--local-only", "--json", str(report)], timeout=240)
+    assert job.returncode == 0, job.stderr
+    records = json.loads(report.read_text())
+    assert [r["contender"] for r in records] == ["sklearn", "local-sgd H=8 b=2 lr=0.01"]
+    assert records[1]["objective"] == pytest.approx(records[0]["objective"], rel=0.05), records
+
+
 def test_sgd_step_parts_prints_every_part_on_two_ranks():
     from mpirun import run_mpi
 

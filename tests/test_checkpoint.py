@@ -345,9 +345,9 @@ def test_lazy_sparse_sgd_preempted_between_kernel_calls_resumes_bitwise(tmp_path
     import signal
 
     from mpigd import kernels
-    from mpigd.algorithms import sgd
+    from mpigd.algorithms import chunked
 
-    monkeypatch.setattr(sgd, "LAZY_NONZEROS_A_CALL", 300, raising=False)  # calls end mid-epoch
+    monkeypatch.setattr(chunked, "LAZY_NONZEROS_A_CALL", 300)  # calls end mid-epoch
     run = dict(model="logistic", rows=400, features=5000, density=0.002, algo=algo, batch_size=1, epochs=3, lr=0.05,
                l2=1e-3, seed=3, **({"local_steps": 8} if algo == "local-sgd" else {}))
     whole = train(_config(tmp_path, "whole", **run), self_comm())
@@ -362,7 +362,7 @@ def test_lazy_sparse_sgd_preempted_between_kernel_calls_resumes_bitwise(tmp_path
     config = _config(tmp_path, "cut", **run)
     with monkeypatch.context() as patch:
         patch.setattr(kernels, lazy_kernel, signalled)
-        patch.setattr(sgd, "CHUNK_SECONDS", 1e-9)
+        patch.setattr(chunked, "CHUNK_SECONDS", 1e-9)
         with pytest.raises(Preempted):
             train(config, self_comm())
     resumed = train(config.replace(resume=True), self_comm())

@@ -265,7 +265,7 @@ def test_synchronous_steps_in_one_kernel_call_give_the_bits_of_a_step_at_a_time(
     # and Adam, a constant rate, a cosine and an inverse scaling with warm-up, checkpoints every 23
     # steps (calls end there).
     from mpigd import DivergedError
-    from mpigd.algorithms.sgd import ChunkedSteps
+    from mpigd.algorithms.chunked import ChunkedSteps
 
     def one_by_one(patch):
         patch.setattr(ChunkedSteps, "for_run", classmethod(lambda cls, sgd, size: None))
@@ -300,7 +300,7 @@ def test_plain_sgd_on_wide_sparse_rows_takes_lazy_steps_that_agree_with_a_step_a
     # batches of 1, 2 and 4 rows, L2 off and on, a decaying rate, and an L2 so strong (lr * l2 =
     # 0.2 a step) that the scale falls below 1e-9 and is folded back into the weights mid-call.
     from mpigd import kernels
-    from mpigd.algorithms.sgd import ChunkedSteps
+    from mpigd.algorithms.chunked import ChunkedSteps
 
     calls = []
     lazy_kernel = kernels.csr_glm_lazy_sgd_steps
@@ -358,13 +358,13 @@ def test_lazy_sparse_steps_give_the_same_bits_however_the_clock_cuts_them_into_c
     # Folding the scale into the weights at the end of a lazy kernel call rounds them: where the
     # calls end must not depend on how long steps took (CHUNK_SECONDS), or a run gives other bits
     # run after run, and a run resumed between two calls other bits than an uninterrupted one.
-    from mpigd.algorithms import sgd
+    from mpigd.algorithms import chunked
 
     config = Config(model="logistic", rows=400, features=5000, density=0.002, algo="sgd", batch_size=1, epochs=3,
                     lr=0.05, l2=1e-3, seed=3, quiet=True)
     runs = []
     for seconds in (1e-9, 1e-4, 10.0):
-        monkeypatch.setattr(sgd, "CHUNK_SECONDS", seconds)
+        monkeypatch.setattr(chunked, "CHUNK_SECONDS", seconds)
         runs.append(train(config, self_comm()))
     for run in runs[1:]:
         assert np.array_equal(run.params, runs[0].params)
@@ -376,7 +376,7 @@ def test_lazy_sparse_steps_do_not_diverge_where_a_step_at_a_time_does_not(dtype,
     # Huge weights that a step at a time keeps finite: without L2, 0 times an overflowed ‖v‖² was a
     # NaN objective; with the scale far below 1, v = w / scale overflowed float32 where w did not.
     # Both stopped the lazy run as diverged ("the local gradient ... is NaN or Inf").
-    from mpigd.algorithms.sgd import ChunkedSteps
+    from mpigd.algorithms.chunked import ChunkedSteps
 
     config = Config(model="logistic", dtype=dtype, rows=400, features=5000, density=0.002, algo="sgd", batch_size=1,
                     epochs=1, lr=lr, l2=l2, seed=3, quiet=True)

@@ -168,7 +168,7 @@ def test_sgd_steps_in_one_kernel_call_report_the_allreduces_of_a_step_at_a_time(
     # On one rank sgd takes many steps in one kernel call (kernels/sync_round.py) and reduced
     # nothing through the communicator: allreduce_calls and bytes_allreduced counted the
     # evaluations alone, less than bytes_allreduced_training, which counts every step's buffer.
-    from mpigd.algorithms.sgd import ChunkedSteps
+    from mpigd.algorithms.chunked import ChunkedSteps
 
     config = Config(model="logistic", algo="sgd", batch_size=4, rows=400, features=3, epochs=2, quiet=True)
     chunked = train(config, self_comm()).summary

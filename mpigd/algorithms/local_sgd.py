@@ -31,7 +31,7 @@ steps 1 to ``H - 1`` of a round in one call (``kernels/local_round.py``).
 Both do the NumPy operations they replaced, in the same order and dtype: the same bits.
 
 On CSR rows of a linear or logistic model whose steps touch fewer than
-:data:`~mpigd.algorithms.sgd.LAZY_BELOW` of the weights, the copy is kept as a scale times a
+:data:`~mpigd.algorithms.chunked.LAZY_BELOW` of the weights, the copy is kept as a scale times a
 vector instead (:func:`~mpigd.kernels.csr_glm_lazy_local_steps`): a local step costs its
 non-zeros, not the features. That kernel moves the copy to ``u_r^H`` and leaves the round's
 corrected sum as ``A_r = (B_0/P)·((w − u_r^H)/lr − H·l2·w)``, from which the same reduction and
@@ -46,8 +46,9 @@ import time
 import numpy as np
 
 from mpigd import kernels
+from mpigd.algorithms.chunked import sparse_steps_plan
 from mpigd.algorithms.objective import GlobalGradient
-from mpigd.algorithms.sgd import MiniBatchSGD, sparse_steps_plan
+from mpigd.algorithms.sgd import MiniBatchSGD
 from mpigd.algorithms.update import Update
 from mpigd.optim import kernel_scalar
 

@@ -116,33 +116,32 @@ def csr_glm_lazy_sgd_steps(indptr, indices, data, y, order, bounds, batch_rows, 
 @kernel
 def csr_glm_lazy_local_steps(indptr, indices, data, y, order, bounds, batch_rows, first, length, params, copy,
                              buffer, size, l2, lr, largest, slopes, loss):
-    """A local SGD round's steps 1 to ``length - 1`` (the arguments as
+    """A whole local SGD round, steps 0 to ``length - 1`` (the arguments as
     :func:`~mpigd.kernels.local_round.csr_glm_local_steps`', ``slopes`` as above), with the
     rank's copy ``u`` of the parameters kept as ``scale·v``.
 
-    Step 0's gradient and loss are in ``buffer``. The round's last step moves the copy too, to
-    ``u^H``, and ``buffer[:-1]`` is then set to what the exact round leaves there after its L2
-    correction, ``(B_0/P)·((w − u^H)/lr − H·l2·w)`` (no L2 term for the intercept): the average
-    of the ranks' copies comes out of the same reduction and update. ``lr`` must not be 0. The
-    same steps as the exact round to rounding, not bit for bit; each step's loss joins
-    ``buffer[-1]`` as there."""
+    Step 0 is taken at ``w = params``, as the round's step 0 is; the last step moves the copy too,
+    to ``u^H``. ``buffer`` is then what the exact round leaves there after its L2 correction:
+    ``buffer[:-1] = (B_0/P)·((w − u^H)/lr − H·l2·w)`` (no L2 term for the intercept), from which
+    the same reduction and update give the average of the ranks' copies, and ``buffer[-1]`` the
+    steps' summed losses, step ``h``'s scaled by ``B_0/B_h``. ``copy`` is scratch; ``lr`` must not
+    be 0. The same steps as the exact round to rounding, not bit for bit, without its passes over
+    every weight at step 0 (the gradient's zeroing, the first move)."""
     d = params.shape[0] - 1
     first_rows = batch_rows[first]
-    factor = size / first_rows
-    for j in range(d):  # the first move, as kernels.local_sgd_start
-        copy[j] = params[j] - (buffer[j] * factor + l2 * params[j]) * lr
-    copy[d] = params[d] - buffer[d] * factor * lr
+    for j in range(d + 1):
+        copy[j] = params[j]
     scale = 1.0
     norm = 0.0  # _pull keeps it; a local round reports no penalty
-    last = buffer.shape[0] - 1
-    for h in range(1, length):
+    summed = 0.0
+    for h in range(length):
         step = first + h
         rows = order[bounds[step]:bounds[step + 1]]
         intercept = np.float64(copy[d])
         value = _losses(indptr, indices, data, y, rows, copy, scale, intercept, slopes, loss)
         if not abs(value) <= largest:
             value = np.inf
-        buffer[last] = buffer[last] + (first_rows / batch_rows[step]) * value
+        summed += (first_rows / batch_rows[step]) * value
         scale *= 1.0 - lr * l2
         move = lr * size / batch_rows[step]
         scale, norm, pulled = _pull(indptr, indices, data, rows, copy, slopes, move, scale, norm, largest)
@@ -150,9 +149,11 @@ def csr_glm_lazy_local_steps(indptr, indices, data, y, order, bounds, batch_rows
         if scale < RESCALE_BELOW:
             _rescale(copy, d, scale)
             scale = 1.0
-    _rescale(copy, d, scale)
+    # One pass, the copy's scale folded in on the way and no division (it took as long as the rest).
     share = first_rows / size
-    decay = length * l2
+    per_rate, decay = share / lr, share * length * l2
     for j in range(d):
-        buffer[j] = share * ((params[j] - copy[j]) / lr - decay * params[j])
-    buffer[d] = share * ((params[d] - copy[d]) / lr)
+        w = np.float64(params[j])
+        buffer[j] = (w - scale * copy[j]) * per_rate - decay * w
+    buffer[d] = (params[d] - copy[d]) * per_rate
+    buffer[d + 1] = summed

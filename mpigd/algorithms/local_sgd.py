@@ -87,17 +87,24 @@ class LocalSGD(MiniBatchSGD):
 
     def _round(self, params: np.ndarray, order: np.ndarray, first: int, length: int) -> float:
         """The round's steps; returns the sum of their mini-batch objectives (one reduction)."""
+        gradient, lr = self.gradient, self.update.rate()
+        # The scale must stay positive, and the lazy round divides by the rate.
+        if length > 1 and self._slopes is not None and lr > 0 and lr * gradient.l2 < 1:
+            self._lazy_round(params, order, first, length, lr)
+        else:
+            self._exact_round(params, order, first, length, lr)
+        value = gradient.reduce(params, self._batch_rows[first], float(length))
+        self.update(params, gradient.grad, lr, length)
+        return value
+
+    def _exact_round(self, params: np.ndarray, order: np.ndarray, first: int, length: int, lr: float) -> None:
+        """The round's steps as the module describes them, leaving ``[A_r..., loss]`` in the buffer."""
         gradient, model, scalar = self.gradient, self.gradient.model, self._scalar
         accumulated, l2, n_penalized = gradient.grad, gradient.l2, model.n_penalized
-        lr = self.update.rate()
         first_rows = self._batch_rows[first]
         # Step 0 is evaluated at the shared parameters, exactly as synchronous SGD does.
         gradient.buffer[-1] = gradient.local(params, self.batch(order, first), accumulated)
-        # The scale must stay positive, and the lazy round divides by the rate.
-        lazy = length > 1 and self._slopes is not None and lr > 0 and lr * l2 < 1
-        if lazy:
-            self._lazy_steps(params, order, first, length, lr)
-        elif length > 1 and self._round_kernel is not None:
+        if length > 1 and self._round_kernel is not None:
             self._fused_steps(params, order, first, length, lr)
         elif length > 1:
             # Each local step's arithmetic after the model's kernel is one kernel: as NumPy calls
@@ -111,11 +118,8 @@ class LocalSGD(MiniBatchSGD):
                 kernels.local_sgd_step(self.copy, self.drift, params, accumulated, self.step_grad, scalar(factor),
                                        h < length - 1, scalar(self.size / rows), scalar(l2), n_penalized, scalar(lr))
                 gradient.buffer[-1] += factor * loss
-        if length > 1 and l2 and not lazy:  # the lazy round leaves the corrected sum
+        if length > 1 and l2:
             accumulated[:n_penalized] -= (first_rows * l2 / self.size) * self.drift[:n_penalized]
-        value = gradient.reduce(params, first_rows, float(length))
-        self.update(params, gradient.grad, lr, length)
-        return value
 
     def _fused_steps(self, params: np.ndarray, order: np.ndarray, first: int, length: int, lr: float) -> None:
         """Steps 1 to ``length - 1`` of the round in one kernel call: the operations of the loop in
@@ -128,8 +132,8 @@ class LocalSGD(MiniBatchSGD):
                gradient.model.n_penalized, scalar(lr), gradient.largest, self._round_scalars, *model_arguments)
         gradient.compute_seconds += time.perf_counter() - start
 
-    def _lazy_steps(self, params: np.ndarray, order: np.ndarray, first: int, length: int, lr: float) -> None:
-        """Steps 1 to ``length - 1`` of the round with the copy as a scale times a vector
+    def _lazy_round(self, params: np.ndarray, order: np.ndarray, first: int, length: int, lr: float) -> None:
+        """The round's steps with the copy as a scale times a vector
         (:func:`~mpigd.kernels.csr_glm_lazy_local_steps`): the same steps to rounding, at the cost
         of their non-zeros."""
         gradient = self.gradient

@@ -137,7 +137,7 @@ class LocalSGD(MiniBatchSGD):
         (:func:`~mpigd.kernels.csr_glm_lazy_local_steps`): the same steps to rounding, at the cost
         of their non-zeros."""
         gradient = self.gradient
-        kernel, rows, model_arguments = self._round_kernel
+        _, rows, model_arguments = self._round_kernel
         start = time.perf_counter()
         kernels.csr_glm_lazy_local_steps(*rows, gradient.shard.y, order, self.bounds, self.batch_rows, first, length,
                                          params, self.copy, gradient.buffer, self.size, gradient.l2, lr,

@@ -57,3 +57,15 @@ def test_the_scaling_sweep_fills_whole_nodes(tmp_path, per_node_variable):
     launches = [launch.split() for launch in (tmp_path / "srun.log").read_text().splitlines()]
     shapes = [(launch[launch.index("-n") + 1], launch[launch.index("-N") + 1]) for launch in launches]
     assert shapes == [("1", "1"), ("2", "1"), ("4", "1"), ("8", "2")]
+
+
+@pytest.mark.parametrize("command, status, words", [
+    (["sh", "-c", "exit 3"], 3, ""),
+    (["sh", "-c", "kill -9 $$"], 137, ""),  # as a shell reports a child a signal ended
+    (["/nonexistent/launcher"], 127, "mpigd: cannot run /nonexistent/launcher: No such file or directory"),
+    ([], 2, "usage: python -m mpigd.batchjob LAUNCHER [ARGS...]"),
+])
+def test_the_batch_job_supervisor_exits_as_a_shell_would(command, status, words):
+    done = subprocess.run([sys.executable, "-m", "mpigd.batchjob", *command], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == status and done.stderr.strip() == words, done.stderr

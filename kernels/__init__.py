@@ -4,7 +4,7 @@ No MPI, no I/O, no state. Every kernel writes into output arrays the caller prea
 allocates nothing in its loop; each has a NumPy twin in the tests as its oracle.
 """
 
-from mpigd.kernels.finish import all_finite, mean_with_l2, sum_of_squares
+from mpigd.kernels.finish import all_finite, mean_with_l2, sum_of_abs, sum_of_squares
 from mpigd.kernels.glm import LOGISTIC, SQUARED, glm_loss_grad, glm_loss_grad_rows, logistic_eval, squared_eval
 from mpigd.kernels.gram import DEFAULT as gram_default, gram_blas, gram_csr, gram_numba
 from mpigd.kernels.jit import kernel
@@ -76,5 +76,6 @@ __all__ = [
     "softmax_loss_grad",
     "squared_eval",
     "stream_sum",
+    "sum_of_abs",
     "sum_of_squares",
 ]

@@ -46,6 +46,22 @@ def sum_of_squares(values, n):
 
 
 @kernel(fastmath=False)
+def sum_of_abs(values, n):
+    """``sum(abs(values[:n]))`` in float64, in the order of :func:`sum_of_squares`: the L1 penalty of
+    a step taken alone and of steps taken many in one kernel call are the same bits."""
+    s0 = s1 = s2 = s3 = 0.0
+    quads = n - n % 4
+    for i in range(0, quads, 4):
+        s0 += abs(np.float64(values[i]))
+        s1 += abs(np.float64(values[i + 1]))
+        s2 += abs(np.float64(values[i + 2]))
+        s3 += abs(np.float64(values[i + 3]))
+    for i in range(quads, n):
+        s0 += abs(np.float64(values[i]))
+    return (s0 + s1) + (s2 + s3)
+
+
+@kernel(fastmath=False)
 def mean_with_l2(buffer, rows, params, n_penalized, l2, half_l2):
     """Finish a summed ``[gradient..., loss]`` buffer in place; return the objective, or NaN.
 

@@ -41,7 +41,7 @@ def penalty(params: np.ndarray, n_penalized: int, l1: float, l2: float) -> float
     """l1·‖w‖₁ + (l2/2)·‖w‖²: the regularisation term of the objective."""
     value = l2_penalty(params, n_penalized, l2) if l2 else 0.0
     if l1:
-        value += l1 * float(np.abs(params[:n_penalized].astype(np.float64, copy=False)).sum())
+        value += l1 * kernels.sum_of_abs(params, n_penalized)
     return value
 
 

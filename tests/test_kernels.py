@@ -234,3 +234,14 @@ def test_sum_of_squares_is_the_float64_sum_of_the_first_n():
         values = rng.standard_normal(n + 3).astype(np.float32)
         exact = math.fsum(float(v) ** 2 for v in values[:n])
         assert kernels.sum_of_squares(values, n) == pytest.approx(exact, rel=1e-15, abs=0.0)
+
+
+def test_sum_of_abs_is_the_float64_sum_of_the_first_n_in_the_order_of_sum_of_squares():
+    rng = np.random.default_rng(6)
+    for n in (0, 1, 3, 4, 5, 63, 1000):
+        values = rng.standard_normal(n + 3).astype(np.float32)
+        exact = math.fsum(abs(float(v)) for v in values[:n])
+        assert kernels.sum_of_abs(values, n) == pytest.approx(exact, rel=1e-15, abs=0.0)
+        # The same four partial sums as sum_of_squares: given the squares, the same bits.
+        wide = values.astype(np.float64)
+        assert kernels.sum_of_abs(wide * wide, n) == kernels.sum_of_squares(wide, n)

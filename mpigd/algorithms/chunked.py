@@ -44,15 +44,15 @@ def sparse_steps_plan(gradient: GlobalGradient, bounds: np.ndarray) -> tuple[int
 class ChunkedSteps:
     """Synchronous SGD's steps on one rank, many in one call of the model's
     :mod:`~mpigd.kernels.sync_round` kernel: the operations the step-by-step path runs, in its order.
-    Plain SGD on wide CSR rows of a GLM takes :func:`~mpigd.kernels.csr_glm_lazy_sgd_steps` instead
-    (the same steps to rounding, at the cost of their non-zeros)."""
+    Plain SGD on wide CSR rows of a GLM, without L1, takes :func:`~mpigd.kernels.csr_glm_lazy_sgd_steps`
+    instead (the same steps to rounding, at the cost of their non-zeros)."""
 
     @classmethod
     def for_run(cls, sgd: MiniBatchSGD, size: int) -> "ChunkedSteps | None":
         """The chunked steps of ``sgd``, or ``None`` where its steps cannot run as one kernel call."""
         gradient, update = sgd.gradient, sgd.update
         sync_round = getattr(gradient.model, "sync_round", None)
-        if size != 1 or sync_round is None or type(update.optimizer) not in RULES or update.l1 or gradient.clip:
+        if size != 1 or sync_round is None or type(update.optimizer) not in RULES or gradient.clip:
             return None
         return cls(sgd, sync_round(gradient.shard.X))
 
@@ -73,10 +73,11 @@ class ChunkedSteps:
             self.coefficients = np.array([getattr(optimizer, "momentum", 0.0), 0, 0, 0, 0], dtype=dtype)
         self.rates = np.empty(sgd.steps_per_epoch, dtype=dtype)
         self.adam = np.empty((sgd.steps_per_epoch if self.rule == kernels.ADAM else 0, 2))
+        self.thresholds = np.zeros(sgd.steps_per_epoch)  # L1's proximal step, rate·l1
         self.scalars = np.empty(1, dtype=dtype)
         self.lazy, self.slopes, self.lazy_steps = False, np.empty(0), 0
         plan = sparse_steps_plan(gradient, sgd.bounds) if self.kernel is kernels.csr_glm_sync_steps else None
-        if self.rule == kernels.PLAIN and plan is not None:
+        if self.rule == kernels.PLAIN and plan is not None and not sgd.update.l1:
             largest_batch, nonzeros = plan
             self.lazy, self.slopes = True, np.empty(largest_batch)
             self.lazy_steps = max(1, min(4096, int(LAZY_NONZEROS_A_CALL / max(nonzeros, 1.0))))
@@ -103,6 +104,8 @@ class ChunkedSteps:
         self.rates[:length] = rates
         if self.rule == kernels.ADAM:
             self._adam_rates(rates)
+        if update.l1:
+            self.thresholds[:length] = [rate * update.l1 for rate in rates]  # Update's lr * (l1 * 1)
         start = time.perf_counter()
         if self.lazy and float(self.rates[:length].max()) * gradient.l2 < 1:  # the scale stays positive
             taken, sgd._total, status = kernels.csr_glm_lazy_sgd_steps(
@@ -111,9 +114,9 @@ class ChunkedSteps:
         else:
             taken, sgd._total, status = self.kernel(
                 *self.rows, gradient.shard.y, order, sgd.bounds, sgd.batch_rows, first, length, params,
-                gradient.buffer, self.rates, self.scalar(gradient.l2), 0.5 * gradient.l2, gradient.model.n_penalized,
-                gradient.largest, self.rule, self.state, self.coefficients, self.adam, sgd._total, self.scalars,
-                *self.model_arguments)
+                gradient.buffer, self.rates, self.scalar(gradient.l2), 0.5 * gradient.l2, float(update.l1),
+                self.thresholds, gradient.model.n_penalized, gradient.largest, self.rule, self.state, self.coefficients,
+                self.adam, sgd._total, self.scalars, *self.model_arguments)
         seconds = time.perf_counter() - start
         gradient.compute_seconds += seconds
         gradient.reductions += taken

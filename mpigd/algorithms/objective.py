@@ -78,8 +78,7 @@ class GlobalGradient:
         scalar = self._scalar
         value = kernels.mean_with_l2(self.buffer, scalar(n_rows), params, self.model.n_penalized, scalar(l2), 0.5 * l2)
         if self.l1:
-            weights = params[: self.model.n_penalized].astype(np.float64, copy=False)
-            value += self.l1 * scale * float(np.abs(weights).sum())
+            value += self.l1 * scale * kernels.sum_of_abs(params, self.model.n_penalized)
         # The reduced buffer is the same on every rank, so every rank takes this branch or none.
         if not math.isfinite(value):
             self.comm.agree(None if local_finite else nonfinite_error(self.comm.rank, local=True))

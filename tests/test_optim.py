@@ -291,6 +291,31 @@ def test_synchronous_steps_in_one_kernel_call_give_the_bits_of_a_step_at_a_time(
     assert words[0] == words[1] and "diverged at step" in words[0]
 
 
+def _lazy_against_exact(monkeypatch, kernel_name, turn_off, config, extras) -> list:
+    """Train each ``config.replace(**extra)`` with the lazy kernel ``kernel_name``, then with
+    ``turn_off(patch)`` taking the exact path: the parameters and the final objective must agree to
+    rounding. Returns each run's extra, lazy result and number of lazy calls."""
+    from mpigd import kernels
+
+    calls = []
+    lazy_kernel = getattr(kernels, kernel_name)
+    monkeypatch.setattr(kernels, kernel_name, lambda *args: calls.append(1) or lazy_kernel(*args))
+    tolerance = dict(rtol=1e-9, atol=1e-12) if config.dtype == "float64" else dict(rtol=2e-4, atol=1e-5)
+    runs = []
+    for extra in extras:
+        calls.clear()
+        lazy = train(config.replace(**extra), self_comm())
+        assert calls, extra
+        runs.append((extra, lazy, len(calls)))
+        with monkeypatch.context() as patch:
+            turn_off(patch)
+            exact = train(config.replace(**extra), self_comm())
+        assert np.allclose(lazy.params, exact.params, **tolerance), (extra, np.abs(lazy.params - exact.params).max())
+        assert lazy.summary["final_loss"] == pytest.approx(exact.summary["final_loss"], rel=tolerance["rtol"])
+        assert np.any(lazy.params[:-1] != 0) and lazy.summary["steps"] == exact.summary["steps"]
+    return runs
+
+
 @pytest.mark.parametrize("model", ["logistic", "linear"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_plain_sgd_on_wide_sparse_rows_takes_lazy_steps_that_agree_with_a_step_at_a_time(model, dtype, monkeypatch):
@@ -299,26 +324,14 @@ def test_plain_sgd_on_wide_sparse_rows_takes_lazy_steps_that_agree_with_a_step_a
     # same bits (the decay and the gradient land in another order), the same steps to rounding:
     # batches of 1, 2 and 4 rows, L2 off and on, a decaying rate, and an L2 so strong (lr * l2 =
     # 0.2 a step) that the scale falls below 1e-9 and is folded back into the weights mid-call.
-    from mpigd import kernels
     from mpigd.algorithms.chunked import ChunkedSteps
 
-    calls = []
-    lazy_kernel = kernels.csr_glm_lazy_sgd_steps
-    monkeypatch.setattr(kernels, "csr_glm_lazy_sgd_steps", lambda *args: calls.append(1) or lazy_kernel(*args))
     config = Config(model=model, dtype=dtype, rows=400, features=5000, density=0.002, algo="sgd", epochs=3, lr=0.05,
                     seed=3, quiet=True)
-    tolerance = dict(rtol=1e-9, atol=1e-12) if dtype == "float64" else dict(rtol=2e-4, atol=1e-5)
-    for extra in (dict(batch_size=1, l2=1e-3), dict(batch_size=4, l2=0.0, schedule="invscaling"),
-                  dict(batch_size=2, l2=0.4, lr=0.5)):
-        calls.clear()
-        lazy = train(config.replace(**extra), self_comm())
-        assert calls, extra
-        with monkeypatch.context() as patch:
-            patch.setattr(ChunkedSteps, "for_run", classmethod(lambda cls, sgd, size: None))
-            exact = train(config.replace(**extra), self_comm())
-        assert np.allclose(lazy.params, exact.params, **tolerance), (extra, np.abs(lazy.params - exact.params).max())
-        assert lazy.summary["final_loss"] == pytest.approx(exact.summary["final_loss"], rel=tolerance["rtol"])
-        assert np.any(lazy.params[:-1] != 0) and lazy.summary["steps"] == exact.summary["steps"]
+    _lazy_against_exact(monkeypatch, "csr_glm_lazy_sgd_steps",
+                        lambda patch: patch.setattr(ChunkedSteps, "for_run", classmethod(lambda cls, sgd, size: None)),
+                        config, [dict(batch_size=1, l2=1e-3), dict(batch_size=4, l2=0.0, schedule="invscaling"),
+                                 dict(batch_size=2, l2=0.4, lr=0.5)])
 
 
 @pytest.mark.parametrize("model", ["logistic", "linear"])
@@ -328,30 +341,20 @@ def test_local_sgd_on_wide_sparse_rows_takes_lazy_rounds_that_agree_with_the_exa
     # too, and the round leaves in the buffer the displacement the exact round leaves after its
     # L2 correction. The same rounds to rounding: batches of 1 to 4 rows, L2 off and on, a
     # decaying rate, an outer momentum, and a round of 64 steps at lr * l2 = 0.45 whose scale
-    # falls below 1e-9 mid-round.
-    from mpigd import kernels
+    # falls below 1e-9 mid-round. One lazy call a round of more than one step.
     from mpigd.algorithms import local_sgd
 
-    calls = []
-    lazy_kernel = kernels.csr_glm_lazy_local_steps
-    monkeypatch.setattr(kernels, "csr_glm_lazy_local_steps", lambda *args: calls.append(1) or lazy_kernel(*args))
     config = Config(model=model, dtype=dtype, rows=400, features=5000, density=0.002, algo="local-sgd", epochs=3,
                     lr=0.05, seed=3, quiet=True)
-    tolerance = dict(rtol=1e-9, atol=1e-12) if dtype == "float64" else dict(rtol=2e-4, atol=1e-5)
-    for extra in (dict(batch_size=1, l2=1e-3, local_steps=8), dict(batch_size=4, local_steps=5, schedule="invscaling"),
-                  dict(batch_size=2, l2=0.9, lr=0.5, local_steps=64),
-                  dict(batch_size=3, l2=1e-2, local_steps=7, optimizer="momentum")):
-        calls.clear()
-        lazy = train(config.replace(**extra), self_comm())
-        assert calls, extra
-        with monkeypatch.context() as patch:
-            patch.setattr(local_sgd, "sparse_steps_plan", lambda gradient, bounds: None)
-            exact = train(config.replace(**extra), self_comm())
+    runs = _lazy_against_exact(
+        monkeypatch, "csr_glm_lazy_local_steps",
+        lambda patch: patch.setattr(local_sgd, "sparse_steps_plan", lambda gradient, bounds: None), config,
+        [dict(batch_size=1, l2=1e-3, local_steps=8), dict(batch_size=4, local_steps=5, schedule="invscaling"),
+         dict(batch_size=2, l2=0.9, lr=0.5, local_steps=64),
+         dict(batch_size=3, l2=1e-2, local_steps=7, optimizer="momentum")])
+    for extra, lazy, calls in runs:
         per_epoch, h = lazy.summary["steps"] // 3, extra["local_steps"]
-        assert len(calls) == 3 * sum(min(h, per_epoch - s) > 1 for s in range(0, per_epoch, h))  # every round
-        assert np.allclose(lazy.params, exact.params, **tolerance), (extra, np.abs(lazy.params - exact.params).max())
-        assert lazy.summary["final_loss"] == pytest.approx(exact.summary["final_loss"], rel=tolerance["rtol"])
-        assert np.any(lazy.params[:-1] != 0) and lazy.summary["steps"] == exact.summary["steps"]
+        assert calls == 3 * sum(min(h, per_epoch - s) > 1 for s in range(0, per_epoch, h)), extra
 
 
 def test_lazy_sparse_steps_give_the_same_bits_however_the_clock_cuts_them_into_calls(monkeypatch):

@@ -52,7 +52,10 @@ def run(command: list[str]) -> int:
     job = os.environ.get("SLURM_JOB_ID")
     if status == EXIT_PREEMPTED and job:
         print(f"mpigd: preempted; requeueing job {job}", file=sys.stderr, flush=True)
-        subprocess.run(["scontrol", "requeue", job], check=False)
+        try:
+            subprocess.run(["scontrol", "requeue", job], check=False)
+        except OSError as error:  # the run's status stands; say why the job stays down
+            print(f"mpigd: cannot requeue job {job}: scontrol: {error.strerror or error}", file=sys.stderr)
     return status
 
 

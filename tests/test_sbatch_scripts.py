@@ -69,3 +69,15 @@ def test_the_batch_job_supervisor_exits_as_a_shell_would(command, status, words)
     done = subprocess.run([sys.executable, "-m", "mpigd.batchjob", *command], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == status and done.stderr.strip() == words, done.stderr
+
+
+def test_a_preempted_run_keeps_its_status_where_scontrol_cannot_be_run(tmp_path):
+    # Exit 75 inside a job whose node has no scontrol on the PATH: the run's status stands, one line
+    # says why the job was not requeued (it said "cannot run sh", the launcher's name, and 127).
+    env = dict(os.environ, SLURM_JOB_ID="4242", PATH=str(tmp_path))
+    (tmp_path / "sh").symlink_to("/bin/sh")
+    done = subprocess.run([sys.executable, "-m", "mpigd.batchjob", "sh", "-c", "exit 75"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 75, done.stderr
+    assert done.stderr.splitlines() == ["mpigd: preempted; requeueing job 4242",
+                                        "mpigd: cannot requeue job 4242: scontrol: No such file or directory"]

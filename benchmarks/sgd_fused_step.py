@@ -7,6 +7,7 @@ Run from the repository root with the environment of run/_env.sh, on 1 or more r
     [mpiexec -n P] python benchmarks/sgd_fused_step.py [--batches 1,32,256] [--optimizers sgd,momentum,adam]
         [--dtype float64] [--steps 4000] [--repeats 21] [--rows 200000] [--features 32]
         [--local-steps 1] [--old reduce,step,round] [--model logistic] [--classes 10] [--hidden 16] [--l1 0]
+        [--clip-grad-norm 0]
 
 ``--local-steps H`` above 1 times local SGD (``algo="local-sgd"``, rounds of ``H`` steps; a step's
 time is a round's over ``H``). ``--old`` names the parts the old step takes in their NumPy form: the
@@ -17,7 +18,7 @@ kernels in both.
 
 For each batch size (rows per rank: the global batch is that times the rank count) and optimizer
 it builds the algorithm and the RunControl as ``mpigd.train`` does (``--model``, logistic by default,
-on synthetic rows, l2 1e-4, ``--l1``; softmax and mlp with ``--classes`` classes, mlp with ``--hidden`` units), then, ``--repeats`` times, runs
+on synthetic rows, l2 1e-4, ``--l1``, ``--clip-grad-norm``; softmax and mlp with ``--classes`` classes, mlp with ``--hidden`` units), then, ``--repeats`` times, runs
 ``--steps`` whole steps (``_advance`` + ``after_step``) with the old code patched in and as many
 with the new, in alternating order. It prints, per configuration, the median us per step of
 each and the median of the per-repeat ratios old/new (above 1: the new step is faster), and
@@ -169,13 +170,14 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=10, help="softmax and mlp")
     parser.add_argument("--hidden", type=int, default=16, help="mlp: one hidden layer of this width")
     parser.add_argument("--l1", type=float, default=0.0, help="L1 weight (its proximal step every step)")
+    parser.add_argument("--clip-grad-norm", type=float, default=0.0, help="clip each step's gradient to this norm")
     parser.add_argument("--old", default="reduce,step,round", help="the parts the old step runs in their old form: reduce, step, round in NumPy; chunk one step a call")
     args = parser.parse_args()
     old_parts = set(args.old.split(","))
     algo = "local-sgd" if args.local_steps > 1 else "sgd"
     comm = world()
     if comm.rank == 0:
-        print(f"# {algo} (H {args.local_steps}; old: {args.old}; l1 {args.l1:g}), "
+        print(f"# {algo} (H {args.local_steps}; old: {args.old}; l1 {args.l1:g}; clip {args.clip_grad_norm:g}), "
               f"{args.model} {args.rows} x {args.features} {args.dtype}, {comm.size} rank(s), {comm.library()}; "
               f"us a step (_advance + after_step), median of {args.repeats} x {args.steps} steps; old/new: median of "
               "the per-repeat ratios")
@@ -187,7 +189,8 @@ def main() -> None:
             if args.model == "mlp":
                 shape["hidden"] = (args.hidden,)
             config = Config(model=args.model, algo=algo, rows=args.rows, features=args.features, epochs=1,
-                            lr=0.01, l2=1e-4, l1=args.l1, batch_size=batch * comm.size, optimizer=name, dtype=args.dtype,
+                            lr=0.01, l2=1e-4, l1=args.l1, clip_grad_norm=args.clip_grad_norm,
+                            batch_size=batch * comm.size, optimizer=name, dtype=args.dtype,
                             local_steps=args.local_steps, quiet=True, **shape)
             shard = load_shard(config, comm)
             model = make_model(args.model, args.features, n_classes=args.classes, hidden=(args.hidden,))

@@ -19,7 +19,8 @@ moments ``state[0]``, ``state[1]``, the scratch ``state[2]``, ``coefficients[1:5
 ``adam[s - first]``). ``l2`` is in the buffer's dtype and ``half_l2`` in float64,
 as :meth:`mpigd.algorithms.objective.GlobalGradient.reduce` passes them; ``l1`` (float64) adds
 ``l1·‖w‖₁`` to the objective, and each step ends with the proximal step of ``thresholds[s - first]``
-(``rate·l1`` in float64, as :class:`mpigd.algorithms.update.Update` computes it; 0: none). ``total`` is the epoch's
+(``rate·l1`` in float64, as :class:`mpigd.algorithms.update.Update` computes it; 0: none); a
+``clip`` above 0 scales each step's mean gradient to a norm of at most ``clip``. ``total`` is the epoch's
 running sum of step objectives, continued in float64 step by step as the caller's loop added them.
 
 They return ``(steps taken, total, status)``: status :data:`DONE`, or :data:`LOCAL_NONFINITE` /
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpigd.kernels.finish import all_finite, mean_with_l2, sum_of_abs
+from mpigd.kernels.finish import all_finite, mean_with_l2, sum_of_abs, sum_of_squares
 from mpigd.kernels.glm import BLOCK_ROWS, glm_loss_grad_rows_into
 from mpigd.kernels.jit import kernel
 from mpigd.kernels.mlp import mlp_loss_grad_into, mlp_workspace
@@ -44,7 +45,7 @@ DONE, LOCAL_NONFINITE, NONFINITE = 0, 1, 2
 
 
 @kernel(inline="always", fastmath=False)
-def _finish_step(params, buffer, value, rows, h, rates, adam, l2, half_l2, l1, thresholds, n_penalized, largest,
+def _finish_step(params, buffer, value, rows, h, rates, adam, l2, half_l2, l1, thresholds, clip, n_penalized, largest,
                  rule, state, coefficients, scalars):
     """What a step does once its gradient is in ``buffer[:-1]`` and its summed loss is ``value``:
     returns ``(status, objective)``."""
@@ -60,6 +61,12 @@ def _finish_step(params, buffer, value, rows, h, rates, adam, l2, half_l2, l1, t
         objective += l1 * sum_of_abs(params, n_penalized)
     if not np.isfinite(objective):
         return NONFINITE, 0.0
+    if clip > 0:  # as mpigd.guards.clip_norm
+        norm = np.sqrt(sum_of_squares(buffer, last))
+        if norm > clip:
+            scalars[0] = clip / norm
+            for i in range(last):
+                buffer[i] = buffer[i] * scalars[0]
     if rule == PLAIN:
         sgd_step(params, buffer[:last], rates[h])
     elif rule == ADAM:
@@ -74,7 +81,7 @@ def _finish_step(params, buffer, value, rows, h, rates, adam, l2, half_l2, l1, t
 
 @kernel(fastmath=False)
 def glm_sync_steps(X, y, order, bounds, batch_rows, first, length, params, buffer, rates, l2, half_l2,
-                   l1, thresholds, n_penalized, largest, rule, state, coefficients, adam, total, scalars, loss):
+                   l1, thresholds, clip, n_penalized, largest, rule, state, coefficients, adam, total, scalars, loss):
     """Steps ``first`` to ``first + length - 1`` (see the module); ``loss`` is the GLM's."""
     grad = buffer[:-1]
     acc = np.empty_like(grad)
@@ -83,7 +90,8 @@ def glm_sync_steps(X, y, order, bounds, batch_rows, first, length, params, buffe
         step = first + h
         value = glm_loss_grad_rows_into(X, y, order[bounds[step]:bounds[step + 1]], params, grad, loss, acc, blocks)
         status, objective = _finish_step(params, buffer, value, batch_rows[step], h, rates, adam, l2, half_l2, l1,
-                                         thresholds, n_penalized, largest, rule, state, coefficients, scalars)
+                                         thresholds, clip, n_penalized, largest, rule, state, coefficients,
+                                         scalars)
         if status != DONE:
             return h, total, status
         total += objective
@@ -92,7 +100,7 @@ def glm_sync_steps(X, y, order, bounds, batch_rows, first, length, params, buffe
 
 @kernel(fastmath=False)
 def mlp_sync_steps(X, y, order, bounds, batch_rows, first, length, params, buffer, rates, l2, half_l2,
-                   l1, thresholds, n_penalized, largest, rule, state, coefficients, adam, total, scalars, widths,
+                   l1, thresholds, clip, n_penalized, largest, rule, state, coefficients, adam, total, scalars, widths,
                    activation, head):
     """As :func:`glm_sync_steps`, for the network of :func:`~mpigd.kernels.mlp.mlp_loss_grad`."""
     grad = buffer[:-1]
@@ -102,7 +110,8 @@ def mlp_sync_steps(X, y, order, bounds, batch_rows, first, length, params, buffe
         value = mlp_loss_grad_into(X, y, order[bounds[step]:bounds[step + 1]], params, grad, widths, activation,
                                    head, workspace)
         status, objective = _finish_step(params, buffer, value, batch_rows[step], h, rates, adam, l2, half_l2, l1,
-                                         thresholds, n_penalized, largest, rule, state, coefficients, scalars)
+                                         thresholds, clip, n_penalized, largest, rule, state, coefficients,
+                                         scalars)
         if status != DONE:
             return h, total, status
         total += objective
@@ -111,7 +120,7 @@ def mlp_sync_steps(X, y, order, bounds, batch_rows, first, length, params, buffe
 
 @kernel(fastmath=False)
 def csr_glm_sync_steps(indptr, indices, data, y, order, bounds, batch_rows, first, length, params, buffer, rates,
-                       l2, half_l2, l1, thresholds, n_penalized, largest, rule, state, coefficients, adam, total,
+                       l2, half_l2, l1, thresholds, clip, n_penalized, largest, rule, state, coefficients, adam, total,
                        scalars, loss):
     """As :func:`glm_sync_steps`, on CSR rows."""
     grad = buffer[:-1]
@@ -122,7 +131,8 @@ def csr_glm_sync_steps(indptr, indices, data, y, order, bounds, batch_rows, firs
         value = csr_glm_loss_grad_into(indptr, indices, data, y, order[bounds[step]:bounds[step + 1]], params, grad,
                                        loss, acc, blocks)
         status, objective = _finish_step(params, buffer, value, batch_rows[step], h, rates, adam, l2, half_l2, l1,
-                                         thresholds, n_penalized, largest, rule, state, coefficients, scalars)
+                                         thresholds, clip, n_penalized, largest, rule, state, coefficients,
+                                         scalars)
         if status != DONE:
             return h, total, status
         total += objective
@@ -131,8 +141,8 @@ def csr_glm_sync_steps(indptr, indices, data, y, order, bounds, batch_rows, firs
 
 @kernel(fastmath=False)
 def csr_softmax_sync_steps(indptr, indices, data, y, order, bounds, batch_rows, first, length, params, buffer, rates,
-                           l2, half_l2, l1, thresholds, n_penalized, largest, rule, state, coefficients, adam, total,
-                           scalars, k):
+                           l2, half_l2, l1, thresholds, clip, n_penalized, largest, rule, state, coefficients, adam,
+                           total, scalars, k):
     """As :func:`glm_sync_steps`, for softmax regression of ``k`` classes on CSR rows."""
     grad = buffer[:-1]
     acc = np.empty_like(grad)
@@ -142,7 +152,8 @@ def csr_softmax_sync_steps(indptr, indices, data, y, order, bounds, batch_rows, 
         value = csr_softmax_loss_grad_into(indptr, indices, data, y, order[bounds[step]:bounds[step + 1]], params,
                                            grad, k, acc, z)
         status, objective = _finish_step(params, buffer, value, batch_rows[step], h, rates, adam, l2, half_l2, l1,
-                                         thresholds, n_penalized, largest, rule, state, coefficients, scalars)
+                                         thresholds, clip, n_penalized, largest, rule, state, coefficients,
+                                         scalars)
         if status != DONE:
             return h, total, status
         total += objective

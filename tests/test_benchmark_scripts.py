@@ -257,7 +257,8 @@ def test_fused_step_probe_times_both_steps_and_finds_the_same_bits_on_two_ranks(
                   timeout=180)
     assert job.returncode == 0, job.stderr
     header, *lines = job.stdout.splitlines()
-    assert header.startswith("# sgd (H 1; old: reduce,step,round; l1 0), logistic 2000 x 4 float32, 2 rank(s)"), header
+    assert header.startswith("# sgd (H 1; old: reduce,step,round; l1 0; clip 0), logistic 2000 x 4 float32, 2 rank(s)"), \
+        header
     assert [line.split()[1:3] for line in lines] == [[b, o] for b in ("2", "16") for o in ("sgd", "nesterov", "adam")]
     assert all(line.endswith("same bits: True") for line in lines), lines
 
@@ -270,20 +271,22 @@ def test_fused_step_probe_times_local_sgd_rounds_with_the_same_bits_on_two_ranks
                       "--repeats", "2", "--model", "mlp", "--classes", "3", "--hidden", "5"], timeout=180)
     assert job.returncode == 0, job.stderr
     header, *lines = job.stdout.splitlines()
-    assert header.startswith("# local-sgd (H 4; old: round; l1 0), mlp 2000 x 4 float64, 2 rank(s)"), header
+    assert header.startswith("# local-sgd (H 4; old: round; l1 0; clip 0), mlp 2000 x 4 float64, 2 rank(s)"), header
     assert [line.split()[1:3] for line in lines] == [["6", "momentum"]]
     assert lines[0].endswith("same bits: True"), lines
 
 
-def test_fused_step_probe_times_chunked_steps_with_l1_on_one_rank_with_the_same_bits():
+def test_fused_step_probe_times_chunked_steps_with_l1_and_clipping_on_one_rank_with_the_same_bits():
     from mpirun import run_mpi
 
     job = run_mpi(1, [str(SCRIPTS / "sgd_fused_step.py"), "--rows", "2000", "--features", "4", "--batches", "1",
-                      "--optimizers", "sgd,adam", "--old", "chunk", "--l1", "0.001", "--steps", "40", "--repeats", "2"],
+                      "--optimizers", "sgd,adam", "--old", "chunk", "--l1", "0.001", "--clip-grad-norm", "0.1",
+                      "--steps", "40", "--repeats", "2"],
                   timeout=180)
     assert job.returncode == 0, job.stderr
     header, *lines = job.stdout.splitlines()
-    assert header.startswith("# sgd (H 1; old: chunk; l1 0.001), logistic 2000 x 4 float64, 1 rank(s)"), header
+    assert header.startswith("# sgd (H 1; old: chunk; l1 0.001; clip 0.1), logistic 2000 x 4 float64, 1 rank(s)"), \
+        header
     assert [line.split()[1:3] for line in lines] == [["1", "sgd"], ["1", "adam"]]
     assert all(line.endswith("same bits: True") for line in lines), lines
 

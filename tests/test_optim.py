@@ -261,9 +261,9 @@ def test_synchronous_steps_in_one_kernel_call_give_the_bits_of_a_step_at_a_time(
     # On one rank kernels/sync_round.py takes many sgd steps in one call; taken one at a time (the
     # path of every rank count) they must give the same parameters, objectives and checkpoints,
     # bit for bit, and stop a diverging run at the same step with the same words. Dense and CSR
-    # rows, batches of 1, 2 and 7 rows with a holdout, L2 on and off, L1's proximal step, plain SGD,
-    # momentum, Nesterov and Adam, a constant rate, a cosine and an inverse scaling with warm-up,
-    # checkpoints every 23 steps (calls end there).
+    # rows, batches of 1, 2 and 7 rows with a holdout, L2 on and off, L1's proximal step, clipping,
+    # plain SGD, momentum, Nesterov and Adam, a constant rate, a cosine and an inverse scaling with
+    # warm-up, checkpoints every 23 steps (calls end there).
     from mpigd import DivergedError
     from mpigd.algorithms.chunked import ChunkedSteps
 
@@ -276,8 +276,9 @@ def test_synchronous_steps_in_one_kernel_call_give_the_bits_of_a_step_at_a_time(
         monkeypatch, tmp_path, ("glm_sync_steps", "mlp_sync_steps", "csr_glm_sync_steps", "csr_softmax_sync_steps"),
         one_by_one,
         [config.replace(batch_size=1, l2=0.0, optimizer="sgd"),
-         config.replace(batch_size=7, l2=3e-3, holdout=0.2, optimizer="momentum", schedule="cosine", warmup=30),
-         config.replace(batch_size=7, l2=1e-3, l1=0.02, optimizer="nesterov", lr=0.02),
+         config.replace(batch_size=7, l2=3e-3, holdout=0.2, optimizer="momentum", schedule="cosine", warmup=30,
+                        clip_grad_norm=0.2),
+         config.replace(batch_size=7, l2=1e-3, l1=0.02, clip_grad_norm=0.05, optimizer="nesterov", lr=0.02),
          config.replace(batch_size=2, l2=1e-3, l1=0.01, optimizer="adam", lr=0.01, schedule="invscaling", warmup=10)])
     diverging = config.replace(lr=1e20, l2=1.0, batch_size=3, checkpoint_every=0, out=None)
     words = []

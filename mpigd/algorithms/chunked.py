@@ -44,7 +44,7 @@ def sparse_steps_plan(gradient: GlobalGradient, bounds: np.ndarray) -> tuple[int
 class ChunkedSteps:
     """Synchronous SGD's steps on one rank, many in one call of the model's
     :mod:`~mpigd.kernels.sync_round` kernel: the operations the step-by-step path runs, in its order.
-    Plain SGD on wide CSR rows of a GLM, without L1, takes :func:`~mpigd.kernels.csr_glm_lazy_sgd_steps`
+    Plain SGD on wide CSR rows of a GLM, without L1 and clipping, takes :func:`~mpigd.kernels.csr_glm_lazy_sgd_steps`
     instead (the same steps to rounding, at the cost of their non-zeros)."""
 
     @classmethod
@@ -52,7 +52,7 @@ class ChunkedSteps:
         """The chunked steps of ``sgd``, or ``None`` where its steps cannot run as one kernel call."""
         gradient, update = sgd.gradient, sgd.update
         sync_round = getattr(gradient.model, "sync_round", None)
-        if size != 1 or sync_round is None or type(update.optimizer) not in RULES or gradient.clip:
+        if size != 1 or sync_round is None or type(update.optimizer) not in RULES:
             return None
         return cls(sgd, sync_round(gradient.shard.X))
 
@@ -77,7 +77,7 @@ class ChunkedSteps:
         self.scalars = np.empty(1, dtype=dtype)
         self.lazy, self.slopes, self.lazy_steps = False, np.empty(0), 0
         plan = sparse_steps_plan(gradient, sgd.bounds) if self.kernel is kernels.csr_glm_sync_steps else None
-        if self.rule == kernels.PLAIN and plan is not None and not sgd.update.l1:
+        if self.rule == kernels.PLAIN and plan is not None and not sgd.update.l1 and not gradient.clip:
             largest_batch, nonzeros = plan
             self.lazy, self.slopes = True, np.empty(largest_batch)
             self.lazy_steps = max(1, min(4096, int(LAZY_NONZEROS_A_CALL / max(nonzeros, 1.0))))
@@ -115,8 +115,8 @@ class ChunkedSteps:
             taken, sgd._total, status = self.kernel(
                 *self.rows, gradient.shard.y, order, sgd.bounds, sgd.batch_rows, first, length, params,
                 gradient.buffer, self.rates, self.scalar(gradient.l2), 0.5 * gradient.l2, float(update.l1),
-                self.thresholds, gradient.model.n_penalized, gradient.largest, self.rule, self.state, self.coefficients,
-                self.adam, sgd._total, self.scalars, *self.model_arguments)
+                self.thresholds, float(gradient.clip), gradient.model.n_penalized, gradient.largest, self.rule,
+                self.state, self.coefficients, self.adam, sgd._total, self.scalars, *self.model_arguments)
         seconds = time.perf_counter() - start
         gradient.compute_seconds += seconds
         gradient.reductions += taken

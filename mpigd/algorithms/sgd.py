@@ -24,7 +24,7 @@ class MiniBatchSGD(UpdateDriven):
     and the steps done in it: the epoch's order is drawn again from that state, not stored.
     Subclasses (local SGD) group steps into rounds by overriding :meth:`_advance`.
 
-    On one rank, without clipping, consecutive steps run as one kernel call
+    On one rank consecutive steps run as one kernel call
     (:class:`~mpigd.algorithms.chunked.ChunkedSteps`; the same bits, but on wide sparse rows), as
     many as take about :data:`~mpigd.algorithms.chunked.CHUNK_SECONDS`, ending at each multiple of
     ``checkpoint_every``: ``after_step`` (the caller's checks between steps) then runs once per call.

@@ -72,7 +72,7 @@ def mean_with_l2(buffer, rows, params, n_penalized, l2, half_l2):
     """
     n = buffer.shape[0]
     finite = True
-    # One pass: on 10^5 weights three (the mean, the L2 term, the test) took 140 us a step.
+    # One pass: on 10^5 weights the three it was (the mean, the L2 term, the test) took 100-140 us.
     penalized = n_penalized if half_l2 != 0 else 0  # the float64 value: a float32 l2 may have rounded to 0
     for i in range(penalized):
         mean = buffer[i] / rows

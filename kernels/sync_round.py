@@ -18,10 +18,11 @@ moments ``state[0]``, ``state[1]``, the scratch ``state[2]``, ``coefficients[1:5
 1 - beta2, beta1, beta2, and step ``s``'s bias-corrected rate and epsilon, float64, in
 ``adam[s - first]``). ``l2`` is in the buffer's dtype and ``half_l2`` in float64,
 as :meth:`mpigd.algorithms.objective.GlobalGradient.reduce` passes them; ``l1`` (float64) adds
-``l1·‖w‖₁`` to the objective, and each step ends with the proximal step of ``thresholds[s - first]``
-(``rate·l1`` in float64, as :class:`mpigd.algorithms.update.Update` computes it; 0: none); a
-``clip`` above 0 scales each step's mean gradient to a norm of at most ``clip``. ``total`` is the epoch's
-running sum of step objectives, continued in float64 step by step as the caller's loop added them.
+``l1·‖w‖₁`` to the objective, and each step ends with the proximal step of
+``thresholds[s - first]`` (``rate·l1`` in float64, as :class:`mpigd.algorithms.update.Update`
+computes it; 0: none); a ``clip`` above 0 scales each step's mean gradient to a norm of at most
+``clip``. ``total`` is the epoch's running sum of step objectives, continued in float64 step by
+step as the caller's loop added them.
 
 They return ``(steps taken, total, status)``: status :data:`DONE`, or :data:`LOCAL_NONFINITE` /
 :data:`NONFINITE` for the step that stopped them (its gradient not finite before the reduction,

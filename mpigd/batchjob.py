@@ -10,9 +10,10 @@ first with ``scontrol requeue``.
 
 Why not bash. The script used to ``wait`` for the launcher under a ``trap``. A trapped signal
 interrupts ``wait``; when the launcher ended in that moment, bash had reaped it and its status was
-lost: with a launcher that exits 75 the instant USR1 arrives, the script exited 138 in 14 of 20
-tries and the job was not requeued, and a second ``wait`` returned 255 in half of them. Python's
-wait resumes after a signal handler has run and returns the child's status.
+lost: with a launcher that exits 75 the instant USR1 arrives, the script exited 138 and the job
+was not requeued in 14 of 20 tries (31 of 40 in a second trial), and a second ``wait`` returned
+255 in half of them. Python's wait resumes after a signal handler has run and returns the
+child's status.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ class RunControl:
             if not carrier.take_flag():
                 self._act(0, False)
                 return
-        config, flags = self.config, self._flags
+        flags = self._flags
         flags[0] = self.preemption.signum or 0
         flags[1] = int(self._checkpoint_due())
         self.comm.allreduce_max(flags)

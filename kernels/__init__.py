@@ -4,7 +4,7 @@ No MPI, no I/O, no state. Every kernel writes into output arrays the caller prea
 allocates nothing in its loop; each has a NumPy twin in the tests as its oracle.
 """
 
-from mpigd.kernels.finish import all_finite, mean_with_l2, sum_of_abs, sum_of_squares
+from mpigd.kernels.finish import all_finite, clip_to_norm, mean_with_l2, sum_of_abs, sum_of_squares
 from mpigd.kernels.glm import LOGISTIC, SQUARED, glm_loss_grad, glm_loss_grad_rows, logistic_eval, squared_eval
 from mpigd.kernels.gram import DEFAULT as gram_default, gram_blas, gram_csr, gram_numba
 from mpigd.kernels.jit import kernel
@@ -40,6 +40,7 @@ __all__ = [
     "adam_step",
     "add_into",
     "all_finite",
+    "clip_to_norm",
     "csr_glm_local_steps",
     "csr_glm_lazy_local_steps",
     "csr_glm_lazy_sgd_steps",

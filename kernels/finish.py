@@ -62,6 +62,19 @@ def sum_of_abs(values, n):
 
 
 @kernel(fastmath=False)
+def clip_to_norm(values, n, max_norm, factor):
+    """Scale ``values[:n]`` in place to a Euclidean norm of at most ``max_norm``; return the norm they
+    had (from :func:`sum_of_squares`, a fixed order). ``factor`` is scratch of one entry of the
+    values' dtype: the scale is rounded into it, as NumPy rounds a scalar of the array's type."""
+    norm = np.sqrt(sum_of_squares(values, n))
+    if norm > max_norm:
+        factor[0] = max_norm / norm
+        for i in range(n):
+            values[i] = values[i] * factor[0]
+    return norm
+
+
+@kernel(fastmath=False)
 def mean_with_l2(buffer, rows, params, n_penalized, l2, half_l2):
     """Finish a summed ``[gradient..., loss]`` buffer in place; return the objective, or NaN.
 

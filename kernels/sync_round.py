@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpigd.kernels.finish import all_finite, mean_with_l2, sum_of_abs, sum_of_squares
+from mpigd.kernels.finish import all_finite, clip_to_norm, mean_with_l2, sum_of_abs
 from mpigd.kernels.glm import BLOCK_ROWS, glm_loss_grad_rows_into
 from mpigd.kernels.jit import kernel
 from mpigd.kernels.mlp import mlp_loss_grad_into, mlp_workspace
@@ -62,12 +62,8 @@ def _finish_step(params, buffer, value, rows, h, rates, adam, l2, half_l2, l1, t
         objective += l1 * sum_of_abs(params, n_penalized)
     if not np.isfinite(objective):
         return NONFINITE, 0.0
-    if clip > 0:  # as mpigd.guards.clip_norm
-        norm = np.sqrt(sum_of_squares(buffer, last))
-        if norm > clip:
-            scalars[0] = clip / norm
-            for i in range(last):
-                buffer[i] = buffer[i] * scalars[0]
+    if clip > 0:
+        clip_to_norm(buffer, last, clip, scalars)
     if rule == PLAIN:
         sgd_step(params, buffer[:last], rates[h])
     elif rule == ADAM:

@@ -25,12 +25,9 @@ def finite(buffer: np.ndarray) -> bool:
 def clip_norm(grad: np.ndarray, max_norm: float) -> float:
     """Scale ``grad`` in place so that its Euclidean norm is at most ``max_norm``; return the norm
     it had. Run on the reduced gradient, it does the same on every rank."""
-    # The fixed order of kernels.sum_of_squares (BLAS's dot order is its own): a step taken alone
-    # and many in one kernel call clip alike.
-    norm = math.sqrt(kernels.sum_of_squares(grad, grad.shape[0]))
-    if norm > max_norm:
-        grad *= grad.dtype.type(max_norm / norm)
-    return norm
+    # The kernel the one-rank kernel calls clip with (kernels/sync_round.py): a step taken alone
+    # and many in one call clip alike.
+    return float(kernels.clip_to_norm(grad, grad.shape[0], max_norm, np.empty(1, dtype=grad.dtype)))
 
 
 def nonfinite_error(rank: int, local: bool) -> DivergedError:

@@ -44,8 +44,9 @@ def sparse_steps_plan(gradient: GlobalGradient, bounds: np.ndarray) -> tuple[int
 class ChunkedSteps:
     """Synchronous SGD's steps on one rank, many in one call of the model's
     :mod:`~mpigd.kernels.sync_round` kernel: the operations the step-by-step path runs, in its order.
-    Plain SGD on wide CSR rows of a GLM, without L1 and clipping, takes :func:`~mpigd.kernels.csr_glm_lazy_sgd_steps`
-    instead (the same steps to rounding, at the cost of their non-zeros)."""
+    Plain SGD on wide CSR rows of a GLM, without L1 and clipping, takes
+    :func:`~mpigd.kernels.csr_glm_lazy_sgd_steps` instead (the same steps to rounding, at the cost
+    of their non-zeros)."""
 
     @classmethod
     def for_run(cls, sgd: MiniBatchSGD, size: int) -> "ChunkedSteps | None":

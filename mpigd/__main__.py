@@ -1,5 +1,3 @@
-import sys
+from mpigd.cli import console
 
-from mpigd.cli import main
-
-sys.exit(main())
+console()

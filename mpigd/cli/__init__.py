@@ -4,6 +4,7 @@ rank 0. No logic of its own beyond that: each command's module only wires option
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from typing import Sequence
 
@@ -51,3 +52,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if launch_rank() == 0:
             print(f"mpigd: error: {describe(error)}", file=sys.stderr)
         return error.exit_code if error.exit_code else EXIT_USAGE
+
+
+def console() -> None:
+    """The ``mpigd`` console script and ``python -m mpigd``: :func:`main`, then exit with its status.
+
+    Python's shutdown collects the cycles of Numba's and LLVM's objects (over 100,000 once a kernel
+    is loaded) several times over, about 0.3 s of a 1.1-1.5 s ``mpigd train``, on every rank. One
+    collection here finalizes what is garbage now; freezing the rest leaves it to the operating
+    system. ``main(argv)`` called from Python leaves the caller's collector alone.
+    """
+    status = main()
+    gc.collect()
+    gc.freeze()
+    sys.exit(status)

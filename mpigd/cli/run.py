@@ -1,11 +1,12 @@
-"""The commands that train and apply models: train, gen, predict, evaluate, info."""
+"""The commands that train and apply models: train, gen, predict, evaluate, info, compile."""
 
 from __future__ import annotations
 
 import argparse
 
-from mpigd.cli.common import add_data_arguments, check_output_paths, config_from, nonempty_path, numbers, widths
-from mpigd.config import ACTIVATIONS, ALGORITHMS, MODELS, OPTIMIZERS, SCHEDULES, STRATEGIES, TASKS, Config
+from mpigd.cli.common import (add_data_arguments, check_output_paths, choice_list, config_from, nonempty_path, numbers,
+                              widths)
+from mpigd.config import ACTIVATIONS, ALGORITHMS, DTYPES, MODELS, OPTIMIZERS, SCHEDULES, STRATEGIES, TASKS, Config
 from mpigd.errors import EXIT_OK
 from mpigd.outputs import json_text, written
 from mpigd.wording import counted
@@ -106,6 +107,14 @@ def register(commands) -> None:
     info = commands.add_parser("info", help="MPI library, rank count, Numba and threading set-up")
     info.set_defaults(run=_info)
 
+    compile_ = commands.add_parser(
+        "compile", help="fill Numba's kernel cache ahead of a job (on 2+ ranks for the several-rank paths too)")
+    compile_.add_argument("--models", type=choice_list(*MODELS), default=",".join(MODELS),
+                          help="comma-separated (default: all four)")
+    compile_.add_argument("--dtype", choices=DTYPES + ("both",), default="both")
+    compile_.add_argument("--quiet", action="store_true")
+    compile_.set_defaults(run=_compile)
+
 
 def _train(args: argparse.Namespace) -> int:
     from mpigd.signals import catch_preemption_early, release_early_flag
@@ -205,3 +214,23 @@ def _info(args: argparse.Namespace) -> int:
         for key, value in facts.items():
             print(f"{key:<{width}}  {value}")
     return EXIT_OK
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from mpigd.comm import run_or_abort, world
+    from mpigd.info import cache_directory
+    from mpigd.warmup import fill_cache
+
+    comm = world("native")
+
+    def job() -> int:
+        done = fill_cache(comm, tuple(args.models), DTYPES if args.dtype == "both" else (args.dtype,))
+        if comm.rank == 0 and not args.quiet:
+            print(f"compiled {done['compiled']} kernels and loaded {done['loaded']} from the cache "
+                  f"({cache_directory()}): {done['workloads']} trainings on {counted(comm.size, 'rank')} "
+                  f"in {done['seconds']:.1f}s")
+            if comm.size == 1:
+                print("one rank: the kernels of runs on several ranks were left out (run it under mpiexec -n 2)")
+        return EXIT_OK
+
+    return run_or_abort(job, comm.rank)

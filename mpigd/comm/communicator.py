@@ -152,6 +152,10 @@ class Communicator:
 
         return mpi4py.__version__
 
+    def split(self, colour: int) -> "Communicator":
+        """A communicator of the ranks that pass the same ``colour``, in this one's rank order. Collective."""
+        return Communicator(self.mpi_comm.Split(colour, self.rank), self.strategy.name, self.tune_file)
+
     def sub(self, ranks: int) -> "Communicator | None":
         """A communicator of the first ``ranks`` ranks (``None`` on the others). Collective."""
         colour = 0 if self.rank < ranks else MPI.UNDEFINED

@@ -50,11 +50,6 @@ def describe(comm=None) -> dict[str, str]:
         "numba": numba.__version__,
         "numba threads": str(numba.config.NUMBA_NUM_THREADS),
         "numba threading layer": _threading_layer(),
-        "numba cache dir": cache_directory(),
+        "numba cache dir": os.environ.get("NUMBA_CACHE_DIR", "(next to the kernels)"),
         "blas/openmp threads": ", ".join(f"{name}={os.environ.get(name, 'unset')}" for name in THREAD_VARIABLES),
     }
-
-
-def cache_directory() -> str:
-    """Where Numba caches the kernels: ``NUMBA_CACHE_DIR``, or beside the kernels (as Numba says)."""
-    return os.environ.get("NUMBA_CACHE_DIR", "(next to the kernels)")

@@ -42,7 +42,8 @@ class Workload:
 
 def _variants(model: str) -> list[dict[str, Any]]:
     """The option sets that select distinct kernels for ``model`` (dense rows, then CSR rows)."""
-    runs: list[dict[str, Any]] = [dict(algo="gd"), dict(algo="lbfgs"), dict(algo="local-sgd", batch_size=4, local_steps=3)]
+    runs: list[dict[str, Any]] = [dict(algo="gd"), dict(algo="lbfgs"),
+                                  dict(algo="local-sgd", batch_size=4, local_steps=3)]
     runs += [dict(algo="sgd", batch_size=4, optimizer=name) for name in OPTIMIZERS]
     runs += [dict(algo="sgd", batch_size=4, l1=1e-3, clip_grad_norm=1.0), dict(algo="gd", l1=1e-3)]
     if model == "mlp":
@@ -51,8 +52,9 @@ def _variants(model: str) -> list[dict[str, Any]]:
     runs.append(dict(algo="owlqn", l1=1e-3))
     if model == "linear":
         runs.append(dict(algo="normal"))
-    sparse = [dict(algo="gd"), dict(algo="lbfgs"), dict(algo="sgd", batch_size=2), dict(algo="sgd", batch_size=2, optimizer="adam"),
-              dict(algo="local-sgd", batch_size=2, local_steps=3), dict(algo="sgd", batch_size=2, l1=1e-3)]
+    sparse = [dict(algo="gd"), dict(algo="lbfgs"), dict(algo="sgd", batch_size=2),
+              dict(algo="sgd", batch_size=2, optimizer="adam"), dict(algo="sgd", batch_size=2, l1=1e-3),
+              dict(algo="local-sgd", batch_size=2, local_steps=3)]
     return runs + [dict(run, **_WIDE) for run in sparse]
 
 
@@ -95,7 +97,7 @@ def fill_cache(comm=None, models: tuple[str, ...] = MODELS, dtypes: tuple[str, .
     :func:`mpigd.train`; ``None``: every rank of the job). Collective.
 
     Returns, the same on every rank: ``workloads`` run, kernel compilations ``compiled`` (cache
-    misses) and ``loaded`` (hits), summed over the ranks, and the ``seconds`` it took.
+    misses) and ``loaded`` (hits) by this call, summed over the ranks, and the ``seconds`` it took.
     """
     from mpigd.comm import as_communicator, self_comm
     from mpigd.startup import jit_cache_stats
@@ -104,6 +106,7 @@ def fill_cache(comm=None, models: tuple[str, ...] = MODELS, dtypes: tuple[str, .
     plan = workloads(models, dtypes)  # a UsageError here is raised alike on every rank
     comm = as_communicator(comm)
     started = time.perf_counter()
+    before = jit_cache_stats()
     alone = self_comm()
     # Pairs (0, 1), (2, 3)...; an odd last rank is a pair of one and takes none of the paired work.
     pair = comm.split(comm.rank // 2) if comm.size > 1 else None
@@ -119,8 +122,9 @@ def fill_cache(comm=None, models: tuple[str, ...] = MODELS, dtypes: tuple[str, .
             for work in [work for work in plan if work.paired][comm.rank // 2::comm.size // 2]:
                 train(Config(**work.settings, strategy="ring"), pair)  # the ring's add kernel too
                 ran += comm.rank % 2 == 0  # counted once a pair
-    counts = jit_cache_stats()
-    totals = np.array([ran, counts["cache_misses"], counts["cache_hits"]], dtype=np.float64)
+    after = jit_cache_stats()
+    totals = np.array([ran, after["cache_misses"] - before["cache_misses"], after["cache_hits"] - before["cache_hits"]],
+                      dtype=np.float64)
     comm.allreduce(totals)
     return {"workloads": int(totals[0]), "compiled": int(totals[1]), "loaded": int(totals[2]),
             "seconds": time.perf_counter() - started, "ranks": comm.size}

@@ -306,3 +306,10 @@ def test_rank_memory_reports_every_rank_and_sees_a_larger_shard(tmp_path):
     small, large = anon_peaks(50_000), anon_peaks(400_000)
     # 175,000 more rows a rank of 17 float64 numbers: 24 MB more (measured 25)
     assert all(b - a > 15 for a, b in zip(small, large)), (small, large)
+
+
+def test_cli_exit_probe_times_both_exits_and_prints_their_ratio():
+    out = subprocess.run([sys.executable, str(SCRIPTS / "cli_exit.py"), "--rounds", "1"],
+                         capture_output=True, text=True, timeout=300, check=True).stdout.splitlines()
+    assert [line.split(" median ")[0].strip() for line in out] == ["main(argv), plain exit", "python -m mpigd (console)"]
+    assert out[0].endswith("x1.00") and float(out[1].rsplit("x", 1)[1]) > 0

@@ -13,8 +13,8 @@ from mpirun import mpigd, refused_in_one_line
 
 
 def _misses(out, *args: str, ranks: int, env: dict) -> int:
-    job = mpigd(ranks, "train", "--rows", "3000", "--features", "12", "--epochs", "2", "--lr", "0.05", "--quiet", "--out", str(out),
-                *args, env=env, timeout=180)
+    job = mpigd(ranks, "train", "--rows", "3000", "--features", "12", "--epochs", "2", "--lr", "0.05", "--quiet",
+                "--out", str(out), *args, env=env, timeout=180)
     assert job.returncode == 0, job.stderr
     jit = json.loads((out / "summary.json").read_text())["jit"]
     assert jit["cache_hits"] + jit["cache_misses"] >= 1

@@ -217,8 +217,9 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
+    import os
+
     from mpigd.comm import run_or_abort, world
-    from mpigd.info import cache_directory
     from mpigd.warmup import fill_cache
 
     comm = world("native")
@@ -226,9 +227,10 @@ def _compile(args: argparse.Namespace) -> int:
     def job() -> int:
         done = fill_cache(comm, tuple(args.models), DTYPES if args.dtype == "both" else (args.dtype,))
         if comm.rank == 0 and not args.quiet:
+            cache = os.environ.get("NUMBA_CACHE_DIR")
             print(f"compiled {done['compiled']} kernels and loaded {done['loaded']} from the cache "
-                  f"({cache_directory()}): {done['workloads']} trainings on {counted(comm.size, 'rank')} "
-                  f"in {done['seconds']:.1f}s")
+                  f"{'in ' + cache if cache else 'next to the kernels'}: {done['workloads']} trainings on "
+                  f"{counted(comm.size, 'rank')} in {done['seconds']:.1f}s")
             if comm.size == 1:
                 print("one rank: the kernels of runs on several ranks were left out (run it under mpiexec -n 2)")
         return EXIT_OK

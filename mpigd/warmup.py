@@ -9,8 +9,8 @@ optimizer, L1 and clipping, the text readers, one rank and several) so that Numb
 kernels into the cache; later jobs load them (about 3 ms a kernel).
 
 The work is dealt across the ranks: the one-rank paths one rank each, the several-rank paths
-(the per-step kernels and the ring's add) a pair of ranks each. Inputs other than these (another
-index type of a CSR file, say) may still compile a kernel on first use.
+(the per-step kernels and the ring's add) a pair of ranks each. An input of another kind may
+still compile a kernel on first use; ``summary.json``'s ``jit`` counts the misses.
 """
 
 from __future__ import annotations

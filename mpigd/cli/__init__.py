@@ -58,7 +58,7 @@ def console() -> None:
     """The ``mpigd`` console script and ``python -m mpigd``: :func:`main`, then exit with its status.
 
     Python's shutdown collects the cycles of Numba's and LLVM's objects (over 100,000 once a kernel
-    is loaded) several times over, about 0.3 s of a 1.1-1.5 s ``mpigd train``, on every rank. One
+    is loaded) several times over, 0.2-0.4 s of a 1-1.5 s ``mpigd train``, on every rank. One
     collection here finalizes what is garbage now; freezing the rest leaves it to the operating
     system. ``main(argv)`` called from Python leaves the caller's collector alone.
     """

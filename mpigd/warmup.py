@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +29,6 @@ from mpigd.errors import UsageError
 # that a step of 2 rows touches under an eighth of the weights, as the lazy sparse paths need.
 _ROWS, _FEATURES = 96, 6
 _WIDE = dict(features=2048, density=0.002)
-
-
-@dataclass(frozen=True)
-class Workload:
-    """One tiny training: ``settings`` for :class:`~mpigd.config.Config`; ``paired``: on two ranks."""
-
-    settings: dict[str, Any]
-    paired: bool
 
 
 def _variants(model: str) -> list[dict[str, Any]]:
@@ -58,9 +49,10 @@ def _variants(model: str) -> list[dict[str, Any]]:
     return runs + [dict(run, **_WIDE) for run in sparse]
 
 
-def workloads(models: tuple[str, ...] = MODELS, dtypes: tuple[str, ...] = DTYPES) -> list[Workload]:
-    """Every tiny training :func:`fill_cache` runs for ``models`` and ``dtypes``: each variant on one
-    rank and on two, where the kernels differ (one rank takes many steps a kernel call)."""
+def workloads(models: tuple[str, ...] = MODELS, dtypes: tuple[str, ...] = DTYPES) -> list[dict[str, Any]]:
+    """The :class:`~mpigd.config.Config` settings of every tiny training :func:`fill_cache` runs for
+    ``models`` and ``dtypes``, each on one rank and on two, where the kernels differ (one rank takes
+    many steps a kernel call)."""
     for name, given, allowed in (("models", models, MODELS), ("dtypes", dtypes, DTYPES)):
         unknown = sorted(set(given) - set(allowed))
         if unknown or not given:
@@ -74,11 +66,11 @@ def workloads(models: tuple[str, ...] = MODELS, dtypes: tuple[str, ...] = DTYPES
                 settings.update(variant)
                 if settings.get("task") == "regression":
                     settings["classes"] = 0
-                plan += [Workload(settings, paired=False), Workload(settings, paired=True)]
+                plan.append(settings)
     return plan
 
 
-def _text_inputs(directory: Path, dtypes: tuple[str, ...]) -> list[Workload]:
+def _text_inputs(directory: Path, dtypes: tuple[str, ...]) -> list[dict[str, Any]]:
     """Trainings on a CSV and a LIBSVM file written into ``directory``: the readers' kernels."""
     from mpigd.comm import self_comm
     from mpigd.data import generate
@@ -87,8 +79,7 @@ def _text_inputs(directory: Path, dtypes: tuple[str, ...]) -> list[Workload]:
     for form in ("csv", "libsvm"):
         path = directory / f"warmup.{form}"
         generate.write(generate.Spec(_ROWS, _FEATURES, "classification", 1, form, path), self_comm())
-        plan += [Workload(dict(data=str(path), model="logistic", dtype=dtype, epochs=1, quiet=True), paired=False)
-                 for dtype in dtypes]
+        plan += [dict(data=str(path), model="logistic", dtype=dtype, epochs=1, quiet=True) for dtype in dtypes]
     return plan
 
 
@@ -112,15 +103,13 @@ def fill_cache(comm=None, models: tuple[str, ...] = MODELS, dtypes: tuple[str, .
     pair = comm.split(comm.rank // 2) if comm.size > 1 else None
     ran = 0
     with tempfile.TemporaryDirectory(prefix="mpigd-compile-") as directory:
-        single = [work for work in plan if not work.paired]
-        if "logistic" in models:
-            single += _text_inputs(Path(directory), dtypes)
-        for work in single[comm.rank::comm.size]:
-            train(Config(**work.settings), alone)
+        single = plan + (_text_inputs(Path(directory), dtypes) if "logistic" in models else [])
+        for settings in single[comm.rank::comm.size]:
+            train(Config(**settings), alone)
             ran += 1
         if pair is not None and pair.size == 2:
-            for work in [work for work in plan if work.paired][comm.rank // 2::comm.size // 2]:
-                train(Config(**work.settings, strategy="ring"), pair)  # the ring's add kernel too
+            for settings in plan[comm.rank // 2::comm.size // 2]:
+                train(Config(**settings, strategy="ring"), pair)  # the ring's add kernel too
                 ran += comm.rank % 2 == 0  # counted once a pair
     after = jit_cache_stats()
     totals = np.array([ran, after["cache_misses"] - before["cache_misses"], after["cache_hits"] - before["cache_hits"]],

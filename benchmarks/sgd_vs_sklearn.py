@@ -4,7 +4,7 @@ Run from the repository root with the environment of run/_env.sh, on 1 or more r
 
     mpiexec -n P python benchmarks/sgd_vs_sklearn.py [--models logistic linear] [--rows 200000]
         [--features 32] [--epochs 3] [--batches 1:0.01,32:0.1,256:0.5] [--l2 1e-4] [--repeats 5]
-        [--local-steps H [--local-only]] [--density F]
+        [--local-steps H [--local-only]] [--density F [--allreduced-too]]
 
 Rank 0 writes mpigd's synthetic data set (float64) as X.npy / y.npy in a scratch directory; every
 contender fits those rows. mpigd: ``mpigd.train(Config(algo="sgd", data=DIR, ...), comm)`` on every
@@ -17,6 +17,10 @@ averaging. ``--local-steps H`` adds ``algo="local-sgd"`` (rounds of ``H`` steps)
 (``--local-only``: instead of ``sgd``).
 ``--density F`` below 1 makes the rows sparse instead (about ``F`` of the features non-zero, mpigd's
 synthetic CSR rows): written as a CSR ``.npz`` for mpigd, handed to scikit-learn as a SciPy CSR matrix.
+``--allreduced-too`` adds, at every batch size, ``sgd`` with every weight's gradient allreduced at
+each step (the path that wide CSR rows on several ranks took before
+:class:`~mpigd.algorithms.sparse_exchange.SparseExchange` gathered their non-zeros; it is switched
+off in this process for that contender).
 With batch 1 and a constant rate both run the same algorithm (one row a step, the same
 per-row update); only the shuffles differ. Contenders take turns in every repeat (scikit-learn, then
 each batch size); the table gives medians over ``--repeats`` after a warm-up, per epoch, and each
@@ -30,17 +34,20 @@ on every row (mpigd's ``final_loss``; scikit-learn's from its coefficients). Wri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from mpi4py import MPI
 
 from mpigd import Config, train
+from mpigd.algorithms.sparse_exchange import SparseExchange
 from mpigd.comm import world
 from mpigd.data import synthetic
 
@@ -99,6 +106,8 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=1e-4)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--density", type=float, default=1.0, help="below 1: sparse rows, this fraction non-zero")
+    parser.add_argument("--allreduced-too", action="store_true",
+                        help="also time sgd with every weight's gradient allreduced (no sparse exchange)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     batches = [(int(b), float(lr)) for b, lr in (item.split(":") for item in args.batches.split(","))]
@@ -118,14 +127,16 @@ def main() -> None:
         times: dict[str, list[float]] = {}
         objectives: dict[str, float] = {}
 
-        def ours(batch: int, lr: float, local_steps: int = 0) -> tuple[float, float]:
+        def ours(batch: int, lr: float, local_steps: int = 0, allreduced: bool = False) -> tuple[float, float]:
             algo = dict(algo="local-sgd", local_steps=local_steps) if local_steps else dict(algo="sgd")
             config = Config(model=model, data=data, batch_size=batch, lr=lr, l2=args.l2,
                             epochs=args.epochs, eval_every=args.epochs, seed=0, quiet=True, **algo)
-            mpi_comm.Barrier()
-            start = time.perf_counter()
-            result = train(config, comm)
-            elapsed = mpi_comm.allreduce(time.perf_counter() - start, op=MPI.MAX)
+            with mock.patch.object(SparseExchange, "for_run", classmethod(lambda cls, sgd: None)) if allreduced \
+                    else contextlib.nullcontext():
+                mpi_comm.Barrier()
+                start = time.perf_counter()
+                result = train(config, comm)
+                elapsed = mpi_comm.allreduce(time.perf_counter() - start, op=MPI.MAX)
             return elapsed, result.summary["final_loss"]
 
         def theirs() -> tuple[float, float]:
@@ -144,6 +155,9 @@ def main() -> None:
         contenders = {"sklearn": theirs}
         if not (args.local_only and args.local_steps):
             contenders.update({f"sgd b={b} lr={lr:g}": (lambda b=b, lr=lr: ours(b, lr)) for b, lr in batches})
+        if args.allreduced_too:
+            contenders.update({f"sgd allreduced b={b} lr={lr:g}": (lambda b=b, lr=lr: ours(b, lr, allreduced=True))
+                               for b, lr in batches})
         if args.local_steps:
             contenders.update({f"local-sgd H={args.local_steps} b={b} lr={lr:g}":
                                (lambda b=b, lr=lr: ours(b, lr, args.local_steps)) for b, lr in batches})

@@ -80,6 +80,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
     # A Communicator handed in may have summed before (an earlier train() on it): the summary
     # counts this run's sums alone.
     comm_seconds_before, bytes_before, calls_before = comm.comm_seconds, comm.bytes_reduced, comm.allreduce_calls
+    gathered_before = comm.bytes_gathered
     prepared = prepare(config, comm)
     shard, test, model = prepared.shard, prepared.test, prepared.model
     # Once the input is known good, and before a file of the run's directories is read or changed.
@@ -196,6 +197,9 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
         # Gram matrix), without evaluations.
         "bytes_allreduced_training": getattr(algorithm, "reduced_bytes", algorithm.gradient.reductions * per_step),
         "allreduce_calls": comm.allreduce_calls - calls_before,
+        # sgd on several ranks and wide CSR rows: "allgather" of each step's gradient non-zeros
+        "gradient_exchange": getattr(algorithm, "gradient_exchange", "allreduce"),
+        "bytes_gathered": comm.bytes_gathered - gathered_before,
     }
     if test_metrics is not None:
         summary["test"] = {"rows": test.n_global, "source": test.source, **test_metrics}

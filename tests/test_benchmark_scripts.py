@@ -230,6 +230,23 @@ def test_sgd_against_scikit_learn_times_local_sgd_alone_on_sparse_rows(tmp_path)
     assert records[1]["objective"] == pytest.approx(records[0]["objective"], rel=0.05), records
 
 
+def test_sgd_against_scikit_learn_times_the_allreduced_steps_too_on_sparse_rows(tmp_path):
+    """--allreduced-too: sgd on wide CSR rows on two ranks, its gradients' non-zeros gathered and,
+    switched off in the same launch, every weight's allreduced: the same objective to rounding."""
+    from mpirun import run_mpi
+
+    report = tmp_path / "sgd.json"
+    job = run_mpi(2, [str(SCRIPTS / "sgd_vs_sklearn.py"), "--models", "logistic", "--rows", "2000", "--features",
+                      "4000", "--density", "0.002", "--epochs", "2", "--repeats", "1", "--batches", "2:0.01",
+                      "--allreduced-too", "--json", str(report)], timeout=240)
+    assert job.returncode == 0, job.stderr
+    records = {r["contender"]: r for r in json.loads(report.read_text())}
+    assert list(records) == ["sklearn", "sgd b=2 lr=0.01", "sgd allreduced b=2 lr=0.01"]
+    assert records["sgd b=2 lr=0.01"]["objective"] == pytest.approx(records["sgd allreduced b=2 lr=0.01"]["objective"],
+                                                                    rel=1e-9)
+    assert records["sgd b=2 lr=0.01"]["objective"] == pytest.approx(records["sklearn"]["objective"], rel=0.05)
+
+
 def test_sgd_step_parts_prints_every_part_on_two_ranks():
     from mpirun import run_mpi
 

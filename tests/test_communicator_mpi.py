@@ -33,6 +33,17 @@ def test_allreduce_sums_and_counts_bytes(dtype):
 
 
 @pytest.mark.mpi(min_size=2)
+def test_allgather_hands_every_rank_every_message_and_counts_bytes():
+    comm = _world()
+    message = np.arange(5, dtype=np.float64) + 10 * comm.rank
+    gathered = np.full((comm.size, 5), np.nan)
+    comm.allgather(message, gathered)
+    expected = np.arange(5) + 10 * np.arange(comm.size)[:, None]
+    assert _all(comm, np.array_equal(gathered, expected))
+    assert comm.bytes_gathered == comm.size * 5 * 8 and comm.bytes_reduced == 0 and comm.comm_seconds > 0
+
+
+@pytest.mark.mpi(min_size=2)
 def test_agree_raises_the_lowest_failing_ranks_error_everywhere():
     comm = _world()
     comm.agree(None)  # nobody failed: returns on every rank

@@ -35,9 +35,11 @@ def test_compile_on_two_ranks_fills_the_cache_that_later_runs_only_load(tmp_path
             (2, "--algo", "sgd", "--batch-size", "8", "--optimizer", "adam", "--strategy", "ring"),
             (2, "--algo", "gd", "--l1", "1e-3"),
             (1, "--algo", "lbfgs"),
-            (2, "--algo", "local-sgd", "--batch-size", "4", "--density", "0.005", "--features", "900")]
+            (2, "--algo", "local-sgd", "--batch-size", "4", "--density", "0.005", "--features", "900"),
+            (2, "--algo", "sgd", "--batch-size", "6", "--density", "0.005", "--features", "900")]  # gathered
     for number, (ranks, *args) in enumerate(runs):
         assert _misses(tmp_path / f"run{number}", "--model", "linear", *args, ranks=ranks, env=env) == 0, args
+    assert json.loads((tmp_path / "run5" / "summary.json").read_text())["gradient_exchange"] == "allgather"
     # A model left out (linear and logistic share their kernels) compiles on its first run: the
     # counts above could have failed.
     assert _misses(tmp_path / "softmax", "--model", "softmax", ranks=1, env=env) > 0

@@ -202,3 +202,111 @@ def test_soft_threshold_gives_exact_zeros():
     w = np.array([3.0, -3.0, 0.5, -0.5, 1.0, 0.0])
     kernels.soft_threshold(w, 1.0)
     assert np.array_equal(w, [2.0, -2.0, 0.0, 0.0, 0.0, 0.0])
+
+
+def _messages(dtype, ranks, capacity, seed=1):
+    """Each of ``ranks`` ranks' message of a step over its slice of a CSR problem (3 rows, two of them
+    the same row, so that columns repeat), by the kernel; with the problem, the slices and the
+    scale the weights are kept at."""
+    from mpigd.kernels.sparse_exchange import HEADER
+
+    X, y, params = _problem(dtype, n=40, d=30, k=1, seed=seed)
+    X[np.abs(X) < 0.8] = 0.0  # about 40% non-zero
+    X, indptr, indices, data = _csr(X)
+    y = (y > 0).astype(dtype)
+    scale = 0.7
+    slices = [np.array([3 * r, 3 * r + 1, 3 * r], dtype=np.int64) for r in range(ranks)]
+    gathered = np.zeros((ranks, HEADER + 2 * capacity))
+    slot = np.full(X.shape[1], -1, dtype=np.int64)
+    for r, rows in enumerate(slices):
+        kernels.csr_glm_gradient_pairs(indptr, indices, data, y, rows, params, scale, np.empty(3), slot,
+                                       gathered[r], capacity, kernels.LOGISTIC)
+        assert np.all(slot == -1)  # left as found
+    return X, y, params, slices, scale, gathered
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gradient_pairs_hold_each_column_once_with_the_slices_gradient(dtype):
+    # A rank's message: its slice's loss and gradient at w = scale * v, the gradient as one pair a
+    # distinct column, against the dense kernel at the scaled weights.
+    from mpigd.kernels.sparse_exchange import HEADER
+
+    capacity = 30
+    X, y, params, slices, scale, gathered = _messages(dtype, 2, capacity)
+    w = params.astype(np.float64).copy()
+    w[:-1] *= scale
+    for rows, message in zip(slices, gathered):
+        expected = np.empty_like(w)
+        loss = kernels.glm_loss_grad(X[rows].astype(np.float64), y[rows].astype(np.float64), w, expected,
+                                     kernels.LOGISTIC)
+        count = int(message[0])
+        columns = message[HEADER:HEADER + count].astype(np.int64)
+        assert count == len(np.unique(X[rows].nonzero()[1])) == len(set(columns))
+        got = np.zeros(X.shape[1])
+        got[columns] = message[HEADER + capacity:HEADER + capacity + count]
+        assert _close(got, expected[:-1], dtype) and _close(message[2], expected[-1], dtype)
+        assert abs(message[1] - loss) <= TOLERANCE[dtype] * loss
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_applied_pairs_take_the_plain_sgd_step_of_the_summed_gradient(dtype):
+    # Every rank's pairs, applied to w = scale * v: the step w <- (1 - lr l2) w - (lr / B) g of the
+    # gradient summed over the ranks, and the objective before it; the flags summed. A rate times l2
+    # above 1 folds the scale in first; fold=True leaves the weights themselves.
+    from mpigd.kernels.sparse_exchange import FLAG
+
+    capacity = 30
+    X, y, params, slices, scale, gathered = _messages(dtype, 3, capacity)
+    gathered[1, FLAG] = 1.0
+    w = params.astype(np.float64).copy()
+    w[:-1] *= scale
+    summed_grad, summed_loss = np.zeros_like(w), 0.0
+    for rows in slices:
+        grad = np.empty_like(w)
+        summed_loss += kernels.glm_loss_grad(X[rows].astype(np.float64), y[rows].astype(np.float64), w, grad,
+                                             kernels.LOGISTIC)
+        summed_grad += grad
+    batch, l2 = 9, 0.1
+    norm = float(np.sum(params[:-1].astype(np.float64) ** 2))
+    largest = float(np.finfo(dtype).max)
+    for rate, fold in ((0.05, False), (0.05, True), (15.0, False)):
+        v = params.copy()
+        status, new_scale, new_norm, objective, flags, culprit = kernels.apply_gathered_pairs(
+            gathered, capacity, v, scale, norm, rate, l2, 0.5 * l2, batch, largest, fold)
+        assert status == kernels.DONE and flags == 1.0 and culprit == -1
+        assert objective == pytest.approx(summed_loss / batch + 0.5 * l2 * np.sum(w[:-1] ** 2), rel=TOLERANCE[dtype])
+        expected = w - rate / batch * summed_grad
+        expected[:-1] -= rate * l2 * w[:-1]
+        got = v.astype(np.float64)
+        got[:-1] *= new_scale
+        assert new_scale == (1.0 if fold or rate * l2 >= 1 else pytest.approx(scale * (1 - rate * l2)))
+        assert _close(got, expected, dtype)
+        if not fold:
+            assert new_norm == pytest.approx(np.sum(v[:-1].astype(np.float64) ** 2), rel=TOLERANCE[dtype])
+
+
+def test_applied_pairs_name_the_first_rank_whose_loss_is_not_finite():
+    # Every rank sees every rank's loss: the first non-finite one is named, and the weights are left
+    # as they were (the scale folded in); a finite loss on every rank whose sum overflows is the
+    # global case.
+    capacity = 30
+    _, _, params, _, scale, gathered = _messages(np.float64, 3, capacity)
+    gathered[1, 1] = gathered[2, 1] = np.nan
+    v = params.copy()
+    status, new_scale, *_, culprit = kernels.apply_gathered_pairs(gathered, capacity, v, scale, 1.0, 0.1, 0.0, 0.0, 9,
+                                                                  1e308, False)
+    assert (status, culprit, new_scale) == (kernels.LOCAL_NONFINITE, 1, 1.0)
+    assert np.array_equal(v[:-1], params[:-1] * scale) and v[-1] == params[-1]
+    gathered[1, 1] = gathered[2, 1] = 1e308
+    status, *_, culprit = kernels.apply_gathered_pairs(gathered, capacity, params.copy(), scale, 1.0, 0.1, 0.0, 0.0,
+                                                       9, 1.7e308, False)
+    assert (status, culprit) == (kernels.NONFINITE, -1)
+
+
+def test_a_message_has_room_for_the_non_zeros_of_the_longest_rows():
+    from mpigd.algorithms.sparse_exchange import pair_capacity
+
+    indptr = np.cumsum([0, 3, 9, 1, 4, 0])  # rows of 3, 9, 1, 4 and 0 non-zeros
+    assert [pair_capacity(indptr, 100, b) for b in (0, 1, 2, 3, 5, 9)] == [0, 9, 13, 16, 17, 17]
+    assert pair_capacity(indptr, 10, 2) == 10  # no more than the features
+    assert pair_capacity(np.zeros(1, dtype=np.int64), 10, 1) == 0  # a rank without rows

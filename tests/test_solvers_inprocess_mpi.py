@@ -215,3 +215,110 @@ def test_lazy_local_rounds_on_wide_sparse_rows_agree_with_exact_rounds_and_every
     flag = np.array([1 if ok else 0], dtype=np.int64)
     comm.allreduce_min(flag)
     assert flag[0] == 1, (len(calls), np.abs(lazy - exact).max())
+
+
+def _same_everywhere(comm, ok: bool, params: np.ndarray) -> bool:
+    """Whether ``ok`` holds on every rank and every rank holds the same bits of ``params``."""
+    low, high = params.copy(), params.copy()
+    comm.allreduce_min(low)
+    comm.allreduce_max(high)
+    flag = np.array([1 if ok and np.array_equal(low, high) else 0], dtype=np.int64)
+    comm.allreduce_min(flag)
+    return flag[0] == 1
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("model", ["logistic", "linear"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_sgd_on_wide_sparse_rows_gathers_the_non_zeros_and_agrees_with_allreduced_steps(model, dtype, monkeypatch):
+    """Synchronous plain SGD on wide CSR rows on several ranks: each step gathers every rank's
+    (column, value) pairs instead of summing every weight (mpigd/algorithms/sparse_exchange.py).
+    The allreduced steps' result to rounding, the same bits on every rank, no gradient allreduced
+    and the gathered bytes a whole number of messages a step: batches of a row or two a rank, L2
+    off and on, a decaying rate, an L2 that folds the scale in mid-call, and lr * l2 above 1."""
+    from mpigd import kernels
+    from mpigd.algorithms import sgd
+    from mpigd.comm import world
+    from mpigd.kernels.sparse_exchange import HEADER
+
+    comm = world()
+    calls = []
+    apply = kernels.apply_gathered_pairs
+    monkeypatch.setattr(kernels, "apply_gathered_pairs", lambda *args: calls.append(1) or apply(*args))
+    tolerance = dict(rtol=1e-9, atol=1e-12) if dtype == "float64" else dict(rtol=2e-4, atol=1e-5)
+    base = Config(model=model, dtype=dtype, rows=800, features=5000, density=0.002, algo="sgd", epochs=2, lr=0.05,
+                  seed=3, quiet=True)
+    for extra in (dict(batch_size=comm.size, l2=1e-3), dict(batch_size=2 * comm.size + 1, schedule="invscaling"),
+                  dict(batch_size=comm.size, l2=0.4, lr=0.5), dict(batch_size=2 * comm.size, l2=1.0, lr=1.2)):
+        config = base.replace(**extra)
+        calls.clear()
+        gathered = train(config, comm)
+        with monkeypatch.context() as patch:
+            patch.setattr(sgd.SparseExchange, "for_run", classmethod(lambda cls, run: None))
+            allreduced = train(config, comm)
+        summary, steps = gathered.summary, gathered.summary["steps"]
+        per_step = summary["bytes_gathered"] // steps
+        pairs = (per_step // (8 * comm.size) - HEADER) / 2  # each message's capacity
+        ok = (len(calls) == steps == allreduced.summary["steps"] > 0
+              and (summary["gradient_exchange"], allreduced.summary["gradient_exchange"]) == ("allgather", "allreduce")
+              and summary["bytes_allreduced_training"] == summary["bytes_allreduced_per_step"] == 0
+              and allreduced.summary["bytes_gathered"] == 0 and per_step * steps == summary["bytes_gathered"]
+              and pairs == int(pairs) and 1 <= comm.size * pairs < 5000 / 8
+              and np.allclose(gathered.params, allreduced.params, **tolerance)
+              and summary["final_loss"] == pytest.approx(allreduced.summary["final_loss"], rel=tolerance["rtol"])
+              and np.any(gathered.params[:-1] != 0))
+        assert _same_everywhere(comm, ok, gathered.params), (extra, len(calls), steps, summary["bytes_gathered"],
+                                                             np.abs(gathered.params - allreduced.params).max())
+
+
+@pytest.mark.mpi(min_size=2)
+def test_sparse_exchange_preempted_on_one_rank_resumes_to_the_uninterrupted_bits(mpi_tmp_path, monkeypatch):
+    """A signal on rank 1 mid-run: every rank stops after the same call of steps with a checkpoint
+    (the flag rides in the gathered messages), and the resumed run ends on the bits of a run that
+    was never stopped, though its calls fold the scale into the weights."""
+    import os
+    import signal
+
+    from mpigd import Preempted, kernels
+    from mpigd.algorithms import chunked
+    from mpigd.comm import world
+
+    comm = world()
+    monkeypatch.setattr(chunked, "LAZY_NONZEROS_A_CALL", 200)  # calls of a few steps
+    run = dict(model="logistic", rows=800, features=5000, density=0.002, algo="sgd", batch_size=comm.size, epochs=2,
+               lr=0.05, l2=1e-3, seed=3, quiet=True)
+    whole = train(Config(**run, out=str(mpi_tmp_path / "whole")), comm)
+    apply, calls = kernels.apply_gathered_pairs, []
+
+    def signalled(*args):
+        calls.append(1)
+        if len(calls) == 30 and comm.rank == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return apply(*args)
+
+    config = Config(**run, out=str(mpi_tmp_path / "cut"))
+    with monkeypatch.context() as patch:
+        patch.setattr(kernels, "apply_gathered_pairs", signalled)
+        with pytest.raises(Preempted):
+            train(config, comm)
+    resumed = train(config.replace(resume=True), comm)
+    stopped = resumed.summary["resumed_from_step"]
+    ok = 30 <= stopped < whole.summary["steps"] and resumed.summary["final_loss"] == whole.summary["final_loss"]
+    assert _same_everywhere(comm, ok and np.array_equal(resumed.params, whole.params), resumed.params), stopped
+
+
+@pytest.mark.mpi(min_size=2)
+def test_a_nan_on_one_rank_of_the_sparse_exchange_is_named_on_every_rank(monkeypatch):
+    """Every rank sees every rank's loss in the gathered messages: each raises the error naming
+    rank 1 and the step the NaN entered, as the allreduced steps do."""
+    from mpigd import DivergedError, kernels
+    from mpigd.comm import world
+
+    apply, calls = kernels.apply_gathered_pairs, []
+    monkeypatch.setattr(kernels, "apply_gathered_pairs", lambda *args: calls.append(1) or apply(*args))
+    monkeypatch.setenv("MPIGD_FAULT", "nan@rank=1,step=7")
+    config = Config(model="logistic", rows=800, features=5000, density=0.002, algo="sgd", batch_size=world().size,
+                    epochs=1, lr=0.05, quiet=True)
+    with pytest.raises(DivergedError, match=r"at step 7 \(epoch 1\): the local gradient of rank 1 is NaN"):
+        train(config, world())
+    assert len(calls) == 7  # the NaN's step found it in the gathered losses

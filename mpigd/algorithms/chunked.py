@@ -13,6 +13,7 @@ from mpigd import kernels
 from mpigd.algorithms.objective import GlobalGradient
 from mpigd.guards import nonfinite_error
 from mpigd.optim import SGD, Adam, Momentum, Nesterov, kernel_scalar
+from mpigd.schedules import Schedule
 
 if TYPE_CHECKING:
     from mpigd.algorithms.sgd import MiniBatchSGD
@@ -31,6 +32,34 @@ LAZY_BELOW = 1 / 8
 # uninterrupted one.
 LAZY_NONZEROS_A_CALL = 1 << 21
 RULES = {SGD: kernels.PLAIN, Momentum: kernels.MOMENTUM, Nesterov: kernels.NESTEROV, Adam: kernels.ADAM}
+
+
+def scheduled_rates(schedule: Schedule, steps: int, length: int) -> list[float]:
+    """The learning rates of the ``length`` steps after ``steps``."""
+    if schedule.kind == "constant" and steps >= schedule.warmup:
+        return [schedule.lr] * length
+    return [schedule(steps + h) for h in range(length)]
+
+
+def lazy_steps_a_call(nonzeros: float) -> int:
+    """The steps of a lazy call whose steps visit ``nonzeros`` non-zeros each: about
+    :data:`LAZY_NONZEROS_A_CALL` in all, at most 4096 steps."""
+    return max(1, min(4096, int(LAZY_NONZEROS_A_CALL / max(nonzeros, 1.0))))
+
+
+def fixed_call(steps: int, steps_a_call: int) -> int:
+    """The steps from ``steps`` to the next multiple of ``steps_a_call``; a run's first call takes
+    one step (its time is unknown, and the start-up watchdog and an early signal wait for its check)."""
+    return 1 if steps == 0 else steps_a_call - steps % steps_a_call
+
+
+def call_length(sgd: MiniBatchSGD, first: int, longest: int) -> int:
+    """The steps a call from step ``first`` of the epoch takes: up to ``longest``, ending at the
+    epoch's end and at each ``checkpoint_every`` multiple."""
+    length = min(longest, sgd.steps_per_epoch - first)
+    if sgd.checkpoint_every:
+        length = min(length, sgd.checkpoint_every - sgd.update.steps % sgd.checkpoint_every)
+    return length
 
 
 def sparse_steps_plan(gradient: GlobalGradient, bounds: np.ndarray) -> tuple[int, float] | None:
@@ -81,7 +110,7 @@ class ChunkedSteps:
         if self.rule == kernels.PLAIN and plan is not None and not sgd.update.l1 and not gradient.clip:
             largest_batch, nonzeros = plan
             self.lazy, self.slopes = True, np.empty(largest_batch)
-            self.lazy_steps = max(1, min(4096, int(LAZY_NONZEROS_A_CALL / max(nonzeros, 1.0))))
+            self.lazy_steps = lazy_steps_a_call(nonzeros)
         # A run's first call takes one step (its time is unknown: it may be seconds, and the start-up
         # watchdog and an early signal wait for the first check); then as many steps as the last
         # call took CHUNK_SECONDS for (lazy calls: fixed multiples, see LAZY_NONZEROS_A_CALL).
@@ -90,18 +119,9 @@ class ChunkedSteps:
     def run(self, params: np.ndarray, order: np.ndarray, first: int) -> int:
         """Steps from ``first`` on, as one kernel call; returns the steps taken (see MiniBatchSGD)."""
         sgd, gradient, update = self.sgd, self.sgd.gradient, self.sgd.update
-        if self.lazy:  # the same calls whatever the clock (see LAZY_NONZEROS_A_CALL), the first one step
-            step_in_call = update.steps % self.lazy_steps
-            length = min(1 if update.steps == 0 else self.lazy_steps - step_in_call, sgd.steps_per_epoch - first)
-        else:
-            length = min(self.length, sgd.steps_per_epoch - first)
-        if sgd.checkpoint_every:
-            length = min(length, sgd.checkpoint_every - update.steps % sgd.checkpoint_every)
-        schedule = update.schedule
-        if schedule.kind == "constant" and update.steps >= schedule.warmup:
-            rates = [schedule.lr] * length
-        else:
-            rates = [schedule(update.steps + h) for h in range(length)]
+        # Lazy calls are the same whatever the clock (see LAZY_NONZEROS_A_CALL).
+        length = call_length(sgd, first, fixed_call(update.steps, self.lazy_steps) if self.lazy else self.length)
+        rates = scheduled_rates(update.schedule, update.steps, length)
         self.rates[:length] = rates
         if self.rule == kernels.ADAM:
             self._adam_rates(rates)

@@ -67,7 +67,7 @@ class GlobalGradient:
             self.before_reduce(self.buffer)
         local_finite = finite(self.buffer)
         if self._raised is not None:
-            self._wire[-1] = 1 if self._raised() else 0
+            self._wire[-1] = self.local_flag()
         self.comm.allreduce(self._reduced)
         if self._raised is not None and self._wire[-1]:
             self.flag_raised = True
@@ -90,6 +90,10 @@ class GlobalGradient:
     def carry_flag(self, raised: Callable[[], bool]) -> None:
         """From now on each reduction also sums ``raised()`` of every rank (see the class)."""
         self._raised, self._reduced = raised, self._wire
+
+    def local_flag(self) -> int:
+        """This rank's part of the carried flag (:meth:`carry_flag`): 1 where ``raised()`` holds, else 0."""
+        return 1 if self._raised is not None and self._raised() else 0
 
     @property
     def reduced_bytes(self) -> int:

@@ -8,6 +8,7 @@ import numpy as np
 
 from mpigd.algorithms.chunked import ChunkedSteps
 from mpigd.algorithms.objective import GlobalGradient
+from mpigd.algorithms.sparse_exchange import SparseExchange
 from mpigd.algorithms.update import Update, UpdateDriven
 from mpigd.partition import block_counts, block_offsets
 
@@ -28,6 +29,9 @@ class MiniBatchSGD(UpdateDriven):
     (:class:`~mpigd.algorithms.chunked.ChunkedSteps`; the same bits, but on wide sparse rows), as
     many as take about :data:`~mpigd.algorithms.chunked.CHUNK_SECONDS`, ending at each multiple of
     ``checkpoint_every``: ``after_step`` (the caller's checks between steps) then runs once per call.
+    On several ranks, plain SGD on wide CSR rows gathers each step's non-zero gradient entries
+    instead of summing every weight's, in calls too
+    (:class:`~mpigd.algorithms.sparse_exchange.SparseExchange`).
     """
 
     name = "sgd"
@@ -52,7 +56,9 @@ class MiniBatchSGD(UpdateDriven):
         self._bounds = self.bounds.tolist()
         self._batch_rows = self.batch_rows.tolist()
         self._cursor, self._total, self._epoch_rng = 0, 0.0, rng.bit_generator.state
-        self._chunk = ChunkedSteps.for_run(self, size) if type(self) is MiniBatchSGD else None
+        plain = type(self) is MiniBatchSGD
+        self._chunk = ChunkedSteps.for_run(self, size) if plain else None
+        self._exchange = SparseExchange.for_run(self) if plain else None
 
     def batch(self, order: np.ndarray, step: int) -> np.ndarray:
         """This rank's rows (local indices) in the global batch of ``step``: the ``step``-th of
@@ -75,11 +81,24 @@ class MiniBatchSGD(UpdateDriven):
     def _advance(self, params: np.ndarray, order: np.ndarray, step: int) -> int:
         """Take step ``step`` of the epoch, or more as one kernel call; add their objectives to the
         epoch's total; return the steps taken."""
+        if self._exchange is not None:
+            return self._exchange.run(params, order, step)
         if self._chunk is not None and self.gradient.before_reduce is None:  # a fault hook fires between steps
             return self._chunk.run(params, order, step)
         self._total += self.gradient(params, self._batch_rows[step], self.batch(order, step))
         self.update(params, self.gradient.grad, self.update.rate())
         return 1
+
+    @property
+    def gradient_exchange(self) -> str:
+        """How a step's gradient crosses the ranks: ``allreduce`` of every weight's, or ``allgather``
+        of its non-zeros (:class:`~mpigd.algorithms.sparse_exchange.SparseExchange`)."""
+        return "allgather" if self._exchange is not None else "allreduce"
+
+    @property
+    def reduced_bytes_per_step(self) -> int:
+        """Bytes a step allreduces: none where the steps gather their gradients' non-zeros instead."""
+        return 0 if self._exchange is not None else self.gradient.reduced_bytes
 
     @property
     def mid_epoch(self) -> bool:

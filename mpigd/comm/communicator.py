@@ -19,7 +19,8 @@ class Communicator:
     """Rank, size and the collectives mpigd needs, over one ``mpi4py`` communicator.
 
     Sums go through the named allreduce strategy; the time they take and the bytes they move are
-    counted in :attr:`comm_seconds` and :attr:`bytes_reduced`.
+    counted in :attr:`comm_seconds` and :attr:`bytes_reduced` (:meth:`allgather`'s in
+    :attr:`comm_seconds` and :attr:`bytes_gathered`).
 
     Parameters
     ----------
@@ -41,6 +42,7 @@ class Communicator:
         self.comm_seconds = 0.0
         self.bytes_reduced = 0
         self.allreduce_calls = 0
+        self.bytes_gathered = 0
 
     # -- sums on the hot path ------------------------------------------------------------------
     def allreduce(self, buffer: np.ndarray) -> None:
@@ -56,6 +58,14 @@ class Communicator:
         kernels took the steps), as :meth:`allreduce` would have counted them."""
         self.allreduce_calls += calls
         self.bytes_reduced += calls * nbytes
+
+    def allgather(self, message: np.ndarray, gathered: np.ndarray) -> None:
+        """Every rank's ``message`` into row ``rank`` of ``gathered`` (``size`` rows of its length) on
+        every rank, with MPI's Allgather. Collective."""
+        start = time.perf_counter()
+        self.mpi_comm.Allgather(message, gathered)
+        self.comm_seconds += time.perf_counter() - start
+        self.bytes_gathered += gathered.nbytes
 
     @property
     def strategy_label(self) -> str:

@@ -28,7 +28,7 @@ from mpigd.kernels.finish import sum_of_squares
 from mpigd.kernels.glm import _point
 from mpigd.kernels.jit import kernel
 from mpigd.kernels.sparse import _span
-from mpigd.kernels.sync_round import DONE, LOCAL_NONFINITE
+from mpigd.kernels.sync_round import DONE, LOCAL_NONFINITE, NONFINITE
 
 RESCALE_BELOW = 1e-9
 
@@ -99,7 +99,8 @@ def csr_glm_lazy_sgd_steps(indptr, indices, data, y, order, bounds, batch_rows, 
         objective = summed / batch_rows[step] + (half_l2 * (scale * scale * norm) if half_l2 != 0 else 0.0)
         if not abs(summed) <= largest or not np.isfinite(objective):
             _rescale(params, d, scale)
-            return h, total, LOCAL_NONFINITE
+            # A finite loss with a penalty that overflows is the step-by-step path's NONFINITE.
+            return h, total, LOCAL_NONFINITE if not abs(summed) <= largest else NONFINITE
         rate = np.float64(rates[h])
         scale *= 1.0 - rate * l2
         move = rate / batch_rows[step]

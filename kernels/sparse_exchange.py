@@ -36,7 +36,7 @@ def csr_glm_gradient_pairs(indptr, indices, data, y, rows, params, scale, slopes
     """This rank's part of a step's gradient at ``w = scale·v`` (``params`` holds ``v`` and the
     intercept) over the local ``rows``, into ``message`` (see the module; the flag is left as it
     is): each column once, its contributions summed in the rows' order. ``slopes`` is float64
-    scratch of at least the rows' count; ``slot`` is int64 scratch of one entry a feature, all -1
+    scratch of at least the rows' count; ``slot`` is int32 scratch of one entry a feature, all -1
     on entry and again on return. ``capacity`` must be at least the distinct columns of the rows."""
     d = params.shape[0] - 1
     intercept = np.float64(params[d])

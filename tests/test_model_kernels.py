@@ -217,7 +217,7 @@ def _messages(dtype, ranks, capacity, seed=1):
     scale = 0.7
     slices = [np.array([3 * r, 3 * r + 1, 3 * r], dtype=np.int64) for r in range(ranks)]
     gathered = np.zeros((ranks, HEADER + 2 * capacity))
-    slot = np.full(X.shape[1], -1, dtype=np.int64)
+    slot = np.full(X.shape[1], -1, dtype=np.int32)
     for r, rows in enumerate(slices):
         kernels.csr_glm_gradient_pairs(indptr, indices, data, y, rows, params, scale, np.empty(3), slot,
                                        gathered[r], capacity, kernels.LOGISTIC)

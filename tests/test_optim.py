@@ -358,6 +358,23 @@ def test_local_sgd_on_wide_sparse_rows_takes_lazy_rounds_that_agree_with_the_exa
         assert calls == 3 * sum(min(h, per_epoch - s) > 1 for s in range(0, per_epoch, h)), extra
 
 
+def test_lazy_sparse_steps_tell_a_penalty_overflow_from_a_bad_loss():
+    # As the step-by-step path: a finite loss whose L2 penalty overflows is NONFINITE (the sum or the
+    # L2 term), a loss that is not finite LOCAL_NONFINITE (this rank's rows); the weights are left
+    # as they were before the step either way.
+    from mpigd import kernels
+
+    indptr, indices = np.array([0, 2, 3], dtype=np.int64), np.array([0, 2, 1], dtype=np.int32)
+    order, bounds, batch_rows = np.arange(2), np.array([0, 2]), np.array([2], dtype=np.int64)
+    for data, status in ((np.full(3, 1e-100), kernels.NONFINITE), (np.array([1.0, np.nan, 1.0]),
+                                                                   kernels.LOCAL_NONFINITE)):
+        params = np.array([1e200, 1e200, 1e200, 0.0])
+        taken, _, got = kernels.csr_glm_lazy_sgd_steps(indptr, indices, data, np.zeros(2), order, bounds, batch_rows,
+                                                       0, 1, params, np.array([0.1]), 1.0, 0.5, 1.7e308, 0.0,
+                                                       np.empty(2), kernels.LOGISTIC)
+        assert (taken, got) == (0, status) and np.array_equal(params, [1e200, 1e200, 1e200, 0.0])
+
+
 def test_lazy_sparse_steps_give_the_same_bits_however_the_clock_cuts_them_into_calls(monkeypatch):
     # Folding the scale into the weights at the end of a lazy kernel call rounds them: where the
     # calls end must not depend on how long steps took (CHUNK_SECONDS), or a run gives other bits

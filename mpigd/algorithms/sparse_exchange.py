@@ -75,14 +75,10 @@ class SparseExchange:
         gradient = sgd.gradient
         self.message = np.zeros(HEADER + 2 * capacity)
         self.gathered = np.zeros((gradient.comm.size, self.message.size))
-        self.slot = np.full(gradient.model.n_params - 1, -1, dtype=np.int64)
+        # Int32: a position below the capacity, and half the bytes of the weights beside them.
+        self.slot = np.full(gradient.model.n_params - 1, -1, dtype=np.int32)
         self.slopes = np.empty(int(np.diff(sgd.bounds).max(initial=0)))
         self.steps_a_call = lazy_steps_a_call(gradient.comm.size * capacity)
-
-    @property
-    def gathered_bytes(self) -> int:
-        """Bytes each step gathers on every rank: every rank's message."""
-        return self.gathered.nbytes
 
     def run(self, params: np.ndarray, order: np.ndarray, first: int) -> int:
         """Steps from ``first`` on, up to the end of the call; returns the steps taken (see MiniBatchSGD)."""

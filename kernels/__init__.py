@@ -14,7 +14,7 @@ from mpigd.kernels.mlp import RELU, SOFTMAX_HEAD, SQUARED_HEAD, TANH, mlp_loss_g
 from mpigd.kernels.prox import soft_threshold
 from mpigd.kernels.reduce import add_into
 from mpigd.kernels.softmax import softmax_logits
-from mpigd.kernels.sparse_exchange import apply_gathered_pairs, csr_glm_gradient_pairs
+from mpigd.kernels.sparse_exchange import apply_gathered_pairs, csr_glm_gradient_pairs, csr_softmax_gradient_pairs
 from mpigd.kernels.sparse import csr_glm_loss_grad, csr_glm_margins, csr_softmax_logits, csr_softmax_loss_grad
 from mpigd.kernels.stream import stream_sum
 from mpigd.kernels.sync_round import (ADAM, DONE, LOCAL_NONFINITE, MOMENTUM, NESTEROV, NONFINITE, PLAIN,
@@ -51,6 +51,7 @@ __all__ = [
     "csr_glm_sync_steps",
     "csr_glm_margins",
     "csr_softmax_local_steps",
+    "csr_softmax_gradient_pairs",
     "csr_softmax_logits",
     "csr_softmax_loss_grad",
     "csr_softmax_sync_steps",

@@ -197,7 +197,7 @@ def _train(config: Config, comm, preemption: PreemptionFlag, watchdog: Watchdog,
         # Gram matrix), without evaluations.
         "bytes_allreduced_training": getattr(algorithm, "reduced_bytes", algorithm.gradient.reductions * per_step),
         "allreduce_calls": comm.allreduce_calls - calls_before,
-        # sgd on several ranks and wide CSR rows: "allgather" of each step's gradient non-zeros
+        # sgd on wide CSR rows (several ranks; softmax on one too): "allgather" of each step's non-zeros
         "gradient_exchange": getattr(algorithm, "gradient_exchange", "allreduce"),
         "bytes_gathered": comm.bytes_gathered - gathered_before,
     }

@@ -247,6 +247,25 @@ def test_sgd_against_scikit_learn_times_the_allreduced_steps_too_on_sparse_rows(
     assert records["sgd b=2 lr=0.01"]["objective"] == pytest.approx(records["sklearn"]["objective"], rel=0.05)
 
 
+def test_sparse_exchange_benchmark_times_both_paths_to_the_same_objective(tmp_path):
+    """benchmarks/sparse_exchange.py on two ranks: logistic and softmax, each step's pairs gathered
+    and, switched off in the same launch, every weight summed; the same objective to rounding."""
+    from mpirun import run_mpi
+
+    report = tmp_path / "exchange.json"
+    job = run_mpi(2, [str(SCRIPTS / "sparse_exchange.py"), "--rows", "2000", "--features", "4000", "--density",
+                      "0.002", "--classes", "5", "--batches", "2,8", "--epochs", "1", "--repeats", "1",
+                      "--json", str(report)], timeout=240)
+    assert job.returncode == 0, job.stderr
+    records = json.loads(report.read_text())
+    assert [(r["model"], r["batch"], r["exchange"]) for r in records] == [
+        (model, batch, "allgather") for model in ("logistic", "softmax") for batch in (2, 8)]
+    for r in records:
+        assert r["exchanged_s_per_epoch"] > 0 and r["summed_s_per_epoch"] > 0, r
+        assert r["exchanged_objective"] == pytest.approx(r["summed_objective"], rel=1e-9), r
+    assert "| softmax | 8 | allgather |" in job.stdout
+
+
 def test_sgd_step_parts_prints_every_part_on_two_ranks():
     from mpirun import run_mpi
 

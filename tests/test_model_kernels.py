@@ -204,85 +204,101 @@ def test_soft_threshold_gives_exact_zeros():
     assert np.array_equal(w, [2.0, -2.0, 0.0, 0.0, 0.0, 0.0])
 
 
-def _messages(dtype, ranks, capacity, seed=1):
+def _messages(dtype, k, ranks, capacity, seed=1):
     """Each of ``ranks`` ranks' message of a step over its slice of a CSR problem (3 rows, two of them
-    the same row, so that columns repeat), by the kernel; with the problem, the slices and the
-    scale the weights are kept at."""
-    from mpigd.kernels.sparse_exchange import HEADER
+    the same row, so that columns repeat) for a logistic (``k`` 1) or softmax model, by the kernel;
+    with the problem, the slices and the scale the weights are kept at."""
+    from mpigd.kernels.sparse_exchange import message_size
 
-    X, y, params = _problem(dtype, n=40, d=30, k=1, seed=seed)
+    X, y, params = _problem(dtype, n=40, d=30, k=k, seed=seed)
     X[np.abs(X) < 0.8] = 0.0  # about 40% non-zero
     X, indptr, indices, data = _csr(X)
-    y = (y > 0).astype(dtype)
+    y = (y > 0).astype(dtype) if k == 1 else y
     scale = 0.7
     slices = [np.array([3 * r, 3 * r + 1, 3 * r], dtype=np.int64) for r in range(ranks)]
-    gathered = np.zeros((ranks, HEADER + 2 * capacity))
+    gathered = np.zeros((ranks, message_size(k, capacity)))
     slot = np.full(X.shape[1], -1, dtype=np.int32)
     for r, rows in enumerate(slices):
-        kernels.csr_glm_gradient_pairs(indptr, indices, data, y, rows, params, scale, np.empty(3), slot,
-                                       gathered[r], capacity, kernels.LOGISTIC)
+        if k == 1:
+            kernels.csr_glm_gradient_pairs(indptr, indices, data, y, rows, params, scale, np.empty(3), slot,
+                                           gathered[r], capacity, kernels.LOGISTIC)
+        else:
+            kernels.csr_softmax_gradient_pairs(indptr, indices, data, y, rows, params, scale, np.empty(k), slot,
+                                               gathered[r], capacity, k)
         assert np.all(slot == -1)  # left as found
     return X, y, params, slices, scale, gathered
 
 
+def _loss_grad(X, y, w, k):
+    """The summed loss and gradient of the rows ``X`` at the weights ``w``: the dense kernel (logistic)
+    or the NumPy twin (softmax)."""
+    X, y = X.astype(np.float64), y.astype(np.float64)
+    if k == 1:
+        grad = np.empty_like(w)
+        return kernels.glm_loss_grad(X, y, w, grad, kernels.LOGISTIC), grad
+    return _softmax_reference(X, y, w, k)
+
+
+def _scaled(params, scale, k):
+    w = params.astype(np.float64).copy()
+    w[:-k] *= scale
+    return w
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_gradient_pairs_hold_each_column_once_with_the_slices_gradient(dtype):
+@pytest.mark.parametrize("k", [1, 3])
+def test_gradient_pairs_hold_each_column_once_with_the_slices_gradient(dtype, k):
     # A rank's message: its slice's loss and gradient at w = scale * v, the gradient as one pair a
-    # distinct column, against the dense kernel at the scaled weights.
+    # distinct column (k values: a class each), against the dense kernel at the scaled weights.
     from mpigd.kernels.sparse_exchange import HEADER
 
     capacity = 30
-    X, y, params, slices, scale, gathered = _messages(dtype, 2, capacity)
-    w = params.astype(np.float64).copy()
-    w[:-1] *= scale
+    X, y, params, slices, scale, gathered = _messages(dtype, k, 2, capacity)
+    w = _scaled(params, scale, k)
     for rows, message in zip(slices, gathered):
-        expected = np.empty_like(w)
-        loss = kernels.glm_loss_grad(X[rows].astype(np.float64), y[rows].astype(np.float64), w, expected,
-                                     kernels.LOGISTIC)
+        loss, expected = _loss_grad(X[rows], y[rows], w, k)
         count = int(message[0])
-        columns = message[HEADER:HEADER + count].astype(np.int64)
+        columns = message[HEADER + k:HEADER + k + count].astype(np.int64)
         assert count == len(np.unique(X[rows].nonzero()[1])) == len(set(columns))
-        got = np.zeros(X.shape[1])
-        got[columns] = message[HEADER + capacity:HEADER + capacity + count]
-        assert _close(got, expected[:-1], dtype) and _close(message[2], expected[-1], dtype)
+        got = np.zeros((X.shape[1], k))
+        values = HEADER + k + capacity
+        got[columns] = message[values:values + count * k].reshape(count, k)
+        assert _close(got.ravel(), expected[:-k], dtype) and _close(message[HEADER:HEADER + k], expected[-k:], dtype)
         assert abs(message[1] - loss) <= TOLERANCE[dtype] * loss
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_applied_pairs_take_the_plain_sgd_step_of_the_summed_gradient(dtype):
+@pytest.mark.parametrize("k", [1, 3])
+def test_applied_pairs_take_the_plain_sgd_step_of_the_summed_gradient(dtype, k):
     # Every rank's pairs, applied to w = scale * v: the step w <- (1 - lr l2) w - (lr / B) g of the
-    # gradient summed over the ranks, and the objective before it; the flags summed. A rate times l2
-    # above 1 folds the scale in first; fold=True leaves the weights themselves.
+    # gradient summed over the ranks (no decay for the intercepts), and the objective before it;
+    # the flags summed. A rate times l2 above 1 folds the scale in first; fold=True leaves the
+    # weights themselves.
     from mpigd.kernels.sparse_exchange import FLAG
 
     capacity = 30
-    X, y, params, slices, scale, gathered = _messages(dtype, 3, capacity)
+    X, y, params, slices, scale, gathered = _messages(dtype, k, 3, capacity)
     gathered[1, FLAG] = 1.0
-    w = params.astype(np.float64).copy()
-    w[:-1] *= scale
+    w = _scaled(params, scale, k)
     summed_grad, summed_loss = np.zeros_like(w), 0.0
     for rows in slices:
-        grad = np.empty_like(w)
-        summed_loss += kernels.glm_loss_grad(X[rows].astype(np.float64), y[rows].astype(np.float64), w, grad,
-                                             kernels.LOGISTIC)
-        summed_grad += grad
+        loss, grad = _loss_grad(X[rows], y[rows], w, k)
+        summed_loss, summed_grad = summed_loss + loss, summed_grad + grad
     batch, l2 = 9, 0.1
-    norm = float(np.sum(params[:-1].astype(np.float64) ** 2))
+    norm = float(np.sum(params[:-k].astype(np.float64) ** 2))
     largest = float(np.finfo(dtype).max)
     for rate, fold in ((0.05, False), (0.05, True), (15.0, False)):
         v = params.copy()
         status, new_scale, new_norm, objective, flags, culprit = kernels.apply_gathered_pairs(
-            gathered, capacity, v, scale, norm, rate, l2, 0.5 * l2, batch, largest, fold)
+            gathered, capacity, k, v, scale, norm, rate, l2, 0.5 * l2, batch, largest, fold)
         assert status == kernels.DONE and flags == 1.0 and culprit == -1
-        assert objective == pytest.approx(summed_loss / batch + 0.5 * l2 * np.sum(w[:-1] ** 2), rel=TOLERANCE[dtype])
+        assert objective == pytest.approx(summed_loss / batch + 0.5 * l2 * np.sum(w[:-k] ** 2), rel=TOLERANCE[dtype])
         expected = w - rate / batch * summed_grad
-        expected[:-1] -= rate * l2 * w[:-1]
-        got = v.astype(np.float64)
-        got[:-1] *= new_scale
+        expected[:-k] -= rate * l2 * w[:-k]
         assert new_scale == (1.0 if fold or rate * l2 >= 1 else pytest.approx(scale * (1 - rate * l2)))
-        assert _close(got, expected, dtype)
+        assert _close(_scaled(v, new_scale, k), expected, dtype)
         if not fold:
-            assert new_norm == pytest.approx(np.sum(v[:-1].astype(np.float64) ** 2), rel=TOLERANCE[dtype])
+            assert new_norm == pytest.approx(np.sum(v[:-k].astype(np.float64) ** 2), rel=TOLERANCE[dtype])
 
 
 def test_applied_pairs_name_the_first_rank_whose_loss_is_not_finite():
@@ -290,16 +306,16 @@ def test_applied_pairs_name_the_first_rank_whose_loss_is_not_finite():
     # as they were (the scale folded in); a finite loss on every rank whose sum overflows is the
     # global case.
     capacity = 30
-    _, _, params, _, scale, gathered = _messages(np.float64, 3, capacity)
+    _, _, params, _, scale, gathered = _messages(np.float64, 1, 3, capacity)
     gathered[1, 1] = gathered[2, 1] = np.nan
     v = params.copy()
-    status, new_scale, *_, culprit = kernels.apply_gathered_pairs(gathered, capacity, v, scale, 1.0, 0.1, 0.0, 0.0, 9,
-                                                                  1e308, False)
+    status, new_scale, *_, culprit = kernels.apply_gathered_pairs(gathered, capacity, 1, v, scale, 1.0, 0.1, 0.0, 0.0,
+                                                                  9, 1e308, False)
     assert (status, culprit, new_scale) == (kernels.LOCAL_NONFINITE, 1, 1.0)
     assert np.array_equal(v[:-1], params[:-1] * scale) and v[-1] == params[-1]
     gathered[1, 1] = gathered[2, 1] = 1e308
-    status, *_, culprit = kernels.apply_gathered_pairs(gathered, capacity, params.copy(), scale, 1.0, 0.1, 0.0, 0.0,
-                                                       9, 1.7e308, False)
+    status, *_, culprit = kernels.apply_gathered_pairs(gathered, capacity, 1, params.copy(), scale, 1.0, 0.1, 0.0,
+                                                       0.0, 9, 1.7e308, False)
     assert (status, culprit) == (kernels.NONFINITE, -1)
 
 

@@ -358,6 +358,25 @@ def test_local_sgd_on_wide_sparse_rows_takes_lazy_rounds_that_agree_with_the_exa
         assert calls == 3 * sum(min(h, per_epoch - s) > 1 for s in range(0, per_epoch, h)), extra
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_softmax_sgd_on_wide_sparse_rows_exchanges_pairs_on_one_rank_too(dtype, monkeypatch):
+    # Softmax regression has no lazy one-rank kernel: its steps on wide CSR rows write their
+    # gradient as (column, k values) pairs and apply them to weights kept as a scale times a
+    # vector (mpigd/algorithms/sparse_exchange.py, a message of one rank), instead of a pass over
+    # every class's weights a step. The step-at-a-time path's result to rounding.
+    from mpigd.algorithms import sgd
+
+    config = Config(model="softmax", classes=4, dtype=dtype, rows=400, features=5000, density=0.002, algo="sgd",
+                    epochs=3, lr=0.05, seed=3, quiet=True)
+    runs = _lazy_against_exact(monkeypatch, "apply_gathered_pairs",
+                               lambda patch: patch.setattr(sgd.SparseExchange, "for_run",
+                                                           classmethod(lambda cls, run: None)),
+                               config, [dict(batch_size=1, l2=1e-3), dict(batch_size=4, schedule="invscaling"),
+                                        dict(batch_size=2, l2=0.4, lr=0.5)])
+    for _, exchanged, calls in runs:
+        assert calls == exchanged.summary["steps"] and exchanged.summary["gradient_exchange"] == "allgather"
+
+
 def test_lazy_sparse_steps_tell_a_penalty_overflow_from_a_bad_loss():
     # As the step-by-step path: a finite loss whose L2 penalty overflows is NONFINITE (the sum or the
     # L2 term), a loss that is not finite LOCAL_NONFINITE (this rank's rows); the weights are left

@@ -228,11 +228,11 @@ def _same_everywhere(comm, ok: bool, params: np.ndarray) -> bool:
 
 
 @pytest.mark.mpi(min_size=2)
-@pytest.mark.parametrize("model", ["logistic", "linear"])
+@pytest.mark.parametrize("model", ["logistic", "linear", "softmax"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_sgd_on_wide_sparse_rows_gathers_the_non_zeros_and_agrees_with_allreduced_steps(model, dtype, monkeypatch):
     """Synchronous plain SGD on wide CSR rows on several ranks: each step gathers every rank's
-    (column, value) pairs instead of summing every weight (mpigd/algorithms/sparse_exchange.py).
+    (column, values) pairs instead of summing every weight (mpigd/algorithms/sparse_exchange.py).
     The allreduced steps' result to rounding, the same bits on every rank, no gradient allreduced
     and the gathered bytes a whole number of messages a step: batches of a row or two a rank, L2
     off and on, a decaying rate, an L2 that folds the scale in mid-call, and lr * l2 above 1."""
@@ -246,8 +246,9 @@ def test_sgd_on_wide_sparse_rows_gathers_the_non_zeros_and_agrees_with_allreduce
     apply = kernels.apply_gathered_pairs
     monkeypatch.setattr(kernels, "apply_gathered_pairs", lambda *args: calls.append(1) or apply(*args))
     tolerance = dict(rtol=1e-9, atol=1e-12) if dtype == "float64" else dict(rtol=2e-4, atol=1e-5)
+    width = 3 if model == "softmax" else 1  # values a pair: a weight a class
     base = Config(model=model, dtype=dtype, rows=800, features=5000, density=0.002, algo="sgd", epochs=2, lr=0.05,
-                  seed=3, quiet=True)
+                  seed=3, quiet=True, classes=3 if width == 3 else 0)
     for extra in (dict(batch_size=comm.size, l2=1e-3), dict(batch_size=2 * comm.size + 1, schedule="invscaling"),
                   dict(batch_size=comm.size, l2=0.4, lr=0.5), dict(batch_size=2 * comm.size, l2=1.0, lr=1.2)):
         config = base.replace(**extra)
@@ -258,7 +259,7 @@ def test_sgd_on_wide_sparse_rows_gathers_the_non_zeros_and_agrees_with_allreduce
             allreduced = train(config, comm)
         summary, steps = gathered.summary, gathered.summary["steps"]
         per_step = summary["bytes_gathered"] // steps
-        pairs = (per_step // (8 * comm.size) - HEADER) / 2  # each message's capacity
+        pairs = (per_step // (8 * comm.size) - HEADER - width) / (1 + width)  # each message's capacity
         ok = (len(calls) == steps == allreduced.summary["steps"] > 0
               and (summary["gradient_exchange"], allreduced.summary["gradient_exchange"]) == ("allgather", "allreduce")
               and summary["bytes_allreduced_training"] == summary["bytes_allreduced_per_step"] == 0

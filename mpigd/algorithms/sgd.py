@@ -29,8 +29,8 @@ class MiniBatchSGD(UpdateDriven):
     (:class:`~mpigd.algorithms.chunked.ChunkedSteps`; the same bits, but on wide sparse rows), as
     many as take about :data:`~mpigd.algorithms.chunked.CHUNK_SECONDS`, ending at each multiple of
     ``checkpoint_every``: ``after_step`` (the caller's checks between steps) then runs once per call.
-    On several ranks, plain SGD on wide CSR rows gathers each step's non-zero gradient entries
-    instead of summing every weight's, in calls too
+    On several ranks (softmax: on one too), plain SGD on wide CSR rows gathers each step's non-zero
+    gradient entries instead of summing every weight's, in calls too
     (:class:`~mpigd.algorithms.sparse_exchange.SparseExchange`).
     """
 

@@ -4,10 +4,11 @@ Run from the repository root with the environment of run/_env.sh, on 1 or more r
 
     mpiexec -n P python benchmarks/sparse_exchange.py [--models logistic softmax] [--classes 20]
         [--rows 20000] [--features 100000] [--density 0.0005] [--batches 2,64] [--lr 0.01]
-        [--l2 1e-4] [--epochs 2] [--repeats 5] [--json FILE]
+        [--l2 1e-4] [--epochs 2] [--repeats 5] [--skewed] [--json FILE]
 
 For every model and global batch, ``mpigd.train`` (``--algo sgd``, constant rate, one evaluation at
-the end) on mpigd's synthetic CSR rows, written once by rank 0 as a CSR ``.npz``, with the sparse exchange
+the end) on mpigd's synthetic CSR rows (``--skewed``: rows of lengths spread as text's), written
+once by rank 0 as a CSR ``.npz``, with the sparse exchange
 (:class:`~mpigd.algorithms.sparse_exchange.SparseExchange`: on several ranks, and for softmax on one
 rank too) and with it switched off in this process (every weight's gradient allreduced; on one
 rank the step kernels over every weight), taking turns in every repeat after a warm-up. Whole fits
@@ -44,6 +45,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--features", type=int, default=100_000)
     parser.add_argument("--density", type=float, default=0.0005)
+    parser.add_argument("--skewed", action="store_true",
+                        help="row lengths spread as text's are (lognormal), about the same mean, instead of "
+                             "mpigd's synthetic rows")
     parser.add_argument("--batches", default="2,64", help="global batch sizes, comma-separated")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--l2", type=float, default=1e-4)
@@ -59,9 +63,13 @@ def main() -> None:
         data = str(Path(scratch) / f"{model}.npz")
         if comm.rank == 0:
             task = "regression" if model == "linear" else "classification"
-            X, y = generate_sparse(task, args.features, classes, args.density, 0, 0, args.rows, "float64")
-            np.savez(data, indptr=X.indptr, indices=X.indices, data=X.data, shape=np.array(X.shape), y=y)
-            del X, y
+            if args.skewed:
+                indptr, indices, values, y = skewed_rows(task, args.rows, args.features, args.density, classes)
+            else:
+                X, y = generate_sparse(task, args.features, classes, args.density, 0, 0, args.rows, "float64")
+                indptr, indices, values = X.indptr, X.indices, X.data
+            np.savez(data, indptr=indptr, indices=indices, data=values, shape=np.array([args.rows, args.features]),
+                     y=y)
         comm.barrier()
         for batch in (int(b) for b in args.batches.split(",")):
             config = Config(model=model, data=data, algo="sgd", batch_size=batch, lr=args.lr, l2=args.l2,
@@ -109,6 +117,28 @@ def main() -> None:
         if args.json:
             Path(args.json).write_text(json.dumps(records, indent=2) + "\n")
     sys.stdout.flush()
+
+
+def skewed_rows(task: str, rows: int, features: int, density: float, classes: int, seed: int = 0):
+    """CSR rows whose lengths are lognormal (sigma 1.2: a median about half the mean, a longest row
+    some 50 times it) with a mean of about ``density * features``, distinct random columns, values
+    of variance one over the mean length; labels from a random linear model (``classes`` > 2: the
+    class of the largest of that many scores; regression: the margin plus noise)."""
+    rng = np.random.default_rng(seed)
+    mean = density * features
+    lengths = rng.lognormal(np.log(mean) - 0.72, 1.2, rows).astype(np.int64).clip(1, features // 4)
+    indptr = np.concatenate(([0], np.cumsum(lengths)))
+    indices = np.concatenate([np.sort(rng.choice(features, n, replace=False)) for n in lengths]).astype(np.int32)
+    values = rng.standard_normal(indptr[-1]) / np.sqrt(mean)
+    scores = np.stack([np.add.reduceat(values * rng.standard_normal(features)[indices], indptr[:-1])
+                       for _ in range(classes if classes > 2 else 1)], axis=1)
+    if task == "regression":
+        y = scores[:, 0] + 0.1 * rng.standard_normal(rows)
+    elif classes > 2:
+        y = scores.argmax(axis=1).astype(np.float64)
+    else:
+        y = (scores[:, 0] + 0.3 * rng.standard_normal(rows) > 0).astype(np.float64)
+    return indptr, indices, values, y
 
 
 if __name__ == "__main__":

@@ -248,13 +248,14 @@ def test_sgd_against_scikit_learn_times_the_allreduced_steps_too_on_sparse_rows(
 
 
 def test_sparse_exchange_benchmark_times_both_paths_to_the_same_objective(tmp_path):
-    """benchmarks/sparse_exchange.py on two ranks: logistic and softmax, each step's pairs gathered
-    and, switched off in the same launch, every weight summed; the same objective to rounding."""
+    """benchmarks/sparse_exchange.py on two ranks, on rows of skewed lengths: logistic and softmax,
+    each step's pairs gathered and, switched off in the same launch, every weight summed; the same
+    objective to rounding."""
     from mpirun import run_mpi
 
     report = tmp_path / "exchange.json"
     job = run_mpi(2, [str(SCRIPTS / "sparse_exchange.py"), "--rows", "2000", "--features", "4000", "--density",
-                      "0.002", "--classes", "5", "--batches", "2,8", "--epochs", "1", "--repeats", "1",
+                      "0.002", "--classes", "5", "--batches", "2,8", "--epochs", "1", "--repeats", "1", "--skewed",
                       "--json", str(report)], timeout=240)
     assert job.returncode == 0, job.stderr
     records = json.loads(report.read_text())

@@ -319,10 +319,12 @@ def test_applied_pairs_name_the_first_rank_whose_loss_is_not_finite():
     assert (status, culprit) == (kernels.NONFINITE, -1)
 
 
-def test_a_message_has_room_for_the_non_zeros_of_the_longest_rows():
-    from mpigd.algorithms.sparse_exchange import pair_capacity
+def test_a_message_has_room_for_the_non_zeros_of_its_slice():
+    from mpigd.algorithms.sparse_exchange import order_ends, slice_nonzeros
 
     indptr = np.cumsum([0, 3, 9, 1, 4, 0])  # rows of 3, 9, 1, 4 and 0 non-zeros
-    assert [pair_capacity(indptr, 100, b) for b in (0, 1, 2, 3, 5, 9)] == [0, 9, 13, 16, 17, 17]
-    assert pair_capacity(indptr, 10, 2) == 10  # no more than the features
-    assert pair_capacity(np.zeros(1, dtype=np.int64), 10, 1) == 0  # a rank without rows
+    order, bounds = np.array([4, 1, 3, 0, 2]), np.array([0, 2, 4, 5])
+    assert slice_nonzeros(order_ends(indptr, order), bounds, 100).tolist() == [0 + 9, 4 + 3, 1]
+    assert slice_nonzeros(order_ends(indptr, order[::-1]), bounds, 100).tolist() == [1 + 3, 4 + 9, 0]
+    assert slice_nonzeros(order_ends(indptr, order), bounds, 8).tolist() == [8, 7, 1]  # no more than the features
+    assert slice_nonzeros(order_ends(indptr[:1], order[:0]), np.array([0, 0, 0]), 10).tolist() == [0, 0]  # no rows

@@ -239,12 +239,18 @@ def test_sgd_on_wide_sparse_rows_gathers_the_non_zeros_and_agrees_with_allreduce
     from mpigd import kernels
     from mpigd.algorithms import sgd
     from mpigd.comm import world
-    from mpigd.kernels.sparse_exchange import HEADER
+    from mpigd.kernels.sparse_exchange import message_size
 
     comm = world()
-    calls = []
-    apply = kernels.apply_gathered_pairs
+    calls, capacities = [], []
+    apply, agree = kernels.apply_gathered_pairs, sgd.SparseExchange.capacities
     monkeypatch.setattr(kernels, "apply_gathered_pairs", lambda *args: calls.append(1) or apply(*args))
+
+    def agreed(self, *args):
+        capacities.extend(agree(self, *args).tolist())
+        return np.array(capacities[-args[2]:])
+
+    monkeypatch.setattr(sgd.SparseExchange, "capacities", agreed)
     tolerance = dict(rtol=1e-9, atol=1e-12) if dtype == "float64" else dict(rtol=2e-4, atol=1e-5)
     width = 3 if model == "softmax" else 1  # values a pair: a weight a class
     base = Config(model=model, dtype=dtype, rows=800, features=5000, density=0.002, algo="sgd", epochs=2, lr=0.05,
@@ -253,18 +259,20 @@ def test_sgd_on_wide_sparse_rows_gathers_the_non_zeros_and_agrees_with_allreduce
                   dict(batch_size=comm.size, l2=0.4, lr=0.5), dict(batch_size=2 * comm.size, l2=1.0, lr=1.2)):
         config = base.replace(**extra)
         calls.clear()
+        capacities.clear()
         gathered = train(config, comm)
         with monkeypatch.context() as patch:
             patch.setattr(sgd.SparseExchange, "for_run", classmethod(lambda cls, run: None))
             allreduced = train(config, comm)
         summary, steps = gathered.summary, gathered.summary["steps"]
-        per_step = summary["bytes_gathered"] // steps
-        pairs = (per_step // (8 * comm.size) - HEADER - width) / (1 + width)  # each message's capacity
-        ok = (len(calls) == steps == allreduced.summary["steps"] > 0
+        # Each step's messages: room for the most non-zeros any rank's slice of the step holds.
+        messages = sum(message_size(width, capacity) for capacity in capacities)
+        ok = (len(calls) == steps == allreduced.summary["steps"] == len(capacities) > 0
               and (summary["gradient_exchange"], allreduced.summary["gradient_exchange"]) == ("allgather", "allreduce")
               and summary["bytes_allreduced_training"] == summary["bytes_allreduced_per_step"] == 0
-              and allreduced.summary["bytes_gathered"] == 0 and per_step * steps == summary["bytes_gathered"]
-              and pairs == int(pairs) and 1 <= comm.size * pairs < 5000 / 8
+              and allreduced.summary["bytes_gathered"] == 0
+              and summary["bytes_gathered"] == comm.size * 8 * messages
+              and all(1 <= capacity < 5000 / 8 for capacity in capacities)
               and np.allclose(gathered.params, allreduced.params, **tolerance)
               and summary["final_loss"] == pytest.approx(allreduced.summary["final_loss"], rel=tolerance["rtol"])
               and np.any(gathered.params[:-1] != 0))

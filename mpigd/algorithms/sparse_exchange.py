@@ -3,6 +3,7 @@ gradient instead of summing every weight's (:mod:`mpigd.kernels.sparse_exchange`
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -18,15 +19,15 @@ if TYPE_CHECKING:
     from mpigd.algorithms.sgd import MiniBatchSGD
 
 
-def pair_capacity(indptr: np.ndarray, n_features: int, largest_slice: int) -> int:
-    """The most distinct columns a slice of ``largest_slice`` of these CSR rows can hold: the non-zeros
-    of its longest rows, and no more than the features."""
-    lengths = np.diff(indptr)
-    if largest_slice <= 0:
-        return 0
-    if largest_slice < lengths.size:
-        lengths = np.partition(lengths, lengths.size - largest_slice)[lengths.size - largest_slice:]
-    return int(min(n_features, int(lengths.sum())))
+def order_ends(indptr: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``ends[i]``: the non-zeros of the first ``i`` rows of ``order``."""
+    return np.concatenate(([0], np.cumsum(np.diff(indptr)[order])))
+
+
+def slice_nonzeros(ends: np.ndarray, bounds: np.ndarray, n_features: int) -> np.ndarray:
+    """The non-zeros of each slice ``bounds[s]:bounds[s + 1]`` of an order whose :func:`order_ends`
+    are ``ends``, and no more than the features: room for every distinct column the slice holds."""
+    return np.minimum(ends[bounds[1:]] - ends[bounds[:-1]], n_features).astype(np.int64)
 
 
 # The round kernel a model's CSR rows take on one rank -> the kernel that writes its pairs.
@@ -43,8 +44,9 @@ class SparseExchange:
 
     Each step: this rank's slice's gradient as (column, values) pairs
     (:func:`~mpigd.kernels.csr_glm_gradient_pairs`, :func:`~mpigd.kernels.csr_softmax_gradient_pairs`),
-    one allgather of every rank's message (a fixed ``capacity`` of pairs, the most any rank's slice
-    can hold, agreed when built), and the same update on every rank from the gathered pairs
+    one allgather of every rank's message (room for the most non-zeros any rank's slice of the step
+    holds, agreed for a call's steps at its start), and the same update on every rank from the
+    gathered pairs
     (:func:`~mpigd.kernels.apply_gathered_pairs`) with the weights as a scale times a vector: a
     step costs its non-zeros and a message of them, not the features. The preemption flag rides in
     each message; the fault hook sees the loss.
@@ -69,52 +71,75 @@ class SparseExchange:
         if comm.size == 1 and pairs is not kernels.csr_softmax_gradient_pairs:
             return None
         n_features = gradient.shard.n_features
-        # [capacity, 1 where this rank cannot]: every rank must take the same path.
+        # [a slice's non-zeros at the rows' average, 1 where this rank cannot]: every rank must take
+        # the same path.
         agreed = np.zeros(2, dtype=np.int64)
         if pairs is not None:
-            agreed[0] = pair_capacity(gradient.shard.X.indptr, n_features, int(np.diff(sgd.bounds).max(initial=0)))
+            X = gradient.shard.X
+            agreed[0] = math.ceil(X.nnz / max(X.shape[0], 1) * int(np.diff(sgd.bounds).max(initial=0)))
         else:
             agreed[1] = 1
         comm.allreduce_max(agreed)
-        capacity, cannot = int(agreed[0]), bool(agreed[1])
-        if cannot or comm.size * capacity >= LAZY_BELOW * n_features:
+        typical, cannot = int(agreed[0]), bool(agreed[1])
+        if cannot or comm.size * typical >= LAZY_BELOW * n_features:
             return None
-        return cls(sgd, pairs, round_kernel, capacity)
+        return cls(sgd, pairs, round_kernel, typical)
 
-    def __init__(self, sgd: MiniBatchSGD, pairs, round_kernel: tuple, capacity: int) -> None:
-        self.sgd, self.pairs, self.capacity = sgd, pairs, capacity
+    def __init__(self, sgd: MiniBatchSGD, pairs, round_kernel: tuple, typical: int) -> None:
+        self.sgd, self.pairs = sgd, pairs
         _, self.rows, self.model_arguments = round_kernel
         gradient = sgd.gradient
         # Values a column: one weight a class for softmax (its argument is the class count), else one.
         self.width = self.model_arguments[0] if pairs is kernels.csr_softmax_gradient_pairs else 1
-        self.message = np.zeros(message_size(self.width, capacity))
-        self.gathered = np.zeros((gradient.comm.size, self.message.size))
+        self._order, self._ends = None, np.zeros(1, dtype=np.int64)  # the epoch's order, order_ends of it
         # Int32: a position below the capacity, and half the bytes of the weights beside them.
         self.slot = np.full(gradient.shard.n_features, -1, dtype=np.int32)
         # The GLM's slopes of the slice's rows, or softmax's logits of a row.
         self.scratch = np.empty(self.width if self.width > 1 else int(np.diff(sgd.bounds).max(initial=0)))
-        self.steps_a_call = lazy_steps_a_call(gradient.comm.size * capacity * self.width)
+        self.steps_a_call = lazy_steps_a_call(gradient.comm.size * typical * self.width)
+        self._message, self._gathered = np.zeros(0), np.zeros(0)  # grown to the largest step's
+
+    def capacities(self, order: np.ndarray, first: int, length: int) -> np.ndarray:
+        """The pairs a message of each of the steps ``first`` to ``first + length - 1`` has room for:
+        the most non-zeros any rank's slice of the step holds (one long row costs its own step, not
+        every step). Collective (one allreduce of ``length`` numbers)."""
+        sgd = self.sgd
+        if order is not self._order:  # a new epoch, or a run resumed mid-epoch
+            self._order, self._ends = order, order_ends(sgd.gradient.shard.X.indptr, order)
+        most = slice_nonzeros(self._ends, sgd.bounds[first:first + length + 1], sgd.gradient.shard.n_features)
+        sgd.gradient.comm.allreduce_max(most)
+        largest = message_size(self.width, int(most.max(initial=0)))
+        if largest > self._message.size:
+            self._message = np.zeros(largest)
+            self._gathered = np.zeros(sgd.gradient.comm.size * largest)
+        return most
 
     def run(self, params: np.ndarray, order: np.ndarray, first: int) -> int:
         """Steps from ``first`` on, up to the end of the call; returns the steps taken (see MiniBatchSGD)."""
         sgd, gradient, update = self.sgd, self.sgd.gradient, self.sgd.update
-        comm, message, gathered, width = gradient.comm, self.message, self.gathered, self.width
+        comm, width = gradient.comm, self.width
         length = call_length(sgd, first, fixed_call(update.steps, self.steps_a_call))
+        capacities = self.capacities(order, first, length).tolist()
         rates = scheduled_rates(update.schedule, update.steps, length)
         l2, half_l2, largest = gradient.l2, 0.5 * gradient.l2, gradient.largest
         start, comm_before = time.perf_counter(), comm.comm_seconds
         scale, norm = 1.0, kernels.sum_of_squares(params, params.size - width)
         y, hook, raised = gradient.shard.y, gradient.before_reduce, gradient.local_flag
+        capacity = -1
         for h in range(length):
             step = first + h
+            if capacities[h] != capacity:
+                capacity = capacities[h]
+                size = message_size(width, capacity)
+                message, gathered = self._message[:size], self._gathered[:comm.size * size].reshape(comm.size, size)
             self.pairs(*self.rows, y, sgd.batch(order, step), params, scale, self.scratch, self.slot, message,
-                       self.capacity, *self.model_arguments)
+                       capacity, *self.model_arguments)
             if hook is not None:
                 hook(message[LOSS:])
             message[FLAG] = raised()
             comm.allgather(message, gathered)
             status, scale, norm, objective, flags, culprit = kernels.apply_gathered_pairs(
-                gathered, self.capacity, width, params, scale, norm, rates[h], l2, half_l2, sgd._batch_rows[step],
+                gathered, capacity, width, params, scale, norm, rates[h], l2, half_l2, sgd._batch_rows[step],
                 largest, h == length - 1)
             gradient.reductions += 1
             if status != kernels.DONE:  # the weights are those before the step, as the dense path leaves them

@@ -37,8 +37,8 @@ PAIRS = {kernels.csr_glm_sync_steps: kernels.csr_glm_gradient_pairs,
 
 class SparseExchange:
     """Synchronous plain SGD's steps where the rows are CSR rows of a linear, logistic or softmax
-    model, without L1 and clipping, and the ranks' pairs together are fewer than
-    :data:`~mpigd.algorithms.chunked.LAZY_BELOW` of the features: on several ranks, and for
+    model, without L1 and clipping, and the ranks' slices at the rows' average length hold fewer
+    non-zeros than :data:`~mpigd.algorithms.chunked.LAZY_BELOW` of the features: on several ranks, and for
     softmax on one rank too (a GLM's steps there are :class:`~mpigd.algorithms.chunked.ChunkedSteps`'
     lazy kernel calls, without a message between steps).
 
@@ -46,8 +46,7 @@ class SparseExchange:
     (:func:`~mpigd.kernels.csr_glm_gradient_pairs`, :func:`~mpigd.kernels.csr_softmax_gradient_pairs`),
     one allgather of every rank's message (room for the most non-zeros any rank's slice of the step
     holds, agreed for a call's steps at its start), and the same update on every rank from the
-    gathered pairs
-    (:func:`~mpigd.kernels.apply_gathered_pairs`) with the weights as a scale times a vector: a
+    gathered pairs (:func:`~mpigd.kernels.apply_gathered_pairs`) with the weights as a scale times a vector: a
     step costs its non-zeros and a message of them, not the features. The preemption flag rides in
     each message; the fault hook sees the loss.
 

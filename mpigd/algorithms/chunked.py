@@ -62,12 +62,18 @@ def call_length(sgd: MiniBatchSGD, first: int, longest: int) -> int:
     return length
 
 
+def typical_slice(gradient: GlobalGradient, bounds: np.ndarray) -> tuple[int, float]:
+    """The largest of the steps' slices ``bounds`` of this rank's CSR rows, in rows, and its
+    non-zeros at the rows' average length."""
+    X, largest_batch = gradient.shard.X, int(np.diff(bounds).max(initial=0))
+    return largest_batch, X.nnz / max(X.shape[0], 1) * largest_batch
+
+
 def sparse_steps_plan(gradient: GlobalGradient, bounds: np.ndarray) -> tuple[int, float] | None:
     """Where the steps' slices ``bounds`` of CSR rows touch fewer than :data:`LAZY_BELOW` of the
-    weights: the largest slice's rows and a step's non-zeros at the rows' average; else ``None``."""
-    X, largest_batch = gradient.shard.X, int(np.diff(bounds).max(initial=0))
-    nonzeros = X.nnz / max(X.shape[0], 1) * largest_batch
-    return (largest_batch, nonzeros) if nonzeros < LAZY_BELOW * X.shape[1] else None
+    weights: :func:`typical_slice`; else ``None``."""
+    largest_batch, nonzeros = typical_slice(gradient, bounds)
+    return (largest_batch, nonzeros) if nonzeros < LAZY_BELOW * gradient.shard.X.shape[1] else None
 
 
 class ChunkedSteps:

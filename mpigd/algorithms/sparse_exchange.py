@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mpigd import kernels
-from mpigd.algorithms.chunked import LAZY_BELOW, call_length, fixed_call, lazy_steps_a_call, scheduled_rates
+from mpigd.algorithms.chunked import (LAZY_BELOW, call_length, fixed_call, lazy_steps_a_call, scheduled_rates,
+                                      typical_slice)
 from mpigd.guards import nonfinite_error
 from mpigd.kernels.sparse_exchange import FLAG, LOSS, message_size
 from mpigd.optim import SGD
@@ -73,18 +74,19 @@ class SparseExchange:
         # [a slice's non-zeros at the rows' average, 1 where this rank cannot]: every rank must take
         # the same path.
         agreed = np.zeros(2, dtype=np.int64)
+        largest_slice = 0
         if pairs is not None:
-            X = gradient.shard.X
-            agreed[0] = math.ceil(X.nnz / max(X.shape[0], 1) * int(np.diff(sgd.bounds).max(initial=0)))
+            largest_slice, nonzeros = typical_slice(gradient, sgd.bounds)
+            agreed[0] = math.ceil(nonzeros)
         else:
             agreed[1] = 1
         comm.allreduce_max(agreed)
         typical, cannot = int(agreed[0]), bool(agreed[1])
         if cannot or comm.size * typical >= LAZY_BELOW * n_features:
             return None
-        return cls(sgd, pairs, round_kernel, typical)
+        return cls(sgd, pairs, round_kernel, typical, largest_slice)
 
-    def __init__(self, sgd: MiniBatchSGD, pairs, round_kernel: tuple, typical: int) -> None:
+    def __init__(self, sgd: MiniBatchSGD, pairs, round_kernel: tuple, typical: int, largest_slice: int) -> None:
         self.sgd, self.pairs = sgd, pairs
         _, self.rows, self.model_arguments = round_kernel
         gradient = sgd.gradient
@@ -94,7 +96,7 @@ class SparseExchange:
         # Int32: a position below the capacity, and half the bytes of the weights beside them.
         self.slot = np.full(gradient.shard.n_features, -1, dtype=np.int32)
         # The GLM's slopes of the slice's rows, or softmax's logits of a row.
-        self.scratch = np.empty(self.width if self.width > 1 else int(np.diff(sgd.bounds).max(initial=0)))
+        self.scratch = np.empty(self.width if self.width > 1 else largest_slice)
         self.steps_a_call = lazy_steps_a_call(gradient.comm.size * typical * self.width)
         self._message, self._gathered = np.zeros(0), np.zeros(0)  # grown to the largest step's
 

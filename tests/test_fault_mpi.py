@@ -16,11 +16,14 @@ from mpirun import mpigd, start_mpi
 
 SMALL = ["train", "--model", "logistic", "--rows", "4000", "--features", "5", "--epochs", "300", "--quiet"]
 # Long enough (about 20000 steps) that a signal sent after the first metrics line lands mid-run.
+# Runs a signal must land in: about 1.4 s (gd) and 0.75 s (sgd) of steps on 2 ranks of an idle 2-core
+# VM after their first progress line, which is what the tests wait for (at 20,000 and 40 epochs,
+# 0.26 and 0.15 s: a busy machine could let the run finish before the signal came).
 LONG = {
-    "gd": ["train", "--model", "linear", "--rows", "2000", "--features", "5", "--epochs", "20000", "--lr", "0.1",
-           "--eval-every", "200", "--quiet"],
+    "gd": ["train", "--model", "linear", "--rows", "2000", "--features", "5", "--epochs", "100000", "--lr", "0.1",
+           "--eval-every", "1000", "--quiet"],
     "sgd": ["train", "--model", "linear", "--rows", "4000", "--features", "5", "--algo", "sgd", "--batch-size", "8",
-            "--epochs", "40", "--lr", "0.01", "--eval-every", "1", "--quiet"],
+            "--epochs", "200", "--lr", "0.01", "--eval-every", "1", "--quiet"],
 }
 
 

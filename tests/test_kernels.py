@@ -178,6 +178,54 @@ def test_a_kernel_is_compiled_again_when_a_kernel_it_calls_changes_in_another_fi
     assert run() == (6.0, 1)
 
 
+def test_cache_entries_written_at_once_for_different_signatures_each_keep_their_own_file(tmp_path):
+    """Numba's one index a kernel, read and rewritten by each writer, lost an entry or pointed one
+    signature at another's machine code when two processes compiled at once. Each entry is now a
+    file of its own: writers that both started before either saved keep both, and a save clears
+    what an older source or Numba left."""
+    from mpigd.kernels.jit import _KeyedCacheFile
+
+    base = "module.kernel-10.py311"
+    (tmp_path / f"{base}.nbi").write_bytes(b"Numba's index")
+    (tmp_path / f"{base}.1.nbc").write_bytes(b"Numba's numbered entry")
+    (tmp_path / "module.other-20.py311.1.nbc").write_bytes(b"another kernel's")
+    old = _KeyedCacheFile(str(tmp_path), base, b"old sources")
+    old.save(("float32",), "old machine code")
+    first, second = (_KeyedCacheFile(str(tmp_path), base, b"sources") for _ in range(2))
+    first.save(("float32",), "float32 machine code")
+    second.save(("float64",), "float64 machine code")
+    for reader in (first, second, _KeyedCacheFile(str(tmp_path), base, b"sources")):
+        assert reader.load(("float32",)) == "float32 machine code"
+        assert reader.load(("float64",)) == "float64 machine code"
+        assert reader.load(("int64",)) is None
+    assert old.load(("float32",)) is None  # removed by the saves of the new sources
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(base)) == sorted(
+        first._entry_name(key) for key in (("float32",), ("float64",)))
+    assert (tmp_path / "module.other-20.py311.1.nbc").exists()
+    first.flush()
+    assert first.load(("float64",)) is None and (tmp_path / "module.other-20.py311.1.nbc").exists()
+
+
+def test_processes_compiling_a_kernel_at_once_for_different_signatures_fill_one_cache(tmp_path):
+    """What ``mpigd compile``'s ranks do: every signature compiled by one of them is loaded, not
+    compiled again, by the next process."""
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    calls = ["np.ones(5, np.float32)", "np.ones(5)", "np.ones(10, np.float32)[::2]", "np.ones(10)[::2]",
+             "np.ones(5, np.int64)"]  # five signatures
+    script = ("import sys, numpy as np; from mpigd.kernels.finish import sum_of_squares as f; "
+              "values = [f(eval(call), 5) for call in sys.argv[1:]]; "
+              "print(sum(f.stats.cache_misses.values()), sum(f.stats.cache_hits.values()), *values)")
+    writers = [subprocess.Popen([sys.executable, "-c", script, call], env=environment, stdout=subprocess.PIPE,
+                                text=True) for call in calls]
+    for writer in writers:
+        out, _ = writer.communicate(timeout=120)
+        assert writer.returncode == 0 and out.split()[:2] == ["1", "0"], out
+    reader = subprocess.run([sys.executable, "-c", script, *calls], env=environment, capture_output=True,
+                            text=True, timeout=120)
+    assert reader.returncode == 0, reader.stderr
+    assert reader.stdout.split() == ["0", str(len(calls)), *["5.0"] * len(calls)], reader.stdout
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_all_finite_finds_a_nan_or_inf_anywhere_and_ignores_huge_finite_values(dtype):
     huge = np.finfo(dtype).max

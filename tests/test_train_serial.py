@@ -88,6 +88,21 @@ def test_sgd_lowers_the_objective_and_is_reproducible(dtype):
     assert local["steps"] == 3 * -(-5000 // 64) and local["evaluations"] == 3
 
 
+def test_a_clipped_local_sgd_round_moves_as_far_as_its_clipped_steps_could():
+    """``--clip-grad-norm C`` bounds a step's move to lr·C; a local SGD round of H steps stands
+    for H of them, so its averaged displacement is clipped to H·C (it was C, H times short)."""
+    clip, lr = 0.01, 1e-3
+    config = Config(model="linear", algo="local-sgd", local_steps=4, rows=400, features=5, batch_size=100, epochs=1,
+                    lr=lr, clip_grad_norm=clip, quiet=True)
+    local = train(config, self_comm())
+    assert local.summary["steps"] == 4  # one round, from zeros
+    assert np.linalg.norm(local.params) == pytest.approx(4 * lr * clip, rel=1e-9)
+    unclipped = train(config.replace(clip_grad_norm=0.0), self_comm())
+    assert np.linalg.norm(unclipped.params) > 10 * 4 * lr * clip  # the clip took effect
+    steps = train(config.replace(algo="sgd"), self_comm())  # four steps of lr·clip each, in about one direction
+    assert 0.9 * 4 * lr * clip < np.linalg.norm(steps.params) <= 4 * lr * clip * (1 + 1e-9)
+
+
 @pytest.mark.parametrize("n_local, batch_size", [(1000, 64), (1000, 1), (1000, 999), (1000, 1000), (7, 3)])
 def test_sgd_batches_are_the_block_range_slices_of_the_order(n_local, batch_size):
     """Step ``s`` takes the ``s``-th of the epoch's near-equal slices of the rank's shuffled rows

@@ -25,7 +25,8 @@ class GlobalGradient:
     Each rank tests its local buffer for NaN/Inf before the allreduce (afterwards every rank
     holds the NaN and the culprit is lost); if the reduced buffer is not finite, the ranks agree
     on a :class:`~mpigd.errors.DivergedError` naming the first culprit. With ``clip > 0`` the
-    reduced gradient is scaled to a Euclidean norm of at most ``clip``, identically everywhere.
+    reduced gradient is scaled to a Euclidean norm of at most ``clip`` (times :meth:`reduce`'s
+    ``scale``), identically everywhere.
     ``before_reduce`` (test-only fault injection, :mod:`mpigd.faults`) sees the local buffer.
 
     With a ``raised`` callable (:meth:`carry_flag`; the trainer's preemption and checkpoint
@@ -83,8 +84,8 @@ class GlobalGradient:
         if not math.isfinite(value):
             self.comm.agree(None if local_finite else nonfinite_error(self.comm.rank, local=True))
             raise nonfinite_error(self.comm.rank, local=False)
-        if self.clip > 0:
-            clip_norm(self.grad, self.clip)
+        if self.clip > 0:  # a local SGD round's displacement may move as far as its steps could
+            clip_norm(self.grad, self.clip * scale)
         return value
 
     def carry_flag(self, raised: Callable[[], bool]) -> None:

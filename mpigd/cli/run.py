@@ -76,7 +76,7 @@ def register(commands) -> None:
        help="end the job, with every stack printed, if the first step has not finished S seconds after "
             "training began: data reading and kernel compilation included (0: off)")
     ft("--clip-grad-norm", type=float, default=defaults.clip_grad_norm, metavar="C",
-       help="scale the global gradient to norm at most C (0: off)")
+       help="scale the global gradient to norm at most C (local-sgd: a round of H steps to H*C) (0: off)")
     train.set_defaults(run=_train)
 
     gen = commands.add_parser("gen", help="write a synthetic data set to a file (in parallel under mpiexec)")

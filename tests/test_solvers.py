@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from mpigd import Config, UsageError, train
+from mpigd import Config, DivergedError, UsageError, train
 from mpigd.algorithms.normal import memory_problem
 from mpigd.algorithms.owlqn import pseudo_gradient
 from mpigd.comm import self_comm
@@ -280,3 +280,17 @@ def test_bench_solvers_brings_every_solver_to_the_target_on_one_and_two_ranks(tm
     metadata = result["metadata"]
     assert metadata["command"].startswith("mpigd bench solvers --models linear --rows 400")
     assert metadata["date"] and "git_commit" in metadata and metadata["mpi_library"]
+
+
+@pytest.mark.parametrize("algo, l1", [("lbfgs", 0.0), ("owlqn", 1e-3)])
+def test_a_solver_whose_gradient_norm_overflows_says_so_instead_of_converging(tmp_path, algo, l1):
+    """A feature of 1e160 gives finite gradient entries whose norm overflows: the stopping test,
+    inf <= tol·inf, reported convergence at the zero start, exit 0."""
+    data = tmp_path / "extreme.csv"
+    data.write_text("a,y\n1e160,1\n-1,0\n2,1\n-2,0\n")
+    with pytest.raises(DivergedError, match="the gradient's norm overflows float64"):
+        train(Config(data=str(data), algo=algo, l1=l1, epochs=20, quiet=True), self_comm())
+    job = mpigd(2, "train", "--data", str(data), "--algo", algo, "--l1", str(l1), "--epochs", "20", "--quiet")
+    assert job.returncode == 3 and job.stderr.count("\n") == 1 and "Warning" not in job.stderr, job.stderr
+    scaled = train(Config(data=str(data), algo=algo, l1=l1, epochs=20, standardize=True, quiet=True), self_comm())
+    assert np.all(np.isfinite(scaled.params)) and np.any(scaled.params != 0)

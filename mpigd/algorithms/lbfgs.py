@@ -14,6 +14,18 @@ import numpy as np
 
 from mpigd.algorithms.linesearch import Trial, strong_wolfe
 from mpigd.algorithms.objective import GlobalGradient
+from mpigd.errors import DivergedError
+
+
+def gradient_norm(gradient: np.ndarray) -> float:
+    """The Euclidean norm of an allreduced (pseudo-)gradient, the same on every rank. Raises
+    :class:`~mpigd.errors.DivergedError` where it overflows, though each entry is finite (features
+    of 1e154 and more): the stopping test, ``inf <= tol·inf``, would report convergence at once."""
+    with np.errstate(over="ignore"):  # said once by the error, not as a warning on every rank
+        norm = float(np.linalg.norm(gradient))
+    if not np.isfinite(norm):
+        raise DivergedError("the gradient's norm overflows float64, though each of its entries is finite")
+    return norm
 
 
 class History:
@@ -106,7 +118,7 @@ class LBFGS:
         self._objective = SmoothObjective(self.gradient, params)
         self._x = params.astype(np.float64)
         self._value, self._grad = self._objective(self._x)
-        self._grad0_norm = float(np.linalg.norm(self._grad))
+        self._grad0_norm = gradient_norm(self._grad)
 
     def run_epoch(self, params: np.ndarray, epoch: int) -> float:
         """One iteration; return the objective at the new parameters (written to ``params``).
@@ -121,7 +133,7 @@ class LBFGS:
         if not slope < 0.0:  # rounding made H lose definiteness: restart from steepest descent
             self.history.clear()
             direction, slope = -grad, -float(grad @ grad)
-        first_step = 1.0 if self.history.count else min(1.0, 1.0 / float(np.linalg.norm(grad)))
+        first_step = 1.0 if self.history.count else min(1.0, 1.0 / gradient_norm(grad))
 
         def phi(step: float) -> Trial:
             point = x + step * direction
@@ -143,6 +155,6 @@ class LBFGS:
         return accepted.value
 
     def _stop_on_gradient(self) -> bool:
-        if float(np.linalg.norm(self._grad)) <= self.tol * self._grad0_norm:
+        if gradient_norm(self._grad) <= self.tol * self._grad0_norm:
             self.converged, self.stop_reason = True, "gradient_tol"
         return self.converged

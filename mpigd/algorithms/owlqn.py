@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpigd.algorithms.lbfgs import History, SmoothObjective
+from mpigd.algorithms.lbfgs import History, SmoothObjective, gradient_norm
 from mpigd.algorithms.linesearch import backtracking
 from mpigd.algorithms.objective import GlobalGradient
 
@@ -66,10 +66,10 @@ class OWLQN:
             self._objective = SmoothObjective(self.gradient, params)
             self._x = params.astype(np.float64)
             self._value, self._grad = self._total(self._x)
-            self._pg0_norm = float(np.linalg.norm(pseudo_gradient(self._x, self._grad, self.n_penalized, self.l1)))
+            self._pg0_norm = gradient_norm(pseudo_gradient(self._x, self._grad, self.n_penalized, self.l1))
         x, value, grad = self._x, self._value, self._grad
         pg = pseudo_gradient(x, grad, self.n_penalized, self.l1)
-        if float(np.linalg.norm(pg)) <= self.tol * self._pg0_norm:
+        if gradient_norm(pg) <= self.tol * self._pg0_norm:
             self.converged, self.stop_reason = True, "gradient_tol"
             return value
         direction = -self.history.apply_inverse(pg)
@@ -80,7 +80,7 @@ class OWLQN:
         # The orthant of the step: the sign of x_i, or where x_i = 0 the sign of the descent.
         orthant = np.where(x != 0.0, np.sign(x), -np.sign(pg))
         orthant[self.n_penalized:] = 0.0  # unpenalised entries are free to change sign
-        first_step = 1.0 if self.history.count else min(1.0, 1.0 / float(np.linalg.norm(pg)))
+        first_step = 1.0 if self.history.count else min(1.0, 1.0 / gradient_norm(pg))
 
         def phi(step: float):
             point = x + step * direction

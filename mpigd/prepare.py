@@ -121,7 +121,7 @@ def prepare(config: Config, comm) -> Prepared:
     if config.holdout:
         shard, test = split(shard, config.holdout, config.seed, comm)
         if min(shard.n_global, test.n_global) == 0:
-            comm.agree(InputError(f"holdout {config.holdout:g} leaves no rows on one side of the split"))
+            comm.agree(InputError(f"holdout {config.holdout!r} leaves no rows on one side of the split"))
     shards = [shard] + ([test] if test is not None else [])
     values = None
     if multi_class:

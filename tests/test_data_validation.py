@@ -36,6 +36,10 @@ CASES = {
     "missing npy pair": ({"npy/.keep": ""}, ["--data", "{dir}/npy"], "npy/X.npy: no such data file"),
     "unknown format": ({"data.parquet": "x"}, ["--data", "{dir}/data.parquet"], "cannot tell the format"),
     "empty csv": ({"data.csv": ""}, ["--data", "{dir}/data.csv"], "data.csv: the file is empty"),
+    "csv carriage returns alone": ({"data.csv": _csv().replace("\n", "\r")}, ["--data", "{dir}/data.csv"],
+                                   "data.csv: lines end in a carriage return alone (classic Mac OS)"),
+    "npy X of one dimension": ({"npy/X.npy": "1-d", "npy/y.npy": "1-d"}, ["--data", "{dir}/npy"],
+                               "X must be 2-D, a row a sample; got shape (20,)"),
     "csv field count": ({"data.csv": _csv({BAD: "1.0,2.0,1"})}, ["--data", "{dir}/data.csv"],
                         f"data.csv:{BAD}: malformed line: wrong number of fields: expected 4, found 3"),
     "csv not a number": ({"data.csv": _csv({BAD: "1.0,2.0x,3.0,1"})}, ["--data", "{dir}/data.csv"],
@@ -97,6 +101,9 @@ def test_bad_input_fails_cleanly(tmp_path, case, ranks):
             X = np.ones((20, 3))
             X[7, 1] = np.nan if text == "nan-npz" else -1e300
             np.savez(tmp_path / name, X=X, y=np.zeros(20))
+        elif text == "1-d":
+            (tmp_path / name).parent.mkdir(exist_ok=True)
+            np.save(tmp_path / name, np.arange(20.0))
         else:
             (tmp_path / name).parent.mkdir(exist_ok=True)
             (tmp_path / name).write_text(text)

@@ -64,6 +64,9 @@ def _layout(path: str, first: bytes | None, header: str, label_column: str | int
     first = first.rstrip(b"\r")
     if not first.strip():
         raise InputError(f"{path}:1: the first line is empty (expected a header or a row of numbers)")
+    if b"\r" in first:  # the csv module's own words would be advice for Python code
+        raise InputError(f"{path}: lines end in a carriage return alone (classic Mac OS); end them in a newline, "
+                         "e.g. tr '\\r' '\\n'")
     # The csv module, not split(): a quoted header name may hold the delimiter ("b, c").
     line = first.decode("utf-8", errors="replace")
     try:

@@ -52,8 +52,10 @@ def open_array(path: str) -> np.ndarray:
 
 def check_arrays(source: str, X: np.ndarray, y: np.ndarray) -> None:
     """The shape and dtype rules every array format shares."""
-    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
-        raise InputError(f"{source}: X must be 2-D and y 1-D with one label per row; got {X.shape} and {y.shape}")
+    if X.ndim != 2:  # y may be no file's (predict without labels): not named here
+        raise InputError(f"{source}: X must be 2-D, a row a sample; got shape {X.shape}")
+    if y.ndim != 1 or X.shape[0] != y.shape[0]:
+        raise InputError(f"{source}: y must be 1-D with one label per row of X; got {y.shape} for X of {X.shape}")
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise InputError(f"{source}: the data set is empty ({X.shape})")
     if X.dtype.kind not in REAL_KINDS or y.dtype.kind not in REAL_KINDS:

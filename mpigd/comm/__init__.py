@@ -116,8 +116,8 @@ def as_communicator(comm: MPI.Comm | Communicator | None = None, strategy: str |
                     tune_file: str | None = None) -> Communicator:
     """The :class:`Communicator` a public function works on, from what its caller passed. Collective.
 
-    ``None``: every rank of the job (:func:`world`); an ``mpi4py`` communicator: its ranks; a
-    :class:`Communicator`: itself. ``strategy`` and ``tune_file``, when given, say how to sum over
+    ``None``: every rank of the job (:func:`world`); an ``mpi4py`` communicator: its ranks (through
+    :func:`private_duplicate`); a :class:`Communicator`: itself. ``strategy`` and ``tune_file``, when given, say how to sum over
     those ranks (a Communicator with another strategy is rebuilt on its ranks, as
     :func:`mpigd.train` does); otherwise ``native``, or the Communicator's own.
     """
@@ -126,17 +126,35 @@ def as_communicator(comm: MPI.Comm | Communicator | None = None, strategy: str |
     if not hasattr(comm, "mpi_comm"):  # an mpi4py communicator
         from mpigd.comm.communicator import Communicator
 
-        return Communicator(comm, strategy or "native", tune_file)
+        return Communicator(private_duplicate(comm), strategy or "native", tune_file)
     if (strategy and strategy != comm.strategy.name) or (tune_file and tune_file != comm.tune_file):
         return comm.with_strategy(strategy or comm.strategy.name, tune_file)
     return comm
 
 
 def mpi_comm_of(comm: MPI.Comm | Communicator | None) -> MPI.Comm:
-    """The ``mpi4py`` communicator behind what a caller passed (``None``: the world's duplicate)."""
+    """The ``mpi4py`` communicator our messages go on for what a caller passed (``None``: the
+    world's duplicate; an ``mpi4py`` communicator: :func:`private_duplicate`). Collective."""
     if comm is None:
         return _world()
-    return comm.mpi_comm if hasattr(comm, "mpi_comm") else comm
+    return comm.mpi_comm if hasattr(comm, "mpi_comm") else private_duplicate(comm)
+
+
+# Each mpi4py communicator a caller handed us -> (it, our duplicate of it), kept so that its id
+# stays unique.
+_duplicates: dict[int, tuple[MPI.Comm, MPI.Comm]] = {}
+
+
+def private_duplicate(comm: MPI.Comm) -> MPI.Comm:
+    """Our duplicate of a caller's ``comm``, made on first use (collective then) and reused: the
+    point-to-point messages of ring, direct and tree then never match the caller's own on
+    ``comm``, as an ``MPI_Allreduce``'s never do (on ``comm`` itself, a message the caller had in
+    flight with one of their tags was taken for part of the sum: ranks ended with different sums,
+    or the job hung)."""
+    found = _duplicates.get(id(comm))
+    if found is None:
+        found = _duplicates[id(comm)] = (comm, comm.Dup())
+    return found[1]
 
 
 # Strategies built by allreduce(), kept per (name, communicator) so that their scratch buffers
@@ -161,8 +179,9 @@ def allreduce(buffer: np.ndarray, strategy: str = "native", comm: MPI.Comm | Com
     strategy
         ``native``, ``ring``, ``direct``, ``tree`` or ``auto`` (see :func:`strategy_names`).
     comm
-        An ``mpi4py`` communicator or a :class:`Communicator` (its ranks); by default a duplicate of
-        ``COMM_WORLD``.
+        An ``mpi4py`` communicator (its ranks, through a private duplicate made on first use, so
+        that messages of the caller's own on it are left alone) or a :class:`Communicator`; by
+        default a duplicate of ``COMM_WORLD``.
     check
         Agree first, in one small extra collective, that every rank's buffer is a usable array of
         the same length and dtype; otherwise every rank raises (``TypeError`` or ``ValueError``,
@@ -205,6 +224,8 @@ def _unusable(buffer: Any) -> str | None:
         return f"allreduce sums float32 or float64 arrays; got {buffer.dtype}"
     if not buffer.flags.writeable:
         return "allreduce sums in place: the array is read-only"
+    if not buffer.flags.aligned:  # a field of a packed record: MPI has no datatype for it
+        return "allreduce needs an aligned array (a field of a packed structured array is not); copy it first"
     return None
 
 
@@ -226,7 +247,8 @@ def _agree_on_buffers(buffer: Any, comm: MPI.Comm) -> None:
     if extremes[4] >= 0:
         first, last = -extremes[5], extremes[4]
         ranks = f"rank {first}" if first == last else f"rank {first} (and others, up to rank {last})"
-        raise TypeError(f"allreduce: the buffer of {ranks} is not a C-contiguous, writeable float32 or float64 array")
+        raise TypeError(f"allreduce: the buffer of {ranks} is not a C-contiguous, aligned, writeable float32 or "
+                        "float64 array")
     if extremes[0] != -extremes[1]:
         raise ValueError(f"allreduce needs the same length on every rank; lengths range from {-extremes[1]} "
                          f"to {extremes[0]}")

@@ -89,17 +89,20 @@ def test_the_checkpoint_directory_defaults_to_out_checkpoints():
 
 
 def test_a_second_preemption_signal_of_the_same_kind_ends_the_process_at_once():
-    script = ("import os, signal\n"
-              "from mpigd.signals import PreemptionFlag\n"
+    script = ("import os, signal, time\n"
+              "from mpigd.signals import PreemptionFlag, REPEAT_WINDOW\n"
               "flag = PreemptionFlag()\n"
               "assert flag.install()\n"
               "os.kill(os.getpid(), signal.SIGUSR1)\n"
               "os.kill(os.getpid(), signal.SIGTERM)\n"
+              "os.kill(os.getpid(), signal.SIGTERM)  # the same one again: through mpiexec, and to the group\n"
               "print(flag.name, flag.raised, flush=True)\n"
+              "time.sleep(REPEAT_WINDOW + 0.1)\n"
               "os.kill(os.getpid(), signal.SIGTERM)\n"
               "print('still running', flush=True)\n")
     job = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    # The first of each kind is only remembered (the latest one named); a repeat gets the default action.
+    # The first of each kind is only remembered (the latest one named), and its repeat within the
+    # window with it; a repeat after the window gets the default action.
     assert job.returncode == -signal.SIGTERM and job.stdout == "SIGTERM True\n", (job.returncode, job.stdout, job.stderr)
 
 

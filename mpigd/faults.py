@@ -63,13 +63,16 @@ def from_environment() -> Fault | None:
     return None if text is None else parse(text)
 
 
-def hook(fault: Fault | None, rank: int, steps: Callable[[], tuple[int, int]]) -> Callable[[np.ndarray], None] | None:
+def hook(fault: Fault | None, rank: int, size: int,
+         steps: Callable[[], tuple[int, int]]) -> Callable[[np.ndarray], None] | None:
     """A callable for :attr:`GlobalGradient.before_reduce` that fires ``fault`` on this rank.
 
     ``steps()`` gives the global numbers of the first and the last step that the coming reduction
     stands for (the same number but in a local SGD round). Returns ``None`` when there is nothing
     to do on this rank, so that the hot path keeps its single ``is None`` test.
     """
+    if fault is not None and fault.rank >= size:  # on every rank alike; a test would pass having injected nothing
+        raise UsageError(f"{FAULT_VARIABLE} names rank {fault.rank}, but the job has {size} rank(s)")
     if fault is None or fault.rank != rank:
         return None
 

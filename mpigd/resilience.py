@@ -67,7 +67,7 @@ class RunControl:
         self._saved_step, self._saved_name = -1, ""
         self._metadata: dict | None = None
         gradient = getattr(algorithm, "gradient", None)
-        hook = faults.hook(faults.from_environment(), comm.rank,
+        hook = faults.hook(faults.from_environment(), comm.rank, comm.size,
                            lambda: (algorithm.steps + 1, algorithm.steps + getattr(algorithm, "reduction_steps", 1)))
         if gradient is not None and hook is not None:
             gradient.before_reduce = hook

@@ -34,10 +34,10 @@ def test_anything_else_is_refused(text):
 
 
 def test_a_fault_fires_only_on_its_rank_and_step():
-    assert hook(None, 0, lambda: (1, 1)) is None
-    assert hook(Fault("nan", 1, 3), 0, lambda: (3, 3)) is None
+    assert hook(None, 0, 2, lambda: (1, 1)) is None
+    assert hook(Fault("nan", 1, 3), 0, 2, lambda: (3, 3)) is None
     steps = [(2, 2)]
-    fire = hook(Fault("nan", 1, 3), 1, lambda: steps[0])
+    fire = hook(Fault("nan", 1, 3), 1, 2, lambda: steps[0])
     local = np.zeros(4)
     for steps[0] in ((2, 2), (4, 4), (4, 7)):
         fire(local)
@@ -49,6 +49,13 @@ def test_a_fault_fires_only_on_its_rank_and_step():
     steps[0] = (1, 4)  # a local SGD round of steps 1 to 4 holds step 3
     fire(local)
     assert not finite(local)
+
+
+def test_a_fault_on_a_rank_the_job_does_not_have_is_refused_on_every_rank():
+    # It injected nothing, silently: a test relying on it would pass without its fault.
+    for rank in (0, 1):
+        with pytest.raises(UsageError, match="MPIGD_FAULT names rank 2, but the job has 2 rank"):
+            hook(Fault("raise", 2, 3), rank, 2, lambda: (3, 3))
 
 
 def test_finite_and_clip_norm():

@@ -181,6 +181,22 @@ def test_bad_tune_file_is_a_value_error(tmp_path, text):
         load(path)
 
 
+@pytest.mark.parametrize("field, value", [("ranks", 0), ("ranks", True), ("ranks", 2.9), ("max_bytes", float("inf"))])
+def test_a_rank_count_or_bound_that_is_no_whole_number_is_refused_naming_the_file(tmp_path, field, value):
+    # ranks: int() took 2.9 for 2, and 0 or true were reported as "made on 1 rank"; an Infinity
+    # bound raised int()'s OverflowError, which named no file.
+    path = tmp_path / "bad.json"
+    save(Tuning(2, MODEL, Crossover((100, 10_000), ("tree", "native", "ring"))), path)
+    data = json.loads(path.read_text())
+    if field == "ranks":
+        data["ranks"] = value
+    else:
+        data["crossover"][0]["max_bytes"] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"^{path}: not a tune file"):
+        load(path)
+
+
 def test_a_value_of_the_wrong_kind_names_the_tune_file(tmp_path):
     # int("two") raised its own ValueError, which said nothing of the file it came from.
     path = tmp_path / "bad.json"

@@ -67,17 +67,23 @@ class Tuning:
         m = data["model"]
         table = data.get("crossover")
         segment = data.get("ring_segment_bytes")  # absent from files of earlier versions
-        if segment is not None and (isinstance(segment, bool) or not isinstance(segment, int) or segment < 1):
+        if segment is not None and not _positive_integer(segment):
             raise ValueError(f"ring_segment_bytes must be a positive integer, got {segment!r}")
+        if not _positive_integer(data["ranks"]):  # int() read 2.9 as 2, and 0 or true as one rank
+            raise ValueError(f"ranks must be a positive integer, got {data['ranks']!r}")
         costs = {name: float(m[name]) for name in ("alpha_s", "beta_s_per_byte", "gamma_s_per_byte")}
         for name, value in costs.items():  # auto builds its table from them on another rank count
             if not (0 <= value < math.inf):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-        return cls(int(data["ranks"]), CostModel(*costs.values()),
+        return cls(data["ranks"], CostModel(*costs.values()),
                    None if table is None else Crossover.from_list(table),
                    data.get("mpi_library", ""), data.get("hostname", ""), data.get("dtype", "float64"),
                    data.get("measurements", {}), segment,
                    data["metadata"] if isinstance(data.get("metadata"), dict) else {})
+
+
+def _positive_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def default_path(ranks: int) -> Path:
@@ -108,7 +114,8 @@ def load(path: str | os.PathLike) -> Tuning:
                 raise TypeError("its JSON is not an object")
             return Tuning.from_dict(data)
         # ValueError too: int("two") for a count did not name the file it came from.
-        except (AttributeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as error:
+        # OverflowError: a crossover bound of Infinity (int(inf)).
+        except (AttributeError, KeyError, OverflowError, TypeError, ValueError, UnicodeDecodeError) as error:
             message = str(error)
             raise ValueError(message if message.startswith(f"{path}:") else f"{path}: not a tune file ({message})") from None
 

@@ -73,11 +73,11 @@ class _KeyedCacheFile(caching.IndexDataCacheFile):
     signatures at once (``mpigd compile`` deals its trainings across ranks) can both read it before
     either writes: one entry is lost, and a later run compiles again (5 processes at once lost one
     in 2 of 12 tries, ``tests/test_kernels.py``), or both take data file 1 and one signature's
-    entry names the other's machine code. Named by
-    their keys, two writers share a file only when they write the same entry, each through a
-    temporary name and a rename, and a load needs nothing else. Saving an entry removes this
-    kernel's entries of other sources or Numba versions (and Numba's own index and numbered
-    files), which would otherwise pile up, one set a change of the sources."""
+    entry names the other's machine code. Named by their keys, two writers share a file only when
+    they write the same entry, each through a temporary name and a rename, and a load needs
+    nothing else. Saving an entry removes this kernel's entries of other sources or Numba
+    versions (and Numba's own index and numbered files), which would otherwise pile up, one set a
+    change of the sources."""
 
     def __init__(self, cache_path: str, filename_base: str, source_stamp) -> None:
         super().__init__(cache_path, filename_base, source_stamp)

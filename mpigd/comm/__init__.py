@@ -117,9 +117,9 @@ def as_communicator(comm: MPI.Comm | Communicator | None = None, strategy: str |
     """The :class:`Communicator` a public function works on, from what its caller passed. Collective.
 
     ``None``: every rank of the job (:func:`world`); an ``mpi4py`` communicator: its ranks (through
-    :func:`private_duplicate`); a :class:`Communicator`: itself. ``strategy`` and ``tune_file``, when given, say how to sum over
-    those ranks (a Communicator with another strategy is rebuilt on its ranks, as
-    :func:`mpigd.train` does); otherwise ``native``, or the Communicator's own.
+    :func:`private_duplicate`); a :class:`Communicator`: itself. ``strategy`` and ``tune_file``,
+    when given, say how to sum over those ranks (a Communicator with another strategy is rebuilt
+    on its ranks, as :func:`mpigd.train` does); otherwise ``native``, or the Communicator's own.
     """
     if comm is None:
         return world(strategy or "native", tune_file)

@@ -26,10 +26,22 @@ def _stub_srun(tmp_path) -> dict[str, str]:
     return dict(env, PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", MPIGD_VENV=sys.prefix, SLURM_NTASKS="1")
 
 
-@pytest.mark.parametrize("script, args", [
-    ("train.sbatch", ["--rows", "200", "--features", "3", "--epochs", "1", "--quiet"]),
-    ("scaling.sbatch", ["--rows", "200", "--features", "3", "--steps", "1"]),
-])
+SCRIPTS = [("train.sbatch", ["--rows", "200", "--features", "3", "--epochs", "1", "--quiet"]),
+           ("scaling.sbatch", ["--rows", "200", "--features", "3", "--steps", "1"])]
+
+
+@pytest.mark.parametrize("script, args", SCRIPTS)
+def test_a_site_python_serves_where_there_is_no_virtual_environment(tmp_path, script, args):
+    # scaling.sbatch sourced $MPIGD_VENV/bin/activate unconditionally (under set -e: the job ended
+    # there); train.sbatch already took MPIGD_PYTHON.
+    env = dict(_stub_srun(tmp_path), MPIGD_VENV=str(tmp_path / "no-venv"), MPIGD_PYTHON=sys.executable,
+               MPIGD_RESULTS=str(tmp_path / "results"), PATH=f"{tmp_path / 'bin'}{os.pathsep}/usr/bin:/bin")
+    done = subprocess.run(["bash", str(ROOT / "slurm" / script), *args], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("script, args", SCRIPTS)
 def test_srun_gets_the_jobs_cpus_per_task(tmp_path, script, args):
     # Since Slurm 22.05 srun no longer inherits --cpus-per-task from the job: with --cpus-per-task=4
     # the ranks ran 4 threads each (NUMBA_NUM_THREADS, OMP_NUM_THREADS) on the one CPU srun gave them.
@@ -52,11 +64,18 @@ def test_the_scaling_sweep_fills_whole_nodes(tmp_path, per_node_variable):
     env = {name: value for name, value in os.environ.items() if not name.startswith(("SLURM_", "MPIGD_"))}
     env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", MPIGD_VENV=sys.prefix, SLURM_NTASKS="8",
                SLURM_JOB_NUM_NODES="2", MPIGD_RESULTS=str(tmp_path / "results"), **per_node_variable)
-    subprocess.run(["bash", str(ROOT / "slurm" / "scaling.sbatch")], env=env, cwd=tmp_path, capture_output=True,
-                   timeout=120)  # the report then fails: the stub wrote no records
+    (tmp_path / "results").mkdir()
+    stale = ["records.jsonl", "report.csv", "report.json", "scaling-strong.png"]  # an earlier sweep's
+    for name in stale:
+        (tmp_path / "results" / name).write_text("earlier")
+    done = subprocess.run(["bash", str(ROOT / "slurm" / "scaling.sbatch")], env=env, cwd=tmp_path,
+                          capture_output=True, timeout=120)
+    assert done.returncode != 0  # the report fails: the stub wrote no records
     launches = [launch.split() for launch in (tmp_path / "srun.log").read_text().splitlines()]
     shapes = [(launch[launch.index("-n") + 1], launch[launch.index("-N") + 1]) for launch in launches]
     assert shapes == [("1", "1"), ("2", "1"), ("4", "1"), ("8", "2")]
+    # No report of the earlier sweep is left to pass for this one's.
+    assert not [name for name in stale if (tmp_path / "results" / name).exists()]
 
 
 @pytest.mark.parametrize("command, status, words", [

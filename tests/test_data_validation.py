@@ -97,15 +97,14 @@ CASES = {
 def test_bad_input_fails_cleanly(tmp_path, case, ranks):
     files, args, message = CASES[case]
     for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
         if text in ("nan-npz", "big-npz"):
             X = np.ones((20, 3))
             X[7, 1] = np.nan if text == "nan-npz" else -1e300
             np.savez(tmp_path / name, X=X, y=np.zeros(20))
         elif text == "1-d":
-            (tmp_path / name).parent.mkdir(exist_ok=True)
             np.save(tmp_path / name, np.arange(20.0))
         else:
-            (tmp_path / name).parent.mkdir(exist_ok=True)
             (tmp_path / name).write_text(text)
     out = tmp_path / "out"
     argv = ["-m", "mpigd", "train", "--epochs", "2", "--out", str(out)] + [a.format(dir=tmp_path) for a in args]
